@@ -1,0 +1,64 @@
+"""Stage (concurrency) models: how long a group of operators takes on parallel streams of one GPU.
+
+A stage model is any callable ``model(costs, utils) -> ms`` over the operators of one stage.
+A single operator must cost exactly its own time.
+
+* :class:`HIOSStageModel` — the rule of the HIOS simulation:
+  ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = 0.5 by default).
+* :class:`MeasuredStageModel` — a calibrated model: measured group times where the
+  profiler recorded the group, else the HIOS rule with a fitted alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+class StageModel(Protocol):
+    def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float: ...
+
+
+@dataclass(frozen=True)
+class HIOSStageModel:
+    alpha: float = 0.5
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        total = sum(costs)
+        packed = sum(w * u for w, u in zip(costs, utils))
+        return self.alpha * total + (1.0 - self.alpha) * max(packed, max(costs))
+
+    def to_dict(self) -> dict:
+        return {"type": "hios", "alpha": self.alpha}
+
+
+@dataclass(frozen=True)
+class MeasuredStageModel:
+    """Measured times of specific groups (keyed by the sorted tuple of rounded member costs),
+    falling back to the HIOS rule with the given alpha."""
+
+    alpha: float = 0.5
+    groups: dict[tuple[float, ...], float] = field(default_factory=dict)
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        hit = self.groups.get(tuple(sorted(round(c, 6) for c in costs)))
+        if hit is not None:
+            return hit
+        return HIOSStageModel(self.alpha)(costs, utils)
+
+    def to_dict(self) -> dict:
+        return {"type": "measured", "alpha": self.alpha,
+                "groups": [{"costs": list(k), "time": v} for k, v in self.groups.items()]}
+
+
+def stage_model_from_dict(d: dict | None) -> StageModel:
+    if not d or d.get("type") == "hios":
+        return HIOSStageModel(float((d or {}).get("alpha", 0.5)))
+    if d.get("type") == "measured":
+        groups = {tuple(float(c) for c in g["costs"]): float(g["time"]) for g in d.get("groups", [])}
+        return MeasuredStageModel(float(d.get("alpha", 0.5)), groups)
+    raise ValueError(f"unknown stage model type {d.get('type')!r}")

@@ -1,0 +1,192 @@
+"""Operator graph: the DAG every other part of hios works on.
+
+An :class:`Operator` is one schedulable unit (a convolution, a fused conv→relu
+chain, a pool, …) with a cost in milliseconds, the size of its output in bytes
+and a *utilization*: the share of one GPU it can use when it runs alone.
+An :class:`Edge` carries the bytes that would cross GPUs and/or an explicit
+transfer time.
+
+A :class:`Graph` is immutable once built and validated.  Besides the name-based
+view it keeps an integer-indexed view (``preds``/``succs``/``topo``) that the
+simulator and the schedulers use inside their search loops, so nothing ever
+has to copy a graph to try a candidate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from .errors import HiosError
+
+
+class GraphError(HiosError, ValueError):
+    """A graph, file or schedule is invalid.  The message is one line and names the culprit."""
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    cost: float = 0.0
+    kind: str = "generic"
+    output_bytes: int = 0
+    utilization: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def with_cost(self, cost: float, utilization: float | None = None) -> "Operator":
+        return Operator(self.name, cost, self.kind, self.output_bytes,
+                        self.utilization if utilization is None else utilization, self.meta)
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str
+    dst: str
+    bytes: int = 0
+    time: float | None = None  # explicit transfer time in ms; overrides bytes/bandwidth
+
+
+def _bad_number(x: float) -> bool:
+    return not isinstance(x, (int, float)) or isinstance(x, bool) or math.isnan(x) or math.isinf(x)
+
+
+class Graph:
+    """A validated DAG of operators.
+
+    ``ops[i]`` is operator *i*; ``preds[i]``/``succs[i]`` list neighbour indices;
+    ``in_edges[i]`` lists ``(pred_index, edge)``; ``topo`` is a topological order
+    of indices (stable: ties keep insertion order).
+    """
+
+    def __init__(self, operators: Iterable[Operator], edges: Iterable[Edge], name: str = "graph",
+                 meta: dict[str, Any] | None = None):
+        self.name = name
+        self.meta = dict(meta or {})
+        self.ops: tuple[Operator, ...] = tuple(operators)
+        self.edges: tuple[Edge, ...] = tuple(edges)
+        if not self.ops:
+            raise GraphError(f"graph {name!r} is empty: it has no operators")
+        self.index: dict[str, int] = {}
+        for i, op in enumerate(self.ops):
+            if not isinstance(op.name, str) or not op.name:
+                raise GraphError(f"operator #{i} has no name")
+            if op.name in self.index:
+                raise GraphError(f"duplicate operator name {op.name!r}")
+            if _bad_number(op.cost) or op.cost < 0:
+                raise GraphError(f"operator {op.name!r} has an invalid cost {op.cost!r} (must be a number >= 0)")
+            if _bad_number(op.utilization) or not 0 < op.utilization <= 1:
+                raise GraphError(f"operator {op.name!r} has utilization {op.utilization!r} outside (0, 1]")
+            if _bad_number(op.output_bytes) or op.output_bytes < 0:
+                raise GraphError(f"operator {op.name!r} has invalid output_bytes {op.output_bytes!r}")
+            self.index[op.name] = i
+        n = len(self.ops)
+        self.preds: list[list[int]] = [[] for _ in range(n)]
+        self.succs: list[list[int]] = [[] for _ in range(n)]
+        self.in_edges: list[list[tuple[int, Edge]]] = [[] for _ in range(n)]
+        self.out_edges: list[list[tuple[int, Edge]]] = [[] for _ in range(n)]
+        seen: set[tuple[int, int]] = set()
+        for e in self.edges:
+            u = self.index.get(e.src)
+            v = self.index.get(e.dst)
+            if u is None or v is None:
+                missing = e.src if u is None else e.dst
+                raise GraphError(f"edge {e.src!r} -> {e.dst!r} names unknown operator {missing!r}")
+            if u == v:
+                raise GraphError(f"edge {e.src!r} -> {e.dst!r} is a self-loop")
+            if (u, v) in seen:
+                raise GraphError(f"duplicate edge {e.src!r} -> {e.dst!r}")
+            if _bad_number(e.bytes) or e.bytes < 0:
+                raise GraphError(f"edge {e.src!r} -> {e.dst!r} has invalid bytes {e.bytes!r}")
+            if e.time is not None and (_bad_number(e.time) or e.time < 0):
+                raise GraphError(f"edge {e.src!r} -> {e.dst!r} has invalid time {e.time!r}")
+            seen.add((u, v))
+            self.preds[v].append(u)
+            self.succs[u].append(v)
+            self.in_edges[v].append((u, e))
+            self.out_edges[u].append((v, e))
+        self.topo: list[int] = self._toposort()
+        self.position: list[int] = [0] * n  # position of each operator in ``topo``
+        for k, i in enumerate(self.topo):
+            self.position[i] = k
+
+    # -- structure -------------------------------------------------------
+    def _toposort(self) -> list[int]:
+        n = len(self.ops)
+        indeg = [len(p) for p in self.preds]
+        order = [i for i in range(n) if indeg[i] == 0]
+        head = 0
+        while head < len(order):
+            u = order[head]
+            head += 1
+            for v in self.succs[u]:
+                indeg[v] -= 1
+                if indeg[v] == 0:
+                    order.append(v)
+        if len(order) < n:
+            stuck = next(i for i in range(n) if indeg[i] > 0)
+            cycle = self._find_cycle(stuck, indeg)
+            raise GraphError("graph has a cycle: " + " -> ".join(self.ops[i].name for i in cycle))
+        return order
+
+    def _find_cycle(self, start: int, indeg: list[int]) -> list[int]:
+        # Walk backwards through operators that still have unresolved inputs; we must revisit one.
+        path: list[int] = []
+        where: dict[int, int] = {}
+        u = start
+        while u not in where:
+            where[u] = len(path)
+            path.append(u)
+            u = next(p for p in self.preds[u] if indeg[p] > 0)
+        cyc = path[where[u]:]
+        cyc.reverse()
+        return cyc + [cyc[0]]
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __iter__(self):
+        return iter(self.ops)
+
+    def __getitem__(self, name: str) -> Operator:
+        return self.ops[self.index[name]]
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self.ops)} operators, {len(self.edges)} edges)"
+
+    @property
+    def names(self) -> list[str]:
+        return [op.name for op in self.ops]
+
+    @property
+    def costs(self) -> list[float]:
+        return [op.cost for op in self.ops]
+
+    def sources(self) -> list[int]:
+        return [i for i in range(len(self.ops)) if not self.preds[i]]
+
+    def sinks(self) -> list[int]:
+        return [i for i in range(len(self.ops)) if not self.succs[i]]
+
+    def total_work(self) -> float:
+        return sum(op.cost for op in self.ops)
+
+    def ancestors_mask(self) -> list[int]:
+        """Bit mask of all ancestors of every operator (bit *j* set if *j* reaches *i*)."""
+        anc = [0] * len(self.ops)
+        for v in self.topo:
+            m = 0
+            for u in self.preds[v]:
+                m |= anc[u] | (1 << u)
+            anc[v] = m
+        return anc
+
+    def with_costs(self, costs: Sequence[float] | dict[str, float],
+                   utilization: Sequence[float] | dict[str, float] | None = None) -> "Graph":
+        """A new graph with the same structure and other operator costs."""
+        def pick(src, i, op):
+            return src[op.name] if isinstance(src, dict) else src[i]
+        ops = [op.with_cost(pick(costs, i, op),
+                            None if utilization is None else pick(utilization, i, op))
+               for i, op in enumerate(self.ops)]
+        return Graph(ops, self.edges, self.name, self.meta)

@@ -1,0 +1,86 @@
+"""Run several schedulers on one graph and machine and report them side by side.
+
+Shared by ``hios simulate`` and ``hios optimize``; the JSON form is
+``{"graph", "gpus", "lower_bound", "critical_path", "work_per_gpu", "sequential", "results": [...]}``
+with one record per algorithm.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from .bounds import lower_bounds
+from .costmodel import StageModel
+from .graph import Graph
+from .machine import Machine
+from .schedule import Schedule
+from .schedulers import ALGORITHMS, schedule
+from .simulator import SimResult, Simulator
+
+
+@dataclass
+class Comparison:
+    graph: Graph
+    machine: Machine
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    results: dict[str, SimResult] = field(default_factory=dict)
+
+    @property
+    def best(self) -> str:
+        return min(self.results, key=lambda a: self.results[a].latency)
+
+    def to_dict(self) -> dict:
+        lb = lower_bounds(self.graph, self.machine.gpus)
+        recs = []
+        for name, s in self.schedules.items():
+            r = self.results[name]
+            recs.append({"algorithm": name, "latency": r.latency,
+                         "ratio_to_lower_bound": r.latency / lb.value if lb.value > 0 else None,
+                         "optimize_seconds": s.meta.get("optimize_seconds"),
+                         "assignment": s.assignment(),
+                         "stages": [[list(st) for st in sts] for sts in s.stages]})
+        return {"graph": self.graph.name, "gpus": self.machine.gpus, "lower_bound": lb.value,
+                "critical_path": lb.critical_path, "work_per_gpu": lb.work_per_gpu,
+                "sequential": self.graph.total_work(), "results": recs}
+
+
+def options_for(algorithm: str, options: dict) -> dict:
+    """The subset of ``options`` that ``algorithm`` accepts (None values dropped)."""
+    params = inspect.signature(ALGORITHMS[algorithm]).parameters
+    return {k: v for k, v in options.items() if k in params and v is not None}
+
+
+def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict | None = None,
+            stage_model: StageModel | None = None, serialize_links: bool = False,
+            given: Schedule | None = None, progress=None) -> Comparison:
+    sim = Simulator(graph, machine, stage_model, serialize_links)
+    cmp = Comparison(graph, machine)
+    if given is not None:
+        cmp.schedules[given.algorithm] = given
+        cmp.results[given.algorithm] = sim.simulate(given)
+    for name in algorithms:
+        if progress:
+            progress(name)
+        s = schedule(graph, machine, name, stage_model=stage_model, **options_for(name, options or {}))
+        cmp.schedules[name] = s
+        cmp.results[name] = sim.simulate(s)
+    return cmp
+
+
+def format_table(cmp: Comparison) -> str:
+    d = cmp.to_dict()
+    head = (f"{d['graph']}: {len(cmp.graph)} operators, {len(cmp.graph.edges)} edges, {d['gpus']} GPU(s)\n"
+            f"lower bound {d['lower_bound']:.4f} ms (critical path {d['critical_path']:.4f}, "
+            f"work/GPU {d['work_per_gpu']:.4f}); sequential {d['sequential']:.4f} ms\n")
+    rows = [("algorithm", "latency ms", "x lower bound", "speedup vs seq", "optimize s")]
+    for r in d["results"]:
+        rows.append((r["algorithm"], f"{r['latency']:.4f}",
+                     f"{r['ratio_to_lower_bound']:.3f}" if r["ratio_to_lower_bound"] else "-",
+                     f"{d['sequential'] / r['latency']:.3f}" if r["latency"] > 0 else "-",
+                     f"{r['optimize_seconds']:.4f}" if r["optimize_seconds"] is not None else "-"))
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return head + "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Schedules: for each GPU an ordered list of stages; a stage is a set of operators run on
+parallel streams of that GPU.
+
+Schedules are stored by operator name (so they survive a round trip through JSON and can be
+checked against any graph); :meth:`Schedule.indexed` gives the integer form the simulator uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .graph import Graph, GraphError
+
+SCHEDULE_FORMAT = "hios-schedule"
+SCHEDULE_VERSION = 1
+
+
+@dataclass
+class Schedule:
+    stages: list[list[tuple[str, ...]]]  # stages[gpu][k] = operator names of stage k on that GPU
+    algorithm: str = "custom"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> int:
+        return len(self.stages)
+
+    def assignment(self) -> dict[str, int]:
+        return {name: g for g, sts in enumerate(self.stages) for st in sts for name in st}
+
+    def operators(self) -> list[str]:
+        return [name for sts in self.stages for st in sts for name in st]
+
+    def indexed(self, graph: Graph) -> list[list[list[int]]]:
+        out = []
+        for g, sts in enumerate(self.stages):
+            gl = []
+            for st in sts:
+                try:
+                    gl.append([graph.index[n] for n in st])
+                except KeyError as e:
+                    raise GraphError(f"schedule names unknown operator {e.args[0]!r} (GPU {g})") from None
+            out.append(gl)
+        return out
+
+    @classmethod
+    def from_indices(cls, graph: Graph, stages: Sequence[Sequence[Sequence[int]]], algorithm: str = "custom",
+                     meta: dict | None = None) -> "Schedule":
+        return cls([[tuple(graph.ops[i].name for i in st) for st in sts if len(st)] for sts in stages],
+                   algorithm, dict(meta or {}))
+
+    @classmethod
+    def from_assignment(cls, graph: Graph, assignment: dict[str, int], gpus: int | None = None,
+                        algorithm: str = "custom") -> "Schedule":
+        """One operator per stage, operators of each GPU in the graph's topological order."""
+        for name, g in assignment.items():
+            if name not in graph.index:
+                raise GraphError(f"assignment names unknown operator {name!r}")
+            if not isinstance(g, int) or isinstance(g, bool) or g < 0 or (gpus is not None and g >= gpus):
+                raise GraphError(f"operator {name!r} is assigned to GPU {g!r}, outside 0..{(gpus or 1) - 1}")
+        n = gpus if gpus is not None else (max(assignment.values(), default=0) + 1)
+        stages: list[list[tuple[str, ...]]] = [[] for _ in range(n)]
+        for i in graph.topo:
+            name = graph.ops[i].name
+            if name in assignment:
+                stages[assignment[name]].append((name,))
+        return cls(stages, algorithm)
+
+    # -- JSON -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": SCHEDULE_FORMAT, "version": SCHEDULE_VERSION, "algorithm": self.algorithm,
+                "meta": self.meta, "gpus": [[list(st) for st in sts] for sts in self.stages]}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "schedule") -> "Schedule":
+        if not isinstance(d, dict) or "gpus" not in d:
+            raise GraphError(f"{where}: not a schedule (no 'gpus' key)")
+        if d.get("version", SCHEDULE_VERSION) > SCHEDULE_VERSION:
+            raise GraphError(f"{where}: schedule version {d['version']} is newer than this hios understands")
+        stages = []
+        for g, sts in enumerate(d["gpus"]):
+            if not isinstance(sts, list) or not all(isinstance(st, list) and all(isinstance(x, str) for x in st)
+                                                    for st in sts):
+                raise GraphError(f"{where}: GPU {g} must be a list of stages, each a list of operator names")
+            stages.append([tuple(st) for st in sts])
+        return cls(stages, str(d.get("algorithm", "custom")), dict(d.get("meta", {})))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def load_schedule(path: str | Path, graph: Graph, gpus: int | None = None) -> Schedule:
+    """Read a saved schedule, or a plain ``{"operator": gpu}`` JSON object (one op per stage,
+    topological order)."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+    except OSError as e:
+        raise GraphError(f"{p}: cannot read schedule: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise GraphError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if isinstance(d, dict) and d.get("format") == "hios-plan":
+        d = d["schedule"]
+    if isinstance(d, dict) and "gpus" in d and isinstance(d["gpus"], list):
+        s = Schedule.from_dict(d, str(p))
+        if gpus is not None and s.gpus > gpus:
+            used = [g for g in range(gpus, s.gpus) if s.stages[g]]
+            if used:
+                raise GraphError(f"{p}: schedule uses GPU {used[0]} but the machine has {gpus} GPU(s)")
+            s.stages = s.stages[:gpus]
+        if gpus is not None and s.gpus < gpus:
+            s.stages += [[] for _ in range(gpus - s.gpus)]
+        return s
+    if isinstance(d, dict) and all(isinstance(k, str) for k in d):
+        return Schedule.from_assignment(graph, d, gpus, algorithm="assignment")
+    raise GraphError(f"{p}: expected a schedule or a JSON object mapping operator name to GPU index")

@@ -1,0 +1,62 @@
+"""Schedulers, all reached through :func:`schedule`.
+
+Each algorithm lives in its own module named after it and is a function
+``algo(graph, machine, *, stage_model=None, **options) -> Schedule``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Callable
+
+from ..costmodel import StageModel
+from ..errors import HiosError
+from ..graph import Graph
+from ..machine import Machine
+from ..schedule import Schedule
+from .sequential import sequential
+
+ALGORITHMS: dict[str, Callable[..., Schedule]] = {
+    "sequential": sequential,
+}
+
+
+def register(name: str, fn: Callable[..., Schedule]) -> None:
+    ALGORITHMS[name] = fn
+
+
+def algorithm_names() -> list[str]:
+    return list(ALGORITHMS)
+
+
+def parse_algorithms(spec: str) -> list[str]:
+    """``"hios-lp,heft"`` or ``"all"`` -> list of names; unknown names are an error."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if names == ["all"]:
+        return [n for n in ALGORITHMS if n != "optimal"]
+    for n in names:
+        if n not in ALGORITHMS:
+            raise HiosError(f"unknown algorithm {n!r}; choose from {', '.join(ALGORITHMS)} or 'all'")
+    if not names:
+        raise HiosError("no algorithm given")
+    return names
+
+
+def schedule(graph: Graph, machine: Machine, algorithm: str = "hios-lp", stage_model: StageModel | None = None,
+             **options) -> Schedule:
+    """Run one scheduling algorithm; records its wall time in ``schedule.meta['optimize_seconds']``."""
+    try:
+        fn = ALGORITHMS[algorithm]
+    except KeyError:
+        raise HiosError(f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}") from None
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for k in options:
+            if k not in params:
+                raise HiosError(f"algorithm {algorithm!r} has no option {k!r}")
+    t0 = time.perf_counter()
+    sched = fn(graph, machine, stage_model=stage_model, **options)
+    sched.meta["optimize_seconds"] = time.perf_counter() - t0
+    sched.algorithm = sched.algorithm or algorithm
+    return sched

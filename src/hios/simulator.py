@@ -1,0 +1,239 @@
+"""Discrete-event simulator of a multi-GPU, multi-stream schedule.
+
+Rules:
+  1. Each GPU runs its stages one after another.
+  2. A stage starts when its GPU has finished the previous stage and every input of every
+     operator in it has arrived.  Its duration is the stage model applied to its operators
+     (a one-operator stage takes exactly the operator's cost); all its operators start at the
+     stage start and are complete at the stage end.
+  3. An input produced on the same GPU arrives when its producer ends.  A cross-GPU input
+     arrives a transfer time after the producer ends.  One tensor sent to one GPU is sent
+     once, whatever the number of consumers there (edges with explicit times are sent per edge).
+  4. With ``serialize_links`` a directed link carries one transfer at a time: each transfer
+     takes the earliest gap on its link at or after its producer's end.
+
+Stages are processed in dependency order (Kahn's algorithm over stages, earliest ready first);
+a schedule whose stage order contradicts the dependencies leaves stages that never become ready,
+and is rejected naming the operators involved.
+
+:class:`Simulator` precomputes everything that depends only on the graph and machine, so a
+scheduler can evaluate thousands of candidate schedules (complete or partial) without copying.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .costmodel import HIOSStageModel, StageModel
+from .graph import Graph, GraphError
+from .machine import Machine
+from .schedule import Schedule
+
+
+class ScheduleError(GraphError):
+    """A schedule is not valid for its graph or machine."""
+
+
+@dataclass
+class Transfer:
+    src: str
+    dst: str  # consumer operator (first one, when several share the transfer)
+    src_gpu: int
+    dst_gpu: int
+    start: float
+    end: float
+    bytes: int
+
+
+@dataclass
+class SimResult:
+    latency: float
+    start: list[float]  # by operator index; nan for operators not in a partial schedule
+    end: list[float]
+    gpu_busy: list[float]
+    transfers: list[Transfer] = field(default_factory=list)
+    stage_times: list[list[tuple[float, float]]] = field(default_factory=list)  # [gpu][k] = (start, end)
+
+    def named(self, graph: Graph) -> dict[str, tuple[float, float]]:
+        return {graph.ops[i].name: (s, self.end[i]) for i, s in enumerate(self.start) if s == s}
+
+
+class Simulator:
+    def __init__(self, graph: Graph, machine: Machine, stage_model: StageModel | None = None,
+                 serialize_links: bool = False):
+        self.graph = graph
+        self.machine = machine
+        self.stage_model = stage_model or HIOSStageModel()
+        self.serialize_links = serialize_links
+        self.cost = [op.cost for op in graph.ops]
+        self.util = [op.utilization for op in graph.ops]
+        self.in_edges = [[(u, e) for u, e in graph.in_edges[v]] for v in range(len(graph.ops))]
+        self._uniform = machine.uniform()
+        # Transfer time per edge when the machine is uniform (the common case): no per-pair lookup.
+        self._edge_ms = [[machine.transfer_ms(e, 0, 1) if machine.gpus > 1 else 0.0 for _, e in ie]
+                         for ie in self.in_edges]
+
+    def transfer_ms(self, v: int, k: int, src_gpu: int, dst_gpu: int) -> float:
+        if src_gpu == dst_gpu:
+            return 0.0
+        if self._uniform:
+            return self._edge_ms[v][k]
+        return self.machine.transfer_ms(self.in_edges[v][k][1], src_gpu, dst_gpu)
+
+    def simulate(self, schedule: Schedule) -> SimResult:
+        if schedule.gpus > self.machine.gpus:
+            used = [g for g in range(self.machine.gpus, schedule.gpus) if any(schedule.stages[g])]
+            if used:
+                raise ScheduleError(f"schedule uses GPU {used[0]} but the machine has {self.machine.gpus} GPU(s)")
+        return self.run(schedule.indexed(self.graph), complete=True)
+
+    def run(self, stages: Sequence[Sequence[Sequence[int]]], complete: bool = True) -> SimResult:
+        """Simulate stages given by operator index. With ``complete=False`` the schedule may cover
+        a subset of the operators; inputs from unscheduled operators are ignored."""
+        g = self.graph
+        n = len(g.ops)
+        nan = float("nan")
+        gpu_of = [-1] * n
+        stage_of = [-1] * n
+        # Flatten stages into global stage ids.
+        st_ops: list[Sequence[int]] = []
+        st_gpu: list[int] = []
+        st_pos: list[int] = []
+        for gi, sts in enumerate(stages):
+            if gi >= self.machine.gpus and any(len(s) for s in sts):
+                raise ScheduleError(f"schedule uses GPU {gi} but the machine has {self.machine.gpus} GPU(s)")
+            for k, st in enumerate(sts):
+                sid = len(st_ops)
+                for i in st:
+                    if gpu_of[i] != -1:
+                        raise ScheduleError(f"operator {g.ops[i].name!r} is scheduled more than once")
+                    gpu_of[i] = gi
+                    stage_of[i] = sid
+                st_ops.append(st)
+                st_gpu.append(gi)
+                st_pos.append(k)
+        if complete:
+            missing = [g.ops[i].name for i in range(n) if gpu_of[i] == -1]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise ScheduleError(f"schedule misses operator {missing[0]!r}{more}")
+        ns = len(st_ops)
+        # Stage dependency graph: previous stage on the same GPU + stages of the producers.
+        indeg = [0] * ns
+        out: list[list[int]] = [[] for _ in range(ns)]
+        for sid in range(ns):
+            deps = set()
+            if st_pos[sid] > 0:
+                deps.add(sid - 1)
+            for v in st_ops[sid]:
+                for u in g.preds[v]:
+                    su = stage_of[u]
+                    if su == -1:
+                        continue
+                    if su == sid:
+                        raise ScheduleError(f"operators {g.ops[u].name!r} and {g.ops[v].name!r} share a stage "
+                                            "but one depends on the other")
+                    deps.add(su)
+            indeg[sid] = len(deps)
+            for d in deps:
+                out[d].append(sid)
+        start = [nan] * n
+        end = [nan] * n
+        gpu_free = [0.0] * max(self.machine.gpus, len(stages))
+        busy = [0.0] * len(gpu_free)
+        stage_times: list[list[tuple[float, float]]] = [[(nan, nan)] * len(sts) for sts in stages]
+        transfers: list[Transfer] = []
+        sent: dict[tuple[int, int], float] = {}  # (producer, dst gpu) or (producer, -consumer-1) -> arrival
+        link_busy: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        ready_at = [0.0] * ns  # lower bound on the start: max end of dependency stages
+        heap = [(0.0, sid) for sid in range(ns) if indeg[sid] == 0]
+        heapq.heapify(heap)
+        done = 0
+        model = self.stage_model
+        cost = self.cost
+        util = self.util
+        while heap:
+            _, sid = heapq.heappop(heap)
+            done += 1
+            gi = st_gpu[sid]
+            t = gpu_free[gi]
+            ops = st_ops[sid]
+            for v in ops:
+                for k, (u, e) in enumerate(self.in_edges[v]):
+                    gu = gpu_of[u]
+                    if gu == -1:
+                        continue
+                    if gu == gi:
+                        arr = end[u]
+                    else:
+                        key = (u, gi) if e.time is None else (u, -v - 1)
+                        arr = sent.get(key)
+                        if arr is None:
+                            dur = self.transfer_ms(v, k, gu, gi)
+                            t0 = end[u]
+                            if self.serialize_links and dur > 0:
+                                t0 = _reserve(link_busy.setdefault((gu, gi), []), t0, dur)
+                            arr = t0 + dur
+                            sent[key] = arr
+                            transfers.append(Transfer(g.ops[u].name, g.ops[v].name, gu, gi, t0, arr, e.bytes))
+                    if arr > t:
+                        t = arr
+            if len(ops) == 1:
+                dur = cost[ops[0]]
+            else:
+                dur = model([cost[i] for i in ops], [util[i] for i in ops])
+            fin = t + dur
+            for v in ops:
+                start[v] = t
+                end[v] = fin
+            gpu_free[gi] = fin
+            busy[gi] += dur
+            stage_times[gi][st_pos[sid]] = (t, fin)
+            for s2 in out[sid]:
+                if fin > ready_at[s2]:
+                    ready_at[s2] = fin
+                indeg[s2] -= 1
+                if indeg[s2] == 0:
+                    heapq.heappush(heap, (max(ready_at[s2], gpu_free[st_gpu[s2]]), s2))
+        if done < ns:
+            raise ScheduleError(self._deadlock_message(st_ops, st_gpu, st_pos, indeg, stage_of))
+        latency = max(gpu_free) if gpu_free else 0.0
+        return SimResult(latency, start, end, busy[: len(stages)], transfers, stage_times)
+
+    def _deadlock_message(self, st_ops, st_gpu, st_pos, indeg, stage_of) -> str:
+        g = self.graph
+        # The first blocked stage of each GPU, and a producer it waits for that is itself blocked.
+        parts = []
+        seen_gpu = set()
+        for sid in range(len(st_ops)):
+            if indeg[sid] > 0 and st_gpu[sid] not in seen_gpu:
+                seen_gpu.add(st_gpu[sid])
+                waits = [u for v in st_ops[sid] for u in g.preds[v] if stage_of[u] != -1 and indeg[stage_of[u]] > 0]
+                who = ", ".join(repr(g.ops[v].name) for v in st_ops[sid])
+                if waits:
+                    parts.append(f"{who} on GPU {st_gpu[sid]} waits for {g.ops[waits[0]].name!r} "
+                                 f"(GPU {st_gpu[stage_of[waits[0]]]})")
+                else:
+                    parts.append(f"{who} on GPU {st_gpu[sid]} waits behind a blocked stage")
+        return "schedule deadlocks: stage order contradicts the dependencies: " + "; ".join(parts)
+
+
+def _reserve(intervals: list[tuple[float, float]], t0: float, dur: float) -> float:
+    """Earliest start >= t0 of a gap of length ``dur`` in sorted disjoint ``intervals``; books it."""
+    k = bisect.bisect_right(intervals, (t0, float("inf")))
+    if k > 0 and intervals[k - 1][1] > t0:
+        t0 = intervals[k - 1][1]
+    while k < len(intervals) and intervals[k][0] < t0 + dur:
+        t0 = max(t0, intervals[k][1])
+        k += 1
+    intervals.insert(k, (t0, t0 + dur))
+    return t0
+
+
+def simulate(graph: Graph, schedule: Schedule, machine: Machine | None = None,
+             stage_model: StageModel | None = None, serialize_links: bool = False) -> SimResult:
+    machine = machine or Machine(max(1, schedule.gpus))
+    return Simulator(graph, machine, stage_model, serialize_links).simulate(schedule)
