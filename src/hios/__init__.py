@@ -19,6 +19,23 @@ from .simulator import ScheduleError, SimResult, Simulator, simulate
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``hios.capture`` imports torch only when first used (torch is an optional extra)."""
+    if name == "capture":
+        try:
+            from .frontend.capture import capture
+        except ImportError as e:
+            raise HiosError(f"hios.capture needs torch: pip install hios[torch] ({e})") from None
+        return capture
+    if name == "compile":
+        try:
+            from .runtime import compile
+        except ImportError as e:
+            raise HiosError(f"hios.compile needs torch: pip install hios[torch] ({e})") from None
+        return compile
+    raise AttributeError(f"module 'hios' has no attribute {name!r}")
+
 __all__ = [
     "Edge", "Graph", "GraphError", "HIOSStageModel", "HiosError", "LINK_PRESETS", "Link", "LowerBounds",
     "Machine", "MeasuredStageModel", "Operator", "Schedule", "ScheduleError", "SimResult", "Simulator",

@@ -1,7 +1,10 @@
 """Stage (concurrency) models: how long a group of operators takes on parallel streams of one GPU.
 
 A stage model is any callable ``model(costs, utils) -> ms`` over the operators of one stage.
-A single operator must cost exactly its own time.
+A single operator must cost exactly its own time.  A model may also offer
+``work_share(cost, util) -> ms``: a share per operator such that every stage lasts at least the
+sum of its members' shares; :func:`hios.bounds.lower_bounds` uses it for the work bound (a model
+without it gets the weakest honest share, 0).
 
 * :class:`HIOSStageModel` — the rule of the HIOS simulation:
   ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = 0.5 by default).
@@ -14,21 +17,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from .graph import GraphError
+
 
 class StageModel(Protocol):
     def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float: ...
+
+
+def _check_alpha(alpha: float) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise GraphError(f"stage model alpha must be in [0, 1], got {alpha!r}")
 
 
 @dataclass(frozen=True)
 class HIOSStageModel:
     alpha: float = 0.5
 
+    def __post_init__(self):
+        _check_alpha(self.alpha)
+
     def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float:
         if len(costs) == 1:
             return costs[0]
+        if not costs:
+            return 0.0
         total = sum(costs)
         packed = sum(w * u for w, u in zip(costs, utils))
         return self.alpha * total + (1.0 - self.alpha) * max(packed, max(costs))
+
+    def work_share(self, cost: float, util: float) -> float:
+        """Lower bound on what one operator adds to any stage: the stage time is at least
+        ``alpha * sum(w) + (1 - alpha) * sum(w * u)``."""
+        return cost * (self.alpha + (1.0 - self.alpha) * util)
 
     def to_dict(self) -> dict:
         return {"type": "hios", "alpha": self.alpha}
@@ -42,13 +62,25 @@ class MeasuredStageModel:
     alpha: float = 0.5
     groups: dict[tuple[float, ...], float] = field(default_factory=dict)
 
+    def __post_init__(self):
+        _check_alpha(self.alpha)
+
     def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float:
         if len(costs) == 1:
             return costs[0]
+        if not costs:
+            return 0.0
         hit = self.groups.get(tuple(sorted(round(c, 6) for c in costs)))
         if hit is not None:
             return hit
         return HIOSStageModel(self.alpha)(costs, utils)
+
+    def work_share(self, cost: float, util: float) -> float:
+        """As :meth:`HIOSStageModel.work_share`, scaled down to the most favourable measured group
+        (measured time / sum of member costs), so it stays a lower bound for those groups too."""
+        share = HIOSStageModel(self.alpha).work_share(cost, util)
+        ratios = [t / sum(k) for k, t in self.groups.items() if sum(k) > 0]
+        return min([share] + [cost * r for r in ratios])
 
     def to_dict(self) -> dict:
         return {"type": "measured", "alpha": self.alpha,
@@ -61,4 +93,4 @@ def stage_model_from_dict(d: dict | None) -> StageModel:
     if d.get("type") == "measured":
         groups = {tuple(float(c) for c in g["costs"]): float(g["time"]) for g in d.get("groups", [])}
         return MeasuredStageModel(float(d.get("alpha", 0.5)), groups)
-    raise ValueError(f"unknown stage model type {d.get('type')!r}")
+    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios' or 'measured')")

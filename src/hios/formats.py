@@ -16,6 +16,8 @@ Every error names the file and, for text, the line.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from pathlib import Path
 
 from .graph import Edge, Graph, GraphError, Operator
@@ -24,35 +26,56 @@ GRAPH_FORMAT = "hios-graph"
 GRAPH_VERSION = 1
 
 
+def _plain(x):
+    """JSON-ready number: ints and floats as they are, other reals (numpy scalars) converted."""
+    if x is None or type(x) in (int, float):
+        return x
+    return int(x) if isinstance(x, numbers.Integral) else float(x)
+
+
 def graph_to_dict(graph: Graph) -> dict:
     return {
         "format": GRAPH_FORMAT, "version": GRAPH_VERSION, "name": graph.name, "meta": graph.meta,
-        "operators": [{"name": op.name, "cost": op.cost, "kind": op.kind, "output_bytes": op.output_bytes,
-                       "utilization": op.utilization, "meta": op.meta} for op in graph.ops],
-        "edges": [{"src": e.src, "dst": e.dst, "bytes": e.bytes, "time": e.time} for e in graph.edges],
+        "operators": [{"name": op.name, "cost": _plain(op.cost), "kind": op.kind,
+                       "output_bytes": _plain(op.output_bytes), "utilization": _plain(op.utilization),
+                       "meta": op.meta} for op in graph.ops],
+        "edges": [{"src": e.src, "dst": e.dst, "bytes": _plain(e.bytes), "time": _plain(e.time)}
+                  for e in graph.edges],
     }
 
 
 def graph_from_dict(d: dict, where: str = "graph") -> Graph:
     if not isinstance(d, dict) or d.get("format") != GRAPH_FORMAT:
         raise GraphError(f"{where}: not a hios graph (expected \"format\": \"{GRAPH_FORMAT}\")")
-    if not isinstance(d.get("version"), int) or d["version"] > GRAPH_VERSION:
-        raise GraphError(f"{where}: unsupported graph version {d.get('version')!r}")
+    version = d.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= GRAPH_VERSION:
+        raise GraphError(f"{where}: unsupported graph version {version!r} (this hios reads version "
+                         f"{GRAPH_VERSION})")
+    for key in ("operators", "edges"):
+        if not isinstance(d.get(key, []), list):
+            raise GraphError(f"{where}: {key!r} must be a list")
+    for key in ("meta",):
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            raise GraphError(f"{where}: {key!r} must be an object")
     ops = []
     for k, o in enumerate(d.get("operators", [])):
         try:
+            meta = o.get("meta") or {}
+            if not isinstance(meta, dict):
+                raise TypeError
             ops.append(Operator(o["name"], o.get("cost", 0.0), o.get("kind", "generic"),
-                                o.get("output_bytes", 0), o.get("utilization", 1.0), dict(o.get("meta") or {})))
-        except (KeyError, TypeError):
-            raise GraphError(f"{where}: operator #{k} is malformed (needs at least a name)") from None
+                                o.get("output_bytes", 0), o.get("utilization", 1.0), dict(meta)))
+        except (KeyError, TypeError, AttributeError):
+            raise GraphError(f"{where}: operator #{k} is malformed (an object with at least a name, "
+                             "meta an object)") from None
     edges = []
     for k, e in enumerate(d.get("edges", [])):
         try:
             edges.append(Edge(e["src"], e["dst"], e.get("bytes", 0), e.get("time")))
-        except (KeyError, TypeError):
-            raise GraphError(f"{where}: edge #{k} is malformed (needs src and dst)") from None
+        except (KeyError, TypeError, AttributeError):
+            raise GraphError(f"{where}: edge #{k} is malformed (an object with src and dst)") from None
     try:
-        return Graph(ops, edges, d.get("name", "graph"), d.get("meta"))
+        return Graph(ops, edges, str(d.get("name", "graph")), d.get("meta"))
     except GraphError as e:
         raise GraphError(f"{where}: {e}") from None
 
@@ -64,51 +87,94 @@ def _num(tok: str, what: str, where: str, line: int) -> float:
         raise GraphError(f"{where}:{line}: {what} {tok!r} is not a number") from None
 
 
+def _count(toks: list[str], what: str, where: str, line: int, hint: str = "") -> int:
+    if len(toks) == 1 and toks[0].isascii() and toks[0].isdigit():
+        return int(toks[0])
+    raise GraphError(f"{where}:{line}: expected {what} (one integer >= 0), got {' '.join(toks)!r}{hint}")
+
+
 def read_txt(text: str, where: str = "graph.txt", name: str | None = None) -> Graph:
-    lines = [(k + 1, ln.split()) for k, ln in enumerate(text.splitlines())]
-    lines = [(k, t) for k, t in lines if t]  # blank lines carry nothing
-    pos = 0
+    """Parse the HIOS reference text format.  Every problem that belongs to one line (a bad
+    count, a non-number, a missing or extra line, a duplicate operator, an edge naming an unknown
+    operator) is reported as ``FILE:LINE: ...``; a cycle names its operators."""
+    lines = [(k, t) for k, t in enumerate((ln.split() for ln in text.splitlines()), 1) if t]  # skip blanks
+    nlines = len(lines)
 
-    def take(what: str) -> tuple[int, list[str]]:
-        nonlocal pos
-        if pos >= len(lines):
-            last = lines[-1][0] if lines else 0
-            raise GraphError(f"{where}:{last + 1}: missing line: expected {what}")
-        item = lines[pos]
-        pos += 1
-        return item
+    def missing(what: str) -> GraphError:
+        last = lines[-1][0] if lines else 0
+        return GraphError(f"{where}:{last + 1}: missing line: expected {what}")
 
-    ln, toks = take("the operator count")
-    if len(toks) != 1 or not toks[0].isdigit():
-        raise GraphError(f"{where}:{ln}: expected the operator count, got {' '.join(toks)!r}")
-    n = int(toks[0])
+    if not lines:
+        raise missing("the operator count")
+    ln, toks = lines[0]
+    n = _count(toks, "the operator count", where, ln)
+    pos = 1
     ops = []
-    for _ in range(n):
-        ln, toks = take(f"an 'id weight utilization' line ({n} operators declared)")
-        if len(toks) not in (2, 3):
-            raise GraphError(f"{where}:{ln}: expected 'id weight utilization', got {' '.join(toks)!r}")
-        w = _num(toks[1], "weight", where, ln)
-        u = _num(toks[2], "utilization", where, ln) if len(toks) == 3 else 1.0
-        if not w >= 0:
-            raise GraphError(f"{where}:{ln}: operator {toks[0]!r} has invalid weight {toks[1]!r}")
+    op_line: dict[str, int] = {}
+    isfinite = math.isfinite
+    for k in range(n):
+        if pos >= nlines:
+            raise missing(f"operator {k + 1} of {n}: 'id weight utilization'")
+        ln, toks = lines[pos]
+        pos += 1
+        nt = len(toks)
+        if nt != 3 and nt != 2:
+            hint = " (is the operator count wrong?)" if nt == 1 else ""
+            raise GraphError(f"{where}:{ln}: expected 'id weight utilization' for operator {k + 1} of {n}, "
+                             f"got {' '.join(toks)!r}{hint}")
+        try:
+            w = float(toks[1])
+            u = float(toks[2]) if nt == 3 else 1.0
+        except ValueError:
+            _num(toks[1], "weight", where, ln)
+            _num(toks[2], "utilization", where, ln)
+            raise AssertionError("unreachable") from None
+        if not (w >= 0 and isfinite(w)):
+            raise GraphError(f"{where}:{ln}: operator {toks[0]!r} has invalid weight {toks[1]!r} "
+                             "(must be a finite number >= 0)")
         if not 0 < u <= 1:
             raise GraphError(f"{where}:{ln}: operator {toks[0]!r} has utilization {toks[2]!r} outside (0, 1]")
-        ops.append(Operator(toks[0], w, "generic", 0, u))
-    ln, toks = take("the edge count")
-    if len(toks) != 1 or not toks[0].isdigit():
-        raise GraphError(f"{where}:{ln}: expected the edge count, got {' '.join(toks)!r}")
-    m = int(toks[0])
+        oid = toks[0]
+        if oid in op_line:
+            raise GraphError(f"{where}:{ln}: duplicate operator id {oid!r} (first on line {op_line[oid]})")
+        op_line[oid] = ln
+        ops.append(Operator(oid, w, "generic", 0, u))
+    if pos >= nlines:
+        raise missing("the edge count")
+    ln, toks = lines[pos]
+    pos += 1
+    m = _count(toks, "the edge count", where, ln, " (is the operator count wrong?)" if len(toks) > 1 else "")
     edges = []
-    for _ in range(m):
-        ln, toks = take(f"a 'u v weight' line ({m} edges declared)")
+    edge_line: dict[tuple[str, str], int] = {}
+    for k in range(m):
+        if pos >= nlines:
+            raise missing(f"edge {k + 1} of {m}: 'u v weight'")
+        ln, toks = lines[pos]
+        pos += 1
         if len(toks) != 3:
-            raise GraphError(f"{where}:{ln}: expected 'u v weight', got {' '.join(toks)!r}")
-        w = _num(toks[2], "edge weight", where, ln)
-        if not w >= 0:
-            raise GraphError(f"{where}:{ln}: edge {toks[0]} -> {toks[1]} has invalid weight {toks[2]!r}")
-        edges.append(Edge(toks[0], toks[1], 0, w))
-    if pos < len(lines):
-        raise GraphError(f"{where}:{lines[pos][0]}: unexpected extra line after {m} edges")
+            raise GraphError(f"{where}:{ln}: expected 'u v weight' for edge {k + 1} of {m}, got {' '.join(toks)!r}")
+        src, dst, wt = toks
+        try:
+            w = float(wt)
+        except ValueError:
+            _num(wt, "edge weight", where, ln)
+            raise AssertionError("unreachable") from None
+        if not (w >= 0 and isfinite(w)):
+            raise GraphError(f"{where}:{ln}: edge {src} -> {dst} has invalid weight {wt!r} "
+                             "(must be a finite number >= 0)")
+        key = (src, dst)
+        if key in edge_line or src not in op_line or dst not in op_line or src == dst:
+            for end in key:
+                if end not in op_line:
+                    raise GraphError(f"{where}:{ln}: edge {src} -> {dst} names unknown operator {end!r}")
+            if src == dst:
+                raise GraphError(f"{where}:{ln}: edge {src} -> {dst} is a self-loop")
+            raise GraphError(f"{where}:{ln}: duplicate edge {src} -> {dst} (first on line {edge_line[key]})")
+        edge_line[key] = ln
+        edges.append(Edge(src, dst, 0, w))
+    if pos < nlines:
+        raise GraphError(f"{where}:{lines[pos][0]}: unexpected extra line after the {m} declared edges "
+                         "(is the edge count wrong?)")
     try:
         return Graph(ops, edges, name or Path(where).stem)
     except GraphError as e:
@@ -120,6 +186,12 @@ def _fmt(x: float) -> str:
 
 
 def write_txt(graph: Graph) -> str:
+    """The HIOS text form of ``graph``: names, costs, utilizations and edge times only (kinds,
+    bytes and meta are dropped); every edge needs an explicit time and no name may hold a space."""
+    for op in graph.ops:
+        if any(c.isspace() for c in op.name):
+            raise GraphError(f"operator {op.name!r} has white space in its name; the .txt format cannot hold it "
+                             "(save as .json instead)")
     out = [str(len(graph.ops))]
     out += [f"{op.name} {_fmt(op.cost)} {_fmt(op.utilization)}" for op in graph.ops]
     out.append(str(len(graph.edges)))
@@ -133,28 +205,36 @@ def write_txt(graph: Graph) -> str:
 
 def load_graph(path: str | Path) -> Graph:
     p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".json", ".txt"):
+        raise GraphError(f"{p}: unknown graph format {p.suffix!r} (use .json or .txt)")
     try:
         text = p.read_text()
     except OSError as e:
         raise GraphError(f"{p}: cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise GraphError(f"{p}: not a text file") from None
-    if p.suffix == ".json":
+    if suffix == ".json":
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise GraphError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
+        except RecursionError:
+            raise GraphError(f"{p}: invalid JSON: nested too deeply") from None
         return graph_from_dict(d, str(p))
-    if p.suffix == ".txt":
-        return read_txt(text, str(p))
-    raise GraphError(f"{p}: unknown graph format {p.suffix!r} (use .json or .txt)")
+    return read_txt(text, str(p))
 
 
 def save_graph(graph: Graph, path: str | Path) -> None:
     p = Path(path)
-    if p.suffix == ".json":
-        p.write_text(json.dumps(graph_to_dict(graph), indent=1) + "\n")
-    elif p.suffix == ".txt":
-        p.write_text(write_txt(graph))
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        text = json.dumps(graph_to_dict(graph), indent=1) + "\n"
+    elif suffix == ".txt":
+        text = write_txt(graph)
     else:
         raise GraphError(f"{p}: unknown graph format {p.suffix!r} (use .json or .txt)")
+    try:
+        p.write_text(text)
+    except OSError as e:
+        raise GraphError(f"{p}: cannot write: {e.strerror or e}") from None

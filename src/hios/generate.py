@@ -3,7 +3,8 @@
 Steps:
   1. One source layer and one sink layer of one operator each, and ``layers`` inner layers
      sharing the other ``nodes - 2`` operators, each holding between ceil(layers/2) and
-     10*layers operators (sizes drawn uniformly among the admissible splits).
+     10*layers operators: every inner layer starts at the minimum and the remaining operators
+     are handed out one at a time to a random inner layer that is not yet full.
   2. Every operator of a layer gets an edge to a random operator of the next layer, and every
      operator of the next layer an edge from a random operator of the layer before.
   3. Random forward edges (from a random layer to a random later layer) are added until the
@@ -11,7 +12,8 @@ Steps:
   4. Operator weight uniform in [0.1, 4.0] ms, utilization uniform in [0.6, 1.0]; the weight of an
      edge is the weight of its destination times ``comm_ratio``.
 
-The same arguments and seed always give the same graph.
+The same arguments and seed always give the same graph.  Operators are named ``0 .. nodes-1``
+layer by layer; ``graph.meta["layer_sizes"]`` lists the layer sizes, source and sink included.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from .graph import Edge, Graph, GraphError, Operator
 
 
 def layer_sizes(rng: random.Random, inner_nodes: int, layers: int) -> list[int]:
-    lo, hi = math.ceil(layers / 2), 10 * layers
     if layers < 1:
         raise GraphError(f"--layers must be at least 1, got {layers}")
+    lo, hi = math.ceil(layers / 2), 10 * layers
     if not lo * layers <= inner_nodes <= hi * layers:
         raise GraphError(f"{inner_nodes + 2} nodes cannot fill {layers} inner layers of {lo}..{hi} operators "
                          f"(need between {lo * layers + 2} and {hi * layers + 2} nodes)")
@@ -41,8 +43,10 @@ def layer_sizes(rng: random.Random, inner_nodes: int, layers: int) -> list[int]:
 
 def layered_dag(nodes: int = 200, edges: int = 400, layers: int = 8, comm_ratio: float = 0.8,
                 seed: int = 1, wmin: float = 0.1, wmax: float = 4.0, umin: float = 0.6, umax: float = 1.0) -> Graph:
-    if comm_ratio < 0 or math.isnan(comm_ratio):
-        raise GraphError(f"--comm-ratio must be >= 0, got {comm_ratio}")
+    if not (math.isfinite(comm_ratio) and comm_ratio >= 0):
+        raise GraphError(f"--comm-ratio must be a finite number >= 0, got {comm_ratio}")
+    if nodes < 3:
+        raise GraphError(f"--nodes must be at least 3 (a source, a sink and one inner operator), got {nodes}")
     rng = random.Random(seed)
     sizes = [1] + layer_sizes(rng, nodes - 2, layers) + [1]
     ids: list[list[int]] = []
@@ -79,4 +83,4 @@ def layered_dag(nodes: int = 200, edges: int = 400, layers: int = 8, comm_ratio:
     es = [Edge(str(u), str(v), 0, round(weight[v] * comm_ratio, 6)) for u, v in pairs]
     return Graph(ops, es, f"layered-n{nodes}-e{edges}-l{layers}-c{comm_ratio}-s{seed}",
                  {"generator": "layered", "nodes": nodes, "edges": edges, "layers": layers,
-                  "comm_ratio": comm_ratio, "seed": seed})
+                  "comm_ratio": comm_ratio, "seed": seed, "layer_sizes": sizes})

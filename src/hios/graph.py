@@ -15,6 +15,7 @@ has to copy a graph to try a candidate.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -48,7 +49,13 @@ class Edge:
 
 
 def _bad_number(x: float) -> bool:
-    return not isinstance(x, (int, float)) or isinstance(x, bool) or math.isnan(x) or math.isinf(x)
+    """Not a finite real number (bools and strings are bad too; numpy scalars are fine)."""
+    t = type(x)
+    if t is float:
+        return not math.isfinite(x)
+    if t is int:
+        return False
+    return not isinstance(x, numbers.Real) or isinstance(x, bool) or not math.isfinite(x)
 
 
 class Graph:
@@ -62,6 +69,8 @@ class Graph:
     def __init__(self, operators: Iterable[Operator], edges: Iterable[Edge], name: str = "graph",
                  meta: dict[str, Any] | None = None):
         self.name = name
+        if meta is not None and not isinstance(meta, dict):
+            raise GraphError(f"graph {name!r}: meta must be a mapping, got {type(meta).__name__}")
         self.meta = dict(meta or {})
         self.ops: tuple[Operator, ...] = tuple(operators)
         self.edges: tuple[Edge, ...] = tuple(edges)
@@ -69,10 +78,14 @@ class Graph:
             raise GraphError(f"graph {name!r} is empty: it has no operators")
         self.index: dict[str, int] = {}
         for i, op in enumerate(self.ops):
+            if not isinstance(op, Operator):
+                raise GraphError(f"operator #{i} is not an Operator: {op!r}")
             if not isinstance(op.name, str) or not op.name:
-                raise GraphError(f"operator #{i} has no name")
+                raise GraphError(f"operator #{i} has no name (a non-empty string is needed, got {op.name!r})")
             if op.name in self.index:
                 raise GraphError(f"duplicate operator name {op.name!r}")
+            if not isinstance(op.kind, str):
+                raise GraphError(f"operator {op.name!r} has kind {op.kind!r}; a kind is a string")
             if _bad_number(op.cost) or op.cost < 0:
                 raise GraphError(f"operator {op.name!r} has an invalid cost {op.cost!r} (must be a number >= 0)")
             if _bad_number(op.utilization) or not 0 < op.utilization <= 1:
@@ -87,6 +100,10 @@ class Graph:
         self.out_edges: list[list[tuple[int, Edge]]] = [[] for _ in range(n)]
         seen: set[tuple[int, int]] = set()
         for e in self.edges:
+            if not isinstance(e, Edge):
+                raise GraphError(f"edge {e!r} is not an Edge")
+            if not isinstance(e.src, str) or not isinstance(e.dst, str):
+                raise GraphError(f"edge {e.src!r} -> {e.dst!r}: endpoints must be operator names (strings)")
             u = self.index.get(e.src)
             v = self.index.get(e.dst)
             if u is None or v is None:

@@ -10,6 +10,7 @@ Bandwidths are per direction, in GB/s (1e9 bytes/s); latencies in µs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .graph import Edge, GraphError
@@ -20,6 +21,13 @@ class Link:
     bandwidth_gbps: float  # GB/s per direction
     latency_us: float = 5.0
     name: str = "custom"
+
+    def __post_init__(self):
+        bw, lat = self.bandwidth_gbps, self.latency_us
+        if isinstance(bw, bool) or not isinstance(bw, (int, float)) or not (math.isfinite(bw) and bw > 0):
+            raise GraphError(f"link {self.name!r}: bandwidth must be a finite number > 0 GB/s, got {bw!r}")
+        if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not (math.isfinite(lat) and lat >= 0):
+            raise GraphError(f"link {self.name!r}: latency must be a finite number >= 0 us, got {lat!r}")
 
     def transfer_ms(self, nbytes: int) -> float:
         return self.latency_us * 1e-3 + nbytes / (self.bandwidth_gbps * 1e6)
@@ -57,8 +65,10 @@ class Machine:
     links: dict[tuple[int, int], Link] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not isinstance(self.gpus, int) or self.gpus < 1:
+        if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 1:
             raise GraphError(f"GPU count must be an integer >= 1, got {self.gpus!r}")
+        if not isinstance(self.link, Link):
+            raise GraphError(f"machine link must be a Link, got {self.link!r}")
         for (a, b) in self.links:
             if not (0 <= a < self.gpus and 0 <= b < self.gpus) or a == b:
                 raise GraphError(f"link ({a}, {b}) does not join two distinct GPUs of {self.gpus}")
@@ -91,6 +101,12 @@ class Machine:
     @classmethod
     def from_dict(cls, d: dict) -> "Machine":
         def lk(x: dict) -> Link:
-            return Link(float(x["bandwidth_gbps"]), float(x.get("latency_us", 5.0)), x.get("name", "custom"))
-        links = {(int(x["src"]), int(x["dst"])): lk(x) for x in d.get("links", [])}
-        return cls(int(d["gpus"]), lk(d["link"]), links)
+            return Link(float(x["bandwidth_gbps"]), float(x.get("latency_us", 5.0)), str(x.get("name", "custom")))
+        try:
+            links = {(int(x["src"]), int(x["dst"])): lk(x) for x in d.get("links", [])}
+            return cls(int(d["gpus"]), lk(d["link"]), links)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if isinstance(e, GraphError):
+                raise
+            raise GraphError(f"malformed machine description ({type(e).__name__}: {e}); expected "
+                             "{\"gpus\": N, \"link\": {\"bandwidth_gbps\", \"latency_us\"}, \"links\": [...]}") from None

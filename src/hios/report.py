@@ -25,13 +25,14 @@ class Comparison:
     machine: Machine
     schedules: dict[str, Schedule] = field(default_factory=dict)
     results: dict[str, SimResult] = field(default_factory=dict)
+    stage_model: StageModel | None = None  # the model the results were simulated under (bounds depend on it)
 
     @property
     def best(self) -> str:
         return min(self.results, key=lambda a: self.results[a].latency)
 
     def to_dict(self) -> dict:
-        lb = lower_bounds(self.graph, self.machine.gpus)
+        lb = lower_bounds(self.graph, self.machine.gpus, self.stage_model)
         recs = []
         for name, s in self.schedules.items():
             r = self.results[name]
@@ -55,7 +56,7 @@ def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict
             stage_model: StageModel | None = None, serialize_links: bool = False,
             given: Schedule | None = None, progress=None) -> Comparison:
     sim = Simulator(graph, machine, stage_model, serialize_links)
-    cmp = Comparison(graph, machine)
+    cmp = Comparison(graph, machine, stage_model=stage_model)
     if given is not None:
         cmp.schedules[given.algorithm] = given
         cmp.results[given.algorithm] = sim.simulate(given)

@@ -78,8 +78,14 @@ class Schedule:
     def from_dict(cls, d: dict, where: str = "schedule") -> "Schedule":
         if not isinstance(d, dict) or "gpus" not in d:
             raise GraphError(f"{where}: not a schedule (no 'gpus' key)")
-        if d.get("version", SCHEDULE_VERSION) > SCHEDULE_VERSION:
-            raise GraphError(f"{where}: schedule version {d['version']} is newer than this hios understands")
+        version = d.get("version", SCHEDULE_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEDULE_VERSION:
+            raise GraphError(f"{where}: unsupported schedule version {version!r} (this hios reads version "
+                             f"{SCHEDULE_VERSION})")
+        if not isinstance(d["gpus"], list):
+            raise GraphError(f"{where}: 'gpus' must be a list (one list of stages per GPU)")
+        if not isinstance(d.get("meta", {}), dict):
+            raise GraphError(f"{where}: 'meta' must be an object")
         stages = []
         for g, sts in enumerate(d["gpus"]):
             if not isinstance(sts, list) or not all(isinstance(st, list) and all(isinstance(x, str) for x in st)
@@ -89,7 +95,11 @@ class Schedule:
         return cls(stages, str(d.get("algorithm", "custom")), dict(d.get("meta", {})))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        try:
+            Path(path).write_text(text)
+        except OSError as e:
+            raise GraphError(f"{path}: cannot write schedule: {e.strerror or e}") from None
 
 
 def load_schedule(path: str | Path, graph: Graph, gpus: int | None = None) -> Schedule:
@@ -99,7 +109,9 @@ def load_schedule(path: str | Path, graph: Graph, gpus: int | None = None) -> Sc
     try:
         d = json.loads(p.read_text())
     except OSError as e:
-        raise GraphError(f"{p}: cannot read schedule: {e.strerror}") from None
+        raise GraphError(f"{p}: cannot read schedule: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise GraphError(f"{p}: not a text file") from None
     except json.JSONDecodeError as e:
         raise GraphError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
     if isinstance(d, dict) and d.get("format") == "hios-plan":

@@ -8,7 +8,9 @@ Rules:
      stage start and are complete at the stage end.
   3. An input produced on the same GPU arrives when its producer ends.  A cross-GPU input
      arrives a transfer time after the producer ends.  One tensor sent to one GPU is sent
-     once, whatever the number of consumers there (edges with explicit times are sent per edge).
+     once, whatever the number of consumers there: for edges given in bytes, one transfer per
+     (producer, destination GPU), as large as the largest of those edges; edges with explicit
+     times are sent per edge.  An empty stage takes no time.
   4. With ``serialize_links`` a directed link carries one transfer at a time: each transfer
      takes the earliest gap on its link at or after its producer's end.
 
@@ -75,6 +77,8 @@ class Simulator:
         # Transfer time per edge when the machine is uniform (the common case): no per-pair lookup.
         self._edge_ms = [[machine.transfer_ms(e, 0, 1) if machine.gpus > 1 else 0.0 for _, e in ie]
                          for ie in self.in_edges]
+        # Byte edges (no explicit time) leaving each operator: they share one transfer per destination GPU.
+        self._byte_out = [[(w, e) for w, e in graph.out_edges[u] if e.time is None] for u in range(len(graph.ops))]
 
     def transfer_ms(self, v: int, k: int, src_gpu: int, dst_gpu: int) -> float:
         if src_gpu == dst_gpu:
@@ -82,6 +86,18 @@ class Simulator:
         if self._uniform:
             return self._edge_ms[v][k]
         return self.machine.transfer_ms(self.in_edges[v][k][1], src_gpu, dst_gpu)
+
+    def _tensor_ms(self, u: int, src_gpu: int, dst_gpu: int, gpu_of: list[int]) -> tuple[float, int]:
+        """Time and size of sending the output of ``u`` to ``dst_gpu``: the largest byte edge
+        from ``u`` to a consumer placed there."""
+        best_ms, best_bytes = 0.0, 0
+        m = self.machine
+        for w, e in self._byte_out[u]:
+            if gpu_of[w] == dst_gpu:
+                ms = m.transfer_ms(e, src_gpu, dst_gpu)
+                if ms > best_ms or (ms == best_ms and e.bytes > best_bytes):
+                    best_ms, best_bytes = ms, e.bytes
+        return best_ms, best_bytes
 
     def simulate(self, schedule: Schedule) -> SimResult:
         if schedule.gpus > self.machine.gpus:
@@ -108,6 +124,9 @@ class Simulator:
             for k, st in enumerate(sts):
                 sid = len(st_ops)
                 for i in st:
+                    if not 0 <= i < n:
+                        raise ScheduleError(f"stage {k} of GPU {gi} holds {i!r}, not an operator index "
+                                            f"in 0..{n - 1}")
                     if gpu_of[i] != -1:
                         raise ScheduleError(f"operator {g.ops[i].name!r} is scheduled more than once")
                     gpu_of[i] = gi
@@ -135,7 +154,8 @@ class Simulator:
                         continue
                     if su == sid:
                         raise ScheduleError(f"operators {g.ops[u].name!r} and {g.ops[v].name!r} share a stage "
-                                            "but one depends on the other")
+                                            f"(GPU {st_gpu[sid]} stage {st_pos[sid]}) but {g.ops[v].name!r} "
+                                            f"depends on {g.ops[u].name!r}")
                     deps.add(su)
             indeg[sid] = len(deps)
             for d in deps:
@@ -172,17 +192,22 @@ class Simulator:
                         key = (u, gi) if e.time is None else (u, -v - 1)
                         arr = sent.get(key)
                         if arr is None:
-                            dur = self.transfer_ms(v, k, gu, gi)
+                            if e.time is None:
+                                dur, nbytes = self._tensor_ms(u, gu, gi, gpu_of)
+                            else:
+                                dur, nbytes = self.transfer_ms(v, k, gu, gi), e.bytes
                             t0 = end[u]
                             if self.serialize_links and dur > 0:
                                 t0 = _reserve(link_busy.setdefault((gu, gi), []), t0, dur)
                             arr = t0 + dur
                             sent[key] = arr
-                            transfers.append(Transfer(g.ops[u].name, g.ops[v].name, gu, gi, t0, arr, e.bytes))
+                            transfers.append(Transfer(g.ops[u].name, g.ops[v].name, gu, gi, t0, arr, nbytes))
                     if arr > t:
                         t = arr
             if len(ops) == 1:
                 dur = cost[ops[0]]
+            elif not ops:
+                dur = 0.0
             else:
                 dur = model([cost[i] for i in ops], [util[i] for i in ops])
             fin = t + dur
@@ -201,24 +226,31 @@ class Simulator:
         if done < ns:
             raise ScheduleError(self._deadlock_message(st_ops, st_gpu, st_pos, indeg, stage_of))
         latency = max(gpu_free) if gpu_free else 0.0
-        return SimResult(latency, start, end, busy[: len(stages)], transfers, stage_times)
+        return SimResult(latency, start, end, busy, transfers, stage_times)
 
     def _deadlock_message(self, st_ops, st_gpu, st_pos, indeg, stage_of) -> str:
+        """Name, for the first blocked stage of each GPU, its operators and the blocked producers
+        they wait for (where those sit: GPU and stage number)."""
         g = self.graph
-        # The first blocked stage of each GPU, and a producer it waits for that is itself blocked.
         parts = []
         seen_gpu = set()
         for sid in range(len(st_ops)):
-            if indeg[sid] > 0 and st_gpu[sid] not in seen_gpu:
-                seen_gpu.add(st_gpu[sid])
-                waits = [u for v in st_ops[sid] for u in g.preds[v] if stage_of[u] != -1 and indeg[stage_of[u]] > 0]
-                who = ", ".join(repr(g.ops[v].name) for v in st_ops[sid])
-                if waits:
-                    parts.append(f"{who} on GPU {st_gpu[sid]} waits for {g.ops[waits[0]].name!r} "
-                                 f"(GPU {st_gpu[stage_of[waits[0]]]})")
-                else:
-                    parts.append(f"{who} on GPU {st_gpu[sid]} waits behind a blocked stage")
-        return "schedule deadlocks: stage order contradicts the dependencies: " + "; ".join(parts)
+            gi = st_gpu[sid]
+            if indeg[sid] == 0 or gi in seen_gpu:
+                continue
+            seen_gpu.add(gi)
+            needs = []
+            for v in st_ops[sid]:
+                for u in g.preds[v]:
+                    su = stage_of[u]
+                    if su != -1 and indeg[su] > 0:
+                        needs.append(f"{g.ops[v].name!r} needs {g.ops[u].name!r} "
+                                     f"(GPU {st_gpu[su]} stage {st_pos[su]})")
+            more = f" and {len(needs) - 3} more" if len(needs) > 3 else ""
+            who = ", ".join(repr(g.ops[v].name) for v in st_ops[sid])
+            why = ", ".join(needs[:3]) + more if needs else "waits behind a blocked stage"
+            parts.append(f"GPU {gi} stage {st_pos[sid]} [{who}]: {why}")
+        return "schedule deadlocks (stage order contradicts the dependencies): " + "; ".join(parts)
 
 
 def _reserve(intervals: list[tuple[float, float]], t0: float, dur: float) -> float:
