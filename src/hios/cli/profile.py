@@ -1,0 +1,67 @@
+"""``hios profile``: measure every operator of a model on a GPU (or CPU) and write a costed graph.
+
+The output is a hios graph JSON (costs in ms) whose ``meta.profile`` holds the device, kernels,
+versions, date, launch overhead, transfer fit and stage-model fit, so ``hios optimize --cost FILE``
+and ``hios simulate FILE`` read it directly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import HiosError
+from ..formats import save_graph
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("profile", help="measure operator costs of a model (CUDA graphs on GPU, wall clock on CPU)")
+    p.add_argument("--model", required=True,
+                   help="inception_v3, googlenet, squeezenet1_1, nasnetalarge, randwire or package.module:factory")
+    p.add_argument("--image-size", type=int, required=True, help="input image side in pixels")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--device", default=None, help="cuda:N or cpu (default cuda:0 when a GPU exists)")
+    p.add_argument("--kernels", choices=["inductor", "eager"], default=None,
+                   help="time Inductor-compiled operators or their ATen kernels (default inductor on GPU, eager on CPU)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="profile to write (.json)")
+    p.add_argument("--cache-dir", default=None, help="profile cache folder (default ~/.cache/hios/profiles)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the profile cache")
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions per operator (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up calls per operator (default 3)")
+    p.add_argument("--groups", type=int, default=24,
+                   help="groups of independent operators timed concurrently (default 24; 0: none)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="run with 4-D weights and inputs in channels_last layout (as a channels_last runtime would)")
+    p.add_argument("--compile-workers", type=int, default=None,
+                   help="processes pre-compiling operators for --kernels inductor (default: half the CPUs, max 8)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    if Path(args.output).suffix != ".json":
+        raise HiosError(f"{args.output}: the profile is written as JSON; give a .json file name")
+    if args.image_size < 1 or args.batch < 1:
+        raise HiosError(f"--image-size and --batch must be positive, got {args.image_size} and {args.batch}")
+    if args.repeats < 1 or args.warmup < 0 or args.groups < 0:
+        raise HiosError("--repeats must be >= 1, --warmup and --groups >= 0")
+    from ..frontend.capture import capture
+    from ..frontend.profiler import ProfileSettings, profile_detailed
+    from ..frontend.zoo import build
+
+    model, example = build(args.model, args.image_size, args.batch)
+    captured = capture(model, example, name=f"{args.model.split(':')[-1]}-{args.image_size}")
+    settings = ProfileSettings(warmup=args.warmup, repeats=args.repeats, groups=args.groups,
+                               channels_last=args.channels_last)
+    res = profile_detailed(captured, args.device, args.kernels, False if args.no_cache else args.cache_dir,
+                           progress=not args.no_progress, settings=settings, compile_workers=args.compile_workers)
+    g = res.graph
+    g.meta.setdefault("model", {"name": args.model, "image_size": args.image_size, "batch": args.batch})
+    save_graph(g, args.output)
+    prof = g.meta.get("profile", {})
+    fit = (prof.get("stage_model") or {}).get("fit") or {}
+    print(f"{g.name}: {len(g)} operators on {prof.get('device')} ({prof.get('kernels')} kernels), "
+          f"sum {g.total_work():.4f} ms; stage alpha {fit.get('alpha')}; "
+          f"{'from cache ' + str(res.cache_path) if res.from_cache else f'measured in {res.seconds:.1f} s'}"
+          f" -> {args.output}", file=sys.stderr)
+    return 0

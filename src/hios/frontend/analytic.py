@@ -1,0 +1,217 @@
+"""Analytic cost model: operator times from FLOPs and bytes, for planning without the target GPU.
+
+Time of one operator (a fused chain of ``k`` kernels) on a device: the roofline of each kernel
+(the operator is a scheduling unit, its kernels still run one after another), plus an overhead
+per kernel::
+
+    t = sum over kernels of max(tensor_flops / (tensor_peak * compute_eff)
+                                + other_flops / (fp32_peak * compute_eff),
+                                bytes_moved / (bandwidth * memory_eff))
+        + k * kernel_overhead
+
+``tensor_flops`` are the convolution/matrix-product FLOPs (run on tensor cores in TF32, cuDNN's
+default for fp32 convolutions in PyTorch; V100 has no TF32 and runs them at its fp32 rate),
+``other_flops`` the element-wise and pooling work, ``bytes_moved`` what every kernel reads and
+writes (inputs, parameters, outputs).  The utilization of an operator (the share of the GPU it
+can use alone, for the HIOS stage model) is estimated as its largest output's element count over
+the threads the GPU keeps resident (SMs x 2048), clamped to [0.05, 1].
+
+Peaks are datasheet numbers of the SXM parts (dense, no sparsity).  The efficiency factors and the
+per-kernel overhead are assumptions, not measurements: ``compute_eff`` 0.5, ``memory_eff`` 0.7,
+4 µs per kernel (roughly what a kernel costs inside a CUDA graph).  :func:`analytic_error`
+compares a costed graph against a measured profile of the same model.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ..errors import HiosError
+from ..graph import Graph
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    fp32_tflops: float        # FP32 (CUDA cores), dense
+    tensor_tflops: float      # TF32 tensor cores, dense (fp32 rate where there is no TF32)
+    bandwidth_gbps: float     # memory bandwidth, GB/s
+    sms: int
+    compute_eff: float = 0.5
+    memory_eff: float = 0.7
+    kernel_overhead_us: float = 4.0
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DEVICE_SPECS: dict[str, DeviceSpec] = {
+    "v100": DeviceSpec("v100", 15.7, 15.7, 900.0, 80, source="NVIDIA V100 SXM2 datasheet (no TF32)"),
+    "a100": DeviceSpec("a100", 19.5, 156.0, 2039.0, 108, source="NVIDIA A100 80GB SXM datasheet"),
+    "h100": DeviceSpec("h100", 67.0, 494.7, 3350.0, 132, source="NVIDIA H100 SXM5 80GB datasheet"),
+    "h200": DeviceSpec("h200", 67.0, 494.7, 4800.0, 132, source="NVIDIA H200 SXM 141GB datasheet"),
+}
+
+
+def device_spec(name: str | DeviceSpec) -> DeviceSpec:
+    if isinstance(name, DeviceSpec):
+        return name
+    key = str(name).lower()
+    if key not in DEVICE_SPECS:
+        raise HiosError(f"unknown device {name!r} for the analytic model; choose one of {', '.join(DEVICE_SPECS)}")
+    return DEVICE_SPECS[key]
+
+
+def _roofline_s(tensor_flops: float, flops: float, nbytes: float, spec: DeviceSpec) -> float:
+    tensor = min(tensor_flops, flops)
+    compute = (tensor / (spec.tensor_tflops * 1e12) + (flops - tensor) / (spec.fp32_tflops * 1e12)) / spec.compute_eff
+    return max(compute, nbytes / (spec.bandwidth_gbps * 1e9) / spec.memory_eff)
+
+
+def operator_ms(meta: dict[str, Any], spec: DeviceSpec) -> float:
+    """Analytic time in ms of one operator from its capture meta (see the module docstring):
+    the roofline of each of its kernels (``meta["kernel_work"]``) when the capture recorded them,
+    else the roofline of the operator's totals; plus the per-kernel overhead."""
+    work = meta.get("kernel_work")
+    if work:
+        busy = sum(_roofline_s(t, f, b, spec) for t, f, b in work)
+        kernels = len(work)
+    else:
+        busy = _roofline_s(meta.get("tensor_flops") or 0, meta.get("flops") or 0, meta.get("bytes_moved") or 0, spec)
+        kernels = meta.get("kernels", len(meta.get("nodes", [])) or 1)
+    return busy * 1e3 + kernels * spec.kernel_overhead_us * 1e-3
+
+
+def operator_utilization(meta: dict[str, Any], spec: DeviceSpec) -> float:
+    shapes = meta.get("out_shapes") or []
+    largest = max((math.prod(s) for s in shapes), default=0)
+    return min(1.0, max(0.05, largest / (spec.sms * 2048)))
+
+
+def costed_graph(captured_or_graph, spec: str | DeviceSpec = "h100") -> Graph:
+    """The captured graph with analytic costs (ms) and utilizations for ``spec``."""
+    graph: Graph = getattr(captured_or_graph, "graph", captured_or_graph)
+    sp = device_spec(spec)
+    costs = {op.name: operator_ms(op.meta, sp) for op in graph.ops}
+    utils = {op.name: operator_utilization(op.meta, sp) for op in graph.ops}
+    g = graph.with_costs(costs, utils)
+    g.meta = {**graph.meta, "cost_source": f"analytic:{sp.name}", "device_spec": sp.to_dict()}
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+# error against a measured profile
+
+
+@dataclass
+class ErrorRow:
+    kind: str
+    operators: int
+    measured_ms: float
+    analytic_ms: float
+    median_rel_error: float   # median over operators of |analytic - measured| / measured
+    mean_rel_error: float
+
+    @property
+    def ratio(self) -> float:
+        return self.analytic_ms / self.measured_ms if self.measured_ms > 0 else math.inf
+
+
+@dataclass
+class ErrorReport:
+    rows: list[ErrorRow]          # one per kind, then "all"
+    measured_name: str = ""
+    analytic_name: str = ""
+    worst: list[tuple[str, float, float]] = field(default_factory=list)  # (op, measured, analytic)
+
+    @property
+    def total(self) -> ErrorRow:
+        return self.rows[-1]
+
+    def to_dict(self) -> dict:
+        return {"measured": self.measured_name, "analytic": self.analytic_name,
+                "rows": [{**asdict(r), "ratio": r.ratio} for r in self.rows],
+                "worst": [{"operator": n, "measured_ms": m, "analytic_ms": a} for n, m, a in self.worst]}
+
+    def format(self) -> str:
+        head = ("kind", "ops", "measured ms", "analytic ms", "analytic/measured", "median |err|", "mean |err|")
+        lines = [head]
+        for r in self.rows:
+            lines.append((r.kind, str(r.operators), f"{r.measured_ms:.4f}", f"{r.analytic_ms:.4f}",
+                          f"{r.ratio:.3f}", f"{100 * r.median_rel_error:.1f}%", f"{100 * r.mean_rel_error:.1f}%"))
+        widths = [max(len(row[k]) for row in lines) for k in range(len(head))]
+        out = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths)))
+               for row in lines]
+        out.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+
+def check_same_operators(reference: Graph, other: Graph, what: str = "profile") -> None:
+    """One-line error naming the first operator that differs between two graphs of one model."""
+    a, b = reference.names, other.names
+    sa, sb = set(a), set(b)
+    for n in a:
+        if n not in sb:
+            raise HiosError(f"{what} does not match the captured graph: operator {n!r} is missing from it")
+    for n in b:
+        if n not in sa:
+            raise HiosError(f"{what} does not match the captured graph: it has an unknown operator {n!r}")
+
+
+def _row(kind: str, pairs: list[tuple[float, float]]) -> ErrorRow:
+    rel = [abs(a - m) / m for m, a in pairs if m > 0]
+    return ErrorRow(kind, len(pairs), sum(m for m, _ in pairs), sum(a for _, a in pairs),
+                    statistics.median(rel) if rel else math.nan, statistics.fmean(rel) if rel else math.nan)
+
+
+def analytic_error(graph_measured: Graph, graph_analytic: Graph, worst: int = 5) -> ErrorReport:
+    """Per-kind and whole-model error of analytic costs against measured ones (same operator names)."""
+    check_same_operators(graph_analytic, graph_measured, "measured profile")
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    pairs_all = []
+    for op in graph_analytic.ops:
+        m = graph_measured[op.name].cost
+        kind = op.kind if op.kind != "generic" else graph_measured[op.name].kind
+        by_kind.setdefault(kind, []).append((m, op.cost))
+        pairs_all.append((op.name, m, op.cost))
+    rows = [_row(k, v) for k, v in sorted(by_kind.items(), key=lambda kv: -sum(m for m, _ in kv[1]))]
+    rows.append(_row("all", [(m, a) for _, m, a in pairs_all]))
+    bad = sorted(pairs_all, key=lambda t: -abs(t[2] - t[1]))[:worst]
+    return ErrorReport(rows, graph_measured.name, graph_analytic.name, bad)
+
+
+def calibrate(graph_measured: Graph, captured_graph: Graph, spec: str | DeviceSpec = "h100") -> DeviceSpec:
+    """Fit ``compute_eff``, ``memory_eff`` and ``kernel_overhead_us`` of ``spec`` to a measured
+    profile of the same model (see :func:`calibrate_many`)."""
+    return calibrate_many([(graph_measured, captured_graph)], spec)
+
+
+def calibrate_many(pairs: list[tuple[Graph, Graph]], spec: str | DeviceSpec = "h100") -> DeviceSpec:
+    """Fit ``compute_eff``, ``memory_eff`` and ``kernel_overhead_us`` of ``spec`` to measured
+    profiles, given as (measured graph, captured graph) pairs: grid search minimising the mean
+    squared log error per operator over all of them."""
+    sp = device_spec(spec)
+    metas = []
+    for measured, captured_graph in pairs:
+        check_same_operators(captured_graph, measured, f"measured profile {measured.name!r}")
+        metas += [(op.meta, measured[op.name].cost) for op in captured_graph.ops if measured[op.name].cost > 0]
+    if not metas:
+        raise HiosError("the measured profiles have no operator with a positive cost")
+
+    def loss(s: DeviceSpec) -> float:
+        return statistics.fmean((math.log(operator_ms(meta, s)) - math.log(m)) ** 2 for meta, m in metas)
+
+    best, best_loss = sp, loss(sp)
+    for ce in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        for me in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+            for ov in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+                cand = replace(sp, compute_eff=ce, memory_eff=me, kernel_overhead_us=ov)
+                lv = loss(cand)
+                if lv < best_loss:
+                    best, best_loss = cand, lv
+    names = ", ".join(m.name for m, _ in pairs)
+    return replace(best, name=f"{sp.name}-calibrated", source=f"{sp.source}; fitted to {names}")

@@ -1,0 +1,159 @@
+"""Model zoo: the DAG-structured networks of the HIOS/IOS studies, random weights, eval mode.
+
+``build(name_or_spec, image_size, batch)`` returns ``(model, example_inputs)`` for
+
+* ``inception_v3``, ``googlenet``, ``squeezenet1_1`` — torchvision (extra ``hios[vision]``);
+* ``nasnetalarge`` — timm (extra ``hios[timm]``);
+* ``randwire`` — a randomly wired network (Xie et al., 2019, small regime) built here from
+  Watts–Strogatz graphs with networkx;
+* ``package.module:factory`` — any model: ``factory(image_size=..., batch=...)`` when the factory
+  accepts those keywords, else ``factory()``.
+
+The example input is ``batch x 3 x S x S`` drawn from a fixed seed; weights come from a fixed
+seed too (nothing downloads) and the global RNG state is left untouched.  Zoo models get a
+variance-preserving initialization (He-normal convolution and linear weights, zero biases): with
+PyTorch's default initialization the activations of these deep networks shrink by orders of
+magnitude (≈1e-8 before the classifier of inception_v3), which makes outputs meaningless for
+checking correctness and can hit slow denormal arithmetic on CPUs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Callable
+
+from ..errors import HiosError
+
+MODELS = ["inception_v3", "googlenet", "squeezenet1_1", "nasnetalarge", "randwire"]
+SEED = 0
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise HiosError("the PyTorch front end needs torch: pip install hios[torch]") from None
+    return torch
+
+
+def _torchvision(name: str):
+    try:
+        import torchvision
+    except ImportError:
+        raise HiosError(f"model {name!r} needs torchvision: pip install hios[vision]") from None
+    return torchvision
+
+
+def _inception_v3():
+    return _torchvision("inception_v3").models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+
+
+def _googlenet():
+    return _torchvision("googlenet").models.googlenet(weights=None, aux_logits=False, init_weights=False)
+
+
+def _squeezenet1_1():
+    return _torchvision("squeezenet1_1").models.squeezenet1_1(weights=None)
+
+
+def _nasnetalarge():
+    try:
+        import timm
+    except ImportError:
+        raise HiosError("model 'nasnetalarge' needs timm: pip install hios[timm]") from None
+    return timm.create_model("nasnetalarge", pretrained=False, num_classes=1000)
+
+
+def _randwire():
+    from .randwire import randwire
+    return randwire()
+
+
+_BUILDERS: dict[str, Callable] = {
+    "inception_v3": _inception_v3,
+    "googlenet": _googlenet,
+    "squeezenet1_1": _squeezenet1_1,
+    "nasnetalarge": _nasnetalarge,
+    "randwire": _randwire,
+}
+
+
+def _factory(spec: str) -> Callable:
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise HiosError(f"model spec {spec!r} must look like 'package.module:factory'")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise HiosError(f"model spec {spec!r}: cannot import {mod_name!r} ({type(e).__name__}: {e.msg})") from None
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise HiosError(f"model spec {spec!r}: {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise HiosError(f"model spec {spec!r}: {attr!r} is not callable")
+    return obj
+
+
+def _call_factory(fn: Callable, spec: str, image_size: int, batch: int):
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in (("image_size", image_size), ("batch", batch)) if takes_kw or k in params}
+    try:
+        return fn(**kwargs)
+    except HiosError:
+        raise
+    except Exception as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+        raise HiosError(f"model spec {spec!r}: the factory failed: {type(e).__name__}: {first}") from None
+
+
+def _init_weights(model) -> None:
+    torch = _torch()
+    nn = torch.nn
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                if isinstance(m, nn.Linear):
+                    m.weight.mul_(0.5 ** 0.5)  # no ReLU after the classifier
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+def build(name_or_spec: str, image_size: int, batch: int = 1):
+    """(model in eval mode, (input,)) for a zoo name or ``package.module:factory``."""
+    torch = _torch()
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise HiosError(f"image size must be a positive integer, got {image_size!r}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise HiosError(f"batch must be a positive integer, got {batch!r}")
+    if not isinstance(name_or_spec, str):
+        raise HiosError(f"model must be a name or 'package.module:factory', got {name_or_spec!r}")
+    if name_or_spec in _BUILDERS:
+        call = _BUILDERS[name_or_spec]
+    elif ":" in name_or_spec:
+        fn = _factory(name_or_spec)
+        call = lambda: _call_factory(fn, name_or_spec, image_size, batch)  # noqa: E731
+    else:
+        raise HiosError(f"unknown model {name_or_spec!r}; choose one of {', '.join(MODELS)} "
+                        "or give 'package.module:factory'")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = call()
+        if name_or_spec in _BUILDERS:
+            _init_weights(model)
+    if not isinstance(model, torch.nn.Module):
+        raise HiosError(f"model {name_or_spec!r}: the factory returned {type(model).__name__}, not a torch.nn.Module")
+    model.eval()
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randn(batch, 3, image_size, image_size, generator=gen)
+    return model, (x,)
+
+
+__all__ = ["MODELS", "build"]

@@ -1,0 +1,107 @@
+"""Analytic cost model: roofline per operator, device presets, error report, calibration."""
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hios import HiosError  # noqa: E402
+from hios.frontend.analytic import (DEVICE_SPECS, DeviceSpec, analytic_error, calibrate, costed_graph,  # noqa: E402
+                                    device_spec, operator_ms, operator_utilization)
+from hios.frontend.capture import capture  # noqa: E402
+
+from test_capture import Branchy, make, one_thread  # noqa: E402,F401
+
+
+@pytest.fixture(scope="module")
+def captured():
+    model, inputs = make(Branchy)
+    return capture(model, inputs, "branchy")
+
+
+SPEC = DeviceSpec("test", fp32_tflops=10.0, tensor_tflops=100.0, bandwidth_gbps=1000.0, sms=10,
+                  compute_eff=0.5, memory_eff=0.5, kernel_overhead_us=2.0)
+
+
+def test_memory_bound_operator():
+    meta = {"flops": 0, "tensor_flops": 0, "bytes_moved": 10**6, "kernels": 3}
+    # 1e6 B / (1000 GB/s * 0.5) = 2 us; plus 3 kernels x 2 us
+    assert operator_ms(meta, SPEC) == pytest.approx(2e-3 + 6e-3)
+
+
+def test_compute_bound_operator_uses_tensor_rate_for_tensor_flops():
+    meta = {"flops": 10**9 + 10**8, "tensor_flops": 10**9, "bytes_moved": 1000, "kernels": 1}
+    # 1e9 / 50e12 + 1e8 / 5e12 = 20 us + 20 us
+    assert operator_ms(meta, SPEC) == pytest.approx(40e-3 + 2e-3)
+
+
+def test_utilization_bounds():
+    assert operator_utilization({"out_shapes": [[1, 1]]}, SPEC) == 0.05
+    assert operator_utilization({"out_shapes": [[1, 64, 32, 32]]}, SPEC) == 1.0
+    assert operator_utilization({"out_shapes": [[1, 1024]]}, SPEC) == pytest.approx(1024 / 20480)
+
+
+def test_presets_and_ordering(captured):
+    assert set(DEVICE_SPECS) == {"v100", "a100", "h100", "h200"}
+    graphs = {k: costed_graph(captured, k) for k in DEVICE_SPECS}
+    g = graphs["h100"]
+    assert g.names == captured.graph.names and g.edges == captured.graph.edges
+    assert g.meta["cost_source"] == "analytic:h100"
+    assert all(op.cost > 0 for op in g.ops)
+    assert graphs["v100"].total_work() > graphs["a100"].total_work() > graphs["h100"].total_work()
+    assert graphs["h200"].total_work() <= graphs["h100"].total_work()
+    assert captured.graph.total_work() == 0  # capture itself is not modified
+
+
+def test_unknown_device():
+    with pytest.raises(HiosError, match="h100"):
+        device_spec("tpu")
+
+
+def test_error_report(captured):
+    analytic = costed_graph(captured, "h100")
+    measured = analytic.with_costs([2 * c for c in analytic.costs])
+    rep = analytic_error(measured, analytic)
+    assert rep.total.kind == "all" and rep.total.operators == len(analytic)
+    for row in rep.rows:
+        assert row.ratio == pytest.approx(0.5)
+        assert row.median_rel_error == pytest.approx(0.5)
+    assert sum(r.operators for r in rep.rows[:-1]) == len(analytic)
+    text = rep.format()
+    assert "all" in text and "conv" in text
+    assert rep.to_dict()["rows"][-1]["kind"] == "all"
+
+
+def test_error_report_names_mismatch(captured):
+    from hios.graph import Graph, Operator
+
+    analytic = costed_graph(captured, "h100")
+    other = Graph([Operator("zzz", 1.0)], [], "other")
+    with pytest.raises(HiosError, match=repr(analytic.names[0])):
+        analytic_error(other, analytic)
+
+
+def test_calibration_recovers_parameters(captured):
+    truth = DeviceSpec("h100", 67.0, 494.7, 3350.0, 132, compute_eff=0.3, memory_eff=0.5, kernel_overhead_us=2.0)
+    measured = costed_graph(captured, truth)
+    fit = calibrate(measured, captured.graph, "h100")
+    assert fit.name == "h100-calibrated"
+    refit = costed_graph(captured, fit)
+    assert max(abs(math.log(a / b)) for a, b in zip(refit.costs, measured.costs)) < 1e-9
+    assert fit.kernel_overhead_us == 2.0 and fit.memory_eff == 0.5
+
+
+def test_per_kernel_roofline_sums_kernels():
+    # a compute-bound kernel then a memory-bound one: the sum of both rooflines, not the max of totals
+    meta = {"kernel_work": [[10**9, 10**9, 1000], [0, 10**3, 10**6]], "flops": 10**9 + 10**3,
+            "tensor_flops": 10**9, "bytes_moved": 10**6 + 1000, "kernels": 2}
+    assert operator_ms(meta, SPEC) == pytest.approx(20e-3 + 2e-3 + 2 * 2e-3)
+
+
+def test_captured_operators_record_kernel_work(captured):
+    for op in captured.graph.ops:
+        work = op.meta["kernel_work"]
+        assert len(work) == op.meta["kernels"]
+        assert sum(w[2] for w in work) == op.meta["bytes_moved"]
+        assert sum(w[0] for w in work) == op.meta["tensor_flops"]
