@@ -15,10 +15,20 @@ from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
+from .hios_lp import hios_lp
+from .hios_mr import hios_mr
 from .sequential import sequential
+from .ios import ios
+from .heft import heft
+from .optimal import optimal
 
 ALGORITHMS: dict[str, Callable[..., Schedule]] = {
     "sequential": sequential,
+    "hios-lp": hios_lp,
+    "hios-mr": hios_mr,
+    "ios": ios,
+    "heft": heft,
+    "optimal": optimal,
 }
 
 

@@ -1,0 +1,131 @@
+"""Refinement of an inter-GPU mapping by single-operator moves (a step of HIOS-LP and HIOS-MR).
+
+Each GPU runs its operators in one fixed dependency-consistent rank order (latest start time),
+one operator per stage.  Steps:
+  1. Time the whole mapping in rank order.
+  2. For each operator in rank order, try it on every other GPU.  Only operators ranked at or
+     after it can change, so the times of the operators before it are reused and the rest are
+     recomputed in rank order; a candidate is abandoned as soon as one finish time plus the
+     longest cost-only path after that operator, or plus the work ranked after it on its GPU,
+     exceeds the best latency found so far.  A
+     candidate is better when its latency is lower, or equal with a lower sum of all finish
+     times (this lets the search cross the many plateaus where only a few operators decide the
+     latency).  Move the operator to the best GPU (ties: lowest GPU index) if that beats the
+     current mapping.
+  3. Repeat step 2 for at most ``passes`` passes, stopping early after a pass with no move.
+
+Moves never raise the latency, and the rank order can never deadlock.
+"""
+
+from __future__ import annotations
+
+from ._fastsim import FastTimer
+
+
+def time_in_rank_order(timer: FastTimer, order: list[int], gpu_of: list[int]) -> tuple[float, list[float]]:
+    """Latency and finish times of a complete mapping, each GPU running its operators in ``order``."""
+    end = [0.0] * timer.n
+    free = [0.0] * timer.gpus
+    ins = timer.ins
+    cost = timer.cost
+    for v in order:
+        gv = gpu_of[v]
+        t = free[gv]
+        for u, row in ins[v]:
+            a = end[u] + row[gpu_of[u]][gv]
+            if a > t:
+                t = a
+        t += cost[v]
+        end[v] = t
+        free[gv] = t
+    return (max(free) if free else 0.0), end
+
+
+def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:
+    """Steps 1-3; returns the new mapping (the input list is not modified) and the number of moves."""
+    G = timer.gpus
+    n = timer.n
+    gpu_of = list(gpu_of)
+    if G < 2 or passes < 1:
+        return gpu_of, 0
+    order = sorted(range(n), key=rank.__getitem__)
+    ins = timer.ins
+    cost = timer.cost
+    tail = timer.tail
+    lat, end = time_in_rank_order(timer, order, gpu_of)
+    cur = (lat, sum(end))
+    after = _work_after(order, gpu_of, cost, G)
+    moves = 0
+    for _ in range(passes):
+        moved = False
+        for k, v in enumerate(order):
+            g0 = gpu_of[v]
+            # Finish time of the last operator ranked before v on each GPU.
+            free0 = [0.0] * G
+            found = [False] * G
+            seen = 0
+            j = k - 1
+            while j >= 0 and seen < G:
+                u = order[j]
+                gu = gpu_of[u]
+                if not found[gu]:
+                    found[gu] = True
+                    free0[gu] = end[u]
+                    seen += 1
+                j -= 1
+            best, best_g, best_end = cur, g0, None
+            suffix = order[k + 1:]
+            for h in range(G):
+                if h == g0:
+                    continue
+                cut = best[0] * (1.0 + 1e-12)  # beyond rounding of the tail sums
+                t = free0[h]
+                for u, row in ins[v]:
+                    a = end[u] + row[gpu_of[u]][h]
+                    if a > t:
+                        t = a
+                t += cost[v]
+                if t + tail[v] > cut:
+                    continue
+                gpu_of[v] = h
+                e = end[:]
+                e[v] = t
+                free = free0[:]
+                free[h] = t
+                for w in suffix:
+                    gw = gpu_of[w]
+                    t = free[gw]
+                    for u, row in ins[w]:
+                        a = e[u] + row[gpu_of[u]][gw]
+                        if a > t:
+                            t = a
+                    t += cost[w]
+                    if t + tail[w] > cut or t + after[w] > cut:
+                        break
+                    e[w] = t
+                    free[gw] = t
+                else:
+                    key = (max(free), sum(e))
+                    if key < best:
+                        best, best_g, best_end = key, h, e
+            gpu_of[v] = best_g
+            if best_end is not None:
+                cur, end = best, best_end
+                after = _work_after(order, gpu_of, cost, G)
+                moves += 1
+                moved = True
+        if not moved:
+            break
+    return gpu_of, moves
+
+
+def _work_after(order: list[int], gpu_of: list[int], cost: list[float], gpus: int) -> list[float]:
+    """Cost of the operators ranked after each operator on its GPU: any schedule in this order
+    ends at least that long after the operator's finish."""
+    after = [0.0] * len(order)
+    acc = [0.0] * gpus
+    for v in reversed(order):
+        g = gpu_of[v]
+        after[v] = acc[g]
+        acc[g] += cost[v]
+    return after

@@ -1,0 +1,186 @@
+import importlib
+import inspect
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hios.costmodel import HIOSStageModel
+from hios.errors import HiosError
+from hios.machine import Machine
+from hios.schedule import Schedule
+from hios.schedulers import ALGORITHMS
+from hios.schedulers._fastsim import INF, FastTimer
+from hios.schedulers.intra_gpu import DEFAULT_STREAMS, DEFAULT_WINDOW, improve_stages, intra_gpu, intra_options
+from hios.simulator import ScheduleError, Simulator
+
+from sched_helpers import check_schedule, machines, make_graph
+from strategies import dags, graph_and_schedule, random_valid_schedule
+
+intra_module = importlib.import_module("hios.schedulers.intra_gpu")
+
+
+def sched(graph, stages):
+    return Schedule([[tuple(st) for st in sts] for sts in stages], "hand")
+
+
+def test_defaults_are_the_module_constants(monkeypatch):
+    for fn in (intra_gpu, improve_stages, ALGORITHMS["hios-lp"], ALGORITHMS["hios-mr"]):
+        params = inspect.signature(fn).parameters
+        assert params["window"].default is None and params["streams"].default is None
+    assert intra_options() == (DEFAULT_WINDOW, DEFAULT_STREAMS)
+    assert DEFAULT_WINDOW >= 1 and DEFAULT_STREAMS >= 1
+    # The constants are read at call time, so they can be changed after import.
+    g = make_graph({"a": 2, "b": 2}, [], {"a": 0.5, "b": 0.5})
+    assert ALGORITHMS["hios-lp"](g, Machine(1)).stages == [[("a", "b")]]
+    monkeypatch.setattr(intra_module, "DEFAULT_STREAMS", 1)
+    assert intra_options() == (DEFAULT_WINDOW, 1)
+    s = ALGORITHMS["hios-lp"](g, Machine(1))
+    assert s.stages == [[("a",), ("b",)]] and s.meta["intra_streams"] == 1
+
+
+def test_groups_two_independent_operators():
+    g = make_graph({"a": 2, "b": 2}, [], {"a": 0.5, "b": 0.5})
+    s = intra_gpu(g, Machine(1), sched(g, [[["a"], ["b"]]]))
+    assert s.stages == [[("a", "b")]]
+    assert Simulator(g, Machine(1)).simulate(s).latency == pytest.approx(3.0)  # 0.5*4 + 0.5*max(2, 2)
+    assert s.meta["latency_before_intra"] == pytest.approx(4.0)
+
+
+def test_never_groups_dependent_operators():
+    g = make_graph({"a": 2, "b": 2}, [("a", "b", 0.0)], {"a": 0.1, "b": 0.1})
+    s = intra_gpu(g, Machine(1), sched(g, [[["a"], ["b"]]]), window=4, streams=4)
+    assert s.stages == [[("a",), ("b",)]]
+
+
+@pytest.mark.parametrize("window,streams", [(1, 2), (2, 1), (1, 1)])
+def test_window_or_streams_of_one_changes_nothing(window, streams):
+    g = make_graph({"a": 2, "b": 2, "c": 1}, [], {"a": 0.5, "b": 0.5, "c": 0.5})
+    s = intra_gpu(g, Machine(1), sched(g, [[["a"], ["b"], ["c"]]]), window=window, streams=streams)
+    assert s.stages == [[("a",), ("b",), ("c",)]]
+
+
+def test_streams_bound_the_group_size():
+    costs = {f"o{i}": 1.0 for i in range(6)}
+    g = make_graph(costs, [], {k: 0.2 for k in costs})
+    one = sched(g, [[[k] for k in costs]])
+    s2 = intra_gpu(g, Machine(1), one, window=6, streams=2)
+    s3 = intra_gpu(g, Machine(1), one, window=6, streams=3)
+    assert max(len(st) for st in s2.stages[0]) == 2
+    assert max(len(st) for st in s3.stages[0]) == 3
+
+
+def test_window_lets_an_operator_jump_a_stage():
+    # a -> b; c independent.  Window 2 can only pair b with c; window 3 pairs a with c.
+    g = make_graph({"a": 2, "b": 2, "c": 2}, [("a", "b", 0.0)], {"a": 0.5, "b": 0.5, "c": 0.5})
+    one = sched(g, [[["a"], ["b"], ["c"]]])
+    assert intra_gpu(g, Machine(1), one, window=2).stages == [[("a",), ("b", "c")]]
+    assert intra_gpu(g, Machine(1), one, window=3).stages == [[("a", "c"), ("b",)]]
+
+
+def test_operator_never_jumps_a_stage_it_depends_on():
+    # c depends on b: c may not join a's stage ahead of b.
+    g = make_graph({"a": 2, "b": 2, "c": 2}, [("b", "c", 0.0)], {"a": 0.5, "b": 0.5, "c": 0.5})
+    s = intra_gpu(g, Machine(1), sched(g, [[["a"], ["b"], ["c"]]]), window=3, streams=2)
+    assert ("a", "c") not in s.stages[0]
+
+
+def test_grouping_that_raises_latency_is_rejected():
+    # Grouping a with b delays a, whose consumer c on GPU 1 is the critical path.
+    g = make_graph({"a": 1, "b": 1, "c": 5}, [("a", "c", 0.0)], {"a": 0.5, "b": 0.5, "c": 1.0})
+    m = Machine(2)
+    base = sched(g, [[["a"], ["b"]], [["c"]]])
+    assert Simulator(g, m).simulate(base).latency == pytest.approx(6.0)
+    s = intra_gpu(g, m, base)
+    assert s.stages == base.stages
+    # with alpha = 1 a stage costs the sum of its members: also rejected
+    assert intra_gpu(g, m, base, stage_model=HIOSStageModel(1.0)).stages == base.stages
+
+
+def test_grouping_that_deadlocks_across_gpus_is_rejected():
+    # GPU 0: x then y; GPU 1: q then p; x -> q and p -> y.  x and y are independent, but the
+    # stage {x, y} would wait for p, which waits behind q, which waits for x.
+    g = make_graph({"x": 1, "y": 1, "q": 1, "p": 1}, [("x", "q", 0.1), ("p", "y", 0.1)],
+                   {"x": 0.1, "y": 0.1, "q": 1.0, "p": 1.0})
+    m = Machine(2)
+    base = sched(g, [[["x"], ["y"]], [["q"], ["p"]]])
+    sim = Simulator(g, m)
+    sim.simulate(base)
+    grouped = sched(g, [[["x", "y"]], [["q"], ["p"]]])
+    with pytest.raises(ScheduleError, match="deadlock"):
+        sim.simulate(grouped)
+    timer = FastTimer(sim)
+    assert timer.latency(grouped.indexed(g)) is None
+    s = intra_gpu(g, m, base, window=4, streams=4)
+    assert s.stages[0] == [("x",), ("y",)]  # (GPU 1 may group q with p: that is fine)
+
+
+def test_bad_options_and_input():
+    g = make_graph({"a": 1, "b": 1}, [])
+    one = sched(g, [[["a"], ["b"]]])
+    with pytest.raises(HiosError):
+        intra_gpu(g, Machine(1), one, window=0)
+    with pytest.raises(HiosError):
+        intra_gpu(g, Machine(1), one, streams="2")
+    with pytest.raises(ScheduleError):
+        intra_gpu(g, Machine(1), sched(g, [[["a"]]]))  # misses b
+
+
+# -- the fast evaluator agrees with the simulator ----------------------------------------------
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph_and_schedule(max_nodes=12, max_gpus=4), st.integers(0, 2**31), st.floats(0.0, 1.0))
+def test_fast_timer_equals_simulator(gs, seed, drop):
+    graph, gpus, s = gs
+    m = Machine(gpus)
+    sim = Simulator(graph, m)
+    timer = FastTimer(sim)
+    idx = s.indexed(graph)
+    assert timer.latency(idx) == sim.run(idx).latency
+    # partial schedules: any operators removed (inputs from them are ignored)
+    rng = random.Random(seed)
+    part = [[[v for v in st if rng.random() >= drop] for st in sts] for sts in idx]
+    part = [[st for st in sts if st] for sts in part]
+    assert timer.latency(part) == sim.run(part, complete=False).latency
+    # a limit at or above the latency changes nothing; below it, INF comes back
+    lat = sim.run(idx).latency
+    assert timer.latency(idx, lat) == lat
+    if lat > 0:
+        assert timer.latency(idx, lat * 0.999) == INF
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=10), st.integers(1, 3), st.integers(0, 2**31))
+def test_fast_timer_detects_deadlock_like_the_simulator(graph, gpus, seed):
+    rng = random.Random(seed)
+    n = len(graph.ops)
+    gpu_of = [rng.randrange(gpus) for _ in range(n)]
+    stages = [[[v] for v in rng.sample(range(n), n) if gpu_of[v] == h] for h in range(gpus)]
+    if rng.random() < 0.3 and len(stages[0]) >= 2:  # sometimes a two-operator stage
+        stages[0][:2] = [stages[0][0] + stages[0][1]]
+    sim = Simulator(graph, Machine(gpus))
+    fast = FastTimer(sim).latency(stages)
+    try:
+        lat = sim.run(stages).latency
+    except ScheduleError:
+        assert fast is None
+    else:
+        assert fast == lat
+
+
+# -- properties of the intra-GPU step on any valid schedule -----------------------------------
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=12), machines(max_gpus=4), st.integers(1, 4), st.integers(1, 4), st.integers(0, 2**31))
+def test_intra_gpu_properties(graph, machine, window, streams, seed):
+    base = random_valid_schedule(graph, machine.gpus, random.Random(seed), max_stage=3)
+    before = Simulator(graph, machine).simulate(base).latency
+    s = intra_gpu(graph, machine, base, window=window, streams=streams)
+    after = check_schedule(graph, machine, s)
+    assert after <= before
+    assert s.assignment() == base.assignment()  # only the grouping changes, never the GPU
+    old = {frozenset(st) for sts in base.stages for st in sts}
+    for sts in s.stages:
+        for st in sts:
+            assert frozenset(st) in old or len(st) <= streams
