@@ -307,7 +307,8 @@ def test_cli_simulate_round_trip(tmp_path, capsys):
     assert code == 0 and [r["algorithm"] for r in d["results"]] == ["hios-lp"]  # the default
     lat = d["results"][0]["latency"]
     saved = _json.loads((tmp_path / "s.json").read_text())
-    assert saved["meta"]["intra"] is True and saved["meta"]["intra_window"] == 2
+    from hios.schedulers.intra_gpu import DEFAULT_WINDOW
+    assert saved["meta"]["intra"] is True and saved["meta"]["intra_window"] == DEFAULT_WINDOW
     code, d2, _ = _cli(capsys, "simulate", gpath, "--gpus", 4, "--json", "--schedule", tmp_path / "s.json")
     assert code == 0 and d2["results"][0]["latency"] == lat
     # options reach the algorithm

@@ -259,3 +259,24 @@ def test_channels_last_profile_restores_layout():
                            settings=_settings(channels_last=True))
     assert res.graph.meta["profile"]["memory_format"] == "channels_last"
     assert {n: p.stride() for n, p in cap.gm.named_parameters()} == before
+
+
+def test_calibrate_gives_measured_utilizations_and_refits_alpha():
+    """Committed H100 profiles carry utilization 1 everywhere; calibrate derives utilizations from
+    measured time vs. FLOPs/bytes, so small operators can share the GPU in the stage model."""
+    from pathlib import Path
+
+    from hios.formats import load_graph
+    from hios.frontend.profiler import calibrate
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/profiles/inception_v3-1280-inductor-h100.json"
+    g = load_graph(path)
+    cal, stage = calibrate(g)
+    utils = [op.utilization for op in cal.ops]
+    assert all(0.02 <= u <= 1.0 for u in utils)
+    assert min(utils) < 0.5 < max(utils)  # pooling/small ops far from the peak, big convolutions near it
+    assert cal.costs == g.costs  # costs untouched
+    assert 0.0 <= stage.alpha <= 1.0 and stage.groups
+    assert cal.meta["profile"]["utilization"].startswith("measured:h100")
+    again, _ = calibrate(cal)  # idempotent
+    assert [op.utilization for op in again.ops] == utils

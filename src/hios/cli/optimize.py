@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..bounds import lower_bounds
-from ..costmodel import HIOSStageModel, stage_model_from_dict
+from ..costmodel import HIOSStageModel
 from ..errors import HiosError
 from ..formats import load_graph, save_graph
 from ..graph import Edge, Graph
@@ -109,11 +109,12 @@ def cost_graph(captured, cost: str, measured: Graph | None, device: str | None, 
             from ..frontend.profiler import profile_detailed
         except ImportError as e:
             raise HiosError(f"the profiler is not available: {e}") from None
+        from ..frontend.profiler import calibrate
         res = profile_detailed(captured, device=device or "cuda:0", kernels=kernels)
-        g = res.graph
+        g, stage = calibrate(res.graph)
         prof = g.meta.get("profile", {})
         source = f"profile:{res.cache_path or prof.get('device', 'measured')}"
-        return g, source, stage_model_from_dict((prof.get("stage_model") or None))
+        return g, source, stage
     if cost in ANALYTIC:
         return costed_graph(captured, cost), f"analytic:{cost}", HIOSStageModel(alpha)
     assert measured is not None
@@ -126,7 +127,10 @@ def cost_graph(captured, cost: str, measured: Graph | None, device: str | None, 
     g = captured.graph.with_costs({op.name: op.cost for op in measured.ops},
                                   {op.name: op.utilization for op in measured.ops})
     g.meta = {**captured.graph.meta, "profile": prof} if prof else dict(captured.graph.meta)
-    stage = stage_model_from_dict(prof["stage_model"]) if prof.get("stage_model") else HIOSStageModel(alpha)
+    if not prof:
+        return g, f"profile:{where}", HIOSStageModel(alpha)
+    from ..frontend.profiler import calibrate
+    g, stage = calibrate(g)
     return g, f"profile:{where}", stage
 
 

@@ -92,6 +92,26 @@ def operator_utilization(meta: dict[str, Any], spec: DeviceSpec) -> float:
     return min(1.0, max(0.05, largest / (spec.sms * 2048)))
 
 
+def spec_for_device(device_name: str) -> DeviceSpec:
+    """The preset whose name occurs in a CUDA device name ("NVIDIA H100 80GB HBM3" -> h100);
+    h100 when none does."""
+    low = device_name.lower()
+    return next((sp for key, sp in DEVICE_SPECS.items() if key in low), DEVICE_SPECS["h100"])
+
+
+def measured_utilization(meta: dict[str, Any], cost_ms: float, spec: DeviceSpec) -> float:
+    """Share of the GPU an operator used alone, from its measured time: its achieved FP32 FLOP rate
+    over the FP32 peak, or its achieved bandwidth over the peak bandwidth, whichever is larger,
+    clamped to [0.02, 1].  Small operators that leave most of the GPU idle get a low value, so the
+    HIOS stage model sees what running them on parallel streams can gain."""
+    t = cost_ms * 1e-3
+    if t <= 0:
+        return 1.0
+    flops = meta.get("flops") or 0
+    nbytes = meta.get("bytes_moved") or 0
+    return min(1.0, max(0.02, flops / (t * spec.fp32_tflops * 1e12), nbytes / (t * spec.bandwidth_gbps * 1e9)))
+
+
 def costed_graph(captured_or_graph, spec: str | DeviceSpec = "h100") -> Graph:
     """The captured graph with analytic costs (ms) and utilizations for ``spec``."""
     graph: Graph = getattr(captured_or_graph, "graph", captured_or_graph)

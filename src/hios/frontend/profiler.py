@@ -21,8 +21,9 @@ Steps of :func:`profile_detailed` (``profile`` returns only its graph):
    in one CUDA graph.
 5. Launch overhead (eager minus graph time of a tiny kernel) and device-to-device (and, with several
    GPUs, GPU-to-GPU) copy time against bytes, fitted to ``latency + bytes / bandwidth``.
-6. The HIOS stage model's alpha is fitted to the measured groups
-   (:class:`hios.costmodel.MeasuredStageModel`, which also keeps the measured groups).
+6. Utilizations follow from the measured times (achieved FLOP rate or bandwidth over the device's
+   peak, :func:`calibrate`), and the HIOS stage model's alpha is fitted to the measured groups with
+   them (:class:`hios.costmodel.MeasuredStageModel`, which also keeps the measured groups).
 7. The graph with costs in ms and the profile in ``graph.meta`` is written to the cache and returned.
 """
 
@@ -376,6 +377,30 @@ def fit_alpha(groups: Sequence[dict], utils: dict[str, float]) -> dict:
             "clipped_from": None if clipped == alpha else alpha}
 
 
+def calibrate(graph: Graph) -> tuple[Graph, MeasuredStageModel]:
+    """Utilizations from measured times (:func:`hios.frontend.analytic.measured_utilization` on the
+    profiled device) and the stage model refitted to the profile's measured groups with them.
+
+    A profile measures costs; the share of the GPU each operator leaves idle follows from its cost
+    and its FLOPs/bytes.  Without this every utilization stays 1 and the HIOS stage model prices any
+    group at the sum of its members, so no schedule would ever use parallel streams.  Idempotent:
+    works on fresh profiles and on profile files written before it existed."""
+    from .analytic import measured_utilization, spec_for_device
+
+    prof = graph.meta.get("profile") or {}
+    spec = spec_for_device(str(prof.get("device", "")))
+    utils = {op.name: measured_utilization(op.meta, op.cost, spec) for op in graph.ops}
+    groups = prof.get("groups") or []
+    fit = fit_alpha(groups, utils) if groups else {"alpha": None}
+    alpha = fit["alpha"] if fit.get("alpha") is not None else 0.5
+    stage = MeasuredStageModel(alpha, {tuple(sorted(round(c, 6) for c in g["costs"])): g["time"] for g in groups})
+    out = graph.with_costs(graph.costs, utils)
+    if prof:
+        out.meta = {**graph.meta, "profile": {**prof, "stage_model": {**stage.to_dict(), "fit": fit},
+                                              "utilization": f"measured:{spec.name}"}}
+    return out, stage
+
+
 def fit_transfer(points: Sequence[tuple[int, float]]) -> dict | None:
     """Fit ``ms = latency + bytes / bandwidth`` (latency in µs, bandwidth in GB/s) by least squares
     on relative errors (weights 1/t²), so small copies weigh as much as large ones."""
@@ -637,11 +662,6 @@ def _measure(captured, dev, dname: str, kernels: str, s: ProfileSettings, progre
             torch.cuda.empty_cache()
 
     costs = {name: st.median_ms for name, st in stats.items()}
-    utils = {op.name: op.utilization for op in graph.ops}
-    fit = fit_alpha(measured_groups, utils)
-    stage = MeasuredStageModel(fit["alpha"] if fit["alpha"] is not None else 0.5,
-                               {tuple(sorted(round(c, 6) for c in g["costs"])): g["time"]
-                                for g in measured_groups})
     ops = []
     for op in graph.ops:
         st = stats[op.name]
@@ -660,9 +680,9 @@ def _measure(captured, dev, dname: str, kernels: str, s: ProfileSettings, progre
                    if hasattr(t, "shape")],
         "sum_ms": sum(costs.values()), "timing_seconds": timing_seconds,
         "launch_overhead": launch, "transfer": transfer,
-        "stage_model": {**stage.to_dict(), "fit": fit}, "groups": measured_groups,
-        "compile": compile_info,
+        "groups": measured_groups, "compile": compile_info,
     }
-    out = Graph(ops, graph.edges, graph.name, meta)
+    out, _ = calibrate(  # utilizations from measured times; stage model fitted to the groups
+        Graph(ops, graph.edges, graph.name, meta))
     return ProfileResult(out, {n: st.to_dict() for n, st in stats.items()}, measured_groups)
 

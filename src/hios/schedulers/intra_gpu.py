@@ -35,9 +35,12 @@ from ..simulator import ScheduleError, Simulator
 from ._fastsim import FastTimer, check_intra_options
 
 #: Stages looked at together (the current one and the next ``DEFAULT_WINDOW - 1``).
-DEFAULT_WINDOW = 2
+#: 4 and 4 (not the research code's 2 and 2) from measurements on an H100 (docs/results.md,
+#: runtime section): 2/2 ran 5-70 % slower than 4/4 at 224-299 px; from 1280 px every setting
+#: was within 1-3 %; 6/6 gained at most 3 % at nearly 5x the candidates.
+DEFAULT_WINDOW = 4
 #: Most operators grouped into one stage (streams of one GPU used at once).
-DEFAULT_STREAMS = 2
+DEFAULT_STREAMS = 4
 
 
 def intra_options(window: int | None = None, streams: int | None = None) -> tuple[int, int]:

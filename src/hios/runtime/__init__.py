@@ -1,0 +1,27 @@
+"""Runtime: run a plan of a PyTorch model on devices and streams.
+
+* :mod:`hios.runtime.segmenting` — torch-free: a schedule cut into per-stream segments, events and
+  transfers (:func:`stream_program`), reused by every executor.
+* :mod:`hios.runtime.devices` — logical devices onto physical ones (torch-free).
+* :mod:`hios.runtime.executor` — the single-process executor (:func:`compile`), CUDA-graph and
+  stream modes, Inductor or eager kernels.
+* :mod:`hios.runtime.bench` — the measurements ``hios run`` and ``benchmarks/runtime.py`` print.
+
+``compile`` and ``HiosModule`` import torch on first use.
+"""
+
+from __future__ import annotations
+
+from .devices import logical_devices, parse_devices
+from .segmenting import ExecProgram, ProgramError, SegmentStep, TransferStep, naive_streams, stream_program, verify
+
+
+def __getattr__(name: str):
+    if name in ("compile", "HiosModule"):
+        from . import executor
+        return getattr(executor, name)
+    raise AttributeError(f"module 'hios.runtime' has no attribute {name!r}")
+
+
+__all__ = ["ExecProgram", "HiosModule", "ProgramError", "SegmentStep", "TransferStep", "compile",
+           "logical_devices", "naive_streams", "parse_devices", "stream_program", "verify"]

@@ -1,0 +1,576 @@
+"""Single-process executor: run a schedule of a captured model on logical devices and streams.
+
+:func:`compile` (exported lazily as ``hios.compile``) returns a :class:`HiosModule` whose
+``forward`` equals ``model(*inputs)``.  Steps:
+
+  1. Capture the model (:func:`hios.frontend.capture.capture`) and check that the plan or
+     schedule matches it: same operators, same edges, same input shape.
+  2. Cut the schedule into per-stream segments (:func:`hios.runtime.segmenting.stream_program`,
+     torch-free); logical devices that map to one physical device share its memory.
+  3. Build each segment (:func:`hios.frontend.segments.build_segment`), place its weights on its
+     own device once (shared weights are placed once per device, never moved back), in
+     channels_last layout when asked (default with ``kernels="inductor"``), and compile it with
+     ``torch.compile`` (Inductor, no CUDA graphs of its own) for ``kernels="inductor"``; with
+     ``kernels="eager"`` the segment's ATen operators run as they are.
+  4. Issue the program.  CUDA: every (logical device, stream) has a stream of its physical device
+     (the first logical device's stream 0 is the caller's current stream); all side streams fork
+     from the current stream and join it at the end, cross-stream dependencies are CUDA events
+     and values that cross physical devices are copied peer to peer, non-blocking, on per-link copy
+     streams.  Nothing synchronises the host inside a forward pass.  CPU: each stream is a thread
+     and each event a ``threading.Event``, so the dependency semantics are the same.
+  5. ``mode="graph"`` (default on CUDA): after warm-up passes (which also compile), the whole
+     multi-stream program is captured into one CUDA graph (side streams forked and joined by
+     events inside the capture); a forward copies the inputs into static buffers and replays it.
+     When capture is impossible (several physical devices, a capture error) the module falls back
+     to stream mode with a warning saying why (``fallback_reason``).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.utils._pytree as pytree
+from torch import nn
+
+from ..errors import HiosError
+from ..graph import Graph
+from ..schedule import Schedule, load_schedule
+from .devices import logical_devices, parse_devices, used_gpus
+from .segmenting import ExecProgram, stream_program
+
+KERNELS = ("inductor", "eager")
+MODES = ("graph", "stream")
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def default_kernels(devices: Sequence[str]) -> str:
+    return "inductor" if devices and devices[0].startswith("cuda") else "eager"
+
+
+def default_mode(devices: Sequence[str]) -> str:
+    return "graph" if devices and devices[0].startswith("cuda") else "stream"
+
+
+# --------------------------------------------------------------------------- plan checks
+def check_plan_graph(plan_graph: Graph, graph: Graph) -> None:
+    """The plan's graph must have exactly the model's operators and edges."""
+    have = set(graph.index)
+    for n in plan_graph.names:
+        if n not in have:
+            raise HiosError(f"plan does not match the model: it has operator {n!r} that the model does not have")
+    planned = set(plan_graph.index)
+    for n in graph.names:
+        if n not in planned:
+            raise HiosError(f"plan does not match the model: it misses the model's operator {n!r}")
+    pe = {(e.src, e.dst) for e in plan_graph.edges}
+    me = {(e.src, e.dst) for e in graph.edges}
+    for a, b in sorted(pe - me):
+        raise HiosError(f"plan does not match the model: its edge {a!r} -> {b!r} is not in the model")
+    for a, b in sorted(me - pe):
+        raise HiosError(f"plan does not match the model: the model's edge {a!r} -> {b!r} is missing from it")
+
+
+def check_plan_inputs(model_info: dict, plan_graph: Graph | None, inputs: tuple) -> None:
+    """The example inputs must have the shape the plan was made for."""
+    shapes = [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]
+    want = None
+    if plan_graph is not None:
+        ins = plan_graph.meta.get("inputs")
+        if isinstance(ins, list) and all(isinstance(i, dict) and i.get("shape") is not None for i in ins):
+            want = [tuple(i["shape"]) for i in ins]
+    if want is not None:
+        if want != shapes:
+            raise HiosError(f"plan was made for input shape(s) {want}, the model's inputs are {shapes}")
+        return
+    size, batch = model_info.get("image_size"), model_info.get("batch")
+    if shapes and len(shapes[0]) == 4:
+        b, _, h, w = shapes[0]
+        if (size is not None and (h, w) != (size, size)) or (batch is not None and b != batch):
+            raise HiosError(f"plan was made for batch {batch} at {size}x{size} px, the model's input is "
+                            f"{list(shapes[0])}")
+
+
+def resolve_schedule(plan_or_schedule, graph: Graph, inputs: tuple) -> tuple[Schedule, Any]:
+    """``(schedule, plan or None)`` from a Plan, a Schedule, a path to either, or None (sequential)."""
+    obj = plan_or_schedule
+    if obj is None:
+        return Schedule.from_indices(graph, [[[i] for i in graph.topo]], "sequential"), None
+    if isinstance(obj, (str, Path)):
+        p = Path(obj)
+        try:
+            from ..plan import load_plan
+        except ImportError:  # pragma: no cover - plan module not present
+            load_plan = None
+        import json
+        try:
+            head = json.loads(p.read_text())
+        except OSError as e:
+            raise HiosError(f"{p}: cannot read plan: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise HiosError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
+        if isinstance(head, dict) and head.get("format") == "hios-plan" and load_plan is not None:
+            obj = load_plan(p)
+        else:
+            return load_schedule(p, graph), None
+    if isinstance(obj, Schedule):
+        return obj, None
+    if hasattr(obj, "schedule") and hasattr(obj, "graph"):
+        check_plan_graph(obj.graph, graph)
+        check_plan_inputs(getattr(obj, "model", {}) or {}, obj.graph, inputs)
+        return obj.schedule, obj
+    raise HiosError(f"expected a plan, a schedule or a path, got {type(obj).__name__}")
+
+
+# --------------------------------------------------------------------------- weight placement
+def _clone_tree(m: nn.Module) -> nn.Module:
+    """A copy of the module tree sharing tensors but not containers, so placing weights on a device
+    never changes the captured model or another segment."""
+    c = copy.copy(m)
+    c.__dict__ = dict(m.__dict__)
+    c._parameters = dict(m._parameters)
+    c._buffers = dict(m._buffers)
+    c._modules = {k: (_clone_tree(v) if v is not None else None) for k, v in m._modules.items()}
+    return c
+
+
+def _moved(t: torch.Tensor, device: torch.device, channels_last: bool, cache: dict) -> torch.Tensor:
+    key = (id(t), str(device))
+    hit = cache.get(key)
+    if hit is not None:
+        return hit[1]
+    fmt = torch.channels_last if channels_last and t.dim() == 4 else torch.preserve_format
+    v = t.detach().to(device=device, memory_format=fmt)
+    if isinstance(t, nn.Parameter):
+        v = nn.Parameter(v, requires_grad=False)
+    cache[key] = (t, v)  # keep t alive so its id is not reused
+    return v
+
+
+def place_module(module: nn.Module, device: torch.device, channels_last: bool, cache: dict) -> nn.Module:
+    """``module`` with every parameter, buffer and tensor attribute on ``device`` (placed once per
+    device: ``cache`` maps original tensors to their placed copies)."""
+    root = _clone_tree(module)
+    for m in root.modules():
+        for k, p in list(m._parameters.items()):
+            if p is not None:
+                m._parameters[k] = _moved(p, device, channels_last, cache)
+        for k, b in list(m._buffers.items()):
+            if b is not None:
+                m._buffers[k] = _moved(b, device, channels_last, cache)
+        for k, v in list(vars(m).items()):
+            if isinstance(v, torch.Tensor):
+                m.__dict__[k] = _moved(v, device, channels_last, cache)
+    return root
+
+
+# --------------------------------------------------------------------------- the module
+@dataclass
+class _Seg:
+    step: Any                    # SegmentStep
+    fn: Any                      # callable(*inputs) -> tuple
+    eager: nn.Module             # the placed, uncompiled module (fallback)
+    inputs: list[str]
+    outputs: list[str]
+    mem: str                     # physical device name (memory space)
+
+
+class HiosModule(nn.Module):
+    """A model compiled for a schedule; call it like the model.  Attributes: ``program``
+    (the :class:`ExecProgram`), ``devices``, ``kernels``, ``mode`` (after any fallback),
+    ``fallback_reason``, ``captured``."""
+
+    def __init__(self, captured, program: ExecProgram, devices: list[str], kernels: str, mode: str,
+                 channels_last: bool, clone_outputs: bool, warmup: int, progress: bool, priority: bool = False):
+        super().__init__()
+        self.priority = priority
+        self.captured = captured
+        self.program = program
+        self.devices = devices
+        self.kernels = kernels
+        self.mode = mode
+        self.channels_last = channels_last
+        self.clone_outputs = clone_outputs
+        self.fallback_reason: str | None = None
+        self._bar = None
+        self.is_cuda = devices[0].startswith("cuda")
+        self._graph = None
+        self._static_in: list[torch.Tensor] | None = None
+        self._static_out = None
+        self._in_meta = [(tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else None
+                         for t in captured.example_inputs]
+        try:
+            self._build()
+            if self.is_cuda:
+                self._make_streams()
+            self._warm(warmup, progress)
+            if mode == "graph":
+                self._capture()
+        except _OOM as e:
+            raise HiosError(f"out of memory on {self._main_device()} while preparing the plan: "
+                            f"{str(e).splitlines()[0]}") from None
+
+    # -- construction --------------------------------------------------------
+    def _main_device(self) -> torch.device:
+        return torch.device(self.devices[0])
+
+    def _build(self) -> None:
+        from ..frontend.segments import build_segment, output_names
+        cap = self.captured
+        prog = self.program
+        node_op: dict[str, str] = {}
+        for op in cap.graph.ops:
+            for n in op.meta.get("nodes", []):
+                node_op[n] = op.name
+        self._node_op = node_op
+        cache: dict = {}
+        self._segs: list[_Seg | None] = []
+        for st in prog.steps:
+            if st.kind != "segment":
+                self._segs.append(None)
+                continue
+            seg = build_segment(cap, list(st.ops))
+            dev = torch.device(self.devices[st.device])
+            placed = place_module(seg.module, dev, self.channels_last, cache)
+            placed.eval()
+            fn = placed
+            if self.kernels == "inductor":
+                fn = torch.compile(placed, backend="inductor", fullgraph=True, dynamic=False)
+            self._segs.append(_Seg(st, fn, placed, list(seg.inputs), list(seg.outputs), self.devices[st.device]))
+        # Values each transfer moves: the producer's nodes read by segments in the destination memory.
+        self._xfer_nodes: dict[int, list[str]] = {}
+        for st in prog.steps:
+            if st.kind == "transfer":
+                dst_mem = self.devices[st.dst]
+                names = set()
+                for s in self._segs:
+                    if s is not None and s.mem == dst_mem:
+                        names.update(n for n in s.inputs if node_op.get(n) == st.op)
+                self._xfer_nodes[st.id] = sorted(names)
+        # Memory spaces (physical devices) in order of first use; every one gets the model inputs.
+        self._mems = list(dict.fromkeys(self.devices))
+        self._out_spec = output_names(cap)
+        leaves = pytree.tree_leaves(self._out_spec)
+        self._out_leaves = [n for n in leaves if isinstance(n, str)]
+        self._input_names = list(cap.input_names)
+
+    def _make_streams(self) -> None:
+        prog = self.program
+        self._events = [torch.cuda.Event() for _ in range(prog.events)]
+        self._streams: dict[tuple[int, int], torch.cuda.Stream | None] = {}
+        first_logical: dict[str, int] = {}
+        for d, name in enumerate(self.devices):
+            first_logical.setdefault(name, d)
+        for d in range(prog.devices):
+            for s in range(prog.streams[d]):
+                dev = torch.device(self.devices[d])
+                if self.priority and prog.streams[d] > 1:  # stream 0 (the costliest branches) first
+                    self._streams[(d, s)] = torch.cuda.Stream(dev, priority=-1 if s == 0 else 0)
+                else:
+                    main = s == 0 and first_logical[self.devices[d]] == d
+                    self._streams[(d, s)] = None if main else torch.cuda.Stream(dev)
+        self._copy: dict[tuple[str, str], tuple[torch.cuda.Stream, torch.cuda.Stream]] = {}
+        for st in prog.steps:
+            if st.kind == "transfer":
+                a, b = self.devices[st.src], self.devices[st.dst]
+                if (a, b) not in self._copy:
+                    self._copy[(a, b)] = (torch.cuda.Stream(torch.device(a)), torch.cuda.Stream(torch.device(b)))
+
+    # -- issuing ---------------------------------------------------------------
+    def _prepare_inputs(self, inputs: tuple) -> dict[str, dict[str, torch.Tensor]]:
+        """Inputs on every memory space, in the layout the segments expect."""
+        env: dict[str, dict[str, torch.Tensor]] = {m: {} for m in self._mems}
+        for name, x in zip(self._input_names, inputs):
+            for m in self._mems:
+                if isinstance(x, torch.Tensor):
+                    fmt = torch.channels_last if self.channels_last and x.dim() == 4 else torch.preserve_format
+                    v = x.to(device=m, memory_format=fmt, non_blocking=True)
+                else:
+                    v = x
+                env[m][name] = v
+        return env
+
+    def _run_segment(self, seg: _Seg, env: dict[str, torch.Tensor], first: bool) -> None:
+        args = [env[n] for n in seg.inputs]
+        if first and self._bar is not None:
+            self._bar.update(1)
+        if first and seg.fn is not seg.eager:
+            try:
+                outs = seg.fn(*args)
+            except _OOM:
+                raise
+            except Exception as e:  # Inductor could not compile this segment: run it eagerly
+                warnings.warn(f"hios: torch.compile failed for segment {seg.step.ops[0]}..{seg.step.ops[-1]} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                              "running it with eager kernels", stacklevel=3)
+                seg.fn = seg.eager
+                outs = seg.fn(*args)
+        else:
+            outs = seg.fn(*args)
+        if not isinstance(outs, (tuple, list)):
+            outs = (outs,)
+        for n, v in zip(seg.outputs, outs):
+            env[n] = v
+
+    def _issue_cuda(self, env: dict[str, dict[str, torch.Tensor]], first: bool = False):
+        prog = self.program
+        ev = self._events
+        mains = {m: torch.cuda.current_stream(torch.device(m)) for m in self._mems}
+        main0 = mains[self._mems[0]]
+        # Fork: every other stream (side, copy, other devices' current) waits for the caller's stream.
+        fork0 = torch.cuda.Event()
+        fork0.record(main0)
+        side: list[tuple[str, torch.cuda.Stream]] = []
+        for m in self._mems[1:]:
+            mains[m].wait_event(fork0)
+        forks = {}
+        for m in self._mems:
+            e = fork0 if m == self._mems[0] else torch.cuda.Event()
+            if m != self._mems[0]:
+                e.record(mains[m])
+            forks[m] = e
+        for (d, s), stream in self._streams.items():
+            if stream is not None:
+                stream.wait_event(forks[self.devices[d]])
+                side.append((self.devices[d], stream))
+        for (a, b), (sa, sb) in self._copy.items():
+            sa.wait_event(forks[a])
+            sb.wait_event(forks[b])
+            side += [(a, sa), (b, sb)]
+        for st in prog.steps:
+            if st.kind == "segment":
+                seg = self._segs[st.id]
+                stream = self._streams[(st.device, st.stream)]
+                if stream is None:
+                    stream = mains[seg.mem]
+                with torch.cuda.stream(stream):
+                    for e in st.waits:
+                        stream.wait_event(ev[e])
+                    self._run_segment(seg, env[seg.mem], first)
+                    if st.record is not None:
+                        ev[st.record].record(stream)
+            else:
+                a, b = self.devices[st.src], self.devices[st.dst]
+                sa, sb = self._copy[(a, b)]
+                sa.wait_event(ev[st.wait])
+                with torch.cuda.stream(sa), torch.cuda.stream(sb):
+                    for n in self._xfer_nodes[st.id]:
+                        env[b][n] = env[a][n].to(torch.device(b), non_blocking=True)
+                    ev[st.record].record(sb)
+        # Join: the caller's streams wait for everything.
+        for m, stream in side:
+            mains[m].wait_stream(stream)
+        for m in self._mems[1:]:
+            main0.wait_stream(mains[m])
+        return self._gather(env)
+
+    def _gather(self, env: dict[str, dict[str, torch.Tensor]]):
+        from ..frontend.segments import assemble_output
+        main = self._mems[0]
+        out_env = dict(env[main])
+        for n in self._out_leaves:
+            if n in out_env:
+                continue
+            for m in self._mems[1:]:
+                if n in env[m]:
+                    out_env[n] = env[m][n].to(torch.device(main), non_blocking=True)
+                    break
+            else:
+                raise HiosError(f"model output {n!r} was not produced by any segment")
+        return assemble_output(self.captured, out_env)
+
+    def _issue_cpu(self, env: dict[str, dict[str, torch.Tensor]], first: bool = False):
+        prog = self.program
+        per_stream: dict[tuple[int, int], list] = {}
+        for st in prog.steps:
+            per_stream.setdefault((st.device, st.stream), []).append(st)
+        if len(per_stream) == 1 or self.kernels == "inductor":
+            # One stream, or compiled kernels (Dynamo is not thread-safe): issue order is a valid order.
+            for st in prog.steps:
+                seg = self._segs[st.id]
+                self._run_segment(seg, env[seg.mem], first)
+            return self._gather(env)
+        events = [threading.Event() for _ in range(prog.events)]
+        failed: list[BaseException] = []
+
+        def worker(steps):
+            try:
+                for st in steps:
+                    for e in st.waits:
+                        while not events[e].wait(0.5):
+                            if failed:
+                                return
+                    if failed:
+                        return
+                    seg = self._segs[st.id]
+                    self._run_segment(seg, env[seg.mem], first)
+                    if st.record is not None:
+                        events[st.record].set()
+            except BaseException as exc:  # reported by the issuing thread
+                failed.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(steps,), daemon=True) for steps in per_stream.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failed:
+            raise failed[0]
+        return self._gather(env)
+
+    def _issue(self, inputs: tuple, first: bool = False):
+        env = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            if self.is_cuda:
+                return self._issue_cuda(env, first)
+            return self._issue_cpu(env, first)
+
+    # -- warm-up and capture ------------------------------------------------------
+    def _example(self) -> tuple:
+        return tuple(t.to(self._main_device()) if isinstance(t, torch.Tensor) else t
+                     for t in self.captured.example_inputs)
+
+    def _warm(self, warmup: int, progress: bool) -> None:
+        from tqdm import tqdm
+        self._bar = tqdm(total=len(self.program.segments), desc=f"compiling segments ({self.kernels})",
+                         file=sys.stderr, leave=False, disable=not progress or self.kernels == "eager")
+        try:
+            self._warm_passes(warmup)
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def _warm_passes(self, warmup: int) -> None:
+        x = self._example()
+        if not self.is_cuda:
+            for k in range(max(1, warmup)):
+                self._issue(x, first=k == 0)
+            return
+        dev = self._main_device()
+        with torch.cuda.device(dev):
+            s = torch.cuda.Stream(dev)
+            s.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(s):
+                for k in range(max(1, warmup)):
+                    self._issue(x, first=k == 0)
+            torch.cuda.current_stream(dev).wait_stream(s)
+            for m in self._mems:
+                torch.cuda.synchronize(torch.device(m))
+
+    def _capture(self) -> None:
+        if len(self._mems) > 1:
+            self._fallback(f"the plan spans {len(self._mems)} physical devices ({', '.join(self._mems)}) and "
+                           "one CUDA graph is captured per physical device only")
+            return
+        dev = self._main_device()
+        static = []
+        for t in self.captured.example_inputs:
+            if isinstance(t, torch.Tensor):
+                fmt = torch.channels_last if self.channels_last and t.dim() == 4 else torch.contiguous_format
+                static.append(torch.empty_like(t, device=dev, memory_format=fmt).copy_(t))
+            else:
+                static.append(t)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.device(dev):
+                torch.cuda.synchronize(dev)
+                with torch.cuda.graph(graph):
+                    out = self._issue(tuple(static))
+                torch.cuda.synchronize(dev)
+        except _OOM:
+            raise
+        except Exception as e:
+            torch.cuda.synchronize(dev)
+            self._fallback(f"CUDA-graph capture failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            return
+        self._graph = graph
+        self._static_in = static
+        self._static_out = out
+
+    def _fallback(self, why: str) -> None:
+        warnings.warn(f"hios: {why}; running in stream mode", stacklevel=4)
+        self.fallback_reason = why
+        self.mode = "stream"
+
+    # -- calling -------------------------------------------------------------
+    def _check_inputs(self, inputs: tuple) -> None:
+        if len(inputs) != len(self._in_meta):
+            raise HiosError(f"the compiled model takes {len(self._in_meta)} input(s), got {len(inputs)}")
+        for k, (x, meta) in enumerate(zip(inputs, self._in_meta)):
+            if meta is None:
+                continue
+            if not isinstance(x, torch.Tensor) or (tuple(x.shape), x.dtype) != meta:
+                got = (tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise HiosError(f"input {k} is {got}; the model was compiled for {meta}")
+
+    def replay(self) -> None:
+        """Replay the captured graph on the current static inputs (graph mode only; for timing)."""
+        if self._graph is None:
+            raise HiosError("replay() needs graph mode")
+        self._graph.replay()
+
+    def forward(self, *inputs):
+        self._check_inputs(inputs)
+        try:
+            if self._graph is not None:
+                for buf, x in zip(self._static_in, inputs):
+                    if isinstance(buf, torch.Tensor):
+                        buf.copy_(x, non_blocking=True)
+                self._graph.replay()
+                out = self._static_out
+                if self.clone_outputs:
+                    out = pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
+                return out
+            return self._issue(inputs)
+        except _OOM as e:
+            raise HiosError(f"out of memory on {self._main_device()} while running the plan: "
+                            f"{str(e).splitlines()[0]}") from None
+
+
+# --------------------------------------------------------------------------- entry point
+def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=None, *, kernels: str | None = None,
+            mode: str | None = None, sync: str = "data", channels_last: bool | None = None,
+            streams: dict[str, int] | None = None, clone_outputs: bool = True, warmup: int = 2,
+            name: str | None = None, captured=None, progress: bool = False, priority: bool = False) -> HiosModule:
+    """Compile ``model`` for a plan (or schedule, or a path to either; None: one stream on one
+    device) on ``devices`` (``"cuda:0,cuda:0"`` or a list; default one device per plan GPU).
+
+    ``kernels``: "inductor" (default on CUDA) or "eager" (default on CPU).  ``mode``: "graph"
+    (default on CUDA: one CUDA graph) or "stream".  ``sync``: "data" (events only where values
+    cross streams) or "stage" (also the simulator's stage barriers).  ``channels_last``: weights and
+    activations in NHWC (default: with Inductor on CUDA).  ``streams``: an explicit operator ->
+    stream map (the naive baseline of the benchmark).  ``priority``: on CUDA, stream 0 of each
+    device (where the costliest branches run) gets a higher priority.  ``clone_outputs``: False returns the CUDA
+    graph's static output tensors, overwritten by the next call.  ``captured``: reuse a capture of
+    the same model and inputs."""
+    from ..frontend.capture import capture
+    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    if captured is None:
+        captured = capture(model, inputs, name)
+    graph = captured.graph
+    sched, _plan = resolve_schedule(plan_or_schedule, graph, tuple(captured.example_inputs))
+    used = used_gpus(sched.stages)
+    devs = logical_devices(parse_devices(devices), max(sched.gpus, 1), used,
+                           torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    stages = [list(sts) for sts in sched.stages[:len(devs)]]
+    stages += [[] for _ in range(len(devs) - len(stages))]
+    sched = Schedule(stages, sched.algorithm, dict(sched.meta))
+    kernels = kernels or default_kernels(devs)
+    if kernels not in KERNELS:
+        raise HiosError(f"unknown kernels {kernels!r}; choose from {', '.join(KERNELS)}")
+    mode = mode or default_mode(devs)
+    if mode not in MODES:
+        raise HiosError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if mode == "graph" and not devs[0].startswith("cuda"):
+        raise HiosError("CUDA-graph mode needs CUDA devices; use mode='stream' on CPU")
+    if channels_last is None:
+        channels_last = kernels == "inductor" and devs[0].startswith("cuda")
+    program = stream_program(graph, sched, memory=devs, sync=sync, streams=streams)
+    return HiosModule(captured, program, devs, kernels, mode, channels_last, clone_outputs, warmup, progress,
+                      priority)

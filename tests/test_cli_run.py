@@ -1,0 +1,85 @@
+"""``hios run`` on CPU logical devices: a plan from ``hios optimize`` runs, is checked against
+model(x), and bad requests end with a one-line error and exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from hios.cli import main  # noqa: E402
+
+FAST = ["--no-baselines", "--warmup", "0", "--repeats", "2", "--inner", "1"]
+
+
+@pytest.fixture(scope="module")
+def plan_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plan") / "plan.json"
+    rc = main(["optimize", "--model", "squeezenet1_1", "--image-size", "64", "--cost", "h100", "--gpus", "2",
+               "-o", str(path)])
+    assert rc == 0 and path.exists()
+    return path
+
+
+def test_run_plan_on_two_cpu_devices(plan_file, capsys):
+    rc = main(["run", str(plan_file), "--devices", "cpu,cpu", "--json", *FAST])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["check"]["ok"] and out["max_abs_diff"] <= 1e-4 * out["check"]["output_scale"]
+    assert out["devices"] == ["cpu", "cpu"] and out["mode"] == "stream" and out["kernels"] == "eager"
+    assert out["plan_call"]["median_ms"] > 0 and out["predicted_ms"] > 0
+
+
+def test_run_prints_a_table(plan_file, capsys):
+    rc = main(["run", str(plan_file), "--devices", "cpu,cpu", *FAST])
+    text = capsys.readouterr().out
+    assert rc == 0 and "check: max |out - model(x)|" in text and "OK" in text and "simulator prediction" in text
+
+
+def test_run_model_form(capsys):
+    rc = main(["run", "--model", "squeezenet1_1", "--image-size", "64", "--costs", "h100", "--devices", "cpu",
+               "--json", *FAST])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["check"]["ok"] and out["model"] == "squeezenet1_1"
+
+
+def _edit(plan_file, tmp_path, fn):
+    d = json.loads(plan_file.read_text())
+    fn(d)
+    p = tmp_path / "edited.json"
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+def _error(capsys, argv, match):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert err and err[-1].startswith("hios run: error:") and match in err[-1], err
+
+
+def test_bad_requests_exit_2(plan_file, tmp_path, capsys):
+    _error(capsys, ["run", str(plan_file), "--devices", "cpu,cpu,cpu", *FAST], "has only 2 GPU")
+    _error(capsys, ["run", str(plan_file), "--devices", "cuda:0,cuda:9", *FAST], "does not exist")
+    _error(capsys, ["run", str(plan_file), "--devices", "tpu:0", *FAST], "unsupported device")
+    _error(capsys, ["run", *FAST], "give a plan file or --model")
+    _error(capsys, ["run", str(plan_file), "--model", "googlenet", *FAST], "not both")
+    _error(capsys, ["run", str(tmp_path / "missing.json"), *FAST], "cannot read plan")
+    other = _edit(plan_file, tmp_path, lambda d: d["model"].update(name="googlenet"))
+    _error(capsys, ["run", other, "--devices", "cpu,cpu", *FAST], "plan does not match the model")
+    bigger = _edit(plan_file, tmp_path, lambda d: d["model"].update(image_size=96))
+    _error(capsys, ["run", bigger, "--devices", "cpu,cpu", *FAST], "input shape")
+
+
+def test_plan_missing_an_operator_is_rejected(plan_file, tmp_path, capsys):
+    def drop(d):
+        gpus = d["schedule"]["gpus"]
+        for sts in gpus:
+            for st in sts:
+                if st:
+                    st.pop()
+                    return
+    _error(capsys, ["run", _edit(plan_file, tmp_path, drop), "--devices", "cpu,cpu", *FAST], "operator")
