@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="device to profile on (cuda:N or cpu; default cuda:0)")
     p.add_argument("--kernels", choices=["inductor", "eager"], default=None,
                    help="kernels to profile (default inductor on GPUs)")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 tensor cores for convolutions and matrix products while profiling "
+                        "(default strict fp32, as 'hios run' runs)")
     add_machine_args(p)
     add_scheduler_args(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write the plan (.json)")
@@ -129,6 +132,11 @@ def cost_graph(captured, cost: str, measured: Graph | None, device: str | None, 
     g.meta = {**captured.graph.meta, "profile": prof} if prof else dict(captured.graph.meta)
     if not prof:
         return g, f"profile:{where}", HIOSStageModel(alpha)
+    from ..timing import precision_state
+    conv_tf32 = lambda p: p in ("tf32", "tf32-conv")  # noqa: E731 - convolutions dominate these models
+    if prof.get("precision") and conv_tf32(prof["precision"]) != conv_tf32(precision_state()):
+        print(f"warning: profile {where} was measured in {prof['precision']} precision, this run uses "
+              f"{precision_state()} (--tf32 selects tf32): predicted times may be off", file=sys.stderr)
     from ..frontend.profiler import calibrate
     g, stage = calibrate(g)
     return g, f"profile:{where}", stage
@@ -149,6 +157,8 @@ def main(args) -> int:
     algos = parse_algorithms(args.algo or default_algorithm())
     _check_device(args.device)
     _torch()
+    from ..timing import set_precision
+    set_precision(args.tf32)
     cost, measured = resolve_cost(args.cost, args.device)
     from ..frontend.capture import capture
     from ..frontend.zoo import build

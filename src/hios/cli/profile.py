@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--compile-workers", type=int, default=None,
                    help="processes pre-compiling operators for --kernels inductor (default: half the CPUs, max 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 tensor cores for convolutions and matrix products while profiling "
+                        "(default strict fp32, as 'hios run' runs)")
     p.set_defaults(func=main)
 
 
@@ -48,7 +51,9 @@ def main(args) -> int:
     from ..frontend.capture import capture
     from ..frontend.profiler import ProfileSettings, profile_detailed
     from ..frontend.zoo import build
+    from ..timing import set_precision
 
+    set_precision(args.tf32)
     model, example = build(args.model, args.image_size, args.batch)
     captured = capture(model, example, name=f"{args.model.split(':')[-1]}-{args.image_size}")
     settings = ProfileSettings(warmup=args.warmup, repeats=args.repeats, groups=args.groups,

@@ -96,6 +96,8 @@ def _optimize(args):
         first = (args.devices or "").split(",")[0].strip()
         if first:
             argv += ["--device", first]
+        if args.tf32:
+            argv.append("--tf32")
         ns = parser.parse_args(argv)
         with contextlib.redirect_stdout(sys.stderr):  # its comparison table is a progress message here
             optimize.main(ns)
@@ -124,6 +126,7 @@ def main(args) -> int:
                                  predicted_latency, set_precision, time_call, time_replay)
     from ..runtime.executor import compile as hios_compile
 
+    set_precision(args.tf32)  # before planning: a profile taken here must see the run's precision
     plan = _plan_from_args(args)
     from ..runtime.devices import logical_devices, parse_devices, used_gpus
     logical_devices(parse_devices(args.devices), max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
@@ -134,7 +137,6 @@ def main(args) -> int:
         raise HiosError("the plan does not name its model (plan.model['name'])")
     size = int(info.get("image_size") or args.image_size or 299)
     batch = int(info.get("batch") or args.batch)
-    set_precision(args.tf32)
     model, x = zoo.build(name, size, batch)
     log = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
     log(f"capturing {name} at {size} px, batch {batch}...")

@@ -49,7 +49,8 @@ from ..costmodel import MeasuredStageModel
 from ..errors import HiosError
 from ..formats import graph_from_dict, graph_to_dict
 from ..graph import Graph, Operator
-from ..timing import TimingStats, cuda_graph_concurrent_time, cuda_graph_time, event_time, wall_time
+from ..timing import (TimingStats, cuda_graph_concurrent_time, cuda_graph_time, event_time, precision_state,
+                      wall_time)
 
 KERNELS = ("inductor", "eager")
 CACHE_FORMAT = "hios-profile-cache"
@@ -161,8 +162,8 @@ def cache_key(captured, dev_name: str, kernels: str, settings: ProfileSettings) 
     ins = [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in captured.example_inputs
            if hasattr(t, "shape")]
     return {"model": captured.graph.name, "inputs": ins, "structure": structure_hash(captured.graph),
-            "device": dev_name, "kernels": kernels, "settings": settings.to_dict(),
-            "versions": library_versions()}
+            "device": dev_name, "kernels": kernels, "precision": precision_state(),
+            "settings": settings.to_dict(), "versions": library_versions()}
 
 
 def default_cache_dir() -> Path:
@@ -671,7 +672,7 @@ def _measure(captured, dev, dname: str, kernels: str, s: ProfileSettings, progre
         ops.append(Operator(op.name, costs[op.name], op.kind, op.output_bytes, op.utilization, meta))
     meta = dict(graph.meta)
     meta["profile"] = {
-        "device": dname, "device_type": dev.type, "kernels": kernels,
+        "device": dname, "device_type": dev.type, "kernels": kernels, "precision": precision_state(),
         "method": "cuda_graph" if dev.type == "cuda" else "wall",
         "memory_format": "channels_last" if s.channels_last else "contiguous",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -11,7 +11,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from ..errors import HiosError
-from ..timing import TimingStats, cuda_graph_time, event_time, wall_time
+from ..timing import TimingStats, cuda_graph_time, event_time, set_precision, wall_time  # noqa: F401 (re-export)
 
 #: Tolerance of the check: max |out - ref| over max |ref| (fp32).
 RTOL_FP32 = 1e-4
@@ -24,12 +24,6 @@ class TimingSettings:
     warmup: int = 5
     repeats: int = 30
     inner: int = 5
-
-
-def set_precision(tf32: bool) -> None:
-    """Strict fp32 (default) or TF32 tensor cores for convolutions and matrix products."""
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 @dataclass
