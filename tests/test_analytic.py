@@ -105,3 +105,25 @@ def test_captured_operators_record_kernel_work(captured):
         assert len(work) == op.meta["kernels"]
         assert sum(w[2] for w in work) == op.meta["bytes_moved"]
         assert sum(w[0] for w in work) == op.meta["tensor_flops"]
+
+
+def test_align_operators_matches_renamed_profile_by_structure_only():
+    """A profile whose operators carry other names (torch.export counters under another torch
+    version) is accepted when its structure is the same, and refused when it is not."""
+    import pytest
+
+    from hios.errors import HiosError
+    from hios.frontend.analytic import align_operators
+    from hios.graph import Edge, Graph, Operator
+
+    ref = Graph([Operator("a.conv", 0, "conv", 8), Operator("b.relu", 0, "relu", 8), Operator("c.add", 0, "add", 8)],
+                [Edge("a.conv", "b.relu", 8), Edge("a.conv", "c.add", 8), Edge("b.relu", "c.add", 8)])
+    prof = Graph([Operator("conv2d", 1.5, "conv", 8), Operator("relu", 0.5, "relu", 8), Operator("add", 0.25, "add", 8)],
+                 [Edge("conv2d", "relu", 8), Edge("conv2d", "add", 8), Edge("relu", "add", 8)])
+    out = align_operators(ref, prof)
+    assert out.names == ref.names and out.costs == [1.5, 0.5, 0.25]
+    assert {(e.src, e.dst) for e in out.edges} == {(e.src, e.dst) for e in ref.edges}
+    assert align_operators(ref, out) is out  # same names: unchanged
+    other = Graph(prof.ops, [Edge("conv2d", "relu", 8), Edge("relu", "add", 8)])  # one edge missing
+    with pytest.raises(HiosError, match="operator 'a.conv' is missing"):
+        align_operators(ref, other)

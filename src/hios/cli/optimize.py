@@ -105,7 +105,7 @@ def resolve_cost(cost: str | None, device: str | None) -> tuple[str, Graph | Non
 def cost_graph(captured, cost: str, measured: Graph | None, device: str | None, kernels: str | None,
                alpha: float, where: str = "") -> tuple[Graph, str, object]:
     """(costed graph, cost source, stage model) for a resolved ``--cost`` value."""
-    from ..frontend.analytic import check_same_operators, costed_graph
+    from ..frontend.analytic import align_operators, costed_graph
 
     if cost == "profile":
         try:
@@ -121,7 +121,7 @@ def cost_graph(captured, cost: str, measured: Graph | None, device: str | None, 
     if cost in ANALYTIC:
         return costed_graph(captured, cost), f"analytic:{cost}", HIOSStageModel(alpha)
     assert measured is not None
-    check_same_operators(captured.graph, measured, f"profile {where}")
+    measured = align_operators(captured.graph, measured, f"profile {where}")
     prof = measured.meta.get("profile", {})
     shapes = [i.get("shape") for i in prof.get("inputs", []) if isinstance(i, dict)]
     if shapes and shapes != _input_shapes(captured):

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..errors import HiosError
-from ..graph import Graph
+from ..graph import Edge, Graph, Operator
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,30 @@ def check_same_operators(reference: Graph, other: Graph, what: str = "profile") 
             raise HiosError(f"{what} does not match the captured graph: it has an unknown operator {n!r}")
 
 
+def align_operators(reference: Graph, other: Graph, what: str = "profile") -> Graph:
+    """``other`` (e.g. a measured profile) with the operator names of ``reference`` (the graph captured
+    here).
+
+    Same names: ``other`` as it is.  Different names with the same structure: torch.export names
+    operators by counters that differ between torch versions, so a profile measured under another
+    version is matched position by position, accepted only if both graphs have the same operator
+    count, the same kind and output bytes at every position and the same edges between positions.
+    Anything else: a one-line error naming the first operator that differs."""
+    if set(reference.names) == set(other.names):
+        return other
+    if len(reference.ops) == len(other.ops) and all(
+            a.kind == b.kind and a.output_bytes == b.output_bytes for a, b in zip(reference.ops, other.ops)):
+        pos = lambda g: {(g.index[e.src], g.index[e.dst]) for e in g.edges}  # noqa: E731
+        if pos(reference) == pos(other):
+            ops = [Operator(a.name, b.cost, b.kind, b.output_bytes, b.utilization, b.meta)
+                   for a, b in zip(reference.ops, other.ops)]
+            rename = {b.name: a.name for a, b in zip(reference.ops, other.ops)}
+            edges = [Edge(rename[e.src], rename[e.dst], e.bytes, e.time) for e in other.edges]
+            return Graph(ops, edges, other.name, {**other.meta, "renamed_from_positions": True})
+    check_same_operators(reference, other, what)
+    raise HiosError(f"{what} does not match the captured graph")  # same names, other multiplicity
+
+
 def _row(kind: str, pairs: list[tuple[float, float]]) -> ErrorRow:
     rel = [abs(a - m) / m for m, a in pairs if m > 0]
     return ErrorRow(kind, len(pairs), sum(m for m, _ in pairs), sum(a for _, a in pairs),
@@ -190,7 +214,7 @@ def _row(kind: str, pairs: list[tuple[float, float]]) -> ErrorRow:
 
 def analytic_error(graph_measured: Graph, graph_analytic: Graph, worst: int = 5) -> ErrorReport:
     """Per-kind and whole-model error of analytic costs against measured ones (same operator names)."""
-    check_same_operators(graph_analytic, graph_measured, "measured profile")
+    graph_measured = align_operators(graph_analytic, graph_measured, "measured profile")
     by_kind: dict[str, list[tuple[float, float]]] = {}
     pairs_all = []
     for op in graph_analytic.ops:
@@ -217,7 +241,7 @@ def calibrate_many(pairs: list[tuple[Graph, Graph]], spec: str | DeviceSpec = "h
     sp = device_spec(spec)
     metas = []
     for measured, captured_graph in pairs:
-        check_same_operators(captured_graph, measured, f"measured profile {measured.name!r}")
+        measured = align_operators(captured_graph, measured, f"measured profile {measured.name!r}")
         metas += [(op.meta, measured[op.name].cost) for op in captured_graph.ops if measured[op.name].cost > 0]
     if not metas:
         raise HiosError("the measured profiles have no operator with a positive cost")
