@@ -870,6 +870,7 @@ def main(args) -> int:
         if "check" in res and not res["check"]["ok"]:
             code = 1
     ctx.watchdog.stop(done=True)
+    _leave_together(ctx)
     try:
         import torch.distributed as dist
         if ctx.pg:
@@ -877,6 +878,18 @@ def main(args) -> int:
     except Exception:  # teardown errors after a complete run change nothing of the result
         pass
     return code
+
+
+def _leave_together(ctx: Ctx) -> None:
+    """After a complete run: rank 0 (which may host the store) leaves after the others have
+    stopped their watchdogs, so none of them mistakes its exit for a failure."""
+    try:
+        if ctx.rank != 0:
+            ctx.store.set(ctx.key(f"done/{ctx.rank}"), "1")
+        elif ctx.launch.world > 1:
+            ctx.store.wait([ctx.key(f"done/{r}") for r in range(1, ctx.launch.world)], datetime.timedelta(seconds=10))
+    except Exception:  # a rank that left already: the run is complete either way
+        pass
 
 
 def _report_once(ctx: Ctx, message: str) -> None:
