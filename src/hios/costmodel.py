@@ -66,14 +66,8 @@ class MeasuredStageModel:
         _check_alpha(self.alpha)
 
     def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float:
-        if len(costs) == 1:
-            return costs[0]
-        if not costs:
-            return 0.0
-        hit = self.groups.get(tuple(sorted(round(c, 6) for c in costs)))
-        if hit is not None:
-            return hit
-        return HIOSStageModel(self.alpha)(costs, utils)
+        hit = self.groups.get(tuple(sorted(round(c, 6) for c in costs))) if len(costs) > 1 else None
+        return hit if hit is not None else HIOSStageModel(self.alpha)(costs, utils)
 
     def work_share(self, cost: float, util: float) -> float:
         """As :meth:`HIOSStageModel.work_share`, scaled down to the most favourable measured group
