@@ -19,8 +19,8 @@ Steps:
      conditional constraint per GPU pair).  Transfers are per edge and never queue; the
      simulator sends a byte tensor once per (producer, destination GPU), which arrives at the
      same time when the producer's out-edges carry equal bytes, as tensors do.
-  3. Redundant cumulative constraint (at most as many operators at once as GPUs) to strengthen
-     the lower bound.  Symmetry breaking on a uniform machine: the k-th operator of the
+  3. Redundant constraints to strengthen the lower bound: a cumulative constraint (at most as
+     many operators at once as GPUs) and makespan >= the load of each GPU.  Symmetry breaking on a uniform machine: the k-th operator of the
      topological order may only use GPUs 0..k.  The HEFT schedule (GPUs relabelled by first use, times recomputed in integer
      units) is given as a hint, so the solver starts from a good solution.
   4. Minimize the makespan within ``time_limit`` seconds; on each GPU order the operators by
@@ -163,6 +163,8 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, time_limit: flo
     makespan = m.NewIntVar(0, horizon, "makespan")
     for v in graph.sinks():
         m.Add(makespan >= start[v] + dur[v])
+    for g in range(n_gpu):  # redundant: a GPU's load is a lower bound (strengthens the LP relaxation)
+        m.Add(makespan >= sum(dur[v] * on[v][g] for v in range(n)))
     m.Minimize(makespan)
 
     hint_gpu, hint_start = _hint(graph, machine, dur, comm)
