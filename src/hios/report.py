@@ -57,7 +57,9 @@ def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict
             given: Schedule | None = None, progress=None) -> Comparison:
     sim = Simulator(graph, machine, stage_model, serialize_links)
     cmp = Comparison(graph, machine, stage_model=stage_model)
-    if given is not None:
+    if given is not None:  # evaluated, not optimized here: no optimize time of its own
+        given = Schedule(given.stages, given.algorithm,
+                         {k: v for k, v in given.meta.items() if k != "optimize_seconds"})
         cmp.schedules[given.algorithm] = given
         cmp.results[given.algorithm] = sim.simulate(given)
     for name in algorithms:
