@@ -123,8 +123,9 @@ def main(args) -> int:
     from ..frontend import zoo
     from ..frontend.capture import capture
     from ..runtime.bench import (RTOL_FP32, RTOL_TF32, TimingSettings, baselines, compare_outputs,
-                                 predicted_latency, set_precision, time_call, time_replay)
+                                 predicted_latency, time_call, time_replay)
     from ..runtime.executor import compile as hios_compile
+    from ..timing import set_precision
 
     set_precision(args.tf32)  # before planning: a profile taken here must see the run's precision
     plan = _plan_from_args(args)

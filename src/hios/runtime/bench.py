@@ -11,7 +11,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from ..errors import HiosError
-from ..timing import TimingStats, cuda_graph_time, event_time, set_precision, wall_time  # noqa: F401 (re-export)
+from ..timing import TimingStats, cuda_graph_time, event_time, wall_time
 
 #: Tolerance of the check: max |out - ref| over max |ref| (fp32).
 RTOL_FP32 = 1e-4

@@ -298,19 +298,10 @@ def graph_support(torch, p2p: bool) -> str | None:
 
 
 
-@dataclass
-class _Seg:
-    step: Any
-    fn: Any
-    eager: Any
-    inputs: list[str]
-    outputs: list[str]
-
-
 class RankRunner:
     """Runs one rank's program: its segments, sends and receives, eagerly or as a CUDA graph."""
 
-    def __init__(self, ctx: Ctx, program: DistProgram, exec_program, segs: dict[int, _Seg],
+    def __init__(self, ctx: Ctx, program: DistProgram, exec_program, segs: dict,
                  input_names: list[str], out_spec, kernels: str, channels_last: bool):
         import torch
         self.torch = torch
@@ -339,21 +330,8 @@ class RankRunner:
                                 if a.kind == "segment" and a.feeds}
 
     # -- helpers ---------------------------------------------------------------------------
-    def _run_segment(self, seg: _Seg, env: dict) -> None:
-        args = [env[n] for n in seg.inputs]
-        if self._first and seg.fn is not seg.eager:
-            try:
-                outs = seg.fn(*args)
-            except Exception as e:  # Inductor could not compile it: eager kernels, as the executor does
-                self.ctx.notes.append(f"torch.compile failed for segment {seg.step.ops[0]} "
-                                      f"({type(e).__name__}); eager kernels used")
-                seg.fn = seg.eager
-                outs = seg.fn(*args)
-        else:
-            outs = seg.fn(*args)
-        if not isinstance(outs, (tuple, list)):
-            outs = (outs,)
-        env.update(zip(seg.outputs, outs))
+    def _run_segment(self, seg, env: dict) -> None:
+        seg.run(env, self._first, self.ctx.notes.append)
 
     def _wire_out(self, value: str, t) -> Any:
         w = self.wires.get(value)
@@ -578,9 +556,8 @@ def _weights_bytes(modules) -> int:
 
 def build_rank(ctx: Ctx, captured, schedule, kernels: str, channels_last: bool):
     """Steps 5: the programs of all ranks and the placed segments of this one."""
-    import torch
     from ..frontend.segments import build_segment, output_names
-    from .executor import place_module
+    from .executor import Seg
     from .segmenting import stream_program
     import torch.utils._pytree as pytree
 
@@ -598,15 +575,10 @@ def build_rank(ctx: Ctx, captured, schedule, kernels: str, channels_last: bool):
     program = build_rank_programs(exec_prog, reads, values_of, list(captured.input_names), outputs,
                                   ctx.launch.world)
     cache: dict = {}
-    segs: dict[int, _Seg] = {}
+    segs: dict = {}
     steps = {s.id: s for s in exec_prog.segments}
     for sid, seg in built.items():
-        placed = place_module(seg.module, ctx.device, channels_last, cache)
-        placed.eval()
-        fn = placed
-        if kernels == "inductor":
-            fn = torch.compile(placed, backend="inductor", fullgraph=True, dynamic=False)
-        segs[sid] = _Seg(steps[sid], fn, placed, list(seg.inputs), list(seg.outputs))
+        segs[sid] = Seg.build(steps[sid], seg, ctx.device, kernels, channels_last, cache)
     cache.clear()
     weights = _weights_bytes([s.eager for s in segs.values()])
     return exec_prog, program, segs, out_spec, weights
@@ -843,7 +815,7 @@ def main(args) -> int:
         wd = Watchdog(client, launch.rank, launch.world, timeout, prefix=prefix)
         ctx = Ctx(launch, store, wd, prefix, timeout=timeout, verbose=not getattr(args, "json", False))
         wd.start()
-        from .bench import set_precision
+        from ..timing import set_precision
         set_precision(bool(getattr(args, "tf32", False)))
         res = run_distributed(ctx, args)
     except PeerError as e:

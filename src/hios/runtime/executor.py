@@ -170,15 +170,52 @@ def place_module(module: nn.Module, device: torch.device, channels_last: bool, c
     return root
 
 
-# --------------------------------------------------------------------------- the module
+# --------------------------------------------------------------------------- segments
 @dataclass
-class _Seg:
+class Seg:
+    """One segment placed on its device, ready to run (shared with the distributed backend)."""
+
     step: Any                    # SegmentStep
     fn: Any                      # callable(*inputs) -> tuple
     eager: nn.Module             # the placed, uncompiled module (fallback)
     inputs: list[str]
     outputs: list[str]
-    mem: str                     # physical device name (memory space)
+    mem: str = ""                # physical device name (memory space)
+
+    @classmethod
+    def build(cls, step, segment, device, kernels: str, channels_last: bool, cache: dict, mem: str = "") -> "Seg":
+        """Place ``segment`` (a :class:`hios.frontend.segments.Segment`) on ``device`` and, with
+        ``kernels="inductor"``, wrap it in ``torch.compile`` (Inductor, no CUDA graphs of its own)."""
+        placed = place_module(segment.module, device, channels_last, cache)
+        placed.eval()
+        fn = placed
+        if kernels == "inductor":
+            fn = torch.compile(placed, backend="inductor", fullgraph=True, dynamic=False)
+        return cls(step, fn, placed, list(segment.inputs), list(segment.outputs), mem)
+
+    def run(self, env: dict, first: bool, on_fallback) -> None:
+        """Run on the values in ``env`` and store the outputs there.  On the first call a segment
+        Inductor cannot compile falls back to its eager module; ``on_fallback(message)`` says so."""
+        args = [env[n] for n in self.inputs]
+        if first and self.fn is not self.eager:
+            try:
+                outs = self.fn(*args)
+            except _OOM:
+                raise
+            except Exception as e:
+                on_fallback(f"torch.compile failed for segment {self.step.ops[0]}..{self.step.ops[-1]} "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                            "running it with eager kernels")
+                self.fn = self.eager
+                outs = self.fn(*args)
+        else:
+            outs = self.fn(*args)
+        if not isinstance(outs, (tuple, list)):
+            outs = (outs,)
+        env.update(zip(self.outputs, outs))
+
+
+# --------------------------------------------------------------------------- the module
 
 
 class HiosModule(nn.Module):
@@ -230,19 +267,13 @@ class HiosModule(nn.Module):
                 node_op[n] = op.name
         self._node_op = node_op
         cache: dict = {}
-        self._segs: list[_Seg | None] = []
+        self._segs: list[Seg | None] = []
         for st in prog.steps:
             if st.kind != "segment":
                 self._segs.append(None)
                 continue
-            seg = build_segment(cap, list(st.ops))
-            dev = torch.device(self.devices[st.device])
-            placed = place_module(seg.module, dev, self.channels_last, cache)
-            placed.eval()
-            fn = placed
-            if self.kernels == "inductor":
-                fn = torch.compile(placed, backend="inductor", fullgraph=True, dynamic=False)
-            self._segs.append(_Seg(st, fn, placed, list(seg.inputs), list(seg.outputs), self.devices[st.device]))
+            self._segs.append(Seg.build(st, build_segment(cap, list(st.ops)), torch.device(self.devices[st.device]),
+                                        self.kernels, self.channels_last, cache, self.devices[st.device]))
         # Values each transfer moves: the producer's nodes read by segments in the destination memory.
         self._xfer_nodes: dict[int, list[str]] = {}
         for st in prog.steps:
@@ -296,27 +327,10 @@ class HiosModule(nn.Module):
                 env[m][name] = v
         return env
 
-    def _run_segment(self, seg: _Seg, env: dict[str, torch.Tensor], first: bool) -> None:
-        args = [env[n] for n in seg.inputs]
+    def _run_segment(self, seg: Seg, env: dict[str, torch.Tensor], first: bool) -> None:
         if first and self._bar is not None:
             self._bar.update(1)
-        if first and seg.fn is not seg.eager:
-            try:
-                outs = seg.fn(*args)
-            except _OOM:
-                raise
-            except Exception as e:  # Inductor could not compile this segment: run it eagerly
-                warnings.warn(f"hios: torch.compile failed for segment {seg.step.ops[0]}..{seg.step.ops[-1]} "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                              "running it with eager kernels", stacklevel=3)
-                seg.fn = seg.eager
-                outs = seg.fn(*args)
-        else:
-            outs = seg.fn(*args)
-        if not isinstance(outs, (tuple, list)):
-            outs = (outs,)
-        for n, v in zip(seg.outputs, outs):
-            env[n] = v
+        seg.run(env, first, lambda msg: warnings.warn(f"hios: {msg}", stacklevel=4))
 
     def _issue_cuda(self, env: dict[str, dict[str, torch.Tensor]], first: bool = False):
         prog = self.program
