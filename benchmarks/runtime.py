@@ -32,9 +32,10 @@ from hios.frontend import zoo
 from hios.frontend.capture import capture
 from hios.machine import Machine
 from hios.runtime.bench import (RTOL_FP32, RTOL_TF32, TimingSettings, compare_outputs, predicted_latency,
-                                set_precision, time_call, time_replay)
+                                time_call, time_replay)
 from hios.runtime.executor import compile as hios_compile
 from hios.runtime.segmenting import naive_streams
+from hios.timing import set_precision
 from hios.schedule import Schedule
 from hios.timing import capture_graph, event_time
 
