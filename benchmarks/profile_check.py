@@ -65,7 +65,7 @@ def analytic_report(graph) -> dict | None:
 def refresh_meta(path: Path, out: Path) -> None:
     """Re-capture the model of a saved profile on this machine and copy the capture's operator meta
     (flops, tensor_flops, bytes...) into it; the operator names must match exactly."""
-    from hios.formats import graph_from_dict, graph_to_dict
+    from hios.formats import graph_from_dict
     from hios.frontend.capture import capture
     from hios.frontend.zoo import build
     d = json.loads(path.read_text())
