@@ -117,3 +117,22 @@ def test_valid_and_no_worse_than_baselines(g, gpus):
         assert r.latency <= sim.simulate(schedule(g, m, other)).latency + tol(g)
     lb = lower_bounds(g, gpus)
     assert r.latency >= max(lb.value, lb.sequential_work_per_gpu) - 1e-9
+
+
+def test_cli_time_limit_reaches_optimal(tmp_path, capsys):
+    import json
+
+    from hios.cli import main
+    from hios.formats import save_graph
+    from hios.generate import layered_dag
+
+    path = tmp_path / "g.txt"
+    save_graph(layered_dag(12, 20, 2, 0.8, 3), path)
+    assert main(["simulate", str(path), "--gpus", "2", "--algo", "optimal", "--time-limit", "5", "--json",
+                 "-o", str(tmp_path / "s.json")]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["results"][0]["algorithm"] == "optimal"
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["meta"]["time_limit"] == 5.0
+    assert main(["simulate", str(path), "--algo", "optimal", "--time-limit", "0"]) == 2
+    assert "--time-limit must be positive" in capsys.readouterr().err

@@ -33,6 +33,8 @@ def add_scheduler_args(p) -> None:
     p.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
     p.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
     p.add_argument("--no-intra", action="store_true", help="skip the intra-GPU step of HIOS")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="optimal: CP-SAT time limit (default 10 s; the result says whether it proved optimality)")
 
 
 def add_output_args(p) -> None:
@@ -54,7 +56,10 @@ def scheduler_options(args) -> dict:
         v = getattr(args, k)
         if v is not None and v < 1:
             raise HiosError(f"--{k} must be at least 1, got {v}")
-    return {"window": args.window, "streams": args.streams, "intra": False if args.no_intra else None}
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise HiosError(f"--time-limit must be positive, got {args.time_limit}")
+    return {"window": args.window, "streams": args.streams, "intra": False if args.no_intra else None,
+            "time_limit": args.time_limit}
 
 
 def emit(cmp, args, extra: dict | None = None) -> None:
