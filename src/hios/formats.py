@@ -203,25 +203,40 @@ def write_txt(graph: Graph) -> str:
     return "\n".join(out) + "\n"
 
 
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of ``path``; a one-line GraphError naming the file when it cannot be read."""
+    p = Path(path)
+    try:
+        return p.read_text()
+    except OSError as e:
+        raise GraphError(f"{p}: cannot read{'' if what == 'file' else ' ' + what}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise GraphError(f"{p}: not a text file") from None
+
+
+def parse_json(text: str, where: str):
+    """``json.loads`` with a one-line GraphError naming ``where`` and the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise GraphError(f"{where}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise GraphError(f"{where}: invalid JSON: nested too deeply") from None
+
+
+def read_json(path: str | Path, what: str = "file"):
+    """Read and parse a JSON file; every failure is a one-line GraphError naming the file."""
+    return parse_json(read_text(path, what), str(path))
+
+
 def load_graph(path: str | Path) -> Graph:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in (".json", ".txt"):
         raise GraphError(f"{p}: unknown graph format {p.suffix!r} (use .json or .txt)")
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise GraphError(f"{p}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise GraphError(f"{p}: not a text file") from None
+    text = read_text(p)
     if suffix == ".json":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise GraphError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
-        except RecursionError:
-            raise GraphError(f"{p}: invalid JSON: nested too deeply") from None
-        return graph_from_dict(d, str(p))
+        return graph_from_dict(parse_json(text, str(p)), str(p))
     return read_txt(text, str(p))
 
 

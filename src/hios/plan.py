@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .costmodel import stage_model_from_dict
-from .formats import graph_from_dict, graph_to_dict
+from .formats import graph_from_dict, graph_to_dict, read_json
 from .graph import Graph, GraphError
 from .machine import Machine
 from .schedule import Schedule
@@ -85,13 +85,4 @@ class Plan:
 
 
 def load_plan(path: str | Path) -> Plan:
-    p = Path(path)
-    try:
-        d = json.loads(p.read_text())
-    except OSError as e:
-        raise GraphError(f"{p}: cannot read plan: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise GraphError(f"{p}: not a text file") from None
-    except json.JSONDecodeError as e:
-        raise GraphError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
-    return Plan.from_dict(d, str(p))
+    return Plan.from_dict(read_json(path, "plan"), str(path))

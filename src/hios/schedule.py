@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .formats import read_json
 from .graph import Graph, GraphError
 
 SCHEDULE_FORMAT = "hios-schedule"
@@ -106,14 +107,7 @@ def load_schedule(path: str | Path, graph: Graph, gpus: int | None = None) -> Sc
     """Read a saved schedule, or a plain ``{"operator": gpu}`` JSON object (one op per stage,
     topological order)."""
     p = Path(path)
-    try:
-        d = json.loads(p.read_text())
-    except OSError as e:
-        raise GraphError(f"{p}: cannot read schedule: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise GraphError(f"{p}: not a text file") from None
-    except json.JSONDecodeError as e:
-        raise GraphError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
+    d = read_json(p, "schedule")
     if isinstance(d, dict) and d.get("format") == "hios-plan":
         d = d["schedule"]
     if isinstance(d, dict) and "gpus" in d and isinstance(d["gpus"], list):
