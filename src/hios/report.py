@@ -65,7 +65,9 @@ def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict
     for name in algorithms:
         if progress:
             progress(name)
-        s = schedule(graph, machine, name, stage_model=stage_model, **options_for(name, options or {}))
+        # Schedulers plan under the link model they are judged by (those that take the option).
+        opts = options_for(name, {**(options or {}), "serialize_links": serialize_links})
+        s = schedule(graph, machine, name, stage_model=stage_model, **opts)
         cmp.schedules[name] = s
         cmp.results[name] = sim.simulate(s)
     return cmp

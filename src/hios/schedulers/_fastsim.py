@@ -183,3 +183,36 @@ def lst_ranks(timer: FastTimer) -> list[int]:
     for r, i in enumerate(order):
         rank[i] = r
     return rank
+
+
+def usable_gpus(graph) -> int:
+    """Most GPUs any schedule of ``graph`` can keep busy at once: operators that run at the same
+    time are independent, and an antichain meets the longest chain (by operator count) at most
+    once, so at most ``n - longest_chain + 1`` operators are independent of each other."""
+    n = len(graph.ops)
+    if n == 0:
+        return 1
+    depth = [1] * n
+    for v in graph.topo:
+        d = depth[v] + 1
+        for w in graph.succs[v]:
+            if d > depth[w]:
+                depth[w] = d
+    return max(1, n - max(depth) + 1)
+
+
+def search_machine(graph, machine):
+    """The machine a scheduler searches on: when every pair of GPUs has the same link, GPUs beyond
+    :func:`usable_gpus` are interchangeable spares that no schedule can use, so they are left out
+    (the schedulers pad their result back with empty GPUs).  Machines with per-pair links are
+    searched whole: there it matters which GPUs are used."""
+    from ..machine import Machine
+    cap = usable_gpus(graph)
+    if machine.gpus <= cap or not machine.uniform():
+        return machine
+    return Machine(cap, machine.link)
+
+
+def pad_gpus(stages: list, gpus: int) -> list:
+    """``stages`` (one list per GPU) with empty GPUs appended up to ``gpus``."""
+    return list(stages) + [[] for _ in range(gpus - len(stages))]

@@ -16,6 +16,12 @@ Steps:
      appended after the GPU's last stage (no insertion into gaps: stages run in order per GPU).
   4. The finish time of the last operator is the estimate (``meta['estimate']``); it equals the
      simulated latency of the schedule when links are not serialized.
+  5. Simulate the schedule under the machine's link model (``serialize_links`` included); if it
+     is slower than running every operator in sequence on GPU 0, return that sequential schedule
+     instead (``meta['fallback'] = 'sequential'``), so HEFT is never worse than sequential.
+
+On a uniform machine with more GPUs than the graph can use at once, only that many are searched
+(:func:`._fastsim.search_machine`); the result is padded back with empty GPUs.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from __future__ import annotations
 from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
+from ..simulator import Simulator
+from ._fastsim import pad_gpus, search_machine
 
 
 def mean_transfer_ms(graph: Graph, machine: Machine) -> list[list[float]]:
@@ -50,7 +58,9 @@ def upward_rank(graph: Graph, machine: Machine) -> list[float]:
     return rank
 
 
-def heft(graph: Graph, machine: Machine, *, stage_model=None) -> Schedule:
+def heft(graph: Graph, machine: Machine, *, stage_model=None, serialize_links: bool = False) -> Schedule:
+    gpus = machine.gpus
+    machine = search_machine(graph, machine)
     n_gpu = machine.gpus
     rank = upward_rank(graph, machine)
     order = sorted(range(len(graph.ops)), key=lambda v: (-rank[v], graph.position[v]))
@@ -86,4 +96,10 @@ def heft(graph: Graph, machine: Machine, *, stage_model=None) -> Schedule:
         end[v] = best_end
         free[best_g] = best_end
         stages[best_g].append([v])
-    return Schedule.from_indices(graph, stages, "heft", {"estimate": max(free)})
+    meta = {"estimate": max(free) if free else 0.0}
+    sim = Simulator(graph, machine, stage_model, serialize_links)
+    seq = [[[i] for i in graph.topo]] + [[] for _ in range(n_gpu - 1)]
+    if sim.run(stages).latency > sim.run(seq).latency:
+        stages = seq
+        meta["fallback"] = "sequential"
+    return Schedule.from_indices(graph, pad_gpus(stages, gpus), "heft", meta)

@@ -29,6 +29,13 @@ Steps:
   8. Simulate the result; if it is slower than running every operator in sequence on GPU 0,
      return that sequential schedule instead (so HIOS-LP is never worse than sequential).
 
+Link model: the searches of steps 2-7 time transfers without link serialization (the fast
+evaluator); every choice between whole schedules in steps 6-8 is made by the simulator under the
+machine's link model, ``serialize_links`` included, so the answer is never worse than sequential
+under the model it is evaluated with.  GPUs: on a uniform machine with more GPUs than the graph
+can use at once (:func:`._fastsim.usable_gpus`), the search runs on that many and the result is
+padded with empty GPUs, so the work does not grow with unusable GPUs.
+
 ``meta`` records the number of paths, the latency after the mapping (``mapping_latency``), after
 refinement (``refined_latency``) and after ordering (``ordered_latency``), the moves made, the
 order chosen (``order``: "rank" or "list"), and ``fallback`` when step 8 applied.
@@ -43,7 +50,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import FastTimer, lst_ranks
+from ._fastsim import FastTimer, lst_ranks, pad_gpus, search_machine
 from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping
@@ -152,8 +159,11 @@ def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[l
 
 
 def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], rank: list[int],
-           algorithm: str, refine: int, intra: bool, window: int, streams: int, meta: dict) -> Schedule:
-    """Steps 5-8 of HIOS-LP, shared with HIOS-MR."""
+           algorithm: str, refine: int, intra: bool, window: int, streams: int, meta: dict,
+           gpus: int | None = None) -> Schedule:
+    """Steps 5-8 of HIOS-LP, shared with HIOS-MR.  Every choice between whole schedules here is
+    made by ``sim``, so under its link model (``serialize_links`` included); ``gpus`` pads the
+    result with empty GPUs (the machine's count when the search used fewer)."""
     G = timer.gpus
     meta["mapping_latency"] = sim.run(stages_from_mapping(gpu_of, rank, G)).latency
     gpu_of, moves = refine_mapping(timer, rank, gpu_of, refine)
@@ -179,7 +189,7 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
         meta["fallback"] = "sequential"
         best, best_lat = seq, seq_lat
     meta["latency"] = best_lat
-    return Schedule.from_indices(graph, best, algorithm, meta)
+    return Schedule.from_indices(graph, pad_gpus(best, gpus or G), algorithm, meta)
 
 
 def check_refine(refine) -> None:
@@ -188,11 +198,13 @@ def check_refine(refine) -> None:
 
 
 def hios_lp(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = True,
-            window: int | None = None, streams: int | None = None, refine: int = DEFAULT_REFINE) -> Schedule:
+            window: int | None = None, streams: int | None = None, refine: int = DEFAULT_REFINE,
+            serialize_links: bool = False) -> Schedule:
     window, streams = intra_options(window, streams)  # None: DEFAULT_WINDOW / DEFAULT_STREAMS of .intra_gpu
     check_refine(refine)
-    sim = Simulator(graph, machine, stage_model)
+    sim = Simulator(graph, search_machine(graph, machine), stage_model, serialize_links)
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
     gpu_of, paths = longest_path_mapping(timer, rank)
-    return finish(graph, sim, timer, gpu_of, rank, "hios-lp", refine, intra, window, streams, {"paths": paths})
+    return finish(graph, sim, timer, gpu_of, rank, "hios-lp", refine, intra, window, streams, {"paths": paths},
+                  machine.gpus)

@@ -25,7 +25,8 @@ Steps:
      return that sequential schedule instead.
 
 Steps 4-7 are those of HIOS-LP (:func:`hios.schedulers.hios_lp.finish`); ``meta`` records the
-same fields.
+same fields.  As in HIOS-LP, the final choices are made under the machine's link model
+(``serialize_links`` included) and unusable spare GPUs are left out of the search.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import FastTimer, lst_ranks
+from ._fastsim import FastTimer, lst_ranks, search_machine
 from .hios_lp import DEFAULT_REFINE, check_refine, finish
 from .intra_gpu import intra_options
 
@@ -108,11 +109,12 @@ def min_finish_mapping(timer: FastTimer, rank: list[int]) -> list[int]:
 
 
 def hios_mr(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = True,
-            window: int | None = None, streams: int | None = None, refine: int = DEFAULT_REFINE) -> Schedule:
+            window: int | None = None, streams: int | None = None, refine: int = DEFAULT_REFINE,
+            serialize_links: bool = False) -> Schedule:
     window, streams = intra_options(window, streams)  # None: DEFAULT_WINDOW / DEFAULT_STREAMS of .intra_gpu
     check_refine(refine)
-    sim = Simulator(graph, machine, stage_model)
+    sim = Simulator(graph, search_machine(graph, machine), stage_model, serialize_links)
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
     gpu_of = min_finish_mapping(timer, rank)
-    return finish(graph, sim, timer, gpu_of, rank, "hios-mr", refine, intra, window, streams, {})
+    return finish(graph, sim, timer, gpu_of, rank, "hios-mr", refine, intra, window, streams, {}, machine.gpus)

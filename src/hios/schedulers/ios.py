@@ -94,8 +94,8 @@ def _solve_part(part: list[int], graph: Graph, model, max_group: int) -> tuple[f
                 for k in members:
                     e |= 1 << k
                 t = solve(mask & ~e) + stage_time(members, e)
-                if t < top[0]:
-                    top = (t, e)
+                if t < top[0] or not top[1]:  # the first ending is kept even at inf cost, so the
+                    top = (t, e)              # rebuild below always removes operators
         best[mask] = top
         return top[0]
 
@@ -112,7 +112,11 @@ def _solve_part(part: list[int], graph: Graph, model, max_group: int) -> tuple[f
 
 
 def ios(graph: Graph, machine: Machine, *, stage_model=None, max_part_size: int = 8,
-        max_group_size: int = 3) -> Schedule:
+        max_group_size: int = 3, serialize_links: bool = False) -> Schedule:
+    """Steps 1-3.  ``serialize_links`` is accepted like every scheduler's but changes nothing: on
+    one GPU nothing is transferred.  The DP can always end a part with one sink at a time, so its
+    schedule is never slower than sequential; an operator of infinite cost still ends up in a stage
+    (the first ending tried is kept when every ending costs inf)."""
     _check_int("max_part_size", max_part_size, 1, MAX_PART_LIMIT)
     _check_int("max_group_size", max_group_size, 1)
     model = stage_model or HIOSStageModel()

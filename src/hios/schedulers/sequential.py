@@ -7,6 +7,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 
 
-def sequential(graph: Graph, machine: Machine, *, stage_model=None) -> Schedule:
+def sequential(graph: Graph, machine: Machine, *, stage_model=None, serialize_links: bool = False) -> Schedule:
+    """``serialize_links`` is accepted like every scheduler's; nothing is transferred on one GPU."""
     stages = [[[i] for i in graph.topo]] + [[] for _ in range(machine.gpus - 1)]
     return Schedule.from_indices(graph, stages, "sequential")
