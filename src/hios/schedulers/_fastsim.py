@@ -16,6 +16,7 @@ schedulers always check their final answer with the real simulator.
 
 from __future__ import annotations
 
+import heapq
 from typing import Sequence
 
 from ..errors import HiosError
@@ -216,3 +217,317 @@ def search_machine(graph, machine):
 def pad_gpus(stages: list, gpus: int) -> list:
     """``stages`` (one list per GPU) with empty GPUs appended up to ``gpus``."""
     return list(stages) + [[] for _ in range(gpus - len(stages))]
+
+
+class Stage:
+    """One stage of a :class:`StageChain`: its operators, duration, current finish time, the
+    longest cost-only tail of its operators, and its neighbours on its GPU."""
+
+    __slots__ = ("ops", "gpu", "dur", "fin", "tail", "prev", "next")
+
+    def __init__(self, ops: list[int], gpu: int, dur: float, tail: float):
+        self.ops = ops
+        self.gpu = gpu
+        self.dur = dur
+        self.fin = 0.0
+        self.tail = tail
+        self.prev: Stage | None = None
+        self.next: Stage | None = None
+
+
+class Regroup:
+    """A candidate change of a :class:`StageChain`: stage ``base`` becomes ``group`` (its operators
+    plus those of ``picked``), the ``picked`` stages leave the chain; ``rest`` are the stages
+    between ``base`` and the last picked one that stay, in order.  After :meth:`StageChain.evaluate`
+    it holds the new finish times of every stage the change touched (``fins``)."""
+
+    __slots__ = ("base", "group", "picked", "rest", "after", "fins", "latency")
+
+    def __init__(self, base: Stage, group: Stage, picked: list[Stage], rest: list[Stage], after: Stage | None):
+        self.base = base
+        self.group = group
+        self.picked = picked
+        self.rest = rest
+        self.after = after
+        self.fins: dict[Stage, float] = {}
+        self.latency = INF
+
+
+class StageChain:
+    """A staged schedule kept as one linked list of :class:`Stage` per GPU, with the finish time of
+    every stage, for the intra-GPU search.
+
+    :meth:`evaluate` gives the exact latency of a :class:`Regroup` (the same number
+    :meth:`FastTimer.latency` gives the changed schedule) while re-timing only the stages whose
+    finish time changes: the new stages in order, then every stage a changed finish time reaches
+    (the next stage on its GPU, the stages of its consumers), in the order of their start times,
+    each recomputed from its dependencies; a stage whose finish does not change stops the spread.
+    Times before the change are never touched, and work per candidate grows with the part of the
+    schedule it moves, not with the schedule.  :meth:`commit` applies an evaluated change.
+    """
+
+    def __init__(self, timer: FastTimer, stages: Sequence[Sequence[Sequence[int]]]):
+        self.timer = timer
+        n = timer.n
+        self.stage_of: list[Stage | None] = [None] * n
+        self.gpu_of = [-1] * n
+        self.end = [0.0] * n
+        self.first: list[Stage | None] = []
+        self.last: list[Stage | None] = []
+        lists: list[list[Stage]] = []
+        for gi, sts in enumerate(stages):
+            row = []
+            prev = None
+            for st in sts:
+                ops = list(st)
+                s = Stage(ops, gi, self.duration(ops), max(timer.tail[v] for v in ops) if ops else 0.0)
+                s.prev = prev
+                if prev is not None:
+                    prev.next = s
+                prev = s
+                for v in ops:
+                    self.stage_of[v] = s
+                    self.gpu_of[v] = gi
+                row.append(s)
+            lists.append(row)
+            self.first.append(row[0] if row else None)
+            self.last.append(prev)
+        if not self._time_all(lists):
+            raise HiosError("the schedule deadlocks (its stage order contradicts the dependencies)")
+
+    def duration(self, ops: list[int]) -> float:
+        t = self.timer
+        if len(ops) == 1:
+            return t.cost[ops[0]]
+        if not ops:
+            return 0.0
+        return t.model([t.cost[i] for i in ops], [t.util[i] for i in ops])
+
+    def _time_all(self, lists: list[list[Stage]]) -> bool:
+        """Finish time of every stage (the rules of :meth:`FastTimer.latency`); False on deadlock."""
+        ins = self.timer.ins
+        gpu_of = self.gpu_of
+        end = self.end
+        done = [False] * self.timer.n
+        ptr = [0] * len(lists)
+        free = [0.0] * len(lists)
+        left = sum(len(r) for r in lists)
+        while left:
+            progress = False
+            for gi, row in enumerate(lists):
+                k = ptr[gi]
+                t_free = free[gi]
+                while k < len(row):
+                    s = row[k]
+                    t = t_free
+                    ok = True
+                    for v in s.ops:
+                        for u, r in ins[v]:
+                            gu = gpu_of[u]
+                            if gu < 0:
+                                continue
+                            if not done[u]:
+                                ok = False
+                                break
+                            a = end[u] + r[gu][gi]
+                            if a > t:
+                                t = a
+                        if not ok:
+                            break
+                    if not ok:
+                        break
+                    s.fin = t_free = t + s.dur
+                    for v in s.ops:
+                        end[v] = t_free
+                        done[v] = True
+                    k += 1
+                if k != ptr[gi]:
+                    left -= k - ptr[gi]
+                    ptr[gi] = k
+                    free[gi] = t_free
+                    progress = True
+            if not progress:
+                return False
+        return True
+
+    def latency(self) -> float:
+        return max((s.fin for s in self.last if s is not None), default=0.0)
+
+    def regroup(self, base: Stage, picked: list[Stage]) -> Regroup:
+        """The change that merges the ``picked`` stages (after ``base`` on its GPU, in order) into
+        ``base``; not evaluated."""
+        ops = list(base.ops)
+        for s in picked:
+            ops += s.ops
+        group = Stage(ops, base.gpu, self.duration(ops), max(base.tail, max(s.tail for s in picked)))
+        rest = []
+        s = base.next
+        last = picked[-1]
+        chosen = set(map(id, picked))
+        while s is not last:
+            if id(s) not in chosen:
+                rest.append(s)
+            s = s.next
+        return Regroup(base, group, picked, rest, last.next)
+
+    def deadlocks(self, c: Regroup) -> bool:
+        """Whether the change deadlocks: the group waits for a stage that waits, through data or
+        through the stage order of some GPU, for ``base`` or a later stage of its GPU.  Only
+        producers of moved operators that start after ``base`` ends can be such stages, and a
+        path to them passes only stages that start no later, so the search stays near the window."""
+        base = c.base
+        ins = self.timer.ins
+        stage_of = self.stage_of
+        t0 = base.fin - 1e-9 * (1.0 + abs(base.fin))  # starts are fin - dur: allow for rounding
+        targets = set()
+        for p in c.picked:
+            for v in p.ops:
+                for u, _row in ins[v]:
+                    su = stage_of[u]
+                    if su.gpu != base.gpu and su.fin - su.dur >= t0:
+                        targets.add(su)
+        if not targets:
+            return False
+        tmax = max(s.fin - s.dur for s in targets)
+        tmax += 1e-9 * (1.0 + abs(tmax))
+        succs = self.timer.graph.succs
+        seen = {base}
+        todo = [base]
+        while todo:
+            s = todo.pop()
+            nxt = [s.next] if s.next is not None else []
+            for v in s.ops:
+                for w in succs[v]:
+                    nxt.append(stage_of[w])
+            for x in nxt:
+                if x in seen or x.fin - x.dur > tmax:
+                    continue
+                if x in targets:
+                    return True
+                seen.add(x)
+                todo.append(x)
+        return False
+
+    def evaluate(self, c: Regroup, limit: float = INF) -> float:
+        """Latency of the schedule changed by ``c`` (also kept in ``c.latency``), or ``INF`` as soon
+        as a new finish time plus its stage's cost-only tail exceeds ``limit`` (beyond rounding)."""
+        limit += limit * 1e-9
+        ins = self.timer.ins
+        succs = self.timer.graph.succs
+        gpu_of = self.gpu_of
+        end = self.end
+        stage_of = self.stage_of
+        group = c.group
+        chain = [group] + c.rest
+        prev_of: dict[Stage, Stage | None] = {group: c.base.prev}
+        next_of: dict[Stage, Stage | None] = {}
+        for a, b in zip(chain, chain[1:]):
+            prev_of[b] = a
+            next_of[a] = b
+        next_of[chain[-1]] = c.after
+        if c.after is not None:
+            prev_of[c.after] = chain[-1]
+        moved = {v: group for v in group.ops}
+        fins: dict[Stage, float] = {}
+        new_end: dict[int, float] = {}
+        c.fins = fins
+        c.latency = INF
+        gi = group.gpu
+        heap: list = []
+        queued: set = set()
+        tick = 0
+
+        def push(s: Stage) -> None:
+            nonlocal tick
+            if s not in queued:
+                queued.add(s)
+                tick += 1
+                heapq.heappush(heap, (fins.get(s, s.fin) - s.dur, tick, s))
+
+        for s in chain:
+            push(s)
+        if c.after is not None:
+            push(c.after)  # its previous stage changed
+        pops = 0
+        cap = 8 * self.timer.n + 64
+        while heap:
+            _, _, s = heapq.heappop(heap)
+            queued.discard(s)
+            pops += 1
+            if pops > cap:  # cannot happen for a change that passed deadlocks(); never spin
+                return INF
+            p = prev_of[s] if s in prev_of else s.prev
+            t = 0.0 if p is None else fins.get(p, p.fin)
+            g = s.gpu
+            for v in s.ops:
+                for u, row in ins[v]:
+                    eu = new_end.get(u)
+                    a = (end[u] if eu is None else eu) + row[gpu_of[u]][g]
+                    if a > t:
+                        t = a
+            fin = t + s.dur
+            old = fins.get(s)
+            if old is None:
+                old = None if s is group else s.fin
+            if fin == old:
+                continue
+            if fin + s.tail > limit:
+                return INF
+            fins[s] = fin
+            for v in s.ops:
+                if fin != end[v] or v in new_end:
+                    new_end[v] = fin
+                    for w in succs[v]:
+                        sw = moved.get(w) or stage_of[w]
+                        if sw is not s:
+                            push(sw)
+            nx = next_of[s] if s in next_of else s.next
+            if nx is not None:
+                push(nx)
+        lat = 0.0
+        for g, s in enumerate(self.last):
+            if g == gi and (c.after is None):
+                s = chain[-1]
+            if s is not None:
+                f = fins.get(s, s.fin)
+                if f > lat:
+                    lat = f
+        c.latency = lat
+        return lat
+
+    def commit(self, c: Regroup) -> None:
+        """Apply an evaluated change."""
+        group = c.group
+        gi = group.gpu
+        chain = [group] + c.rest
+        p = c.base.prev
+        group.prev = p
+        if p is None:
+            self.first[gi] = group
+        else:
+            p.next = group
+        for a, b in zip(chain, chain[1:]):
+            a.next = b
+            b.prev = a
+        chain[-1].next = c.after
+        if c.after is None:
+            self.last[gi] = chain[-1]
+        else:
+            c.after.prev = chain[-1]
+        for v in group.ops:
+            self.stage_of[v] = group
+        end = self.end
+        for s, f in c.fins.items():
+            s.fin = f
+            for v in s.ops:
+                end[v] = f
+
+    def stages(self) -> list[list[list[int]]]:
+        out = []
+        for s in self.first:
+            row = []
+            while s is not None:
+                row.append(list(s.ops))
+                s = s.next
+            out.append(row)
+        return out

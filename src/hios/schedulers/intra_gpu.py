@@ -10,9 +10,13 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
      they are mutually independent, and no operator moved forward depends on an operator of a
      stage it jumps over.
   3. Evaluate each candidate on the whole multi-GPU schedule (all GPUs at once: a group on one
-     GPU changes when its outputs reach the others).  A candidate whose stage order deadlocks
-     across GPUs is rejected.  Keep the candidate of lowest latency provided it does not raise
-     the current latency (the first, smallest such candidate wins ties); then move to ``p + 1``.
+     GPU changes when its outputs reach the others).  The evaluation is incremental
+     (:class:`._fastsim.StageChain`): the schedule's stage times are kept, and a candidate
+     re-times only the stages it changes and those its changed finish times reach, giving the
+     same latency as timing the whole schedule.  A candidate whose stage order deadlocks across
+     GPUs (the group waits for a stage that waits for it) is rejected.  Keep the
+     candidate of lowest latency provided it does not raise the current latency (the first,
+     smallest such candidate wins ties), apply it to the kept times; then move to ``p + 1``.
   4. Check the result with the real simulator; should it be slower than the input (it cannot,
      except through the documented transfer-dedup difference of the fast evaluator), return the
      input unchanged.
@@ -31,8 +35,9 @@ from typing import Sequence
 from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
+from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import FastTimer, check_intra_options
+from ._fastsim import FastTimer, StageChain, check_intra_options
 
 #: Stages looked at together (the current one and the next ``DEFAULT_WINDOW - 1``).
 #: 4 and 4 (not the research code's 2 and 2) from measurements on an H100 (docs/results.md,
@@ -55,72 +60,77 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                    streams: int | None = None, anc: list[int] | None = None,
                    latency: float | None = None) -> tuple[list[list[list[int]]], float]:
     """Steps 1-3 on index stages; returns the new stages (the input is not modified) and the
-    latency the fast evaluator gives them."""
+    latency the fast evaluator gives them.  Candidates are timed incrementally
+    (:class:`._fastsim.StageChain`): only the stages whose times a candidate changes are
+    re-timed, with the same result as timing the whole schedule.  ``latency`` is accepted for
+    compatibility and not needed."""
     window, streams = intra_options(window, streams)
-    stages = [list(list(st) for st in sts) for sts in stages]
-    cur = timer.latency(stages) if latency is None else latency
-    if cur is None:
-        raise ScheduleError("intra-GPU step: the input schedule deadlocks")
+    try:
+        chain = StageChain(timer, stages)
+    except HiosError:
+        raise ScheduleError("intra-GPU step: the input schedule deadlocks") from None
+    cur = chain.latency()
     if window < 2 or streams < 2:
-        return stages, cur
+        return chain.stages(), cur
     if anc is None:
         anc = timer.graph.ancestors_mask()
     for gi in range(len(stages)):
-        p = 0
-        while p < len(stages[gi]):
-            sts = stages[gi]
-            base = sts[p]
-            room = streams - len(base)
+        base = chain.first[gi]
+        while base is not None:
+            room = streams - len(base.ops)
             if room <= 0:
-                p += 1
+                base = base.next
                 continue
-            others = list(range(p + 1, min(p + window, len(sts))))
+            win = [base]
+            s = base.next
+            while s is not None and len(win) < window:
+                win.append(s)
+                s = s.next
             best = None
             best_lat = cur
-            for size in range(1, len(others) + 1):
+            others = range(1, len(win))
+            for size in range(1, len(win)):
                 for pick in combinations(others, size):
-                    group = _group(sts, p, pick, room, anc)
-                    if group is None:
+                    if not _may_group(win, pick, room, anc):
                         continue
-                    picked = set(pick)
-                    cand = sts[:p] + [group] + [sts[q] for q in range(p + 1, len(sts)) if q not in picked]
-                    stages[gi] = cand
-                    lat = timer.latency(stages, best_lat)
-                    stages[gi] = sts
-                    if lat is not None and (lat < best_lat or (best is None and lat <= cur)):
+                    cand = chain.regroup(base, [win[q] for q in pick])
+                    if chain.deadlocks(cand):
+                        continue
+                    lat = chain.evaluate(cand, best_lat)
+                    if lat < best_lat or (best is None and lat <= cur):
                         best, best_lat = cand, lat
             if best is not None:
-                stages[gi] = best
+                chain.commit(best)
                 cur = best_lat
-            p += 1
-    return stages, cur
+                base = best.group
+            base = base.next
+    return chain.stages(), cur
 
 
-def _group(sts: list[list[int]], p: int, pick: Sequence[int], room: int, anc: list[int]) -> list[int] | None:
-    """Stage ``p`` plus the stages ``pick`` if they may form one stage, else None."""
-    moved = [v for q in pick for v in sts[q]]
+def _may_group(win: list, pick: Sequence[int], room: int, anc: list[int]) -> bool:
+    """Whether stage ``win[0]`` and the stages ``win[q]`` for ``q`` in ``pick`` may form one stage."""
+    moved = [v for q in pick for v in win[q].ops]
     if len(moved) > room:
-        return None
-    group = sts[p] + moved
+        return False
+    group = win[0].ops + moved
     mask = 0
     for v in group:
         mask |= 1 << v
     for v in group:
         if anc[v] & mask:
-            return None  # two members depend on each other
+            return False  # two members depend on each other
     # An operator moved forward must not depend on a stage it jumps over (that deadlocks).
     jumped = 0
     picked = set(pick)
-    last = max(pick)
-    for q in range(p + 1, last):
+    for q in range(1, max(pick)):
         if q not in picked:
-            for v in sts[q]:
+            for v in win[q].ops:
                 jumped |= 1 << v
     if jumped:
         for v in moved:
             if anc[v] & jumped:
-                return None
-    return group
+                return False
+    return True
 
 
 def intra_gpu(graph: Graph, machine: Machine, schedule: Schedule, *, stage_model=None,
