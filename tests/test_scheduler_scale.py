@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from hios.costmodel import HIOSStageModel
 from hios.generate import layered_dag
+from hios.graph import GraphError
 from hios.machine import Machine
 from hios.schedulers import schedule
 from hios.schedulers._fastsim import FastTimer, StageChain
@@ -83,3 +84,87 @@ def test_stage_chain_evaluate_equals_full_timing(graph, gpus, seed):
             chain.commit(c)
             assert chain.stages() == new
             assert chain.latency() == want
+
+
+# -- link model, never worse than sequential, determinism ---------------------------------------
+
+SWEEP_ALGOS = ["sequential", "hios-lp", "hios-mr", "heft", "ios"]
+
+
+def sweep_case(k: int) -> tuple:
+    """Random graph ``k`` of the sweep (also used by benchmarks/scheduler_scale.py --sweep)."""
+    rng = random.Random(1000 + k)
+    layers = rng.randint(2, 6)
+    nodes = rng.randint(max(12, (layers + 1) // 2 * layers + 2), min(60, 10 * layers * layers + 2))
+    edges = rng.randint(2 * nodes, 3 * nodes)
+    ratio = rng.choice([0.1, 0.5, 1.0, 2.0, 3.0])
+    seed = rng.randint(1, 10**6)
+    g = None
+    while g is None:
+        try:
+            g = layered_dag(nodes, edges, layers, ratio, seed)
+        except GraphError:  # too few edges to link this seed's layers
+            edges += nodes
+    return g, rng.randint(2, 8), k % 2 == 1
+
+
+@pytest.mark.parametrize("k", range(30))
+def test_sweep_no_algorithm_worse_than_sequential_and_deterministic(k):
+    g, gpus, serialize = sweep_case(k)
+    m = Machine.preset(gpus)
+    sim = Simulator(g, m, HIOSStageModel(), serialize_links=serialize)
+    seq = sim.simulate(schedule(g, m, "sequential")).latency
+    for algo in SWEEP_ALGOS:
+        a = schedule(g, m, algo, stage_model=HIOSStageModel(), serialize_links=serialize)
+        b = schedule(g, m, algo, stage_model=HIOSStageModel(), serialize_links=serialize)
+        assert a.stages == b.stages, algo
+        lat = sim.simulate(a).latency
+        assert lat <= seq * (1 + 1e-12), (algo, lat, seq)
+
+
+def test_issue_repro_serialized_links_not_worse_than_sequential():
+    # hios generate --nodes 168 --edges 454 --layers 8 --comm-ratio 2.786 --seed 49453; 2 GPUs,
+    # --serialize-links: HIOS-LP gave 467.5 ms against sequential 351.9 before it planned under it.
+    from hios.report import compare
+    g = layered_dag(168, 454, 8, 2.786, 49453)
+    cmp = compare(g, Machine.preset(2), SWEEP_ALGOS, {}, HIOSStageModel(), serialize_links=True)
+    seq = cmp.results["sequential"].latency
+    assert seq == pytest.approx(351.9489, abs=1e-3)
+    for algo in SWEEP_ALGOS:
+        assert cmp.results[algo].latency <= seq * (1 + 1e-12), algo
+
+
+# -- unusable GPUs and infinite costs -------------------------------------------------------------
+
+@pytest.mark.parametrize("algo", SWEEP_ALGOS)
+def test_ten_thousand_gpus_cost_no_more_than_ten(algo):
+    import tracemalloc
+    g = layered_dag(10, 20, 2, 0.8, 1)
+    tracemalloc.start()
+    try:
+        s = schedule(g, Machine.preset(10000), algo, stage_model=HIOSStageModel())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(s.stages) == 10000
+    assert peak < 50e6  # was about 7 GB before the GPU count was capped
+    small = schedule(g, Machine.preset(10), algo, stage_model=HIOSStageModel())
+    sim = Simulator(g, Machine.preset(10000), HIOSStageModel())
+    assert sim.simulate(s).latency == Simulator(g, Machine.preset(10), HIOSStageModel()).simulate(small).latency
+
+
+def test_usable_gpus_bound():
+    from hios.schedulers._fastsim import usable_gpus
+    from sched_helpers import make_graph
+    chain = make_graph({"a": 1, "b": 1, "c": 1}, [("a", "b", 0), ("b", "c", 0)])
+    assert usable_gpus(chain) == 1
+    fan = make_graph({"a": 1, "b": 1, "c": 1, "d": 1}, [("a", "b", 0), ("a", "c", 0), ("a", "d", 0)])
+    assert usable_gpus(fan) == 3
+    assert usable_gpus(make_graph({"a": 1, "b": 1}, [])) == 2
+
+
+def test_ios_terminates_when_every_candidate_costs_inf():
+    from sched_helpers import make_graph
+    g = make_graph({"a": 1e308, "b": 1e308}, [])
+    s = schedule(g, Machine(1), "ios", max_part_size=8)
+    assert sorted(s.operators()) == ["a", "b"]
