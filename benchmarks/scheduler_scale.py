@@ -219,9 +219,9 @@ def main(argv=None) -> int:
                 r = run_cell(graph, g, label, repeats if n < 10000 else 1, args.mem_cap)
                 rows.append(r)
                 last[(label, g)] = (n, r["cpu_s"])
+                peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.1f}"
                 print(f"{label:14s} {n:6d} ops {g} GPUs: {r['cpu_s']:.3f} CPU s, {r['wall_s']:.3f} wall s, "
-                      f"peak {"-" if r["peak_mib"] is None else format(r["peak_mib"], ".1f")} MiB, "
-                      f"latency {r['latency_ms']:.2f} ms", file=sys.stderr, flush=True)
+                      f"peak {peak} MiB, latency {r['latency_ms']:.2f} ms", file=sys.stderr, flush=True)
     tag = f"_{args.tag}" if args.tag else ""
     if rows:
         with (out / f"scheduler_scale{tag}.csv").open("w", newline="") as f:
