@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from ..errors import HiosError
+from ..runtime.run_report import format_report
 
 KERNEL_CHOICES = ("inductor", "eager")
 MODE_CHOICES = ("graph", "stream")
@@ -104,14 +105,6 @@ def _optimize(args):
         return load_plan(out)
 
 
-def _fmt(st: dict | None) -> str:
-    if not st:
-        return "-"
-    if "error" in st:
-        return "failed: " + st["error"]
-    return f"{st['median_ms']:.3f}"
-
-
 def main(args) -> int:
     if getattr(args, "backend", "local") == "distributed":  # one process per GPU, started by torchrun
         from ..runtime.distributed import main as distributed_main
@@ -187,26 +180,3 @@ def main(args) -> int:
     return code
 
 
-def format_report(r: dict) -> str:
-    p = r["program"]
-    lines = [f"{r['model']} {r['image_size']} px, batch {r['batch']} on {r['device_name']} ({','.join(r['devices'])})",
-             f"plan {r['algorithm']}: {p['devices']} device(s), streams {p['streams']}, {p['segments']} segment(s), "
-             f"{p['transfers']} transfer(s); {r['mode']} mode, {r['kernels']} kernels"
-             + (f" (fallback: {r['fallback_reason']})" if r.get("fallback_reason") else "")]
-    if "check" in r:
-        c = r["check"]
-        lines.append(f"check: max |out - model(x)| = {c['max_abs_diff']:.3g} (output scale {c['output_scale']:.3g}, "
-                     f"relative {c['relative']:.2g}, tolerance {c['tolerance']:g}) {'OK' if c['ok'] else 'FAILED'}")
-    rows = [("hios plan (call)", _fmt(r["plan_call"]))]
-    if r.get("plan_replay"):
-        rows.append(("hios plan (graph replay)", _fmt(r["plan_replay"])))
-    names = {"eager": "PyTorch eager", "cuda_graph": "CUDA-graph replay (1 GPU)",
-             "compile": "torch.compile reduce-overhead"}
-    for k, st in (r.get("baselines") or {}).items():
-        rows.append((names.get(k, k), _fmt(st)))
-    pred = r.get("predicted_ms")
-    rows.append(("simulator prediction", f"{pred:.3f}" if pred is not None else "-"))
-    w = max(len(a) for a, _ in rows)
-    lines.append(f"{'':{w}}  latency ms (median)")
-    lines += [f"{a:{w}}  {b}" for a, b in rows]
-    return "\n".join(lines)

@@ -771,7 +771,7 @@ def _clone_tree(out):
 
 def format_result(res: dict) -> str:
     """The single-process report, plus the ranks."""
-    from ..cli.run import format_report
+    from .run_report import format_report
     lines = [f"backend distributed: {res['world_size']} rank(s), {res['comm_backend']}; "
              f"{res['program']['transfers']} value(s) cross ranks in {res['program']['batches']} batch(es)",
              format_report(res)]
