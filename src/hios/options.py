@@ -30,6 +30,7 @@ from typing import Sequence
 from .errors import HiosError
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
+from .runtime.segmenting import SYNC_MODES
 
 __all__ = ["ANALYTIC_GPUS", "DEFAULT_ALPHA", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
            "ScheduleOptions", "TimingOptions"]
@@ -42,8 +43,6 @@ ANALYTIC_GPUS = ("h100", "a100", "v100", "h200")
 KERNELS = ("inductor", "eager")
 #: ``graph``: the whole program replayed as one CUDA graph; ``stream``: launched from Python.
 MODES = ("graph", "stream")
-#: ``data``: events only where values cross streams; ``stage``: also the simulator's stage barriers.
-SYNC_MODES = ("data", "stage")
 
 
 def _choice(value: str | None, choices: Sequence[str], option: str) -> None:
@@ -103,7 +102,7 @@ class ScheduleOptions:
         _at_least(self.window, 1, "--window")
         _at_least(self.streams, 1, "--streams")
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
-            raise HiosError(f"--time-limit must be a positive number of seconds, got {self.time_limit}")
+            raise HiosError(f"--time-limit must be positive and finite (seconds), got {self.time_limit}")
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
         object.__setattr__(self, "algorithms", tuple(parse_algorithms(",".join(algos))))
 
@@ -148,7 +147,7 @@ class RunOptions:
         kernels = self.kernels or ("inductor" if cuda else "eager")
         mode = self.mode or ("graph" if cuda else "stream")
         if mode == "graph" and not cuda:
-            raise HiosError("--mode graph needs CUDA devices; use --mode stream on CPU")
+            raise HiosError("CUDA-graph mode (--mode graph) needs CUDA devices; use --mode stream on CPU")
         cl = self.channels_last if self.channels_last is not None else (kernels == "inductor" and cuda)
         return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32)
 
