@@ -162,7 +162,8 @@ class TimingOptions:
     inner: int = 5
 
     def __post_init__(self):
-        _at_least(self.warmup, 0, "--warmup")
-        _at_least(self.repeats, 1, "--repeats")
-        _at_least(self.inner, 1, "--inner")
+        for name, low in (("warmup", 0), ("repeats", 1), ("inner", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise HiosError(f"--{name} must be an integer >= {low}, got {v!r}")
 

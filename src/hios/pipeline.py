@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bounds import lower_bounds
-from .errors import HiosError
+from .optional import require
 from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
@@ -139,15 +139,7 @@ def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, cap
                          clone_outputs=clone_outputs, progress=progress)
 
 
-def _torch_module():
-    try:
-        from torch import nn
-    except ImportError:
-        raise HiosError("hios.optimize needs PyTorch: pip install 'hios[torch]'") from None
-    return nn.Module
-
-
-class Optimized(_torch_module()):
+class Optimized(require("torch.nn", "hios.optimize").Module):
     """A model running a hios plan: call it like the model.  Carries ``.plan`` (save it with
     :meth:`save`, run it again with :func:`load`), ``.runtime`` (the executor module: program,
     devices, CUDA graph) and, when it was planned here, ``.comparison`` (:meth:`explain`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import HiosError
+from ..optional import require
 
 
 def log(message: str) -> None:
@@ -14,10 +14,7 @@ def log(message: str) -> None:
 
 
 def require_torch(command: str) -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise HiosError(f"{command} needs PyTorch: pip install 'hios[vision]'") from None
+    require("torch", command)
 
 
 def model_label(args) -> str:
