@@ -42,7 +42,7 @@ from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
 
-__all__ = ["Optimized", "Planned", "load", "optimize", "plan_model", "run_plan"]
+__all__ = ["Optimized", "Planned", "load", "optimize", "plan_model", "profile_model", "run_plan"]
 
 
 @dataclass
@@ -125,6 +125,21 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
               "serialize_links": schedule.serialize_links, "options": schedule.scheduler_kwargs(),
               "tf32": cost.tf32})
     return Planned(captured, plan, cmp)
+
+
+def profile_model(model, example_inputs, *, device: str | None = None, kernels: str | None = None,
+                  tf32: bool = False, settings=None, cache_dir=None, name: str | None = None,
+                  compile_workers: int | None = None, progress: bool = True):
+    """Capture ``model`` and measure every operator (and concurrent groups, launch overhead,
+    copies) on ``device``: :func:`hios.frontend.profiler.profile_detailed` of the capture.  Returns
+    its :class:`~hios.frontend.profiler.ProfileResult` (``.graph`` is the costed graph)."""
+    from .frontend.capture import capture
+    from .frontend.profiler import profile_detailed
+    from .timing import set_precision
+    set_precision(tf32)
+    captured = capture(model, _inputs(example_inputs), name=name)
+    return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
+                            compile_workers=compile_workers)
 
 
 def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
