@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from .costmodel import DEFAULT_ALPHA
 from .errors import HiosError
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
@@ -35,8 +36,6 @@ from .runtime.segmenting import SYNC_MODES
 __all__ = ["ANALYTIC_GPUS", "DEFAULT_ALPHA", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
            "ScheduleOptions", "TimingOptions"]
 
-#: Alpha of the HIOS stage model when nothing measured says otherwise.
-DEFAULT_ALPHA = 0.5
 #: GPUs with an analytic cost model (``--cost h100``).
 ANALYTIC_GPUS = ("h100", "a100", "v100", "h200")
 #: Kernels a segment runs: Inductor-compiled, or the captured ATen operators as they are.
