@@ -30,20 +30,17 @@ from typing import Sequence
 from .errors import HiosError
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
+from .runtime.segmenting import SYNC_MODES
 
-__all__ = ["ANALYTIC_GPUS", "DEFAULT_ALPHA", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
+__all__ = ["ANALYTIC_GPUS", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
            "ScheduleOptions", "TimingOptions"]
 
-#: Alpha of the HIOS stage model when nothing measured says otherwise.
-DEFAULT_ALPHA = 0.5
 #: GPUs with an analytic cost model (``--cost h100``).
 ANALYTIC_GPUS = ("h100", "a100", "v100", "h200")
 #: Kernels a segment runs: Inductor-compiled, or the captured ATen operators as they are.
 KERNELS = ("inductor", "eager")
 #: ``graph``: the whole program replayed as one CUDA graph; ``stream``: launched from Python.
 MODES = ("graph", "stream")
-#: ``data``: events only where values cross streams; ``stage``: also the simulator's stage barriers.
-SYNC_MODES = ("data", "stage")
 
 
 def _choice(value: str | None, choices: Sequence[str], option: str) -> None:
@@ -63,18 +60,19 @@ class CostOptions:
     ``source``: None (profile on a present GPU, else the analytic H100 model), ``"profile"``
     (measure on ``device``), an analytic GPU name (:data:`ANALYTIC_GPUS`, any case), or the path of
     a profile written by ``hios profile``.  ``kernels`` and ``tf32`` say how a profile measures;
-    ``alpha`` is the HIOS stage model's alpha where no measured fit replaces it.
+    ``alpha`` is the HIOS stage model's alpha (None: :data:`~hios.costmodel.DEFAULT_ALPHA` for
+    analytic costs, the fitted alpha of a measured profile; given, it overrides the fit).
     """
 
     source: str | None = None
     device: str | None = None
     kernels: str | None = None
     tf32: bool = False
-    alpha: float = DEFAULT_ALPHA
+    alpha: float | None = None
 
     def __post_init__(self):
         _choice(self.kernels, KERNELS, "--kernels")
-        if not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
+        if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
             raise HiosError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.source is not None and self.source.lower() in ANALYTIC_GPUS:
             object.__setattr__(self, "source", self.source.lower())
@@ -103,7 +101,7 @@ class ScheduleOptions:
         _at_least(self.window, 1, "--window")
         _at_least(self.streams, 1, "--streams")
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
-            raise HiosError(f"--time-limit must be a positive number of seconds, got {self.time_limit}")
+            raise HiosError(f"--time-limit must be positive and finite (seconds), got {self.time_limit}")
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
         object.__setattr__(self, "algorithms", tuple(parse_algorithms(",".join(algos))))
 
@@ -148,7 +146,7 @@ class RunOptions:
         kernels = self.kernels or ("inductor" if cuda else "eager")
         mode = self.mode or ("graph" if cuda else "stream")
         if mode == "graph" and not cuda:
-            raise HiosError("--mode graph needs CUDA devices; use --mode stream on CPU")
+            raise HiosError("CUDA-graph mode (--mode graph) needs CUDA devices; use --mode stream on CPU")
         cl = self.channels_last if self.channels_last is not None else (kernels == "inductor" and cuda)
         return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32)
 
@@ -163,7 +161,8 @@ class TimingOptions:
     inner: int = 5
 
     def __post_init__(self):
-        _at_least(self.warmup, 0, "--warmup")
-        _at_least(self.repeats, 1, "--repeats")
-        _at_least(self.inner, 1, "--inner")
+        for name, low in (("warmup", 0), ("repeats", 1), ("inner", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise HiosError(f"--{name} must be an integer >= {low}, got {v!r}")
 

@@ -126,7 +126,7 @@ def run_rank(ctx: Ctx, job: DistributedJob) -> dict | None:
     init_process_group(ctx)
     ctx.phase("setup:segments")
     reference = reference_output(ctx, model, inputs) if job.check and ctx.rank == 0 else None
-    part = build_rank(captured, _padded(plan.schedule, gpus), options, ctx.rank, ctx.world, ctx.device)
+    part = build_rank(captured, plan.schedule.padded(gpus), options, ctx.rank, ctx.world, ctx.device)
     del model, captured  # the rank keeps only its own segments (and their weights)
     runner = build_runner(ctx, part, options, inputs)
     ctx.phase("setup:warmup")  # the first calls also compile (Inductor) and exchange value layouts
@@ -145,13 +145,6 @@ def run_rank(ctx: Ctx, job: DistributedJob) -> dict | None:
     return result_record(ctx, plan, part, ranks, kernels=options.kernels,
                          mode="graph" if runner.graph is not None else "stream", fallback_reason=fallback,
                          tf32=options.tf32, call=call, replay=replay, check=check)
-
-
-def _padded(schedule, gpus: int):
-    """The plan's schedule on ``gpus`` GPUs (trailing GPUs that run nothing added)."""
-    from ..schedule import Schedule
-    return Schedule([list(sts) for sts in schedule.stages] + [[] for _ in range(gpus - schedule.gpus)],
-                    schedule.algorithm, dict(schedule.meta))
 
 
 # --------------------------------------------------------------------------- the steps
@@ -258,34 +251,19 @@ def report(ctx: Ctx, part: RankPart, runner: RankRunner, call) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- TEMPORARY CLI adapter
-# Until cli/run.py builds the DistributedJob itself (the lead removes this block when merging):
-# ``add_arguments`` (--backend, --device, --timeout) and ``main(args)``, which turns the argparse
-# Namespace into a job, runs it and prints the result as ``hios run`` does.
-def add_arguments(p) -> None:
-    """TEMPORARY: the options ``hios run`` takes for this backend (torch-free)."""
-    g = p.add_argument_group("distributed backend (start with torchrun, one rank per plan GPU)")
-    g.add_argument("--backend", choices=("local", "distributed"), default="local",
-                   help="local (default): one process drives every device; distributed: one torchrun rank "
-                        "per GPU of the plan, values sent with NCCL (GPUs) or gloo (CPU)")
-    g.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                   help="distributed: cpu (gloo) or cuda (NCCL, rank r on cuda:LOCAL_RANK; default when available)")
-    g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"distributed: seconds a rank waits for a dead or hung peer before every rank stops "
-                        f"(default {DEFAULT_TIMEOUT:g})")
-
-
+# Until cli/run.py builds the DistributedJob itself (then this block goes): ``main(args)`` turns the
+# argparse Namespace of ``hios run`` into a job, runs it and prints the result as ``hios run`` does.
 def _plan_for_model(args) -> tuple:
-    """TEMPORARY: rank 0's plan for ``--model`` (the pipeline's capture is reused)."""
+    """TEMPORARY: rank 0's plan for ``--model``, as ``cli/run.py:make_plan`` makes it."""
     from ..frontend import zoo
     from ..options import CostOptions, ScheduleOptions
     from ..pipeline import plan_model
     size = args.image_size or 299
     model, x = zoo.build(args.model, size, args.batch)
-    sched = ScheduleOptions(gpus=args.gpus, window=args.window, streams=args.streams,
-                            **({"algorithms": args.algo} if args.algo else {}))
-    planned = plan_model(model, x, schedule=sched, cost=CostOptions(source=args.costs, kernels=args.kernels,
-                                                                    tf32=args.tf32),
-                         name=f"{args.model.split(':')[-1]}-{size}",
+    sched = ScheduleOptions(gpus=args.gpus or 1, algorithms=args.algo or "hios-lp", window=args.window,
+                            streams=args.streams)
+    cost = CostOptions(source=args.cost, kernels=args.kernels, tf32=args.tf32)
+    planned = plan_model(model, x, schedule=sched, cost=cost, name=f"{args.model.split(':')[-1]}-{size}",
                          model_info={"name": args.model, "image_size": size, "batch": args.batch})
     return planned.plan, planned.captured, model, x
 
