@@ -21,6 +21,8 @@ from ..options import RunOptions
 from .dist_program import DistProgram, build_rank_programs
 from .segmenting import ExecProgram, stream_program
 
+__all__ = ["RankPart", "build_rank", "rank_programs", "weights_bytes"]
+
 
 @dataclass
 class RankPart:

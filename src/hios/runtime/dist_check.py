@@ -16,6 +16,8 @@ import json
 
 from .dist_launch import Ctx, DistError, quiet
 
+__all__ = ["check_signatures", "check_world", "compare_signatures", "run_signature"]
+
 
 def check_world(plan_gpus: int, world: int) -> None:
     """Step 1 (every rank sees it alike: rank 0 says it)."""

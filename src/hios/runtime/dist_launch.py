@@ -29,6 +29,10 @@ from typing import Any, NoReturn
 from ..errors import HiosError
 from .dist_watchdog import EXIT_CODE, Watchdog, format_exit
 
+__all__ = ["DEFAULT_TIMEOUT", "ERROR_EXIT", "PHASES", "Ctx", "DistError", "Launch", "PeerError", "close", "connect",
+           "die", "fail", "init_process_group", "inject_fault", "launch_env", "parse_fault", "quiet",
+           "report_once", "setup_device"]
+
 DEFAULT_TIMEOUT = 60.0
 ERROR_EXIT = 2
 PHASES = ["setup:start", "setup:plan", "setup:build", "setup:check", "setup:init", "setup:segments",

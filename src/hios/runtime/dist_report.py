@@ -18,6 +18,8 @@ from .dist_build import RankPart
 from .dist_launch import Ctx
 from .run_report import format_report
 
+__all__ = ["format_result", "rank_record", "result_record"]
+
 
 def rank_record(ctx: Ctx, part: RankPart, cuda_graph: bool, call_ms: float) -> dict:
     """Step 1."""

@@ -23,6 +23,8 @@ from .dist_launch import Ctx, PeerError
 from .dist_program import INPUT, DistProgram
 from .dist_wire import Layouts, post_recvs, post_sends
 
+__all__ = ["RankRunner", "capture_vote", "graph_support"]
+
 
 def graph_support(torch, p2p: bool) -> str | None:
     """Why the installed versions cannot capture this rank's part in a CUDA graph (None: they can).

@@ -20,6 +20,8 @@ from typing import Any
 
 from .dist_launch import Ctx, DistError
 
+__all__ = ["Layouts", "Wire", "from_wire", "post_recvs", "post_sends", "to_wire", "wire_buffer"]
+
 
 @dataclass(frozen=True)
 class Wire:
