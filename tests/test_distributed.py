@@ -328,6 +328,43 @@ def test_signatures_and_launch_env():
         parse_fault("boom:1")
 
 
+def test_distributed_job_refuses_what_it_cannot_honour():
+    from hios.options import RunOptions
+    from hios.runtime.distributed import DistributedJob
+    job = DistributedJob(plan_file="p.json", run=RunOptions(sync="stage"))
+    assert job.signature_options("gloo")["sync"] == "stage"  # every rank must agree on it
+    for kw, msg in [({}, "give a plan file or --model"),
+                    ({"plan_file": "p.json", "make_plan": lambda: None}, "not both"),
+                    ({"plan_file": "p.json", "timeout": 0}, "--timeout must be positive"),
+                    ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "--devices is for the local"),
+                    ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda")]:
+        with pytest.raises(HiosError, match=msg):
+            DistributedJob(**kw)
+
+
+def test_rank0_reuses_the_capture_of_planning(monkeypatch):
+    """build_and_capture never captures again what planning captured (and checks it against the plan)."""
+    pytest.importorskip("torch")
+    from hios.frontend import zoo
+    from hios.frontend.capture import capture
+    from hios.plan import Plan
+    from hios.runtime.distributed import build_and_capture
+    m, x = zoo.build(DAG, 16)
+    cap = capture(m, x, DAG)
+    g = cap.graph.with_costs([1.0] * len(cap.graph.ops))
+    plan = Plan({"name": DAG, "image_size": 16, "batch": 1}, "test:unit", Machine(2), g,
+                schedule(g, Machine(2), "hios-mr"), {}, {})
+
+    def no_capture(*a, **k):
+        raise AssertionError("captured twice")
+    monkeypatch.setattr(sys.modules["hios.frontend.capture"], "capture", no_capture)
+    model, inputs, captured = build_and_capture(plan, cap, m, x)
+    assert captured is cap and model is m and inputs == x
+    monkeypatch.undo()
+    _, _, again = build_and_capture(plan)  # the other ranks build and capture from plan.model
+    assert again is not cap and again.graph.names == cap.graph.names
+
+
 def test_wire_layout_roundtrip():
     torch = pytest.importorskip("torch")
     from hios.runtime.dist_wire import Wire, from_wire, to_wire, wire_buffer
