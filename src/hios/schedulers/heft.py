@@ -18,7 +18,8 @@ Steps:
      simulated latency of the schedule when links are not serialized.
   5. Simulate the schedule under the machine's link model (``serialize_links`` included); if it
      is slower than running every operator in sequence on GPU 0, return that sequential schedule
-     instead (``meta['fallback'] = 'sequential'``), so HEFT is never worse than sequential.
+     instead (``meta['fallback'] = 'sequential'``, ``meta['estimate']`` then its latency and
+     ``meta['heft_estimate']`` that of step 4), so HEFT is never worse than sequential.
 
 On a uniform machine with more GPUs than the graph can use at once, only that many are searched
 (:func:`._fastsim.search_machine`); the result is padded back with empty GPUs.
@@ -99,7 +100,8 @@ def heft(graph: Graph, machine: Machine, *, stage_model=None, serialize_links: b
     meta = {"estimate": max(free) if free else 0.0}
     sim = Simulator(graph, machine, stage_model, serialize_links)
     seq = [[[i] for i in graph.topo]] + [[] for _ in range(n_gpu - 1)]
-    if sim.run(stages).latency > sim.run(seq).latency:
+    seq_lat = sim.run(seq).latency
+    if sim.run(stages).latency > seq_lat:
         stages = seq
-        meta["fallback"] = "sequential"
+        meta.update({"fallback": "sequential", "heft_estimate": meta["estimate"], "estimate": seq_lat})
     return Schedule.from_indices(graph, pad_gpus(stages, gpus), "heft", meta)
