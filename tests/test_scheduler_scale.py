@@ -79,6 +79,10 @@ def test_stage_chain_evaluate_equals_full_timing(graph, gpus, seed):
             assert chain.deadlocks(c)
             continue
         assert not chain.deadlocks(c)
+        # a limit at or above the latency never prunes; below it the answer is INF or above it
+        assert chain.evaluate(c, want) == want
+        below = chain.evaluate(c, want * 0.9)
+        assert below == float("inf") or below == want
         assert chain.evaluate(c) == want
         if rng.random() < 0.6:
             chain.commit(c)

@@ -411,12 +411,6 @@ class StageChain:
     def evaluate(self, c: Regroup, limit: float = INF) -> float:
         """Latency of the schedule changed by ``c`` (also kept in ``c.latency``), or ``INF`` as soon
         as a new finish time plus its stage's cost-only tail exceeds ``limit`` (beyond rounding)."""
-        limit += limit * 1e-9
-        ins = self.timer.ins
-        succs = self.timer.graph.succs
-        gpu_of = self.gpu_of
-        end = self.end
-        stage_of = self.stage_of
         group = c.group
         chain = [group] + c.rest
         prev_of: dict[Stage, Stage | None] = {group: c.base.prev}
@@ -425,14 +419,46 @@ class StageChain:
             prev_of[b] = a
             next_of[a] = b
         next_of[chain[-1]] = c.after
+        seeds = list(chain)
         if c.after is not None:
             prev_of[c.after] = chain[-1]
-        moved = {v: group for v in group.ops}
+            seeds.append(c.after)  # its previous stage changed
+        c.latency = INF
+        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit)
+        if fins is None:
+            return INF
+        c.fins = fins
+        last = list(self.last)
+        if c.after is None:
+            last[group.gpu] = chain[-1]
+        c.latency = self.latency_with(fins, last)
+        return c.latency
+
+    def latency_with(self, fins: dict, last: list) -> float:
+        lat = 0.0
+        for s in last:
+            if s is not None:
+                f = fins.get(s, s.fin)
+                if f > lat:
+                    lat = f
+        return lat
+
+    def spread(self, seeds: list[Stage], prev_of: dict, next_of: dict, moved: dict, fresh: Stage | None,
+               limit: float = INF) -> dict | None:
+        """New finish times of the stages a change reaches: ``seeds`` are re-timed first, then every
+        stage whose dependency's finish changed, in start-time order; ``prev_of`` / ``next_of`` /
+        ``moved`` (operator -> stage) override the chain's structure; ``fresh`` is a stage with no
+        valid old time, whose inputs are all unchanged (timed first, always spread).  None as soon
+        as a finish that nothing pending can still change plus its stage's tail exceeds
+        ``limit``."""
+        limit += limit * 1e-9
+        ins = self.timer.ins
+        succs = self.timer.graph.succs
+        gpu_of = self.gpu_of
+        end = self.end
+        stage_of = self.stage_of
         fins: dict[Stage, float] = {}
         new_end: dict[int, float] = {}
-        c.fins = fins
-        c.latency = INF
-        gi = group.gpu
         heap: list = []
         queued: set = set()
         tick = 0
@@ -442,20 +468,18 @@ class StageChain:
             if s not in queued:
                 queued.add(s)
                 tick += 1
-                heapq.heappush(heap, (fins.get(s, s.fin) - s.dur, tick, s))
+                heapq.heappush(heap, (-INF if s is fresh else fins.get(s, s.fin) - s.dur, tick, s))
 
-        for s in chain:
+        for s in seeds:
             push(s)
-        if c.after is not None:
-            push(c.after)  # its previous stage changed
         pops = 0
         cap = 8 * self.timer.n + 64
         while heap:
-            _, _, s = heapq.heappop(heap)
+            key, _, s = heapq.heappop(heap)
             queued.discard(s)
             pops += 1
             if pops > cap:  # cannot happen for a change that passed deadlocks(); never spin
-                return INF
+                return None
             p = prev_of[s] if s in prev_of else s.prev
             t = 0.0 if p is None else fins.get(p, p.fin)
             g = s.gpu
@@ -467,15 +491,17 @@ class StageChain:
                         t = a
             fin = t + s.dur
             old = fins.get(s)
-            if old is None:
-                old = None if s is group else s.fin
+            if old is None and s is not fresh:
+                old = s.fin
             if fin == old:
                 continue
-            if fin + s.tail > limit:
-                return INF
+            if fin + s.tail > limit and (not heap or heap[0][0] > key):
+                # nothing queued can still change this stage's inputs (every pending change starts
+                # no later than the stages it reaches), so the finish is final: prune
+                return None
             fins[s] = fin
             for v in s.ops:
-                if fin != end[v] or v in new_end:
+                if fin != end[v] or v in new_end or s is fresh:
                     new_end[v] = fin
                     for w in succs[v]:
                         sw = moved.get(w) or stage_of[w]
@@ -484,16 +510,7 @@ class StageChain:
             nx = next_of[s] if s in next_of else s.next
             if nx is not None:
                 push(nx)
-        lat = 0.0
-        for g, s in enumerate(self.last):
-            if g == gi and (c.after is None):
-                s = chain[-1]
-            if s is not None:
-                f = fins.get(s, s.fin)
-                if f > lat:
-                    lat = f
-        c.latency = lat
-        return lat
+        return fins
 
     def commit(self, c: Regroup) -> None:
         """Apply an evaluated change."""
