@@ -151,7 +151,8 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     gpus = sorted({r["gpus"] for r in rows})
-    fig, axes = plt.subplots(2, len(gpus), figsize=(5 * len(gpus), 8), squeeze=False)
+    panels = 2 if any(r["peak_mib"] is not None for r in rows) else 1
+    fig, axes = plt.subplots(panels, len(gpus), figsize=(5 * max(2, len(gpus)), 4 * panels + 0.5), squeeze=False)
     for j, g in enumerate(gpus):
         for label in VARIANTS:
             pts = sorted((r["operators"], r["cpu_s"], r["peak_mib"]) for r in rows
@@ -160,9 +161,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 continue
             axes[0][j].plot([p[0] for p in pts], [max(p[1], 1e-5) for p in pts], "o-", label=label)
             mem = [(p[0], p[2]) for p in pts if p[2] is not None]
-            if mem:
+            if mem and panels == 2:
                 axes[1][j].plot([p[0] for p in mem], [max(p[1], 1e-3) for p in mem], "o-", label=label)
-        for i, what in enumerate(("CPU seconds (median)", "peak MiB (tracemalloc)")):
+        for i, what in enumerate(("CPU seconds (median)", "peak MiB (tracemalloc)")[:panels]):
             ax = axes[i][j]
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -171,7 +172,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.set_title(f"{g} GPUs")
             ax.grid(True, which="both", alpha=0.3)
         axes[0][j].legend(fontsize=7)
-    fig.suptitle("Scheduler scaling: layered_dag(n, 2n, max(8, ceil(sqrt(n/5))), 0.8), NVLink H100 preset", fontsize=10)
+    fig.suptitle("Scheduler scaling: layered_dag(n, 2n, max(8, ceil(sqrt(n/5))), 0.8),\nNVLink H100 preset", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
