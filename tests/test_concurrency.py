@@ -233,3 +233,18 @@ def test_choose_reports_failures_and_dedups():
     with pytest.raises(HiosError, match="unique"):
         choose([_cand("x", 1.0), _cand("x", 2.0)], timer)
     assert [c.name for c in shortlist(cands, 0)] == ["compile"]
+
+
+def test_fit_from_a_kernel_timeline_and_unidentifiable_data():
+    from hios.concurrency import timeline_row
+    rng = random.Random(5)
+    jobs = {k: rng.uniform(0.01, 0.1) for k in range(40)}
+    start = {k: rng.uniform(0, 0.5) for k in jobs}
+    end = _processor_sharing(jobs, 0.15, start)
+    kern = [Interval(k, 0, start[k], end[k]) for k in jobs]
+    m = fit_concurrency(timelines=[timeline_row(kern, sum(jobs.values()))], with_overhead=False)
+    assert abs(m.beta - 0.15) < 0.03 and m.fit["timelines"] == 1
+    # one after another: nothing overlaps, beta cannot be told
+    serial = [Interval(k, 0, float(k), k + 0.5) for k in range(5)]
+    with pytest.raises(HiosError, match="nothing measured ran concurrently"):
+        fit_concurrency(intervals=serial, alone={k: 0.4 for k in range(5)})

@@ -147,3 +147,29 @@ def test_kernel_attribution_from_a_profiler_trace():
     ks = attribute_kernels({"traceEvents": evs}, "stream")
     assert [(k.name, k.segment, k.stream) for k in ks] == [("conv", 3, 20), ("relu", 4, 21), ("replayed", None, 22)]
     assert ks[0].start_ms == 0.0 and ks[0].end_ms == pytest.approx(0.03)
+
+
+def test_segments_timed_as_built_become_the_profile_and_plans_are_checked_against_it(traced):
+    from hios.plan import Plan
+    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.measure import segment_profile
+    m, x, graph, sched, tr, res, ok = traced
+    g, times = segment_profile(m, (x,), graph, repeats=4)
+    assert sorted(times) == sorted(s.id for s in m.program.segments)
+    for s in m.program.segments:
+        assert sum(g.ops[g.index[n]].cost for n in s.ops) == pytest.approx(times[s.id])
+    prof = g.meta["profile"]
+    assert (prof["kernels"], prof["memory_format"], prof["device_type"], prof["freezing"]) == \
+        ("eager", "contiguous", "cpu", False)
+    plan = Plan({"name": "branchy"}, "segments", Machine(2), g, sched, {}, {})
+    hcompile(m.captured.gm, (x,), plan, "cpu,cpu", captured=m.captured)  # same settings: accepted
+    with pytest.raises(HiosError, match="memory_format=contiguous, this run uses memory_format=channels_last"):
+        hcompile(m.captured.gm, (x,), plan, "cpu,cpu", captured=m.captured, channels_last=True)
+
+
+def test_best_compile_baseline():
+    from hios.runtime.bench import best_compile
+    assert best_compile({"compile": {"median_ms": 0.5}, "compile_freezing": {"median_ms": 0.46}})[0] == \
+        "compile_freezing"
+    assert best_compile({"compile": {"median_ms": 0.5}, "compile_freezing": {"error": "x"}})[0] == "compile"
+    assert best_compile({"eager": {"median_ms": 1.0}}) is None

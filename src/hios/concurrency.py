@@ -12,11 +12,15 @@ Steps of :func:`fit_concurrency`:
    a. *measured groups* (the profiler times sibling operators captured concurrently, one stream
       each): ``{"costs": [w...], "time": T}``.  The model says
       ``T - max(w) = beta * (sum(w) - max(w)) + overhead * (k - 1)``.
-   b. *real plan replays* (:mod:`hios.runtime.trace`): measured intervals of the plan's segments
+   b. *real plan runs* (:mod:`hios.runtime.trace`): measured intervals of the plan's segments
       on the streams of one physical device, and each segment's cost alone ``c``.  Over its
       interval a segment shares the device with ``m`` segments on average
       (:func:`mean_concurrency`, a time average), so the model says ``d - c = beta * c * (m - 1)``
       for its measured duration ``d``.
+   c. *kernel timelines of real replays* (CUDA-graph replays have no per-segment ranges): the
+      kernels' measured intervals and the total cost alone ``C`` of what they run (the plan's
+      segments timed alone).  Summed over the kernels, ``sum(d) - C = beta * sum(c_k (m_k - 1))``
+      with the unknown ``c_k`` taken as ``d_k * C / sum(d)`` (:func:`timeline_row`).
 
 2. Every observation is one linear equation in ``(beta, overhead)``; they are solved together by
    least squares on relative errors (each equation weighted by ``1 / measured²``) inside the box
@@ -105,6 +109,19 @@ def interval_rows(intervals: Sequence[Interval], alone: dict[Hashable, float]) -
     return rows
 
 
+def timeline_row(kernels: Sequence[Interval], alone_total: float) -> Row:
+    """One row from a kernel timeline (all kernels of some replays) and the total cost alone of
+    what those replays ran (source c above)."""
+    conc = mean_concurrency(kernels)
+    d = [iv.end - iv.start for iv in kernels]
+    total = sum(d)
+    if total <= 0 or alone_total <= 0:
+        raise HiosError("cannot use an empty kernel timeline")
+    scale = alone_total / total
+    a = sum(dk * scale * (conc[iv.key] - 1.0) for dk, iv in zip(d, kernels))
+    return Row(a, 0.0, total - alone_total, 1.0 / (total * total))
+
+
 # -- step 2: least squares in the box -------------------------------------------------------------
 
 def _sse(rows: Sequence[Row], beta: float, over: float) -> float:
@@ -143,16 +160,21 @@ def _box_lsq(rows: Sequence[Row], with_overhead: bool) -> tuple[float, float]:
 
 
 def fit_concurrency(groups: Sequence[dict] = (), intervals: Sequence[Interval] = (),
-                    alone: dict[Hashable, float] | None = None,
+                    alone: dict[Hashable, float] | None = None, timelines: Sequence[Row] = (),
                     with_overhead: bool = True) -> ConcurrencyStageModel:
-    """Fit ``beta`` and ``overhead_ms`` to measured groups and/or measured segment intervals
-    (with ``alone``: each interval's cost alone).  Raises :class:`HiosError` without observations."""
-    rows = group_rows(groups) + (interval_rows(intervals, alone or {}) if intervals else [])
+    """Fit ``beta`` and ``overhead_ms`` to measured groups, measured segment intervals (with
+    ``alone``: each interval's cost alone) and kernel-timeline rows (:func:`timeline_row`).
+    Raises :class:`HiosError` without observations, or when none of them shows operators
+    overlapping (then beta is not identifiable)."""
+    rows = group_rows(groups) + (interval_rows(intervals, alone or {}) if intervals else []) + list(timelines)
     if not rows:
         raise HiosError("cannot fit the concurrency model: no measured concurrent groups or intervals")
+    if not any(r.a > 0 or r.b > 0 for r in rows):
+        raise HiosError("cannot fit the concurrency model: nothing measured ran concurrently")
     beta, over = _box_lsq(rows, with_overhead and any(r.b for r in rows))
     rel = [math.sqrt(r.w) * abs(r.a * beta + r.b * over - r.y) for r in rows]
-    fit = {"groups": len(group_rows(groups)), "intervals": len(rows) - len(group_rows(groups)),
+    ng = len(group_rows(groups))
+    fit = {"groups": ng, "intervals": len(rows) - ng - len(timelines), "timelines": len(timelines),
            "mean_rel_error": sum(rel) / len(rel)}
     return ConcurrencyStageModel(beta, over, fit)
 

@@ -60,6 +60,14 @@ def check_settings(measured: dict, run: dict, what: str) -> None:
                             f"re-profile with the run's settings")
 
 
+def check_profile_of(graph: Graph, run: dict, what: str = "the plan's profile") -> None:
+    """Refuse a costed graph whose profile was measured under other settings than ``run``'s
+    (graphs without a profile, e.g. analytic costs, pass)."""
+    prof = (graph.meta or {}).get("profile")
+    if isinstance(prof, dict) and prof:
+        check_settings(profile_settings(prof), run, f"{what} ({prof.get('device', 'unknown device')})")
+
+
 # -- the run record -------------------------------------------------------------------------------
 
 def run_record(graph: Graph, program, trace, settings: dict) -> dict:

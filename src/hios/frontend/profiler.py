@@ -41,7 +41,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -67,7 +67,8 @@ class ProfileSettings:
     group_size: int = 4
     transfer: bool = True
     launch: bool = True
-    channels_last: bool = False  # run with 4-D parameters and inputs in channels_last layout
+    channels_last: bool | None = None  # 4-D parameters and inputs in channels_last layout; None: as the
+    #                                     runtime does (channels_last with Inductor on a GPU)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -509,6 +510,8 @@ def profile_detailed(captured, device: str | None = "cuda:0", kernels: str | Non
     kernels = kernels or default_kernels(dev)
     if kernels not in KERNELS:
         raise HiosError(f"unknown kernels {kernels!r}; choose inductor or eager")
+    if s.channels_last is None:
+        s = replace(s, channels_last=kernels == "inductor" and dev.type == "cuda")
     dname = device_name(dev)
     key = cache_key(captured, dname, kernels, s)
     path = None
@@ -675,6 +678,7 @@ def _measure(captured, dev, dname: str, kernels: str, s: ProfileSettings, progre
         "device": dname, "device_type": dev.type, "kernels": kernels, "precision": precision_state(),
         "method": "cuda_graph" if dev.type == "cuda" else "wall",
         "memory_format": "channels_last" if s.channels_last else "contiguous",
+        "freezing": False, "folding": "batchnorm",  # operators run unfrozen, BatchNorm folded at capture
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(), "settings": s.to_dict(),
         "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in captured.example_inputs

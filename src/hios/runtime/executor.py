@@ -585,6 +585,11 @@ def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=Non
         raise HiosError("CUDA-graph mode needs CUDA devices; use mode='stream' on CPU")
     if channels_last is None:
         channels_last = kernels == "inductor" and devs[0].startswith("cuda")
+    if _plan is not None:  # a plan costed by a profile must have been measured as this run runs
+        from ..feedback import check_profile_of, runtime_settings
+        from ..timing import precision_state
+        check_profile_of(_plan.graph, runtime_settings(kernels, channels_last, precision_state(),
+                                                       devs[0].split(":")[0]))
     program = stream_program(graph, sched, memory=devs, sync=sync, streams=streams)
     return HiosModule(captured, program, devs, kernels, mode, channels_last, clone_outputs, warmup, progress,
                       priority)
