@@ -8,7 +8,7 @@ issue's reference figures):
  2. plan A: HIOS-LP on one GPU (default intra-GPU window/streams) under the HIOS stage model;
  3. compile A as the runtime runs it (CUDA-graph mode, Inductor segments, channels_last), check it
     against model(x), time it (CUDA events around calls; graph replays alone too);
- 4. profile what runs: each segment of A timed alone as built (hios.runtime.measure) -> costs S;
+ 4. profile what runs: each segment of A timed alone as built (hios.runtime.segment_profile) -> costs S;
  5. real-run trace of A (hios.runtime.trace: stream-mode issue timed by CUDA events per segment,
     kernels attributed by torch.profiler, plus the kernels of graph replays) -> OUT/<point>-trace.json
     with the simulator's trace of A beside it; the per-segment table goes to OUT/<point>-segments.txt;
@@ -49,10 +49,11 @@ from hios.frontend import zoo
 from hios.frontend.analytic import costed_graph
 from hios.frontend.capture import capture
 from hios.machine import Machine
-from hios.runtime.bench import (RTOL_TF32, TimingSettings, compare_outputs, compile_reduce_overhead, time_call,
+from hios.options import TimingOptions
+from hios.runtime.bench import (RTOL_TF32, compare_outputs, compile_reduce_overhead, time_call,
                                 time_replay)
 from hios.runtime.executor import compile as hios_compile
-from hios.runtime.measure import segment_profile
+from hios.runtime.segment_profile import segment_profile
 from hios.runtime.trace import chrome_trace, format_table, record_run, segment_table, write_trace
 from hios.schedulers import schedule
 from hios.selection import Candidate, choose
@@ -87,7 +88,7 @@ def kernel_stats(trace) -> dict:
             "gpu_busy_ms": busy / n}
 
 
-def run_point(model_name: str, size: int, args, dev, s: TimingSettings, out: Path) -> dict:
+def run_point(model_name: str, size: int, args, dev, s: TimingOptions, out: Path) -> dict:
     tag = f"{model_name}-{size}"
     row: dict = {"point": tag}
     t_point = time.perf_counter()
@@ -237,7 +238,7 @@ def main() -> int:
         print("sim_to_real: no CUDA GPU (use --device cpu for a smoke test)", file=sys.stderr)
         return 2
     set_precision(True)
-    s = TimingSettings(5, 30, 5)
+    s = TimingOptions(5, 30, 5)
     rows, skipped = [], []
     for pt in args.points.split(","):
         name, size = pt.split(":")

@@ -152,7 +152,7 @@ def test_kernel_attribution_from_a_profiler_trace():
 def test_segments_timed_as_built_become_the_profile_and_plans_are_checked_against_it(traced):
     from hios.plan import Plan
     from hios.runtime.executor import compile as hcompile
-    from hios.runtime.measure import segment_profile
+    from hios.runtime.segment_profile import segment_profile
     m, x, graph, sched, tr, res, ok = traced
     g, times = segment_profile(m, (x,), graph, repeats=4)
     assert sorted(times) == sorted(s.id for s in m.program.segments)

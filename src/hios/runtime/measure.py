@@ -1,80 +1,77 @@
-"""Profile what runs: time each segment of a compiled plan alone, exactly as the runtime built it
-(same compiled code, layout, precision and folding), and turn the times into a costed graph.
+"""Measure a compiled plan as ``hios run`` reports it: the run record of
+:mod:`hios.runtime.run_report`.
 
-Steps of :func:`segment_profile`:
+Steps of :func:`measure_plan`:
 
-1. One forward pass through the module's stream program with a hook on its segment runner that
-   keeps each segment's input values (:func:`segment_inputs`).
-2. Each segment's built callable is timed alone on those inputs: on a GPU captured in a CUDA graph
-   and replayed between CUDA events (:func:`hios.timing.cuda_graph_time`, median), on a CPU by
-   wall clock.
-3. The times are fed back into the graph (:func:`hios.feedback.feed_back`: each segment's time
-   split over its operators in proportion to their prior costs), and the graph's
-   ``meta.profile`` records the settings the segments ran under
-   (:func:`hios.feedback.runtime_settings`), so a plan made from it is checked against the run.
+  1. Describe what runs: model, devices, kernels, mode, the program's streams and segments.
+  2. Check the output against ``model(x)`` (:func:`hios.runtime.bench.compare_outputs`; fp32 or
+     TF32 tolerance).
+  3. Time the plan per call and, in CUDA-graph mode, per replay.
+  4. Time the baselines on the plan's first device: PyTorch eager, and on CUDA plain CUDA-graph
+     replay and ``torch.compile``.
+  5. Add the simulator's prediction of the plan.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
+from typing import Callable
 
-from ..feedback import feed_back, runtime_settings
-from ..graph import Graph
+import torch
 
+from ..options import TimingOptions
+from .bench import RTOL_FP32, RTOL_TF32, baselines, compare_outputs, predicted_latency, time_call, time_replay
 
-def segment_inputs(module, inputs: tuple) -> dict[int, list]:
-    """Step 1: step id -> the values each segment of ``module`` reads, from one forward pass."""
-    import torch
-    seen: dict[int, list] = {}
-    run = module._run_segment
-
-    def keep(seg, env, first):
-        seen[seg.step.id] = [env[n] for n in seg.inputs]
-        run(seg, env, first)
-    module._run_segment = keep
-    try:
-        with torch.no_grad():
-            module._issue(tuple(inputs))
-        if module.is_cuda:
-            torch.cuda.synchronize()
-    finally:
-        del module._run_segment
-    return seen
+__all__ = ["MeasureOptions", "describe", "measure_plan"]
 
 
-def time_segments(module, inputs: tuple, warmup: int = 3, repeats: int = 20) -> dict[int, float]:
-    """Step 2: step id -> median ms of the segment run alone, as built."""
-    import torch
-    from ..timing import cuda_graph_time, wall_time
-    args = segment_inputs(module, inputs)
-    out = {}
+@dataclass(frozen=True)
+class MeasureOptions:
+    """What :func:`measure_plan` does besides timing the plan: ``check`` against ``model(x)``,
+    time the PyTorch ``baselines``; ``tf32`` picks the check's tolerance."""
+
+    timing: TimingOptions = TimingOptions()
+    check: bool = True
+    baselines: bool = True
+    tf32: bool = False
+
+
+def describe(module, plan, info: dict, tf32: bool) -> dict:
+    """Step 1: the head of the run record."""
+    dev = torch.device(module.devices[0])
+    return {"model": info.get("name"), "image_size": info.get("image_size"), "batch": info.get("batch"),
+            "devices": module.devices,
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "algorithm": plan.schedule.algorithm, "kernels": module.kernels, "mode": module.mode,
+            "fallback_reason": module.fallback_reason, "tf32": tf32, "program": module.program.summary()}
+
+
+def check(module, model, x: tuple, tf32: bool) -> dict:
+    """Step 2: the check record; ``ok`` says whether it passed."""
+    chk = compare_outputs(module(*x), model(*x), RTOL_TF32 if tf32 else RTOL_FP32)
+    return chk.to_dict()
+
+
+def measure_plan(module, model, x: tuple, plan, info: dict, opts: MeasureOptions = MeasureOptions(),
+                 log: Callable[[str], None] = lambda _m: None) -> dict:
+    """Steps 1–5 for a compiled plan ``module`` of ``model`` (moved to the plan's first device
+    here) on inputs ``x``; returns the run record."""
+    dev = torch.device(module.devices[0])
+    x = tuple(t.to(dev) for t in x)
+    model = model.to(dev).eval()
+    result = describe(module, plan, info, opts.tf32)
     with torch.no_grad():
-        for seg in module._segs:
-            if seg is None:
-                continue
-            a = args[seg.step.id]
-            if module.is_cuda:
-                dev = torch.device(seg.mem)
-                st = cuda_graph_time(seg.fn, a, warmup=warmup, repeats=repeats, device=dev)
-            else:
-                st = wall_time(seg.fn, a, warmup=1, repeats=max(5, repeats // 2), min_time_ms=1.0)
-            out[seg.step.id] = st.median_ms
-    return out
-
-
-def segment_profile(module, inputs: tuple, prior: Graph, device_name: str = "", warmup: int = 3,
-                    repeats: int = 20) -> tuple[Graph, dict[int, float]]:
-    """Step 3: ``prior`` with costs from the module's segments timed alone, and those times."""
-    from ..timing import precision_state
-    t0 = time.perf_counter()
-    times = time_segments(module, inputs, warmup, repeats)
-    steps = {s.id: s for s in module.program.segments}
-    segs = [{"ops": list(steps[k].ops), "measured_ms": ms, "concurrency": 1.0} for k, ms in times.items()]
-    g = feed_back(prior, segs, 0.0, "segments timed alone")
-    dev_type = "cuda" if module.is_cuda else "cpu"
-    prof = dict(g.meta.get("profile") or {})
-    prof.update(runtime_settings(module.kernels, module.channels_last, precision_state(), dev_type))
-    prof.update({"device": device_name or module.devices[0], "method": "segments", "folding": "batchnorm",
-                 "segments": len(segs), "seconds": time.perf_counter() - t0})
-    g.meta = {**g.meta, "profile": prof}
-    return g, times
+        if opts.check:
+            result["check"] = check(module, model, x, opts.tf32)
+            result["max_abs_diff"] = result["check"]["max_abs_diff"]
+        log("timing the plan...")
+        result["plan_call"] = time_call(module, x, dev, opts.timing).to_dict()
+        rep = time_replay(module, dev, opts.timing)
+        result["plan_replay"] = rep.to_dict() if rep else None
+        if opts.baselines:
+            which = ("eager", "cuda_graph", "compile") if dev.type == "cuda" else ("eager",)
+            result["baselines"] = baselines(model, x, dev, opts.timing, which,
+                                            progress=lambda b: log(f"timing baseline {b}..."))
+    result["predicted_ms"] = predicted_latency(plan)
+    result["cost_source"] = plan.cost_source
+    return result
