@@ -8,7 +8,8 @@ its device while it ran, :func:`hios.concurrency.mean_concurrency`).
 
 Steps of :func:`feed_back`:
 
-1. Per segment, the cost it would have alone: measured duration / ``(1 + beta * (m - 1))``, the
+1. Per segment, the cost it would have alone: its time measured alone when the record has it
+   (``alone_ms``), else its measured duration / ``(1 + beta * (m - 1))``, the
    concurrency model's slowdown at its mean concurrency ``m`` (``beta`` from the profile's
    concurrency model; 0 when there is none).
 2. Split that cost over the segment's operators in proportion to their current costs (equal
@@ -70,8 +71,11 @@ def check_profile_of(graph: Graph, run: dict, what: str = "the plan's profile") 
 
 # -- the run record -------------------------------------------------------------------------------
 
-def run_record(graph: Graph, program, trace, settings: dict) -> dict:
-    """A run record of ``trace`` (a :class:`hios.runtime.trace.RunTrace`) of ``program`` on ``graph``."""
+def run_record(graph: Graph, program, trace, settings: dict, alone: dict[int, float] | None = None) -> dict:
+    """A run record of ``trace`` (a :class:`hios.runtime.trace.RunTrace`) of ``program`` on ``graph``
+    (embedded, with its costs, so that the record alone makes the next profile); ``alone``: step
+    id -> the segment's time alone as built (:mod:`hios.runtime.segment_profile`), when measured."""
+    from .formats import graph_to_dict
     from .concurrency import Interval, mean_concurrency
     from .frontend.profiler import structure_hash
     conc: dict[int, list[float]] = {}
@@ -83,16 +87,21 @@ def run_record(graph: Graph, program, trace, settings: dict) -> dict:
     segs = [{"step": st.id, "device": st.device, "stream": st.stream, "ops": list(st.ops),
              "measured_ms": med[st.id], "concurrency": statistics.median(conc[st.id])}
             for st in program.segments if st.id in med]
+    for s in segs:
+        if alone and s["step"] in alone:
+            s["alone_ms"] = alone[s["step"]]
     calls = trace.call_ms()
     return {"format": RUN_FORMAT, "version": RUN_VERSION, "model": graph.name,
             "structure": structure_hash(graph), "settings": dict(settings), "calls": trace.calls,
-            "clock": trace.clock, "call_ms": statistics.median(calls) if calls else None, "segments": segs}
+            "clock": trace.clock, "call_ms": statistics.median(calls) if calls else None, "segments": segs,
+            "graph": graph_to_dict(graph)}
 
 
-def read_run_record(path: str | Path, graph: Graph, settings: dict | None = None) -> dict:
+def read_run_record(path: str | Path, graph: Graph | None = None, settings: dict | None = None) -> dict:
     """The run record in ``path`` (a record, or a trace holding one), checked against ``graph`` (same
-    model name and structure) and, if given, the ``settings`` it will be used under."""
-    from .formats import read_json
+    model name and structure; default: the graph the record embeds) and, if given, the ``settings``
+    it will be used under."""
+    from .formats import graph_from_dict, read_json
     from .frontend.profiler import structure_hash
     d = read_json(path, "run record")
     rec = d.get("hiosRun", d) if isinstance(d, dict) else None
@@ -101,6 +110,10 @@ def read_run_record(path: str | Path, graph: Graph, settings: dict | None = None
                         "'hios run --trace')")
     if not isinstance(rec.get("version"), int) or rec["version"] > RUN_VERSION:
         raise HiosError(f"{path}: unsupported run record version {rec.get('version')!r}")
+    if graph is None:
+        if not isinstance(rec.get("graph"), dict):
+            raise HiosError(f"{path}: run record holds no graph; give the model it was run with")
+        graph = graph_from_dict(rec["graph"], f"{path} (graph)")
     if rec.get("model") != graph.name:
         raise HiosError(f"{path}: run record is of model {rec.get('model')!r}, not {graph.name!r}")
     if rec.get("structure") != structure_hash(graph):
@@ -134,11 +147,15 @@ def split_cost(costs: Sequence[float], total: float) -> list[float]:
 
 
 def feed_back(graph: Graph, segments: Sequence[dict], beta: float = 0.0, source: str = "run") -> Graph:
-    """Step 3: a graph whose operator costs follow the measured ``segments`` (run-record entries)."""
+    """Step 3: a graph whose operator costs follow the measured ``segments`` (run-record entries;
+    a segment's ``alone_ms``, its time measured alone, is used as it is when present)."""
     costs = {op.name: op.cost for op in graph.ops}
     for seg in segments:
         ops = list(seg["ops"])
-        total = alone_ms(float(seg["measured_ms"]), float(seg.get("concurrency", 1.0)), beta)
+        if isinstance(seg.get("alone_ms"), (int, float)):
+            total = float(seg["alone_ms"])
+        else:
+            total = alone_ms(float(seg["measured_ms"]), float(seg.get("concurrency", 1.0)), beta)
         for n, c in zip(ops, split_cost([costs[n] for n in ops], total)):
             costs[n] = c
     out = graph.with_costs(costs)
@@ -147,4 +164,21 @@ def feed_back(graph: Graph, segments: Sequence[dict], beta: float = 0.0, source:
     prof["feedback"] = {"rounds": int(fb.get("rounds", 0)) + 1, "source": source, "beta": beta,
                         "segments": len(segments)}
     out.meta = {**(graph.meta or {}), "profile": prof}
+    return out
+
+
+def profile_from_run(path: str | Path, graph: Graph | None = None, settings: dict | None = None) -> Graph:
+    """``hios profile --from-run``: the costed graph (``graph``, default the one the record embeds)
+    with the run's measured segment times fed back; its ``meta.profile`` records the settings the
+    run ran under, so plans made from it are checked against the next run."""
+    from .formats import graph_from_dict
+    rec = read_run_record(path, graph, settings)
+    base = graph if graph is not None else graph_from_dict(rec["graph"], f"{path} (graph)")
+    conc = ((base.meta or {}).get("profile") or {}).get("concurrency") or {}
+    beta = float(conc.get("beta", 0.0)) if isinstance(conc, dict) else 0.0
+    out = feed_back(base, rec["segments"], beta, str(path))
+    prof = dict(out.meta["profile"])
+    prof.update(rec.get("settings") or {})
+    prof.setdefault("method", "run feedback")
+    out.meta = {**out.meta, "profile": prof}
     return out

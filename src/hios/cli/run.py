@@ -43,6 +43,13 @@ def add_parser(sub) -> None:
     add_tf32_arg(p)
     add_timing_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g = p.add_argument_group("what really ran (hios.runtime.trace, hios.feedback)")
+    g.add_argument("--trace", metavar="FILE", help="write the kernels/segments that ran, per device and stream, "
+                                                   "beside the simulator's trace of the plan (Chrome/Perfetto JSON; "
+                                                   "'hios profile --from-run FILE' reads it back)")
+    g.add_argument("--trace-calls", type=int, default=10, help="calls recorded by --trace (default 10)")
+    g.add_argument("--feedback-to", metavar="PROFILE", help="write the plan's costs with this run's measured segment "
+                                                            "times fed back (a profile for 'hios optimize --cost')")
     g = p.add_argument_group("distributed backend (start with torchrun, one rank per plan GPU)")
     g.add_argument("--backend", choices=("local", "distributed"), default="local",
                    help="local (default): one process drives every device; distributed: one torchrun rank "
@@ -88,12 +95,43 @@ def _check_devices(args, plan) -> None:
                     torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
+def _check_outputs(args) -> None:
+    """Refuse unwritable --trace / --feedback-to paths before anything runs (nothing half-written)."""
+    from ..runtime.trace import check_writable
+    if args.trace_calls < 1:
+        raise HiosError(f"--trace-calls must be >= 1, got {args.trace_calls}")
+    for flag, path in (("--trace", args.trace), ("--feedback-to", args.feedback_to)):
+        if path is not None:
+            if not str(path).endswith(".json"):
+                raise HiosError(f"{path}: {flag} writes JSON; give a .json file name")
+            check_writable(path)
+
+
+def _trace(args, module, x, plan, say) -> dict:
+    """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's caches)."""
+    from ..formats import save_graph
+    from ..runtime.trace import format_table, trace_plan
+    say(f"tracing {args.trace_calls} calls of the plan...")
+    traced = trace_plan(module, x, plan, args.trace, calls=args.trace_calls)
+    say(format_table(traced["table"]))
+    if args.feedback_to:
+        from ..feedback import feed_back
+        g = feed_back(plan.graph, traced["record"]["segments"], 0.0, args.trace or "hios run")
+        prof = dict(g.meta["profile"])
+        prof.update(traced["record"]["settings"])
+        g.meta = {**g.meta, "profile": prof}
+        save_graph(g, args.feedback_to)
+        say(f"measured segment times fed back -> {args.feedback_to}")
+    return traced
+
+
 def main(args) -> int:
     if args.backend == "distributed":  # one process per GPU, started by torchrun
         from ..runtime.distributed import main as distributed_main
         return distributed_main(args)
     timing = timing_options(args)
     run = run_options(args)
+    _check_outputs(args)
     require_torch("hios run")
     from ..pipeline import run_plan
     from ..runtime.measure import MeasureOptions, measure_plan
@@ -108,9 +146,12 @@ def main(args) -> int:
     notes = [str(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
+    traced = _trace(args, module, x, plan, say) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
     result["warnings"] = notes
+    if traced is not None:
+        result["trace"] = {"path": traced["path"], "segments": traced["table"]}
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         print()

@@ -294,15 +294,19 @@ def segment_table(trace: RunTrace, program, graph, result=None) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
+    """The rows of :func:`segment_table` as text (with the segments' times measured alone, when
+    :func:`trace_plan` added them)."""
     def f(v):
         return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-    head = f"{'segment':>8} {'dev':>3} {'str':>3} {'ops':>4} {'alone ms':>9} {'pred ms':>9} {'meas ms':>9} " \
-           f"{'meas/pred':>9}  operators"
+    extra = any("alone_measured_ms" in r for r in rows)
+    head = f"{'segment':>8} {'dev':>3} {'str':>3} {'ops':>4} {'alone ms':>9} " + \
+        (f"{'alone meas':>10} " if extra else "") + f"{'pred ms':>9} {'meas ms':>9} {'meas/pred':>9}  operators"
     lines = [head]
     for r in rows:
         ops = f"{r['first']}..{r['last']}" if r["first"] else "(whole call)"
         lines.append(f"{f(r['segment']):>8} {f(r['device']):>3} {f(r['stream']):>3} {r['ops']:>4} "
-                     f"{f(r['alone_ms']):>9} {f(r['predicted_ms']):>9} {f(r['measured_ms']):>9} "
+                     f"{f(r['alone_ms']):>9} " + (f"{f(r.get('alone_measured_ms')):>10} " if extra else "") +
+                     f"{f(r['predicted_ms']):>9} {f(r['measured_ms']):>9} "
                      f"{f(r['measured_over_predicted']):>9}  {ops}")
     return "\n".join(lines)
 
@@ -380,3 +384,38 @@ def write_trace(path: str | Path, data: dict) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# -- one call for the runtime: record, simulate, write ------------------------------------------------
+
+def trace_plan(module, inputs, plan, path: str | Path | None = None, calls: int = 10,
+               time_alone: bool = True) -> dict:
+    """Record ``calls`` runs of a compiled ``plan`` (:func:`record_run`; kernels too on CUDA), time
+    its segments alone as built (``time_alone``, :mod:`hios.runtime.segment_profile`), simulate the
+    plan under its own stage model, and write the Chrome trace with the run record embedded
+    (``"hiosRun"``, what ``hios profile --from-run`` reads) to ``path`` if given.  Returns
+    ``{"table": rows, "record": run record, "path": path}``."""
+    from ..feedback import run_record, runtime_settings
+    from ..simulator import Simulator
+    from ..timing import precision_state
+    from .segment_profile import time_segments
+    if path is not None:
+        check_writable(path)
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    dev = module.devices[0]
+    inputs = tuple(t.to(dev) if hasattr(t, "to") else t for t in inputs)
+    alone = time_segments(module, inputs) if time_alone else None
+    tr = record_run(module, inputs, calls=calls, kernels=bool(module.is_cuda))
+    graph, schedule = plan.graph, plan.schedule
+    res = Simulator(graph, plan.machine, plan.stage_model_object()).simulate(schedule) \
+        if graph.total_work() > 0 else None
+    settings = runtime_settings(module.kernels, module.channels_last, precision_state(),
+                                "cuda" if module.is_cuda else "cpu")
+    rec = run_record(graph, module.program, tr, settings, alone)
+    rows = segment_table(tr, module.program, graph, res)
+    for r in rows:
+        if alone and isinstance(r["segment"], int):
+            r["alone_measured_ms"] = alone.get(r["segment"])
+    if path is not None:
+        write_trace(path, chrome_trace(tr, module.program, graph, schedule, res, extra={"hiosRun": rec}))
+    return {"table": rows, "record": rec, "path": str(path) if path is not None else None}
