@@ -82,3 +82,14 @@ def test_bad_trace_paths_and_records(traced, capsys, tmp_path):
                     "-o", str(tmp_path / "x.json")], "not 'squeezenet1_1-32'")
     _error(capsys, ["profile", "--from-run", str(plan), "-o", str(tmp_path / "x.json")], "not a hios run record")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_chooses_by_measurement(capsys):
+    rc = main(["run", *MODEL, "--costs", "h100", "--gpus", "2", "--devices", "cpu,cpu", "--choose", "2", "--json",
+               *FAST])
+    out = json.loads(capsys.readouterr().out)
+    sel = out["selection"]
+    assert rc == 0 and out["check"]["ok"]
+    assert len(sel["shortlist"]) == 2 and sel["winner"] in sel["measured_ms"]
+    assert sel["measured_ms"][sel["winner"]] == min(sel["measured_ms"].values()) and sel["seconds"] > 0
+    _error(capsys, ["run", *MODEL, "--costs", "h100", "--devices", "cpu", "--choose", "-1", *FAST], "--choose")

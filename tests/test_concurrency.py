@@ -248,3 +248,21 @@ def test_fit_from_a_kernel_timeline_and_unidentifiable_data():
     serial = [Interval(k, 0, float(k), k + 0.5) for k in range(5)]
     with pytest.raises(HiosError, match="nothing measured ran concurrently"):
         fit_concurrency(intervals=serial, alone={k: 0.4 for k in range(5)})
+
+
+def test_plan_candidates_are_valid_distinct_schedules():
+    from hios.selection import plan_candidates
+    g = layered_dag(30, 60, 4, 0.5, 3)
+    for gpus in (1, 2):
+        cands = plan_candidates(g, Machine(gpus), HIOSStageModel())
+        keys = set()
+        for name, sched, pred in cands:
+            m = Machine(max(1, sched.gpus))
+            assert Simulator(g, m).simulate(sched).latency == pytest.approx(pred)  # valid, as predicted
+            key = tuple(tuple(tuple(s) for s in sts) for sts in sched.stages if sts)
+            assert key not in keys
+            keys.add(key)
+        names = [c[0] for c in cands]
+        assert "hios-lp" in names and "sequential" in names
+        if gpus == 1:  # the one-device variant of a one-GPU plan is the plan itself
+            assert "hios-lp 1 device" not in names

@@ -107,3 +107,34 @@ def choose(candidates: Sequence[Candidate], timer: Callable[[Callable[[], Any]],
     margin = measured[rest[0]] / measured[winner] if rest else None
     return Selection(winner, measured, errors, {c.name: c.predicted_ms for c in candidates}, margin, seconds,
                      [c.name for c in chosen])
+
+
+# -- candidate plans (torch-free) -------------------------------------------------------------------
+
+#: (name, algorithm, scheduler options, GPUs: None = the plan's, 1 = one device) tried by default.
+DEFAULT_CONFIGS: tuple[tuple[str, str, dict, int | None], ...] = (
+    ("hios-lp", "hios-lp", {}, None),
+    ("hios-lp w2/s2", "hios-lp", {"window": 2, "streams": 2}, None),
+    ("hios-mr", "hios-mr", {}, None),
+    ("hios-lp 1 device", "hios-lp", {}, 1),
+    ("sequential", "sequential", {}, 1),
+)
+
+
+def plan_candidates(graph, machine, stage_model, configs=DEFAULT_CONFIGS) -> list[tuple[str, object, float]]:
+    """``(name, schedule, predicted ms)`` for each configuration (algorithm, window/stream counts,
+    the plan's GPUs or one), simulated under ``stage_model``; schedules equal to an earlier one's are
+    dropped (so a one-device variant of a one-GPU plan is the plan itself)."""
+    from .machine import Machine
+    from .schedulers import schedule
+    from .simulator import Simulator
+    out, seen = [], set()
+    for name, algo, opts, gpus in configs:
+        m = machine if gpus is None or gpus == machine.gpus else Machine(gpus, machine.link)
+        sched = schedule(graph, m, algo, stage_model=stage_model, **opts)
+        key = tuple(tuple(tuple(s) for s in sts) for sts in sched.stages if sts)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((name, sched, Simulator(graph, m, stage_model).simulate(sched).latency))
+    return out

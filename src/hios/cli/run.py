@@ -48,6 +48,10 @@ def add_parser(sub) -> None:
                                                    "beside the simulator's trace of the plan (Chrome/Perfetto JSON; "
                                                    "'hios profile --from-run FILE' reads it back)")
     g.add_argument("--trace-calls", type=int, default=10, help="calls recorded by --trace (default 10)")
+    g.add_argument("--choose", type=int, default=0, metavar="K",
+                   help="time the K best predicted candidate plans (algorithms, window/stream counts, these devices "
+                        "or one) and, on CUDA, torch.compile with and without freezing; run the fastest plan and "
+                        "report the winner (default 0: run the plan as made)")
     g.add_argument("--feedback-to", metavar="PROFILE", help="write the plan's costs with this run's measured segment "
                                                             "times fed back (a profile for 'hios optimize --cost')")
     g = p.add_argument_group("distributed backend (start with torchrun, one rank per plan GPU)")
@@ -107,6 +111,26 @@ def _check_outputs(args) -> None:
             check_writable(path)
 
 
+def _choose(args, model, x, plan, run, timing, captured, say):
+    """--choose K: time the candidates; run the fastest hios plan (and say if torch.compile won)."""
+    import dataclasses
+    from ..runtime.choose import choose_by_measurement
+    if args.choose < 0:
+        raise HiosError(f"--choose must be >= 0, got {args.choose}")
+    say(f"choosing by measurement among the {args.choose} best predicted plans and torch.compile...")
+    sel, built, schedules = choose_by_measurement(model, x, plan, run, timing, args.choose, captured, say)
+    plans = [n for n in sorted(sel.measured_ms, key=sel.measured_ms.get) if n in schedules]
+    if not plans:
+        raise HiosError("no candidate plan could be measured: " + "; ".join(f"{k}: {v}" for k, v in sel.errors.items()))
+    best = plans[0]
+    sched = schedules[best]
+    chosen = dataclasses.replace(plan, schedule=sched, meta={**plan.meta, "chosen_by_measurement": best})
+    if sched.gpus < plan.machine.gpus:
+        from ..machine import Machine
+        chosen = dataclasses.replace(chosen, machine=Machine(max(1, sched.gpus), plan.machine.link))
+    return built[best], chosen, sel
+
+
 def _trace(args, module, x, plan, say) -> dict:
     """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's caches)."""
     from ..formats import save_graph
@@ -141,8 +165,12 @@ def main(args) -> int:
     _check_devices(args, plan)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        say("compiling the plan (segments, warm-up, capture)...")
-        module = run_plan(model, x, plan, run, captured=captured, clone_outputs=False, progress=not args.json)
+        if args.choose:
+            module, plan, selection = _choose(args, model, x, plan, run, timing, captured, say)
+        else:
+            say("compiling the plan (segments, warm-up, capture)...")
+            module = run_plan(model, x, plan, run, captured=captured, clone_outputs=False, progress=not args.json)
+            selection = None
     notes = [str(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
@@ -150,6 +178,9 @@ def main(args) -> int:
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
     result["warnings"] = notes
+    if selection is not None:
+        result["selection"] = selection.to_dict()
+        say(selection.summary())
     if traced is not None:
         result["trace"] = {"path": traced["path"], "segments": traced["table"]}
     if args.json:
