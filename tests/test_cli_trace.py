@@ -93,3 +93,16 @@ def test_run_chooses_by_measurement(capsys):
     assert len(sel["shortlist"]) == 2 and sel["winner"] in sel["measured_ms"]
     assert sel["measured_ms"][sel["winner"]] == min(sel["measured_ms"].values()) and sel["seconds"] > 0
     _error(capsys, ["run", *MODEL, "--costs", "h100", "--devices", "cpu", "--choose", "-1", *FAST], "--choose")
+
+
+def test_optimize_chooses_by_measurement(tmp_path, capsys):
+    from hios.plan import load_plan
+    out = tmp_path / "plan.json"
+    rc = main(["optimize", *MODEL, "--cost", "h100", "--gpus", "2", "--device", "cpu", "--choose", "2",
+               "-o", str(out)])
+    assert rc == 0
+    plan = load_plan(out)
+    sel = plan.meta["selection"]
+    assert plan.meta["chosen_by_measurement"] == sel["winner"]  # on CPU only plans are candidates
+    assert sel["measured_ms"][sel["winner"]] == min(sel["measured_ms"].values())
+    assert main(["run", str(out), "--devices", ",".join(["cpu"] * plan.machine.gpus), *FAST]) == 0

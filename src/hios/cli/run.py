@@ -113,21 +113,12 @@ def _check_outputs(args) -> None:
 
 def _choose(args, model, x, plan, run, timing, captured, say):
     """--choose K: time the candidates; run the fastest hios plan (and say if torch.compile won)."""
-    import dataclasses
-    from ..runtime.choose import choose_by_measurement
+    from ..runtime.choose import choose_by_measurement, chosen_plan
     if args.choose < 0:
         raise HiosError(f"--choose must be >= 0, got {args.choose}")
     say(f"choosing by measurement among the {args.choose} best predicted plans and torch.compile...")
     sel, built, schedules = choose_by_measurement(model, x, plan, run, timing, args.choose, captured, say)
-    plans = [n for n in sorted(sel.measured_ms, key=sel.measured_ms.get) if n in schedules]
-    if not plans:
-        raise HiosError("no candidate plan could be measured: " + "; ".join(f"{k}: {v}" for k, v in sel.errors.items()))
-    best = plans[0]
-    sched = schedules[best]
-    chosen = dataclasses.replace(plan, schedule=sched, meta={**plan.meta, "chosen_by_measurement": best})
-    if sched.gpus < plan.machine.gpus:
-        from ..machine import Machine
-        chosen = dataclasses.replace(chosen, machine=Machine(max(1, sched.gpus), plan.machine.link))
+    chosen, best = chosen_plan(plan, sel, schedules)
     return built[best], chosen, sel
 
 

@@ -72,3 +72,21 @@ def choose_by_measurement(model, x: tuple, plan, run: RunOptions, timing: Timing
     with torch.no_grad():
         sel = choose(cands, timer, top=top)
     return sel, built, schedules
+
+
+def chosen_plan(plan, sel: Selection, schedules: dict):
+    """``(plan with the fastest measured candidate schedule, its name)``; the plan's meta records the
+    whole selection (so a torch.compile win is on record even though a plan cannot hold it)."""
+    from ..errors import HiosError
+    from ..machine import Machine
+    plans = [n for n in sorted(sel.measured_ms, key=sel.measured_ms.get) if n in schedules]
+    if not plans:
+        raise HiosError("no candidate plan could be measured: "
+                        + "; ".join(f"{k}: {v}" for k, v in sel.errors.items()))
+    best = plans[0]
+    sched = schedules[best]
+    meta = {**plan.meta, "chosen_by_measurement": best, "selection": sel.to_dict()}
+    out = dataclasses.replace(plan, schedule=sched, meta=meta)
+    if sched.gpus < plan.machine.gpus:
+        out = dataclasses.replace(out, machine=Machine(max(1, sched.gpus), plan.machine.link))
+    return out, best
