@@ -119,7 +119,7 @@ class _Recorder:
         self.t0 = 0.0
         self.ref = None
         self.wall: list[SegmentRecord] = []
-        self.events: list[tuple[Any, int, Any, Any, Any]] = []  # (step, call, ref, start, end)
+        self.events: list[tuple] = []  # (step, call, reference event, start event, end event, memory)
         self.lock = threading.Lock()
 
     def start_call(self, call: int) -> None:
