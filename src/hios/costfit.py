@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .costmodel import HIOSStageModel, MeasuredStageModel
+from .costmodel import DEFAULT_ALPHA, HIOSStageModel, MeasuredStageModel
 from .graph import Graph
 
 
@@ -57,7 +57,7 @@ def calibrate(graph: Graph) -> tuple[Graph, MeasuredStageModel]:
     utils = {op.name: measured_utilization(op.meta, op.cost, spec) for op in graph.ops}
     groups = prof.get("groups") or []
     fit = fit_alpha(groups, utils) if groups else {"alpha": None}
-    alpha = fit["alpha"] if fit.get("alpha") is not None else 0.5
+    alpha = fit["alpha"] if fit.get("alpha") is not None else DEFAULT_ALPHA
     stage = MeasuredStageModel(alpha, {tuple(sorted(round(c, 6) for c in g["costs"])): g["time"] for g in groups})
     out = graph.with_costs(graph.costs, utils)
     if prof:

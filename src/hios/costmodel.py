@@ -7,7 +7,7 @@ sum of its members' shares; :func:`hios.bounds.lower_bounds` uses it for the wor
 without it gets the weakest honest share, 0).
 
 * :class:`HIOSStageModel` — the rule of the HIOS simulation:
-  ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = 0.5 by default).
+  ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = :data:`DEFAULT_ALPHA`, 0.5, by default).
 * :class:`MeasuredStageModel` — a calibrated model: measured group times where the
   profiler recorded the group, else the HIOS rule with a fitted alpha.
 * :class:`ConcurrencyStageModel` — processor sharing fitted from real timelines
@@ -22,6 +22,10 @@ from typing import Protocol, Sequence
 from .graph import GraphError
 
 
+#: Alpha of the HIOS stage model when nothing measured says otherwise.
+DEFAULT_ALPHA = 0.5
+
+
 class StageModel(Protocol):
     def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float: ...
 
@@ -33,7 +37,7 @@ def _check_alpha(alpha: float) -> None:
 
 @dataclass(frozen=True)
 class HIOSStageModel:
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
 
     def __post_init__(self):
         _check_alpha(self.alpha)
@@ -61,7 +65,7 @@ class MeasuredStageModel:
     """Measured times of specific groups (keyed by the sorted tuple of rounded member costs),
     falling back to the HIOS rule with the given alpha."""
 
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
     groups: dict[tuple[float, ...], float] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -125,10 +129,10 @@ class ConcurrencyStageModel:
 
 def stage_model_from_dict(d: dict | None) -> StageModel:
     if not d or d.get("type") == "hios":
-        return HIOSStageModel(float((d or {}).get("alpha", 0.5)))
+        return HIOSStageModel(float((d or {}).get("alpha", DEFAULT_ALPHA)))
     if d.get("type") == "measured":
         groups = {tuple(float(c) for c in g["costs"]): float(g["time"]) for g in d.get("groups", [])}
-        return MeasuredStageModel(float(d.get("alpha", 0.5)), groups)
+        return MeasuredStageModel(float(d.get("alpha", DEFAULT_ALPHA)), groups)
     if d.get("type") == "concurrency":
         return ConcurrencyStageModel(float(d.get("beta", 0.5)), float(d.get("overhead_ms", 0.0)),
                                      dict(d.get("fit") or {}))

@@ -20,7 +20,7 @@ Two logical CPU devices, each stream a thread (on a GPU leave ``devices`` out):
 >>> import torch, hios
 >>> from hios.runtime.dist_models import random_dag
 >>> model = random_dag(image_size=16)
->>> x = torch.randn(1, 4, 16, 16)
+>>> x = torch.randn(1, 3, 16, 16)
 >>> fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100")
 >>> torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
 True
@@ -245,7 +245,7 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     --------
     >>> import os, tempfile, torch, hios
     >>> from hios.runtime.dist_models import random_dag
-    >>> model, x = random_dag(image_size=16), torch.randn(1, 4, 16, 16)
+    >>> model, x = random_dag(image_size=16), torch.randn(1, 3, 16, 16)
     >>> path = os.path.join(tempfile.mkdtemp(), "plan.json")
     >>> hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100").save(path)
     >>> again = hios.load(path, model, x, devices="cpu,cpu")

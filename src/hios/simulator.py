@@ -310,5 +310,28 @@ def _reserve(intervals: list[tuple[float, float]], t0: float, dur: float) -> flo
 
 def simulate(graph: Graph, schedule: Schedule, machine: Machine | None = None,
              stage_model: StageModel | None = None, serialize_links: bool = False) -> SimResult:
+    """Simulate ``schedule`` of ``graph`` on ``machine`` (default: as many GPUs as the schedule,
+    NVLink) under ``stage_model`` (default HIOS, alpha 0.5); see the module docstring for the rules.
+
+    Returns
+    -------
+    SimResult
+        ``latency`` (ms), per-operator ``start``/``end``, per-GPU busy time, the transfers and the
+        stage intervals.
+
+    Raises
+    ------
+    ScheduleError
+        The schedule misses or repeats an operator, uses a GPU the machine lacks, puts dependent
+        operators in one stage, or deadlocks (named in the message).
+
+    Examples
+    --------
+    >>> from hios import Edge, Graph, Machine, Operator, Schedule, simulate
+    >>> g = Graph([Operator("a", 1.0), Operator("b", 2.0), Operator("c", 1.5)],
+    ...           [Edge("a", "b", time=0.25), Edge("a", "c", time=0.25)])
+    >>> simulate(g, Schedule([[("a",), ("b",)], [("c",)]]), Machine(2)).latency
+    3.0
+    """
     machine = machine or Machine(max(1, schedule.gpus))
     return Simulator(graph, machine, stage_model, serialize_links).simulate(schedule)

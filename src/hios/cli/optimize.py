@@ -70,7 +70,7 @@ def _choose(args, model, example, plan, captured, log):
     from ..options import RunOptions, TimingOptions
     from ..runtime.choose import choose_by_measurement, chosen_plan
     devices = (args.device,) * plan.machine.gpus if args.device else None
-    sel, _built, schedules = choose_by_measurement(model, example, plan, RunOptions(devices=devices, tf32=args.tf32),
+    sel, _built, schedules = choose_by_measurement(model, example, plan, RunOptions(devices=devices, kernels=args.kernels, tf32=args.tf32),
                                                    TimingOptions(), args.choose, captured, log)
     chosen, best = chosen_plan(plan, sel, schedules)
     log(sel.summary())
@@ -80,10 +80,22 @@ def _choose(args, model, example, plan, captured, log):
     return chosen
 
 
+def _refuse_unused(args) -> None:
+    """``--device`` and ``--kernels`` say how a profile is measured (and, with ``--choose``, where
+    candidates run): without either, nothing is measured with an analytic model or a profile file."""
+    cost = (args.cost or "").lower()
+    if cost and cost != "profile" and not args.choose:  # --choose runs candidates on --device
+        for flag, v in (("--device", args.device), ("--kernels", args.kernels)):
+            if v is not None:
+                raise HiosError(f"{flag} says how operators are profiled; --cost {args.cost} measures nothing "
+                                "(use --cost profile)")
+
+
 def main(args) -> int:
     _check_outputs(args)
     if args.choose < 0:
         raise HiosError(f"--choose must be >= 0, got {args.choose}")
+    _refuse_unused(args)
     sched = schedule_options(args)
     cost = cost_options(args, args.device)
     from .model import build_model, log, model_label, require_torch
