@@ -16,8 +16,8 @@ issue's reference figures):
     host-bound, so usually nothing overlaps and beta is "n/a"), on the kernel timeline of graph
     replays, and (after all points, leave one point out) beta / alpha fitted so that the simulated
     latency of the other points' plans equals their measured replay;
- 7. closed loop: plan B re-made from S under the concurrency model; compiled and timed when it
-    differs from A;
+ 7. closed loop: beta fitted so that A's replay is predicted exactly, plan B re-made from S under
+    that model, compiled and timed when it differs from A (its prediction is out of sample);
  8. choice by measurement (hios.selection): A, B, torch.compile reduce-overhead with and without
     freezing, timed the same way; the fastest is kept.
 
@@ -134,7 +134,7 @@ def run_point(model_name: str, size: int, args, dev, s: TimingOptions, out: Path
                                with_overhead=False)
         row["beta_trace"] = conc.beta
     except Exception as e:  # no concurrent segments (one stream)
-        conc = ConcurrencyStageModel(0.0)
+        conc = None
         row["beta_trace"] = f"n/a ({e})"
     graph_kernels = [Interval(k, 0, kr.start_ms, kr.end_ms) for k, kr in enumerate(tr.kernels) if kr.source == "graph"]
     if graph_kernels:
@@ -154,9 +154,15 @@ def run_point(model_name: str, size: int, args, dev, s: TimingOptions, out: Path
 
     row["pred_prior_hios_ms"] = simulate(prior, plan_a, hios_model)
     row["pred_segments_hios_ms"] = res_s.latency
-    row["pred_segments_conc_trace_ms"] = simulate(seg_graph, plan_a, conc)
+    row["pred_segments_conc_trace_ms"] = simulate(seg_graph, plan_a, conc) if conc is not None else None
 
-    plan_b = schedule(seg_graph, Machine(1), "hios-lp", stage_model=conc)
+    # closed loop: beta such that this run's replay of A is predicted exactly, then re-plan with it;
+    # plan B's measured latency is an out-of-sample check of that model
+    beta_self = fit_beta_to_latency(lambda v: simulate(seg_graph, plan_a, ConcurrencyStageModel(v)),
+                                    row["measured_a_ms"])
+    loop_model = ConcurrencyStageModel(beta_self)
+    row["beta_loop"] = beta_self
+    plan_b = schedule(seg_graph, Machine(1), "hios-lp", stage_model=loop_model)
     same = plan_b.stages == plan_a.stages
     row["replan_differs"] = not same
     mod_b = None
@@ -168,12 +174,12 @@ def run_point(model_name: str, size: int, args, dev, s: TimingOptions, out: Path
         row["check_b"] = f"{chk.rel:.1e}{'' if chk.ok else ' FAILED'}"
         rep = time_replay(mod_b, dev, s)
         row["measured_b_ms"] = rep.median_ms if rep else time_call(mod_b, x, dev, s).median_ms
-        row["pred_b_conc_trace_ms"] = simulate(seg_graph, plan_b, conc)
+        row["pred_b_loop_ms"] = simulate(seg_graph, plan_b, loop_model)
 
     log(f"{tag}: choosing by measurement (plans and both torch.compile baselines)")
     cands = [Candidate("plan A", lambda: mod_a, row["pred_segments_hios_ms"], key="A")]
     if mod_b is not None:
-        cands.append(Candidate("plan B", lambda: mod_b, row["pred_b_conc_trace_ms"], key="B"))
+        cands.append(Candidate("plan B", lambda: mod_b, row["pred_b_loop_ms"], key="B"))
     if dev.type == "cuda":
         cands += [Candidate("torch.compile", lambda: compile_reduce_overhead(model, x, False)),
                   Candidate("torch.compile+freezing", lambda: compile_reduce_overhead(model, x, True))]
@@ -276,7 +282,7 @@ def print_table(rows: list[dict], skipped: list[str], dev) -> None:
     dname = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"device {dname}, torch {torch.__version__}, {precision_state()}")
     print("point | meas A ms | pred prior | pred seg+hios | pred seg+conc(trace) | pred LOO conc | pred LOO hios "
-          "| beta trace/self/loo | B differs / meas B | chosen | best compile ms | speed-up chosen")
+          "| beta trace/self/loo | B differs / meas B (pred B) | chosen | best compile ms | speed-up chosen")
     for r in rows:
         if "error" in r:
             print(f"{r['point']} | error {r['error']}")
@@ -286,7 +292,8 @@ def print_table(rows: list[dict], skipped: list[str], dev) -> None:
         print(f"{r['point']} | {f(m)} | {rel('pred_prior_hios_ms')} | {rel('pred_segments_hios_ms')} | "
               f"{rel('pred_segments_conc_trace_ms')} | {rel('pred_conc_loo_ms')} | {rel('pred_hios_loo_ms')} | "
               f"{f(r.get('beta_trace'), '{:.2f}')}/{f(r.get('beta_replay_self'), '{:.2f}')}/"
-              f"{f(r.get('beta_loo'), '{:.2f}')} | {r.get('replan_differs')} / {f(r.get('measured_b_ms'))} | "
+              f"{f(r.get('beta_loo'), '{:.2f}')} | {r.get('replan_differs')} / {f(r.get('measured_b_ms'))} "
+              f"({f(r.get('pred_b_loop_ms'))}) | "
               f"{r.get('chosen')} | {f(r.get('best_compile_ms'))} | {f(r.get('speedup_chosen_vs_best_compile'), '{:.2f}')}")
     if skipped:
         print(f"skipped (budget): {', '.join(skipped)}")
