@@ -43,7 +43,10 @@ from ..errors import HiosError
 from ..graph import Graph
 from ..schedule import Schedule, load_schedule
 from .devices import logical_devices, parse_devices, used_gpus
+from .levers import Levers
 from .segmenting import ExecProgram, stream_program
+
+SLICE = "__slice__:"   # prefix of the values that hold a concatenation slice (concat in place)
 
 KERNELS = ("inductor", "eager")
 MODES = ("graph", "stream")
@@ -181,21 +184,37 @@ class Seg:
     inputs: list[str]
     outputs: list[str]
     mem: str = ""                # physical device name (memory space)
+    skip: bool = False           # runs nothing (a concatenation done in place by its producers)
 
     @classmethod
-    def build(cls, step, segment, device, kernels: str, channels_last: bool, cache: dict, mem: str = "") -> "Seg":
+    def build(cls, step, segment, device, kernels: str, channels_last: bool, cache: dict, mem: str = "",
+              fuse: bool = False, write: Sequence[str] = ()) -> "Seg":
         """Place ``segment`` (a :class:`hios.frontend.segments.Segment`) on ``device`` and, with
-        ``kernels="inductor"``, wrap it in ``torch.compile`` (Inductor, no CUDA graphs of its own)."""
+        ``kernels="inductor"``, wrap it in ``torch.compile`` (Inductor, no CUDA graphs of its own).
+        ``fuse``: convolution epilogues as one kernel (:mod:`hios.frontend.fuse_epilogue`).
+        ``write``: outputs copied into concatenation slices, read from ``SLICE + name`` inputs."""
         placed = place_module(segment.module, device, channels_last, cache)
         placed.eval()
-        fn = placed
+        if fuse:
+            from ..frontend.fuse_epilogue import fuse_conv_epilogues
+            fuse_conv_epilogues(placed, device, label=f"operator {step.ops[0]}")
+        module: nn.Module = placed
+        inputs, outputs = list(segment.inputs), list(segment.outputs)
+        if write:
+            from .concat_inplace import WriteInto
+            module = WriteInto(placed, len(inputs), tuple(outputs.index(n) for n in write))
+            inputs += [SLICE + n for n in write]
+            outputs = [n for n in outputs if n not in write]
+        fn = module
         if kernels == "inductor":
-            fn = torch.compile(placed, backend="inductor", fullgraph=True, dynamic=False)
-        return cls(step, fn, placed, list(segment.inputs), list(segment.outputs), mem)
+            fn = torch.compile(module, backend="inductor", fullgraph=True, dynamic=False)
+        return cls(step, fn, module, inputs, outputs, mem)
 
     def run(self, env: dict, first: bool, on_fallback) -> None:
         """Run on the values in ``env`` and store the outputs there.  On the first call a segment
         Inductor cannot compile falls back to its eager module; ``on_fallback(message)`` says so."""
+        if self.skip:
+            return
         args = [env[n] for n in self.inputs]
         if first and self.fn is not self.eager:
             try:
@@ -224,9 +243,11 @@ class HiosModule(nn.Module):
     ``fallback_reason``, ``captured``."""
 
     def __init__(self, captured, program: ExecProgram, devices: list[str], kernels: str, mode: str,
-                 channels_last: bool, clone_outputs: bool, warmup: int, progress: bool, priority: bool = False):
+                 channels_last: bool, clone_outputs: bool, warmup: int, progress: bool, priority: bool = False,
+                 levers: Levers | None = None):
         super().__init__()
-        self.priority = priority
+        self.levers = levers if levers is not None else Levers(priority="stream0" if priority else "none")
+        self.priority = self.levers.priority != "none"
         self.captured = captured
         self.program = program
         self.devices = devices
@@ -267,13 +288,25 @@ class HiosModule(nn.Module):
                 node_op[n] = op.name
         self._node_op = node_op
         cache: dict = {}
+        self._cats = []
+        write: dict[int, list[str]] = {}
+        if self.levers.concat_inplace:
+            from .concat_inplace import plan_inplace_cats
+            self._cats = plan_inplace_cats(cap, prog, self.devices)
+            for cat in self._cats:
+                for part in cat.parts:
+                    write.setdefault(prog.segment_of[part.op], []).append(part.node)
+        skip = {prog.segment_of[cat.op] for cat in self._cats}
         self._segs: list[Seg | None] = []
         for st in prog.steps:
             if st.kind != "segment":
                 self._segs.append(None)
                 continue
-            self._segs.append(Seg.build(st, build_segment(cap, list(st.ops)), torch.device(self.devices[st.device]),
-                                        self.kernels, self.channels_last, cache, self.devices[st.device]))
+            seg = Seg.build(st, build_segment(cap, list(st.ops)), torch.device(self.devices[st.device]),
+                            self.kernels, self.channels_last, cache, self.devices[st.device],
+                            fuse=self.levers.fuse_epilogues, write=write.get(st.id, ()))
+            seg.skip = st.id in skip
+            self._segs.append(seg)
         # Values each transfer moves: the producer's nodes read by segments in the destination memory.
         self._xfer_nodes: dict[int, list[str]] = {}
         for st in prog.steps:
@@ -298,11 +331,12 @@ class HiosModule(nn.Module):
         first_logical: dict[str, int] = {}
         for d, name in enumerate(self.devices):
             first_logical.setdefault(name, d)
+        prio = self._stream_priorities()
         for d in range(prog.devices):
             for s in range(prog.streams[d]):
                 dev = torch.device(self.devices[d])
-                if self.priority and prog.streams[d] > 1:  # stream 0 (the costliest branches) first
-                    self._streams[(d, s)] = torch.cuda.Stream(dev, priority=-1 if s == 0 else 0)
+                if prio and prog.streams[d] > 1:
+                    self._streams[(d, s)] = torch.cuda.Stream(dev, priority=prio[(d, s)])
                 else:
                     main = s == 0 and first_logical[self.devices[d]] == d
                     self._streams[(d, s)] = None if main else torch.cuda.Stream(dev)
@@ -313,7 +347,32 @@ class HiosModule(nn.Module):
                 if (a, b) not in self._copy:
                     self._copy[(a, b)] = (torch.cuda.Stream(torch.device(a)), torch.cuda.Stream(torch.device(b)))
 
+    def _stream_priorities(self) -> dict[tuple[int, int], int]:
+        """(device, stream) -> CUDA priority for the ``priority`` lever (empty: default priorities)."""
+        prog, how = self.program, self.levers.priority
+        if how == "none":
+            return {}
+        high = torch.cuda.Stream.priority_range()[1] if hasattr(torch.cuda.Stream, "priority_range") else -1
+        high = max(min(high, 0), -1)
+        if how == "stream0":  # stream 0 (the costliest branches) first
+            return {(d, s): high if s == 0 else 0 for d in range(prog.devices) for s in range(prog.streams[d])}
+        from .priority import stream_priorities
+        return stream_priorities(prog, self.levers.critical, high=high, low=0)
+
     # -- issuing ---------------------------------------------------------------
+    def _alloc_cats(self, env: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Concatenation buffers (concat in place) and the slice each producer writes into."""
+        from .concat_inplace import dtype_of
+        for cat in self._cats:
+            mem = self.devices[self.program.steps[self.program.segment_of[cat.op]].device]
+            fmt = torch.channels_last if self.channels_last and len(cat.shape) == 4 else torch.contiguous_format
+            buf = torch.empty(cat.shape, dtype=dtype_of(cat.dtype), device=mem, memory_format=fmt)
+            env[mem][cat.node] = buf
+            for part in cat.parts:
+                view = buf.narrow(cat.dim, part.start, part.stop - part.start)
+                env[mem][SLICE + part.node] = view
+                env[mem][part.node] = view
+
     def _prepare_inputs(self, inputs: tuple) -> dict[str, dict[str, torch.Tensor]]:
         """Inputs on every memory space, in the layout the segments expect."""
         env: dict[str, dict[str, torch.Tensor]] = {m: {} for m in self._mems}
@@ -440,6 +499,7 @@ class HiosModule(nn.Module):
 
     def _issue(self, inputs: tuple, first: bool = False):
         env = self._prepare_inputs(inputs)
+        self._alloc_cats(env)
         with torch.no_grad():
             if self.is_cuda:
                 return self._issue_cuda(env, first)

@@ -1,0 +1,48 @@
+"""Runtime levers that shorten the critical path (issue 13), as one plain option record.
+
+Torch-free.  Each lever is off by default unless a measurement said otherwise
+(docs/results/levers.md); :class:`hios.runtime.executor.HiosModule` takes a :class:`Levers`.
+
+* ``merge_segments`` — :func:`hios.runtime.segmenting.stream_program` with ``merge=True``: a
+  segment runs on past synchronisation points that order nothing new.
+* ``fuse_epilogues`` — convolution + bias + ReLU (+ residual add) as one cuDNN kernel
+  (:mod:`hios.frontend.fuse_epilogue`), per operator, where the backend can.
+* ``concat_inplace`` — branches feeding a concatenation write into their slice of its
+  preallocated output (:mod:`hios.runtime.concat_inplace`); the concatenation kernel disappears.
+* ``priority`` — CUDA stream priorities: ``"none"``, ``"stream0"`` (stream 0 of each device, where
+  the costliest branches run) or ``"critical"`` (every stream that carries an operator of
+  ``critical``, see :func:`hios.runtime.priority.critical_operators`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import HiosError
+
+PRIORITIES = ("none", "stream0", "critical")
+
+
+@dataclass(frozen=True)
+class Levers:
+    merge_segments: bool = False
+    fuse_epilogues: bool = False
+    concat_inplace: bool = False
+    priority: str = "none"
+    critical: frozenset = frozenset()   # operator names on the critical path (priority="critical")
+
+    def __post_init__(self):
+        if self.priority not in PRIORITIES:
+            raise HiosError(f"unknown priority {self.priority!r}; choose from {', '.join(PRIORITIES)}")
+        if self.priority == "critical" and not self.critical:
+            raise HiosError("priority='critical' needs the critical operators "
+                            "(hios.runtime.priority.critical_operators of a costed graph)")
+
+    def label(self) -> str:
+        on = [k for k in ("merge_segments", "fuse_epilogues", "concat_inplace") if getattr(self, k)]
+        if self.priority != "none":
+            on.append(f"priority={self.priority}")
+        return "+".join(on) or "none"
+
+
+__all__ = ["Levers", "PRIORITIES"]
