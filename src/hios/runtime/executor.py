@@ -185,6 +185,7 @@ class Seg:
     outputs: list[str]
     mem: str = ""                # physical device name (memory space)
     skip: bool = False           # runs nothing (a concatenation done in place by its producers)
+    fused: int = 0               # convolution epilogues fused into one kernel
 
     @classmethod
     def build(cls, step, segment, device, kernels: str, channels_last: bool, cache: dict, mem: str = "",
@@ -195,9 +196,10 @@ class Seg:
         ``write``: outputs copied into concatenation slices, read from ``SLICE + name`` inputs."""
         placed = place_module(segment.module, device, channels_last, cache)
         placed.eval()
+        fused = 0
         if fuse:
             from ..frontend.fuse_epilogue import fuse_conv_epilogues
-            fuse_conv_epilogues(placed, device, label=f"operator {step.ops[0]}")
+            fused = fuse_conv_epilogues(placed, device, label=f"operator {step.ops[0]}")
         module: nn.Module = placed
         inputs, outputs = list(segment.inputs), list(segment.outputs)
         if write:
@@ -208,7 +210,7 @@ class Seg:
         fn = module
         if kernels == "inductor":
             fn = torch.compile(module, backend="inductor", fullgraph=True, dynamic=False)
-        return cls(step, fn, module, inputs, outputs, mem)
+        return cls(step, fn, module, inputs, outputs, mem, fused=fused)
 
     def run(self, env: dict, first: bool, on_fallback) -> None:
         """Run on the values in ``env`` and store the outputs there.  On the first call a segment
