@@ -22,9 +22,8 @@ from .costmodel import stage_model_from_dict
 from .formats import graph_from_dict, graph_to_dict, read_json
 from .graph import Graph, GraphError
 from .machine import Machine
-from .schedule import Schedule
+from .schedule import PLAN_FORMAT, Schedule
 
-PLAN_FORMAT = "hios-plan"
 PLAN_VERSION = 1
 
 

@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "networks over GPUs and streams.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith(f"{__name__}.{name}"):
-                continue  # sub-command not built yet
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return p
 
 

@@ -32,14 +32,6 @@ ALGORITHMS: dict[str, Callable[..., Schedule]] = {
 }
 
 
-def register(name: str, fn: Callable[..., Schedule]) -> None:
-    ALGORITHMS[name] = fn
-
-
-def algorithm_names() -> list[str]:
-    return list(ALGORITHMS)
-
-
 def parse_algorithms(spec: str) -> list[str]:
     """``"hios-lp,heft"`` or ``"all"`` -> list of names; unknown names are an error."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
