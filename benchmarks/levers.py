@@ -41,7 +41,8 @@ from hios.frontend import zoo
 from hios.frontend.analytic import costed_graph
 from hios.frontend.capture import capture
 from hios.machine import Machine
-from hios.runtime.bench import RTOL_TF32, TimingSettings, compare_outputs, time_call, time_replay
+from hios.options import TimingOptions
+from hios.runtime.bench import RTOL_TF32, compare_outputs, time_call, time_replay
 from hios.runtime.executor import HiosModule
 from hios.runtime.levers import Levers, lever_costs
 from hios.runtime.priority import critical_operators
@@ -255,7 +256,7 @@ def main(argv=None) -> int:
     dev = torch.device("cuda:0")
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cuda.matmul.allow_tf32 = False
-    s = TimingSettings(5, args.repeats, 5)
+    s = TimingOptions(5, args.repeats, 5)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
