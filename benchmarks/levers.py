@@ -12,9 +12,7 @@ matmul TF32 off):
     (torch.profiler over replays), segments and events, the predicted critical path
     (analytic costs with the levers applied, :func:`hios.runtime.levers.lever_costs`), and the
     median replay and call latency (CUDA events; 30 samples x 5 back-to-back replays);
-  * once per run, a probe of whether a CUDA graph keeps stream priorities: a chain of small matrix
-    products on one stream beside large ones on another, with and without priority, replayed
-    from a CUDA graph and issued eagerly.
+  * once per run, a probe of whether a CUDA graph keeps stream priorities (:func:`priority_probe`).
 Results: table on stdout (last), ``levers.csv`` and ``levers.jsonl`` under --out.
 
 Usage (GPU): PYTHONPATH=src python benchmarks/levers.py --points googlenet:224 --out $OUT
@@ -124,8 +122,8 @@ def run_variant(variant, cap, g, sched, crit, model, x, ref, dev, s) -> dict:
            "warnings": [str(w.message)[:200] for w in caught if "hios" in str(w.message)][:3]}
     segs = [sg for sg in m._segs if sg is not None]
     fused_ops = {op for sg in segs if sg.fused for op in sg.step.ops}
-    cats = [c.op for c in m._cats]
-    rec.update(fused_convs=sum(sg.fused for sg in segs), inplace_cats=len(cats),
+    cats = [sg.step.ops[0] for sg in segs if sg.skip]  # concatenations that run nothing now
+    rec.update(fused_convs=sum(sg.fused for sg in segs), inplace_cats=len(m._cats),
                fallbacks=sum(1 for sg in segs if sg.fn is sg.eager and not sg.skip))
     rec["cp_pred_ms"] = critical_path(lever_costs(g, fused_ops=fused_ops, inplace_cats=cats))
     with torch.no_grad():
@@ -142,19 +140,25 @@ def run_variant(variant, cap, g, sched, crit, model, x, ref, dev, s) -> dict:
 
 
 def priority_probe(dev, s) -> dict:
-    """Replay/issue time of a chain of 400 small matrix products (stream H) beside 3 large ones
-    (stream L), H at default or high priority; 'alone' is the chain without L."""
+    """Does a CUDA graph keep stream priorities?  Finish time (ms after the start) of a chain of
+    200 dependent 512x512 matrix products on stream H, beside three 4096x4096 products on stream L
+    (longer than the chain), H at default or high priority, and the chain alone; issued eagerly
+    and replayed from a CUDA graph.  The times come from timing events recorded inside the graph
+    (``external=True`` events become event-record nodes)."""
     big = torch.randn(4096, 4096, device=dev)
     bo = torch.empty_like(big)
-    a = torch.randn(256, 256, device=dev) / 16
+    a = torch.randn(512, 512, device=dev) / 32
     bufs = [torch.empty_like(a), torch.empty_like(a)]
-    out = {}
+    out: dict = {}
     for case in ("alone", "no-prio", "prio"):
         lo = torch.cuda.Stream(dev, priority=0)
         hi = torch.cuda.Stream(dev, priority=-1 if case == "prio" else 0)
+        start = torch.cuda.Event(enable_timing=True, external=True)
+        end = torch.cuda.Event(enable_timing=True, external=True)
 
         def run():
             cur = torch.cuda.current_stream(dev)
+            start.record(cur)
             lo.wait_stream(cur)
             hi.wait_stream(cur)
             if case != "alone":
@@ -163,20 +167,30 @@ def priority_probe(dev, s) -> dict:
                         torch.mm(big, big, out=bo)
             with torch.cuda.stream(hi):
                 y = a
-                for k in range(400):
+                for k in range(200):
                     y = torch.mm(y, a, out=bufs[k % 2])
+                end.record(hi)
             cur.wait_stream(lo)
             cur.wait_stream(hi)
 
-        out[f"eager-{case}"] = event_time(run, (), warmup=3, repeats=s.repeats, inner=1, device=dev).median_ms
-        run()
-        torch.cuda.synchronize(dev)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            run()
-        out[f"graph-{case}"] = event_time(graph.replay, (), warmup=3, repeats=s.repeats, inner=1,
-                                          device=dev).median_ms
-        del graph
+        def finish_ms(fn) -> float:
+            samples = []
+            for k in range(3 + max(5, s.repeats // 3)):
+                fn()
+                torch.cuda.synchronize(dev)
+                if k >= 3:
+                    samples.append(start.elapsed_time(end))
+            return sorted(samples)[len(samples) // 2]
+
+        out[f"eager-{case}"] = finish_ms(run)
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                run()
+            out[f"graph-{case}"] = finish_ms(graph.replay)
+            del graph
+        except Exception as e:
+            out[f"graph-{case}-error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
     return out
 
 
@@ -295,8 +309,8 @@ def main(argv=None) -> int:
         w.writerows(r for r in rows if "model" in r)
     probe = next((r for r in rows if r["variant"] == "priority-probe"), None)
     if probe:
-        print("priority probe ms: " + ", ".join(f"{k}={v:.4f}" for k, v in probe.items()
-                                                 if isinstance(v, float)))
+        print("priority probe, chain finish ms: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                                              for k, v in probe.items() if k.startswith(("eager", "graph"))))
     print(table([r for r in rows if "model" in r]))
     return 0
 

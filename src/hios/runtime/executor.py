@@ -169,11 +169,12 @@ class Seg:
 
     @classmethod
     def build(cls, step, segment, device, kernels: str, channels_last: bool, cache: dict, mem: str = "",
-              fuse: bool = False, write: Sequence[str] = ()) -> "Seg":
+              fuse: bool = False, write: Sequence[str] = (), read: str | None = None) -> "Seg":
         """Place ``segment`` (a :class:`hios.frontend.segments.Segment`) on ``device`` and, with
         ``kernels="inductor"``, wrap it in ``torch.compile`` (Inductor, no CUDA graphs of its own).
         ``fuse``: convolution epilogues as one kernel (:mod:`hios.frontend.fuse_epilogue`).
-        ``write``: outputs copied into concatenation slices, read from ``SLICE + name`` inputs."""
+        ``write``: outputs copied into concatenation slices, read from ``SLICE + name`` inputs;
+        ``read``: a concatenation node read as an input (its buffer) instead of computed."""
         placed = place_module(segment.module, device, channels_last, cache)
         placed.eval()
         fused = 0
@@ -182,9 +183,12 @@ class Seg:
             fused = fuse_conv_epilogues(placed, device, label=f"operator {step.ops[0]}")
         module: nn.Module = placed
         inputs, outputs = list(segment.inputs), list(segment.outputs)
+        if read is not None:
+            from .concat_inplace import read_buffer
+            inputs = read_buffer(placed, read, inputs)
         if write:
-            from .concat_inplace import WriteInto
-            module = WriteInto(placed, len(inputs), tuple(outputs.index(n) for n in write))
+            from .concat_inplace import write_into
+            module = write_into(placed, tuple(outputs.index(n) for n in write))
             inputs += [SLICE + n for n in write]
             outputs = [n for n in outputs if n not in write]
         fn = module
@@ -275,10 +279,15 @@ class HiosModule(nn.Module):
         if self.levers.concat_inplace:
             from .concat_inplace import plan_inplace_cats
             self._cats = plan_inplace_cats(cap, prog, self.devices)
+            nodes = {cat.node for cat in self._cats}
             for cat in self._cats:
                 for part in cat.parts:
-                    write.setdefault(prog.segment_of[part.op], []).append(part.node)
-        skip = {prog.segment_of[cat.op] for cat in self._cats}
+                    if part.node not in nodes:  # a concatenation in place inside another is a view of it
+                        write.setdefault(prog.segment_of[part.op], []).append(part.node)
+        self._cat_ops = {cat.node: cat.op for cat in self._cats}
+        read = {prog.segment_of[cat.op]: cat.node for cat in self._cats}
+        skip = {sid for sid, node in read.items() if prog.steps[sid].ops == (self._cat_ops[node],)
+                and cap.graph[self._cat_ops[node]].meta["nodes"] == [node]}
         self._segs: list[Seg | None] = []
         for st in prog.steps:
             if st.kind != "segment":
@@ -286,7 +295,8 @@ class HiosModule(nn.Module):
                 continue
             seg = Seg.build(st, build_segment(cap, list(st.ops)), torch.device(self.devices[st.device]),
                             self.kernels, self.channels_last, cache, self.devices[st.device],
-                            fuse=self.levers.fuse_epilogues, write=write.get(st.id, ()))
+                            fuse=self.levers.fuse_epilogues, write=write.get(st.id, ()),
+                            read=None if st.id in skip else read.get(st.id))
             seg.skip = st.id in skip
             self._segs.append(seg)
         # Values each transfer moves: the producer's nodes read by segments in the destination memory.
@@ -345,10 +355,12 @@ class HiosModule(nn.Module):
     def _alloc_cats(self, env: dict[str, dict[str, torch.Tensor]]) -> None:
         """Concatenation buffers (concat in place) and the slice each producer writes into."""
         from .concat_inplace import dtype_of
-        for cat in self._cats:
+        for cat in reversed(self._cats):  # outer concatenations (later in the graph) first
             mem = self.devices[self.program.steps[self.program.segment_of[cat.op]].device]
             fmt = torch.channels_last if self.channels_last and len(cat.shape) == 4 else torch.contiguous_format
-            buf = torch.empty(cat.shape, dtype=dtype_of(cat.dtype), device=mem, memory_format=fmt)
+            buf = env[mem].get(SLICE + cat.node)  # the slice of an outer concatenation, if any
+            if buf is None:
+                buf = torch.empty(cat.shape, dtype=dtype_of(cat.dtype), device=mem, memory_format=fmt)
             env[mem][cat.node] = buf
             for part in cat.parts:
                 view = buf.narrow(cat.dim, part.start, part.stop - part.start)
