@@ -30,6 +30,7 @@ import sys
 import time
 import traceback
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -58,15 +59,16 @@ def log(msg: str) -> None:
 
 
 def levers_of(variant: str, critical: frozenset) -> tuple[Levers, bool]:
-    """(levers, channels_last) of a variant."""
+    """(levers, channels_last) of a variant: one lever on against all off (``base``), and all on."""
+    off = Levers(merge_segments=False, fuse_epilogues=False, concat_inplace=False, priority="none")
     return {
-        "base": (Levers(), True),
-        "nchw": (Levers(), False),
-        "merge": (Levers(merge_segments=True), True),
-        "fuse": (Levers(fuse_epilogues=True), True),
-        "concat": (Levers(concat_inplace=True), True),
-        "prio-s0": (Levers(priority="stream0"), True),
-        "prio-crit": (Levers(priority="critical", critical=critical), True),
+        "base": (off, True),
+        "nchw": (off, False),
+        "merge": (replace(off, merge_segments=True), True),
+        "fuse": (replace(off, fuse_epilogues=True), True),
+        "concat": (replace(off, concat_inplace=True), True),
+        "prio-s0": (replace(off, priority="stream0"), True),
+        "prio-crit": (replace(off, priority="critical", critical=critical), True),
         "all": (Levers(True, True, True, "critical", critical), True),
     }[variant]
 

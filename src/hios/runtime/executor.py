@@ -9,7 +9,9 @@
      torch-free); logical devices that map to one physical device share its memory.
   3. Build each segment (:func:`hios.frontend.segments.build_segment`), place its weights on its
      own device once (shared weights are placed once per device, never moved back), in
-     channels_last layout when asked (default with ``kernels="inductor"``), and compile it with
+     channels_last layout when asked (default with ``kernels="inductor"``), apply the levers
+     (:mod:`hios.runtime.levers`: convolution + bias + ReLU as one cuDNN kernel, branches writing
+     into their slice of a concatenation), and compile it with
      ``torch.compile`` (Inductor, no CUDA graphs of its own) for ``kernels="inductor"``; with
      ``kernels="eager"`` the segment's ATen operators run as they are.
   4. Issue the program.  CUDA: every (logical device, stream) has a stream of its physical device
@@ -226,7 +228,10 @@ class Seg:
 class HiosModule(nn.Module):
     """A model compiled for a schedule; call it like the model.  Attributes: ``program``
     (the :class:`ExecProgram`), ``devices``, ``kernels``, ``mode`` (after any fallback),
-    ``fallback_reason``, ``captured``."""
+    ``fallback_reason``, ``captured``, ``levers`` (:class:`hios.runtime.levers.Levers`: fused
+    convolution epilogues, concatenation in place, stream priorities; default ``Levers()`` with
+    ``priority=True`` meaning ``Levers(priority="stream0")``).  A program cut with
+    ``stream_program(..., merge=True)`` is the ``merge_segments`` lever."""
 
     def __init__(self, captured, program: ExecProgram, devices: list[str], kernels: str, mode: str,
                  channels_last: bool, clone_outputs: bool, warmup: int, progress: bool, priority: bool = False,
