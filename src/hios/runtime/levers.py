@@ -2,7 +2,7 @@
 
 Torch-free.  :class:`hios.runtime.executor.HiosModule` takes a :class:`Levers`.  Defaults, chosen
 from the H200 measurements of docs/results/levers.md (2026-12-02): ``fuse_epilogues`` on (-14 % per
-call on googlenet 224 and inception_v3 299); the others off: concatenation in place was +7 % faster
+call on googlenet 224 and inception_v3 299); the others off: concatenation in place was 8 % faster
 on googlenet but 6 % slower on inception_v3, stream priorities changed nothing beyond noise, and
 merging changes no segment of these models' plans.
 

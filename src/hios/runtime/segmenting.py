@@ -234,7 +234,7 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
     deps = _dependencies(graph, stages, place, sync)
     stream_of = [p[:2] for p in place]
     if merge:
-        segs = _cut_merged(graph, seq, deps, stream_of, mem, place)
+        segs = _cut_merged(seq, deps, stream_of, mem, place)
     else:
         segs = _cut_segments(seq, deps, stream_of)
     seg_of = [-1] * len(graph.ops)
@@ -348,7 +348,7 @@ def _plan_ancestors(seq: dict[tuple[int, int], list[int]], deps: list[list[int]]
     return anc if done == n else None
 
 
-def _cut_merged(graph: Graph, seq, deps: list[list[int]], stream_of, mem, place) -> list[list[int]]:
+def _cut_merged(seq, deps: list[list[int]], stream_of, mem, place) -> list[list[int]]:
     """Step 3b (``merge=True``): a segment runs on past a synchronisation point when that adds no
     ordering to the plan order P (dependencies plus stream order).  The next operator ``n`` joins
     the segment that starts at ``s0`` when every dependency of ``n`` on another stream of the same
