@@ -32,11 +32,9 @@ from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
 from .runtime.segmenting import SYNC_MODES
 
-__all__ = ["ANALYTIC_GPUS", "DEFAULT_ALPHA", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
+__all__ = ["ANALYTIC_GPUS", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
            "ScheduleOptions", "TimingOptions"]
 
-#: Alpha of the HIOS stage model when nothing measured says otherwise.
-DEFAULT_ALPHA = 0.5
 #: GPUs with an analytic cost model (``--cost h100``).
 ANALYTIC_GPUS = ("h100", "a100", "v100", "h200")
 #: Kernels a segment runs: Inductor-compiled, or the captured ATen operators as they are.
@@ -62,18 +60,19 @@ class CostOptions:
     ``source``: None (profile on a present GPU, else the analytic H100 model), ``"profile"``
     (measure on ``device``), an analytic GPU name (:data:`ANALYTIC_GPUS`, any case), or the path of
     a profile written by ``hios profile``.  ``kernels`` and ``tf32`` say how a profile measures;
-    ``alpha`` is the HIOS stage model's alpha where no measured fit replaces it.
+    ``alpha`` is the HIOS stage model's alpha (None: :data:`~hios.costmodel.DEFAULT_ALPHA` for
+    analytic costs, the fitted alpha of a measured profile; given, it overrides the fit).
     """
 
     source: str | None = None
     device: str | None = None
     kernels: str | None = None
     tf32: bool = False
-    alpha: float = DEFAULT_ALPHA
+    alpha: float | None = None
 
     def __post_init__(self):
         _choice(self.kernels, KERNELS, "--kernels")
-        if not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
+        if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
             raise HiosError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.source is not None and self.source.lower() in ANALYTIC_GPUS:
             object.__setattr__(self, "source", self.source.lower())

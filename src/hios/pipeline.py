@@ -20,7 +20,7 @@ Two logical CPU devices, each stream a thread (on a GPU leave ``devices`` out):
 >>> import torch, hios
 >>> from hios.runtime.dist_models import random_dag
 >>> model = random_dag(image_size=16)
->>> x = torch.randn(1, 4, 16, 16)
+>>> x = torch.randn(1, 3, 16, 16)
 >>> fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100")
 >>> torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
 True
@@ -42,7 +42,7 @@ from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
 
-__all__ = ["Optimized", "Planned", "load", "optimize", "plan_model", "run_plan"]
+__all__ = ["Optimized", "Planned", "load", "optimize", "plan_model", "profile_model", "run_plan"]
 
 
 @dataclass
@@ -125,6 +125,21 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
               "serialize_links": schedule.serialize_links, "options": schedule.scheduler_kwargs(),
               "tf32": cost.tf32})
     return Planned(captured, plan, cmp)
+
+
+def profile_model(model, example_inputs, *, device: str | None = None, kernels: str | None = None,
+                  tf32: bool = False, settings=None, cache_dir=None, name: str | None = None,
+                  compile_workers: int | None = None, progress: bool = True):
+    """Capture ``model`` and measure every operator (and concurrent groups, launch overhead,
+    copies) on ``device``: :func:`hios.frontend.profiler.profile_detailed` of the capture.  Returns
+    its :class:`~hios.frontend.profiler.ProfileResult` (``.graph`` is the costed graph)."""
+    from .frontend.capture import capture
+    from .frontend.profiler import profile_detailed
+    from .timing import set_precision
+    set_precision(tf32)
+    captured = capture(model, _inputs(example_inputs), name=name)
+    return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
+                            compile_workers=compile_workers)
 
 
 def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
@@ -230,7 +245,7 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     --------
     >>> import os, tempfile, torch, hios
     >>> from hios.runtime.dist_models import random_dag
-    >>> model, x = random_dag(image_size=16), torch.randn(1, 4, 16, 16)
+    >>> model, x = random_dag(image_size=16), torch.randn(1, 3, 16, 16)
     >>> path = os.path.join(tempfile.mkdtemp(), "plan.json")
     >>> hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100").save(path)
     >>> again = hios.load(path, model, x, devices="cpu,cpu")

@@ -23,6 +23,21 @@ PLAN_FORMAT = "hios-plan"
 
 @dataclass
 class Schedule:
+    """For each GPU an ordered list of stages; a stage is a tuple of operator names that run at
+    the same time on parallel streams of that GPU.
+
+    Examples
+    --------
+    >>> from hios import Edge, Graph, Machine, Operator, Schedule, simulate
+    >>> g = Graph([Operator("a", 1.0), Operator("b", 2.0), Operator("c", 1.5)],
+    ...           [Edge("a", "b"), Edge("a", "c")])
+    >>> s = Schedule([[("a",), ("b", "c")]], "by hand")
+    >>> s.gpus, s.assignment()
+    (1, {'a': 0, 'b': 0, 'c': 0})
+    >>> s.padded(2).stages[1]
+    []
+    """
+
     stages: list[list[tuple[str, ...]]]  # stages[gpu][k] = operator names of stage k on that GPU
     algorithm: str = "custom"
     meta: dict[str, Any] = field(default_factory=dict)

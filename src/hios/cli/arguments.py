@@ -4,7 +4,8 @@ options (:mod:`hios.options`).  Nothing below the CLI sees an argparse ``Namespa
 from __future__ import annotations
 
 from ..machine import DEFAULT_LINK, LINK_PRESETS
-from ..options import ANALYTIC_GPUS, DEFAULT_ALPHA, KERNELS, MODES, CostOptions, RunOptions, ScheduleOptions, TimingOptions
+from ..costmodel import DEFAULT_ALPHA
+from ..options import ANALYTIC_GPUS, KERNELS, MODES, CostOptions, RunOptions, ScheduleOptions, TimingOptions
 from ..runtime.segmenting import SYNC_MODES
 from ..schedulers import ALGORITHMS
 
@@ -19,8 +20,8 @@ def add_machine_args(p) -> None:
     p.add_argument("--gpus", type=int, default=1, help="GPU count (default 1)")
     p.add_argument("--link", default=DEFAULT_LINK, choices=list(LINK_PRESETS),
                    help=f"interconnect preset (default {DEFAULT_LINK})")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"alpha of the HIOS stage model (default {DEFAULT_ALPHA})")
+    p.add_argument("--alpha", type=float, default=None,
+                   help=f"alpha of the HIOS stage model (default {DEFAULT_ALPHA}, or a measured profile's fit)")
     p.add_argument("--serialize-links", action="store_true", help="one transfer at a time per directed link")
 
 
@@ -81,7 +82,7 @@ def add_timing_args(p) -> None:
 
 
 def schedule_options(args) -> ScheduleOptions:
-    return ScheduleOptions(gpus=args.gpus, algorithms=args.algo or default_algorithm(),
+    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=args.algo or default_algorithm(),
                            link=getattr(args, "link", DEFAULT_LINK),
                            serialize_links=getattr(args, "serialize_links", False), window=args.window,
                            streams=args.streams, intra=False if getattr(args, "no_intra", False) else None,
@@ -91,12 +92,13 @@ def schedule_options(args) -> ScheduleOptions:
 def stage_model(args):
     """The HIOS stage model of ``--alpha`` (checked)."""
     from ..costmodel import HIOSStageModel
-    return HIOSStageModel(CostOptions(alpha=args.alpha).alpha)
+    alpha = CostOptions(alpha=args.alpha).alpha
+    return HIOSStageModel(DEFAULT_ALPHA if alpha is None else alpha)
 
 
 def cost_options(args, device: str | None = None) -> CostOptions:
     return CostOptions(source=args.cost, device=device, kernels=args.kernels, tf32=args.tf32,
-                       alpha=getattr(args, "alpha", DEFAULT_ALPHA))
+                       alpha=getattr(args, "alpha", None))
 
 
 def run_options(args) -> RunOptions:

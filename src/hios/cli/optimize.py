@@ -61,8 +61,20 @@ def _save_graph(graph: Graph, machine, path: str) -> None:
     save_graph(graph, path)
 
 
+def _refuse_unused(args) -> None:
+    """``--device`` and ``--kernels`` say how a profile is measured: nothing is measured with an
+    analytic model or a profile file."""
+    cost = (args.cost or "").lower()
+    if cost and cost != "profile":
+        for flag, v in (("--device", args.device), ("--kernels", args.kernels)):
+            if v is not None:
+                raise HiosError(f"{flag} says how operators are profiled; --cost {args.cost} measures nothing "
+                                "(use --cost profile)")
+
+
 def main(args) -> int:
     _check_outputs(args)
+    _refuse_unused(args)
     sched = schedule_options(args)
     cost = cost_options(args, args.device)
     from .model import build_model, log, model_label, require_torch

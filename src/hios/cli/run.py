@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("plan", nargs="?", help="plan file from 'hios optimize' (or give --model)")
     g = p.add_argument_group("make the plan here instead of reading one")
     add_model_args(g, required=False)
-    g.add_argument("--gpus", type=int, default=1, help="GPUs of the plan (default 1)")
+    g.add_argument("--gpus", type=int, default=None, help="GPUs of the plan (default 1)")
     g.add_argument("--algo", default=None, help="scheduling algorithm (default: the optimizer's)")
     g.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
     g.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
@@ -61,10 +61,11 @@ def make_plan(args, log=log):
     if args.plan and args.model:
         raise HiosError("give either a plan file or --model, not both")
     if args.plan:
+        _refuse_planning_options(args)
         from ..plan import load_plan
         plan = load_plan(args.plan)
         info = plan.model
-        model, x = build_model(args, info["name"], int(info.get("image_size") or args.image_size or DEFAULT_IMAGE_SIZE),
+        model, x = build_model(args, info["name"], int(info.get("image_size") or DEFAULT_IMAGE_SIZE),
                                int(info.get("batch") or args.batch))
         return plan, None, model, x
     if not args.model:
@@ -78,6 +79,17 @@ def make_plan(args, log=log):
                          name=f"{args.model.split(':')[-1]}-{size}",
                          model_info={"name": args.model, "image_size": size, "batch": args.batch}, log=log)
     return planned.plan, planned.captured, model, x
+
+
+#: Options that shape a plan made here; a plan file was made already.
+PLANNING_OPTIONS = ("gpus", "algo", "window", "streams", "cost", "image_size")
+
+
+def _refuse_planning_options(args) -> None:
+    for k in PLANNING_OPTIONS:
+        if getattr(args, k) is not None:
+            flag = "--costs" if k == "cost" else "--" + k.replace("_", "-")
+            raise HiosError(f"{flag} shapes a plan made with --model; the plan file {args.plan} was made already")
 
 
 def _check_devices(args, plan) -> None:

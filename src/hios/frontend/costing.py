@@ -16,10 +16,10 @@ Steps of :func:`cost_captured`:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..costmodel import HIOSStageModel, StageModel
+from ..costmodel import DEFAULT_ALPHA, HIOSStageModel, StageModel
 from ..errors import HiosError
 from ..formats import load_graph
 from ..graph import Graph
@@ -75,16 +75,27 @@ def cost_captured(captured, opts: CostOptions, source: _Source | None = None, pr
     source = source or resolve_source(opts)
     if source.kind == "analytic":
         from .analytic import costed_graph
-        return Costed(costed_graph(captured, source.gpu), f"analytic:{source.gpu}", HIOSStageModel(opts.alpha))
+        return Costed(costed_graph(captured, source.gpu), f"analytic:{source.gpu}", _hios_model(opts))
     if source.kind == "profile":
         return _measured(captured, opts, progress)
     return _from_file(captured, source, opts)
 
 
+def _hios_model(opts: CostOptions) -> HIOSStageModel:
+    return HIOSStageModel(DEFAULT_ALPHA if opts.alpha is None else opts.alpha)
+
+
+def _calibrated(graph: Graph, opts: CostOptions) -> tuple[Graph, StageModel]:
+    """Step 3: measured utilizations and the fitted stage model (``opts.alpha`` overrides the fit)."""
+    from .profiler import calibrate
+    graph, stage = calibrate(graph)
+    return graph, stage if opts.alpha is None else replace(stage, alpha=opts.alpha)
+
+
 def _measured(captured, opts: CostOptions, progress: bool) -> Costed:
-    from .profiler import calibrate, profile_detailed
+    from .profiler import profile_detailed
     res = profile_detailed(captured, device=opts.device or "cuda:0", kernels=opts.kernels, progress=progress)
-    graph, stage = calibrate(res.graph)
+    graph, stage = _calibrated(res.graph, opts)
     where = res.cache_path or graph.meta.get("profile", {}).get("device", "measured")
     return Costed(graph, f"profile:{where}", stage)
 
@@ -110,11 +121,10 @@ def _from_file(captured, source: _Source, opts: CostOptions) -> Costed:
     graph.meta = {**captured.graph.meta, "profile": prof} if prof else dict(captured.graph.meta)
     where = f"profile:{source.where}"
     if not prof:
-        return Costed(graph, where, HIOSStageModel(opts.alpha))
+        return Costed(graph, where, _hios_model(opts))
     run_precision = "tf32" if opts.tf32 else "fp32"
     if prof.get("precision") and _conv_tf32(prof["precision"]) != opts.tf32:
         warnings.warn(f"hios: profile {source.where} was measured in {prof['precision']} precision, this run "
                       f"uses {run_precision} (--tf32 selects tf32): predicted times may be off", stacklevel=2)
-    from .profiler import calibrate
-    graph, stage = calibrate(graph)
+    graph, stage = _calibrated(graph, opts)
     return Costed(graph, where, stage)

@@ -625,7 +625,7 @@ def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=Non
     --------
     >>> import torch, hios
     >>> from hios.runtime.dist_models import random_dag
-    >>> model, x = random_dag(image_size=16), torch.randn(1, 4, 16, 16)
+    >>> model, x = random_dag(image_size=16), torch.randn(1, 3, 16, 16)
     >>> fast = hios.compile(model, x, None, "cpu")      # one stream, eager kernels
     >>> torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
     True
