@@ -9,6 +9,9 @@
 * :mod:`hios.runtime.levers` — torch-free options that shorten the critical path (fused convolution
   epilogues, :mod:`hios.runtime.concat_inplace`, stream priorities from
   :mod:`hios.runtime.priority`, merged segments).
+* :mod:`hios.runtime.distributed` — one torchrun rank per plan GPU (:class:`DistributedJob`, ``run``),
+  split by concern into ``dist_launch``, ``dist_check``, ``dist_program``, ``dist_build``,
+  ``dist_wire``, ``dist_runner``, ``dist_report`` and ``dist_watchdog``.
 
 ``compile`` and ``HiosModule`` import torch on first use.
 """
