@@ -561,3 +561,13 @@ def test_torchrun_failed_rank_stops_the_others(tmp_path, fault):
         assert any("gave up after waiting" in ln and "rank 1 is stuck in phase 'run'" in ln for ln in lines)
     else:
         assert any("rank 1 stopped" in ln for ln in lines)
+
+
+def test_cli_refuses_planning_options_with_a_plan_file_before_launch(tmp_path, capsys):
+    """The distributed backend honours every option of 'hios run' or refuses it, as the local one."""
+    _needs_torch()
+    from hios.cli import main
+    path = tmp_path / "p.json"
+    _plan(path, "googlenet", 64, 2)
+    assert main(["run", str(path), "--backend", "distributed", "--gpus", "3"]) == 2
+    assert "--gpus shapes a plan made with --model" in capsys.readouterr().err
