@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from ..costmodel import HIOSStageModel
@@ -34,7 +35,7 @@ def add_scheduler_args(p) -> None:
     p.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
     p.add_argument("--no-intra", action="store_true", help="skip the intra-GPU step of HIOS")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="optimal: CP-SAT time limit (default 10 s; the result says whether it proved optimality)")
+                   help="optimal: CP-SAT time limit (default 10 s of solver work; the result says whether it proved optimality)")
 
 
 def add_output_args(p) -> None:
@@ -56,8 +57,8 @@ def scheduler_options(args) -> dict:
         v = getattr(args, k)
         if v is not None and v < 1:
             raise HiosError(f"--{k} must be at least 1, got {v}")
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise HiosError(f"--time-limit must be positive, got {args.time_limit}")
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise HiosError(f"--time-limit must be a finite number of seconds > 0, got {args.time_limit}")
     return {"window": args.window, "streams": args.streams, "intra": False if args.no_intra else None,
             "time_limit": args.time_limit}
 
@@ -100,7 +101,7 @@ def main(args) -> int:
         given = load_schedule(args.schedule, graph, machine.gpus)
         algos = []
     else:
-        algos = parse_algorithms(args.algo or default_algorithm())
+        algos = parse_algorithms(args.algo or default_algorithm(), graph)
     cmp = compare(graph, machine, algos, scheduler_options(args), HIOSStageModel(args.alpha),
                   args.serialize_links, given,
                   progress=lambda a: print(f"scheduling with {a}...", file=sys.stderr) if len(algos) > 1 else None)
