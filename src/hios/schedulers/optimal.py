@@ -31,7 +31,8 @@ Steps:
      serialization the simulated latency is at most the objective, and equal to it when the
      solution is optimal and times are whole units; with serialized links the simulator books
      each link greedily and may differ from the model: ``proven_optimal`` then also requires
-     that the simulated latency does not exceed the objective.
+     that the simulated latency does not exceed the objective.  Should CP-SAT stop before it has
+     a solution of its own (or a worse one), the hint is returned (``meta['solution']``).
 
 Options: ``time_limit`` (seconds of work, default 10), ``workers`` (CP-SAT threads,
 default 1), ``seed`` (default 0), ``streams`` (most operators per stage; default the intra-GPU
@@ -123,12 +124,12 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | 
     scale = 1000.0 / resolution_us  # model units per millisecond
     sim = Simulator(graph, machine, stage_model, serialize_links)
     em = build(graph, machine, stage_model, streams, scale, serialize_links, MAX_CANDIDATES)
-    hinted = None
+    hint = None
     for lat, name, s in _hint_schedules(graph, machine, stage_model, streams, sim):
         sol = hint_solution(graph, em, s.indexed(graph), serialize_links)
         if sol is not None:
             add_hint(em, sol)
-            hinted = name
+            hint = (name, sol)
             break
 
     solver = cp_model.CpSolver()
@@ -138,23 +139,30 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | 
     p.max_deterministic_time = WORK_PER_SECOND * float(time_limit)
     p.max_time_in_seconds = 2.0 * float(time_limit)
     status = solver.Solve(em.model)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    # Candidates for the answer: the solver's solution and the hint (CP-SAT may stop before it has
+    # turned the hint into a solution); the lower simulated latency wins, the solver's on ties.
+    options = []
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        rows: list[list[tuple[int, int, list[int]]]] = [[] for _ in range(machine.gpus)]
+        for c, members in enumerate(em.cands):
+            if solver.Value(em.pick[c]):
+                head = members[0]
+                g = next(k for k in range(em.n_gpu) if solver.Value(em.on[head][k]))
+                rows[g].append((solver.Value(em.start[head]), graph.position[head], list(members)))
+        idx = [[members for _, _, members in sorted(row)] for row in rows]
+        options.append((sim.run(idx).latency, 0, idx, solver.ObjectiveValue() / scale, "cp-sat"))
+    if hint is not None:
+        idx = hint[1]["stages"] + [[] for _ in range(machine.gpus - len(hint[1]["stages"]))]
+        options.append((sim.run(idx).latency, 1, idx, hint[1]["makespan"] / scale, f"hint ({hint[0]})"))
+    if not options:
         raise HiosError(f"optimal: CP-SAT found no schedule for {graph.name!r} within {time_limit} s "
                         f"(status {solver.StatusName(status)})")
-    stages: list[list[tuple[int, int, list[int]]]] = [[] for _ in range(machine.gpus)]
-    for c, members in enumerate(em.cands):
-        if solver.Value(em.pick[c]):
-            head = members[0]
-            g = next(k for k in range(em.n_gpu) if solver.Value(em.on[head][k]))
-            stages[g].append((solver.Value(em.start[head]), graph.position[head], list(members)))
-    idx = [[members for _, _, members in sorted(row)] for row in stages]
-    latency = sim.run(idx).latency
-    objective = solver.ObjectiveValue() / scale
+    latency, _, idx, objective, source = min(options, key=lambda o: (o[0], o[1]))
     transfers = len(graph.edges) + n * (em.n_gpu - 1) if serialize_links else n - 1
     slack = (n + max(0, transfers)) / scale
-    bound = max(solver.BestObjectiveBound() / scale - slack,
+    model_bound = solver.BestObjectiveBound() / scale if status != cp_model.UNKNOWN else 0.0
+    bound = max(model_bound - slack,
                 lower_bounds(graph, machine.gpus, stage_model).value, 0.0)
-    bound = min(bound, latency)
     optimal_status = status == cp_model.OPTIMAL
     det = solver.response_proto.deterministic_time
     return Schedule.from_indices(graph, idx, "optimal", {
@@ -167,7 +175,8 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | 
         "rounding_slack": slack,
         "candidate_stages": len(em.cands),
         "streams": streams,
-        "hint": hinted,
+        "hint": hint[0] if hint else None,
+        "solution": source,
         "time_limit": float(time_limit),
         "stopped_by": None if optimal_status else ("wall clock" if det < 0.99 * WORK_PER_SECOND * float(time_limit)
                                                          else "time limit"),

@@ -344,7 +344,8 @@ def hint_solution(graph: Graph, em: ExactModel, stages: Sequence[Sequence[Sequen
     if makespan > em.horizon:
         return None
     picked = {c for row in seq for c in row}
-    return {"gpu_of": gpu_of, "start": start, "picked": picked, "makespan": makespan, "transfers": tr_start}
+    return {"gpu_of": gpu_of, "start": start, "picked": picked, "makespan": makespan, "transfers": tr_start,
+            "stages": [[list(em.cands[c]) for c in row] for row in seq]}
 
 
 def add_hint(em: ExactModel, sol: dict) -> None:
