@@ -286,3 +286,35 @@ def test_all_includes_optimal_for_small_graphs():
     assert ("optimal" in parse_algorithms("all", small)) == HAVE_ORTOOLS
     assert "optimal" not in parse_algorithms("all", big)
     assert "optimal" not in parse_algorithms("all")
+
+
+@needs_ortools
+@pytest.mark.parametrize("gpus,serialize", [(2, False), (3, False), (4, True)])
+def test_hints_are_model_solutions(gpus, serialize):
+    """Every heuristic schedule, timed by hint_solution, satisfies the model: fixing its GPUs,
+    stages and starts leaves a feasible model whose makespan is the hint's."""
+    from ortools.sat.python import cp_model
+
+    from hios.schedulers.optimal import _hint_schedules
+    from hios.schedulers.optimal_model import build, hint_solution
+
+    g = layered_dag(14, 28, 4, 0.8, gpus)
+    m = Machine(gpus)
+    sm = HIOSStageModel()
+    sim = Simulator(g, m, sm, serialize)
+    hints = _hint_schedules(g, m, sm, 4, sim)
+    assert {name for _, name, _ in hints} == {"hios-lp", "heft", "sequential"}
+    for lat, name, idx in hints:
+        em = build(g, m, sm, 4, 1e5, serialize, 6000)
+        sol = hint_solution(g, em, idx, serialize)
+        assert sol is not None, name
+        assert sol["makespan"] / 1e5 == pytest.approx(lat, abs=1e-5 * (len(g.ops) + len(g.edges)))
+        for v, gi in enumerate(sol["gpu_of"]):
+            em.model.Add(em.on[v][gi] == 1)
+            em.model.Add(em.start[v] == sol["start"][v])
+        for c in range(len(em.cands)):
+            em.model.Add(em.pick[c] == int(c in sol["picked"]))
+        solver = cp_model.CpSolver()
+        solver.parameters.num_workers = 1
+        assert solver.Solve(em.model) == cp_model.OPTIMAL, name
+        assert solver.ObjectiveValue() == sol["makespan"], name

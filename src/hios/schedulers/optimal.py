@@ -15,12 +15,16 @@ Steps:
      makespan (see :mod:`.optimal_model`).
   3. Hint: the best of HIOS-LP (with its intra-GPU step), HEFT and sequential under this
      simulator, timed as soon as possible in model units, is given to CP-SAT as a complete
-     solution, so the result is never worse than those heuristics (up to rounding).
+     solution, so the result is never worse than those heuristics.  With ``streams`` > 1, a
+     first phase (:data:`PHASE1_SHARE` of the budget) solves the easier model with one
+     operator per stage from the same hint; its answer joins the hints of the second phase,
+     the whole problem (on 24 graphs of 10-20 operators the whole model alone, within 15 s,
+     once missed a schedule that the one-operator model found).
   4. Solve with a fixed seed and ``workers`` threads (default 1) for ``time_limit`` seconds of
-     CP-SAT *work*: its deterministic time (an operation count) at :data:`WORK_PER_SECOND` per
+     CP-SAT *work* (both phases together): its deterministic time (an operation count) at :data:`WORK_PER_SECOND` per
      second, which is what one core of the 2-core test CPU does in about a second on these
      models (measured: 0.10-0.16).  The same input thus gives the same output whatever the
-     load.  A wall-clock backstop of ``2 * time_limit`` seconds stops a run on a slow or busy
+     load.  A wall-clock backstop of ``2 * time_limit`` seconds in all stops a run on a slow or busy
      machine; ``meta['stopped_by']`` then says ``wall clock`` (and that result may vary).
   5. Read the stages (per GPU by model start), simulate them (the simulator is the judge) and
      record the proof in ``meta``: ``status`` (CP-SAT's), ``proven_optimal``, ``objective``
@@ -42,6 +46,7 @@ step's), ``resolution_us`` (time unit), ``serialize_links``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from ..bounds import lower_bounds
 from ..costmodel import HIOSStageModel
@@ -62,6 +67,8 @@ MAX_CANDIDATES = 6000
 DEFAULT_TIME_LIMIT = 10.0
 #: CP-SAT deterministic time granted per second of ``time_limit`` (see step 4).
 WORK_PER_SECOND = 0.1
+#: Share of the work budget spent on phase 1 (one operator per stage, step 3).
+PHASE1_SHARE = 0.25
 
 
 def _number(x, name: str, minimum: float | None = None) -> float:
@@ -95,52 +102,55 @@ def size_problem(graph: Graph, streams: int | None = None, stage_model=None,
 
 
 def _hint_schedules(graph: Graph, machine: Machine, stage_model, streams: int, sim: Simulator):
-    """Step 3: the heuristics' schedules, best first (by simulated latency)."""
+    """Step 3: the heuristics' schedules as (latency, name, index stages)."""
     out = []
     for name, fn in (("hios-lp", lambda: hios_lp(graph, machine, stage_model=stage_model, streams=streams)),
                      ("heft", lambda: heft(graph, machine, stage_model=stage_model)),
                      ("sequential", lambda: sequential(graph, machine))):
-        s = fn()
+        idx = fn().indexed(graph)
         try:
-            out.append((sim.simulate(s).latency, name, s))
+            out.append((sim.run(idx).latency, name, idx))
         except ScheduleError:  # a heuristic's schedule is always valid; be safe
             continue
-    return sorted(out, key=lambda x: (x[0], x[1]))
+    return out
 
 
-def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | None = None,
-            time_limit: float = DEFAULT_TIME_LIMIT, workers: int = 1, seed: int = 0,
-            resolution_us: float = 0.01, serialize_links: bool = False) -> Schedule:
-    check_options(time_limit, workers, seed, resolution_us)
-    n = len(graph.ops)
-    if n > MAX_OPERATORS:
-        raise HiosError(size_problem(graph))
-    _, streams = intra_options(None, streams)
-    try:
-        from ortools.sat.python import cp_model
-    except ImportError:
-        raise HiosError("optimal needs OR-Tools: pip install hios[optimal]") from None
-    stage_model = stage_model or HIOSStageModel()
-    scale = 1000.0 / resolution_us  # model units per millisecond
-    sim = Simulator(graph, machine, stage_model, serialize_links)
+@dataclass
+class _Solved:
+    status: str
+    optimal: bool
+    latency: float  # simulated latency of the answer
+    stages: list  # index stages of the answer
+    objective: float  # model makespan of the answer, ms
+    model_bound: float  # CP-SAT's bound, ms (0 when it has none)
+    source: str  # "cp-sat" or "hint (<heuristic>)"
+    hint: str | None
+    candidates: int
+    work: float  # deterministic time spent
+
+
+def _solve(graph: Graph, machine: Machine, stage_model, streams: int, scale: float, serialize_links: bool,
+           sim: Simulator, hints: list, work: float, wall: float, workers: int, seed: int) -> _Solved:
+    """Steps 2-4 for one stream count: build, hint with the best of ``hints``, solve."""
+    from ortools.sat.python import cp_model
+
     em = build(graph, machine, stage_model, streams, scale, serialize_links, MAX_CANDIDATES)
     hint = None
-    for lat, name, s in _hint_schedules(graph, machine, stage_model, streams, sim):
-        sol = hint_solution(graph, em, s.indexed(graph), serialize_links)
+    for lat, name, idx in sorted(hints, key=lambda h: (h[0], h[1])):
+        sol = hint_solution(graph, em, idx, serialize_links)
         if sol is not None:
             add_hint(em, sol)
             hint = (name, sol)
             break
-
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.num_workers = workers
     p.random_seed = seed
-    p.max_deterministic_time = WORK_PER_SECOND * float(time_limit)
-    p.max_time_in_seconds = 2.0 * float(time_limit)
+    p.max_deterministic_time = work
+    p.max_time_in_seconds = wall
     status = solver.Solve(em.model)
-    # Candidates for the answer: the solver's solution and the hint (CP-SAT may stop before it has
-    # turned the hint into a solution); the lower simulated latency wins, the solver's on ties.
+    # The answer: the solver's solution or the hint (CP-SAT may stop before it has turned the
+    # hint into a solution), whichever simulates faster; the solver's on ties.
     options = []
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         rows: list[list[tuple[int, int, list[int]]]] = [[] for _ in range(machine.gpus)]
@@ -155,31 +165,59 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | 
         idx = hint[1]["stages"] + [[] for _ in range(machine.gpus - len(hint[1]["stages"]))]
         options.append((sim.run(idx).latency, 1, idx, hint[1]["makespan"] / scale, f"hint ({hint[0]})"))
     if not options:
-        raise HiosError(f"optimal: CP-SAT found no schedule for {graph.name!r} within {time_limit} s "
+        raise HiosError(f"optimal: CP-SAT found no schedule for {graph.name!r} "
                         f"(status {solver.StatusName(status)})")
     latency, _, idx, objective, source = min(options, key=lambda o: (o[0], o[1]))
-    transfers = len(graph.edges) + n * (em.n_gpu - 1) if serialize_links else n - 1
+    bound = solver.BestObjectiveBound() / scale if status != cp_model.UNKNOWN else 0.0
+    return _Solved(solver.StatusName(status), status == cp_model.OPTIMAL, latency, idx, objective, bound, source,
+                   hint[0] if hint else None, len(em.cands), solver.response_proto.deterministic_time)
+
+
+def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | None = None,
+            time_limit: float = DEFAULT_TIME_LIMIT, workers: int = 1, seed: int = 0,
+            resolution_us: float = 0.01, serialize_links: bool = False) -> Schedule:
+    check_options(time_limit, workers, seed, resolution_us)
+    n = len(graph.ops)
+    if n > MAX_OPERATORS:
+        raise HiosError(size_problem(graph))
+    _, streams = intra_options(None, streams)
+    try:
+        from ortools.sat.python import cp_model  # noqa: F401
+    except ImportError:
+        raise HiosError("optimal needs OR-Tools: pip install hios[optimal]") from None
+    stage_model = stage_model or HIOSStageModel()
+    scale = 1000.0 / resolution_us  # model units per millisecond
+    sim = Simulator(graph, machine, stage_model, serialize_links)
+    hints = _hint_schedules(graph, machine, stage_model, streams, sim)
+    budget = WORK_PER_SECOND * float(time_limit)
+    first_work = 0.0
+    if streams > 1:  # phase 1: one operator per stage, a strong incumbent for phase 2
+        first = _solve(graph, machine, stage_model, 1, scale, serialize_links, sim, hints,
+                       PHASE1_SHARE * budget, 2.0 * PHASE1_SHARE * time_limit, workers, seed)
+        hints.append((first.latency, "one operator per stage", first.stages))
+        first_work = first.work
+    res = _solve(graph, machine, stage_model, streams, scale, serialize_links, sim, hints,
+                 max(budget - first_work, 0.01 * budget), 2.0 * (1.0 - PHASE1_SHARE) * time_limit, workers, seed)
+    latency, idx, objective = res.latency, res.stages, res.objective
+    transfers = len(graph.edges) + n * (min(machine.gpus, n) - 1) if serialize_links else n - 1
     slack = (n + max(0, transfers)) / scale
-    model_bound = solver.BestObjectiveBound() / scale if status != cp_model.UNKNOWN else 0.0
-    bound = max(model_bound - slack,
-                lower_bounds(graph, machine.gpus, stage_model).value, 0.0)
-    optimal_status = status == cp_model.OPTIMAL
-    det = solver.response_proto.deterministic_time
+    bound = max(res.model_bound - slack, lower_bounds(graph, machine.gpus, stage_model).value, 0.0)
+    det = first_work + res.work
     return Schedule.from_indices(graph, idx, "optimal", {
-        "status": solver.StatusName(status),
-        "proven_optimal": optimal_status and latency <= objective * (1 + 1e-9) + 1e-12,
+        "status": res.status,
+        "proven_optimal": res.optimal and latency <= objective * (1 + 1e-9) + 1e-12,
         "objective": objective,
         "bound": bound,
         "gap": (latency - bound) / latency if latency > 0 else 0.0,
         "simulated_latency": latency,
         "rounding_slack": slack,
-        "candidate_stages": len(em.cands),
+        "candidate_stages": res.candidates,
         "streams": streams,
-        "hint": hint[0] if hint else None,
-        "solution": source,
+        "hint": res.hint,
+        "solution": res.source,
         "time_limit": float(time_limit),
-        "stopped_by": None if optimal_status else ("wall clock" if det < 0.99 * WORK_PER_SECOND * float(time_limit)
-                                                         else "time limit"),
+        "stopped_by": None if res.optimal else ("wall clock" if det < 0.99 * budget else "time limit"),
+        "work": det,
         "workers": workers,
         "seed": seed,
         "resolution_us": float(resolution_us),

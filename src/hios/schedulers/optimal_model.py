@@ -24,8 +24,9 @@ feasible in real time):
      (present when the producer is on the source GPU and a consumer on the destination), no
      overlap per link; consumers start after the transfer ends.
   4. Makespan >= every operator's end.  Redundant constraints for a stronger bound: at most
-     ``gpus`` stages at once (cumulative), makespan >= each GPU's load; on identical GPUs the
-     k-th operator of the topological order may only use GPUs 0..k (symmetry).
+     ``gpus`` stages at once (cumulative), makespan >= each GPU's load; on identical GPUs,
+     symmetry breaking: GPUs are numbered by first use along the topological order (an
+     operator may use GPU g > 0 only if an earlier one uses GPU g - 1).
 
 :func:`hint_solution` turns a schedule (a heuristic's) into a complete model solution (integer
 as-soon-as-possible timing), given to CP-SAT as a hint so it starts from a good incumbent.
@@ -99,6 +100,7 @@ class ExactModel:
     # serialized links: (producer, src GPU, dst GPU, key) -> (start var, size var or int, presence literal)
     transfers: dict[tuple, tuple] = field(default_factory=dict)
     comm: object = None  # comm(u, w, a, b): transfer units of edge u -> w between GPUs a, b
+    uniform: bool = True
 
 
 def _edge_index(graph: Graph) -> dict[tuple[int, int], object]:
@@ -169,10 +171,13 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
     for g in range(n_gpu):
         m.AddNoOverlap(per_gpu[g])
     m.AddCumulative(any_gpu, [1] * len(any_gpu), n_gpu)  # redundant
-    if uniform:
+    if uniform:  # GPU g > 0 is used only after GPU g - 1 by an earlier operator of the topological order
         for k, v in enumerate(graph.topo):
-            for g in range(k + 1, n_gpu):
-                m.Add(on[v][g] == 0)
+            for g in range(1, n_gpu):
+                if g > k:
+                    m.Add(on[v][g] == 0)
+                else:
+                    m.AddBoolOr([on[u][g - 1] for u in graph.topo[:k]]).OnlyEnforceIf(on[v][g])
 
     transfers: dict[tuple, tuple] = {}
     for v in range(n):
@@ -200,7 +205,7 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
     for g in range(n_gpu):  # redundant: a GPU's load
         m.Add(makespan >= sum(d * lit for d, lit in load[g]))
     m.Minimize(makespan)
-    return ExactModel(m, n_gpu, cands, durs, on, pick, start, makespan, horizon, transfers, comm)
+    return ExactModel(m, n_gpu, cands, durs, on, pick, start, makespan, horizon, transfers, comm, uniform)
 
 
 def _direct_transfers(m, u, byte_w, time_w, on, start, end, comm, uniform, pairs, n_gpu) -> None:
@@ -273,6 +278,13 @@ def hint_solution(graph: Graph, em: ExactModel, stages: Sequence[Sequence[Sequen
     """A complete model solution for ``stages`` (index stages per GPU), timed as soon as possible
     in model units; None when it does not fit the model (e.g. uses a GPU the model left out).
     Stages that are not candidates are split into one-operator stages."""
+    if em.uniform:  # identical GPUs: relabel by first use along the topological order (step 4)
+        first = {}
+        for g, sts in enumerate(stages):
+            for st in sts:
+                for v in st:
+                    first[g] = min(first.get(g, len(graph.ops)), graph.position[v])
+        stages = [stages[g] for g in sorted(first, key=first.get)]
     if any(sts for sts in stages[em.n_gpu:]):
         return None
     index = {c: k for k, c in enumerate(em.cands)}
