@@ -23,7 +23,7 @@ Steps:
   4. Solve with a fixed seed and ``workers`` threads (default 1) for ``time_limit`` seconds of
      CP-SAT *work* (both phases together): its deterministic time (an operation count) at :data:`WORK_PER_SECOND` per
      second, which is what one core of the 2-core test CPU does in about a second on these
-     models (measured: 0.10-0.16).  The same input thus gives the same output whatever the
+     models (measured: 0.07-0.17).  The same input thus gives the same output whatever the
      load.  A wall-clock backstop of ``2 * time_limit`` seconds in all stops a run on a slow or busy
      machine; ``meta['stopped_by']`` then says ``wall clock`` (and that result may vary).
   5. Read the stages (per GPU by model start), simulate them (the simulator is the judge) and
@@ -148,6 +148,7 @@ def _solve(graph: Graph, machine: Machine, stage_model, streams: int, scale: flo
     p.random_seed = seed
     p.max_deterministic_time = work
     p.max_time_in_seconds = wall
+    p.linearization_level = 0  # no LP relaxation: it slowed the proofs 2-6x on layered graphs of 16-20 ops
     status = solver.Solve(em.model)
     # The answer: the solver's solution or the hint (CP-SAT may stop before it has turned the
     # hint into a solution), whichever simulates faster; the solver's on ties.
