@@ -95,6 +95,9 @@ class ExactModel:
     on: list[list[object]]
     pick: list[object]
     start: list[object]
+    end: list[object]
+    place: list[list[object]]  # place[c][g]: candidate c picked and on GPU g
+    differ: dict[tuple[int, int], object]  # (u, v): u and v on different GPUs
     makespan: object
     horizon: int
     # serialized links: (producer, src GPU, dst GPU, key) -> (start var, size var or int, presence literal)
@@ -144,6 +147,7 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
         m.AddExactlyOne([pick[c] for c in having[v]])
         m.Add(end[v] == start[v] + sum(durs[c] * pick[c] for c in having[v]))
     per_gpu: list[list[object]] = [[] for _ in range(n_gpu)]
+    place: list[list[object]] = []
     load: list[list[tuple[int, object]]] = [[] for _ in range(n_gpu)]
     any_gpu = []
     for c, members in enumerate(cands):
@@ -167,6 +171,7 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
             per_gpu[g].append(m.NewOptionalFixedSizeIntervalVar(start[head], durs[c], lit, f"i{c}_{g}"))
             load[g].append((durs[c], lit))
         m.Add(sum(lits) == pick[c])
+        place.append(lits)
         any_gpu.append(m.NewOptionalFixedSizeIntervalVar(start[head], durs[c], pick[c], f"a{c}"))
     for g in range(n_gpu):
         m.AddNoOverlap(per_gpu[g])
@@ -180,6 +185,7 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
                     m.AddBoolOr([on[u][g - 1] for u in graph.topo[:k]]).OnlyEnforceIf(on[v][g])
 
     transfers: dict[tuple, tuple] = {}
+    differ: dict[tuple[int, int], object] = {}
     for v in range(n):
         for u, e in graph.in_edges[v]:
             m.Add(start[v] >= end[u])
@@ -190,7 +196,7 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
             byte_w = [w for w, e in outs if e.time is None]
             time_w = [w for w, e in outs if e.time is not None]
             if not serialize_links:
-                _direct_transfers(m, u, byte_w, time_w, on, start, end, comm, uniform, pairs, n_gpu)
+                _direct_transfers(m, u, byte_w, time_w, on, start, end, comm, uniform, pairs, n_gpu, differ)
             else:
                 _link_transfers(m, u, byte_w, time_w, on, start, end, comm, pairs, horizon, transfers)
         if serialize_links:
@@ -205,29 +211,30 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
     for g in range(n_gpu):  # redundant: a GPU's load
         m.Add(makespan >= sum(d * lit for d, lit in load[g]))
     m.Minimize(makespan)
-    return ExactModel(m, n_gpu, cands, durs, on, pick, start, makespan, horizon, transfers, comm, uniform)
+    return ExactModel(m, n_gpu, cands, durs, on, pick, start, end, place, differ, makespan, horizon, transfers,
+                      comm, uniform)
 
 
-def _direct_transfers(m, u, byte_w, time_w, on, start, end, comm, uniform, pairs, n_gpu) -> None:
+def _direct_transfers(m, u, byte_w, time_w, on, start, end, comm, uniform, pairs, n_gpu, differ) -> None:
     """Step 3 without link serialization: arrival constraints, per edge or per tensor."""
     for w in time_w:  # explicit times: one transfer per edge
-        _arrive(m, u, w, w, on, start, end, comm, uniform, pairs, n_gpu)
+        _arrive(m, u, w, w, on, start, end, comm, uniform, pairs, n_gpu, differ)
     for v in byte_w:
         for w in byte_w:  # v waits for the tensor sent for w when both sit on one GPU away from u
-            _arrive(m, u, v, w, on, start, end, comm, uniform, pairs, n_gpu)
+            _arrive(m, u, v, w, on, start, end, comm, uniform, pairs, n_gpu, differ)
 
 
-def _arrive(m, u, v, w, on, start, end, comm, uniform, pairs, n_gpu) -> None:
+def _arrive(m, u, v, w, on, start, end, comm, uniform, pairs, n_gpu, differ) -> None:
     """``start[v] >= end[u] + comm(u -> w)`` when ``v`` and ``w`` share a GPU other than ``u``'s."""
     if uniform:
         c = comm(u, w, 0, 1)
         if c <= 0 or (v != w and c <= comm(u, v, 0, 1)):
             return  # v's own edge already implies it
         if v == w:
-            differ = m.NewBoolVar(f"d{u}_{v}")
+            d = differ[(u, v)] = m.NewBoolVar(f"d{u}_{v}")
             for g in range(n_gpu):
-                m.AddBoolOr([on[u][g], on[v][g].Not(), differ])  # v on g, u not on g -> differ
-            m.Add(start[v] >= end[u] + c).OnlyEnforceIf(differ)
+                m.AddBoolOr([on[u][g], on[v][g].Not(), d])  # v on g, u not on g -> differ
+            m.Add(start[v] >= end[u] + c).OnlyEnforceIf(d)
         else:
             for g in range(n_gpu):
                 m.Add(start[v] >= end[u] + c).OnlyEnforceIf([on[v][g], on[w][g], on[u][g].Not()])
@@ -356,19 +363,34 @@ def hint_solution(graph: Graph, em: ExactModel, stages: Sequence[Sequence[Sequen
     if makespan > em.horizon:
         return None
     picked = {c for row in seq for c in row}
-    return {"gpu_of": gpu_of, "start": start, "picked": picked, "makespan": makespan, "transfers": tr_start,
+    return {"gpu_of": gpu_of, "start": start, "end": end, "picked": picked, "makespan": makespan,
+            "transfers": tr_start, "transfer_end": arrivals,
             "stages": [[list(em.cands[c]) for c in row] for row in seq]}
 
 
 def add_hint(em: ExactModel, sol: dict) -> None:
+    """Hint every variable of the model (a partial hint leaves CP-SAT to complete it)."""
     m = em.model
-    for v, g in enumerate(sol["gpu_of"]):
+    gpu_of = sol["gpu_of"]
+    for v, g in enumerate(gpu_of):
         for k in range(em.n_gpu):
             m.AddHint(em.on[v][k], 1 if k == g else 0)
         m.AddHint(em.start[v], sol["start"][v])
-    for c in range(len(em.cands)):
-        m.AddHint(em.pick[c], 1 if c in sol["picked"] else 0)
+        m.AddHint(em.end[v], sol["end"][v])
+    for c, members in enumerate(em.cands):
+        picked = c in sol["picked"]
+        m.AddHint(em.pick[c], 1 if picked else 0)
+        for k in range(em.n_gpu):
+            m.AddHint(em.place[c][k], 1 if picked and gpu_of[members[0]] == k else 0)
+    for (u, v), d in em.differ.items():
+        m.AddHint(d, 1 if gpu_of[u] != gpu_of[v] else 0)
     m.AddHint(em.makespan, sol["makespan"])
-    for key, (s, _, _) in em.transfers.items():
-        if key in sol["transfers"]:
+    for key, (s, size, iv) in em.transfers.items():
+        u, a, b, _ = key
+        present = key in sol["transfers"]
+        m.AddHint(iv.PresenceLiteral(), 1 if present else 0)
+        if present:
             m.AddHint(s, sol["transfers"][key])
+            if not isinstance(size, int):
+                m.AddHint(size, sol["transfer_end"][key] - sol["transfers"][key])
+                m.AddHint(iv.EndExpr(), sol["transfer_end"][key])
