@@ -78,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--graphs", type=int, default=24)
     ap.add_argument("--sizes", default="10,12,14,16,18,20", help="operator counts, cycled")
-    ap.add_argument("--time-limit", type=float, default=30.0, help="seconds of solver work per graph (full problem)")
+    ap.add_argument("--time-limit", type=float, default=60.0, help="seconds of solver work per graph (full problem)")
     ap.add_argument("--old-limit", type=float, default=5.0, help="seconds of solver work per graph (one op per stage)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()

@@ -21,11 +21,13 @@ Steps:
      the whole problem (on 24 graphs of 10-20 operators the whole model alone, within 15 s,
      once missed a schedule that the one-operator model found).
   4. Solve with a fixed seed and ``workers`` threads (default 1) for ``time_limit`` seconds of
-     CP-SAT *work* (both phases together): its deterministic time (an operation count) at :data:`WORK_PER_SECOND` per
-     second, which is what one core of the 2-core test CPU does in about a second on these
-     models (measured: 0.07-0.17).  The same input thus gives the same output whatever the
-     load.  A wall-clock backstop of ``2 * time_limit`` seconds in all stops a run on a slow or busy
-     machine; ``meta['stopped_by']`` then says ``wall clock`` (and that result may vary).
+     CP-SAT *work* (both phases together): its deterministic time (an operation count) at
+     :data:`WORK_PER_SECOND` per second.  One core of the 2-core test CPU did 0.04-0.17 of it
+     per wall second on these models (less on the larger ones), so a run takes roughly
+     ``time_limit`` seconds or less.  The same input thus gives the same output whatever the
+     load.  A wall-clock backstop of :data:`WALL_FACTOR` ``* time_limit`` seconds in all stops a
+     run on a slow or busy machine; ``meta['stopped_by']`` then says ``wall clock`` (and that
+     result may vary).
   5. Read the stages (per GPU by model start), simulate them (the simulator is the judge) and
      record the proof in ``meta``: ``status`` (CP-SAT's), ``proven_optimal``, ``objective``
      (model makespan, ms), ``bound`` (a lower bound on the latency of *every* schedule with
@@ -66,7 +68,9 @@ MAX_OPERATORS = 30
 MAX_CANDIDATES = 6000
 DEFAULT_TIME_LIMIT = 10.0
 #: CP-SAT deterministic time granted per second of ``time_limit`` (see step 4).
-WORK_PER_SECOND = 0.1
+WORK_PER_SECOND = 0.05
+#: The wall-clock backstop, in multiples of ``time_limit`` (step 4).
+WALL_FACTOR = 3.0
 #: Share of the work budget spent on phase 1 (one operator per stage, step 3).
 PHASE1_SHARE = 0.25
 
@@ -194,11 +198,11 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | 
     first_work = 0.0
     if streams > 1:  # phase 1: one operator per stage, a strong incumbent for phase 2
         first = _solve(graph, machine, stage_model, 1, scale, serialize_links, sim, hints,
-                       PHASE1_SHARE * budget, 2.0 * PHASE1_SHARE * time_limit, workers, seed)
+                       PHASE1_SHARE * budget, WALL_FACTOR * PHASE1_SHARE * time_limit, workers, seed)
         hints.append((first.latency, "one operator per stage", first.stages))
         first_work = first.work
     res = _solve(graph, machine, stage_model, streams, scale, serialize_links, sim, hints,
-                 max(budget - first_work, 0.01 * budget), 2.0 * (1.0 - PHASE1_SHARE) * time_limit, workers, seed)
+                 max(budget - first_work, 0.01 * budget), WALL_FACTOR * (1.0 - PHASE1_SHARE) * time_limit, workers, seed)
     latency, idx, objective = res.latency, res.stages, res.objective
     transfers = len(graph.edges) + n * (min(machine.gpus, n) - 1) if serialize_links else n - 1
     slack = (n + max(0, transfers)) / scale

@@ -100,7 +100,8 @@ class ExactModel:
     differ: dict[tuple[int, int], object]  # (u, v): u and v on different GPUs
     makespan: object
     horizon: int
-    # serialized links: (producer, src GPU, dst GPU, key) -> (start var, size var or int, presence literal)
+    # serialized links: (producer, src GPU, dst GPU, key) -> (start, size (var or int), end var or None,
+    # presence literal, interval)
     transfers: dict[tuple, tuple] = field(default_factory=dict)
     comm: object = None  # comm(u, w, a, b): transfer units of edge u -> w between GPUs a, b
     uniform: bool = True
@@ -201,7 +202,7 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
                 _link_transfers(m, u, byte_w, time_w, on, start, end, comm, pairs, horizon, transfers)
         if serialize_links:
             by_link: dict[tuple[int, int], list] = {}
-            for (u, a, b, key), (_, _, iv) in transfers.items():
+            for (u, a, b, key), (_, _, _, _, iv) in transfers.items():
                 by_link.setdefault((a, b), []).append(iv)
             for ivs in by_link.values():
                 m.AddNoOverlap(ivs)
@@ -260,7 +261,8 @@ def _link_transfers(m, u, byte_w, time_w, on, start, end, comm, pairs, horizon, 
             s = m.NewIntVar(0, horizon, f"ts{u}_{w}_{a}_{b}")
             m.Add(s >= end[u])
             m.Add(start[w] >= s + c).OnlyEnforceIf(lit)
-            transfers[(u, a, b, ("edge", w))] = (s, c, m.NewOptionalFixedSizeIntervalVar(s, c, lit, f"ti{u}_{w}_{a}_{b}"))
+            transfers[(u, a, b, ("edge", w))] = (s, c, None, lit,
+                                                 m.NewOptionalFixedSizeIntervalVar(s, c, lit, f"ti{u}_{w}_{a}_{b}"))
         sizes = {w: comm(u, w, a, b) for w in byte_w}
         if not byte_w or max(sizes.values()) <= 0:
             continue
@@ -277,7 +279,7 @@ def _link_transfers(m, u, byte_w, time_w, on, start, end, comm, pairs, horizon, 
             if c > 0:
                 m.Add(size >= c).OnlyEnforceIf([on[u][a], on[w][b]])
             m.Add(start[w] >= e).OnlyEnforceIf([on[u][a], on[w][b]])
-        transfers[(u, a, b, "tensor")] = (s, size, m.NewOptionalIntervalVar(s, size, e, lit, f"ti{u}_{a}_{b}"))
+        transfers[(u, a, b, "tensor")] = (s, size, e, lit, m.NewOptionalIntervalVar(s, size, e, lit, f"ti{u}_{a}_{b}"))
 
 
 def hint_solution(graph: Graph, em: ExactModel, stages: Sequence[Sequence[Sequence[int]]],
@@ -385,12 +387,11 @@ def add_hint(em: ExactModel, sol: dict) -> None:
     for (u, v), d in em.differ.items():
         m.AddHint(d, 1 if gpu_of[u] != gpu_of[v] else 0)
     m.AddHint(em.makespan, sol["makespan"])
-    for key, (s, size, iv) in em.transfers.items():
-        u, a, b, _ = key
+    for key, (s, size, e, lit, _) in em.transfers.items():
         present = key in sol["transfers"]
-        m.AddHint(iv.PresenceLiteral(), 1 if present else 0)
+        m.AddHint(lit, 1 if present else 0)
         if present:
             m.AddHint(s, sol["transfers"][key])
-            if not isinstance(size, int):
+            if e is not None:
                 m.AddHint(size, sol["transfer_end"][key] - sol["transfers"][key])
-                m.AddHint(iv.EndExpr(), sol["transfer_end"][key])
+                m.AddHint(e, sol["transfer_end"][key])
