@@ -22,14 +22,17 @@ from .costmodel import stage_model_from_dict
 from .formats import graph_from_dict, graph_to_dict, read_json
 from .graph import Graph, GraphError
 from .machine import Machine
-from .schedule import Schedule
+from .schedule import PLAN_FORMAT, Schedule
 
-PLAN_FORMAT = "hios-plan"
 PLAN_VERSION = 1
 
 
 @dataclass
 class Plan:
+    """What :func:`hios.pipeline.plan_model` makes and the runtime runs: the costed graph, the
+    machine, the chosen schedule, every algorithm's prediction and the model it belongs to.
+    :meth:`save` writes it as JSON; :func:`load_plan` reads it back (checked)."""
+
     model: dict            # {"name", "image_size", "batch", "dtype"}
     cost_source: str       # "profile:<file or cache key>", "analytic:h100", ...
     machine: Machine

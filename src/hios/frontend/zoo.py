@@ -24,37 +24,22 @@ import inspect
 from typing import Callable
 
 from ..errors import HiosError
+from ..optional import require
 
 MODELS = ["inception_v3", "googlenet", "squeezenet1_1", "nasnetalarge", "randwire"]
 SEED = 0
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise HiosError("the PyTorch front end needs torch: pip install hios[torch]") from None
-    return torch
-
-
-def _torchvision(name: str):
-    try:
-        import torchvision
-    except ImportError:
-        raise HiosError(f"model {name!r} needs torchvision: pip install hios[vision]") from None
-    return torchvision
-
-
 def _inception_v3():
-    return _torchvision("inception_v3").models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    return require("torchvision", "model inception_v3").models.inception_v3(weights=None, aux_logits=False, init_weights=False)
 
 
 def _googlenet():
-    return _torchvision("googlenet").models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    return require("torchvision", "model googlenet").models.googlenet(weights=None, aux_logits=False, init_weights=False)
 
 
 def _squeezenet1_1():
-    return _torchvision("squeezenet1_1").models.squeezenet1_1(weights=None)
+    return require("torchvision", "model squeezenet1_1").models.squeezenet1_1(weights=None)
 
 
 def _nasnetalarge():
@@ -114,7 +99,7 @@ def _call_factory(fn: Callable, spec: str, image_size: int, batch: int):
 
 
 def _init_weights(model) -> None:
-    torch = _torch()
+    torch = require("torch", "the PyTorch front end")
     nn = torch.nn
     with torch.no_grad():
         for m in model.modules():
@@ -128,7 +113,7 @@ def _init_weights(model) -> None:
 
 def build(name_or_spec: str, image_size: int, batch: int = 1):
     """(model in eval mode, (input,)) for a zoo name or ``package.module:factory``."""
-    torch = _torch()
+    torch = require("torch", "the PyTorch front end")
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
         raise HiosError(f"image size must be a positive integer, got {image_size!r}")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:

@@ -6,6 +6,9 @@
 * :mod:`hios.runtime.executor` — the single-process executor (:func:`compile`), CUDA-graph and
   stream modes, Inductor or eager kernels.
 * :mod:`hios.runtime.bench` — the measurements ``hios run`` and ``benchmarks/runtime.py`` print.
+* :mod:`hios.runtime.distributed` — one torchrun rank per plan GPU (:class:`DistributedJob`, ``run``),
+  split by concern into ``dist_launch``, ``dist_check``, ``dist_program``, ``dist_build``,
+  ``dist_wire``, ``dist_runner``, ``dist_report`` and ``dist_watchdog``.
 
 ``compile`` and ``HiosModule`` import torch on first use.
 """

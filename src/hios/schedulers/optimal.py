@@ -55,6 +55,7 @@ from ..costmodel import HIOSStageModel
 from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine
+from ..optional import require
 from ..schedule import Schedule
 from ..simulator import ScheduleError, Simulator
 from .heft import heft
@@ -186,10 +187,7 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | 
     if n > MAX_OPERATORS:
         raise HiosError(size_problem(graph))
     _, streams = intra_options(None, streams)
-    try:
-        from ortools.sat.python import cp_model  # noqa: F401
-    except ImportError:
-        raise HiosError("optimal needs OR-Tools: pip install hios[optimal]") from None
+    require("ortools.sat.python.cp_model", "optimal")
     stage_model = stage_model or HIOSStageModel()
     scale = 1000.0 / resolution_us  # model units per millisecond
     sim = Simulator(graph, machine, stage_model, serialize_links)
