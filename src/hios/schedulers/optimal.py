@@ -76,7 +76,7 @@ WALL_FACTOR = 3.0
 PHASE1_SHARE = 0.25
 
 
-def _number(x, name: str, minimum: float | None = None) -> float:
+def _number(x, name: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or not x > 0:
         raise HiosError(f"optimal option {name} must be a finite number > 0, got {x!r}")
     return float(x)
@@ -184,11 +184,12 @@ def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | 
             resolution_us: float = 0.01, serialize_links: bool = False) -> Schedule:
     check_options(time_limit, workers, seed, resolution_us)
     n = len(graph.ops)
-    if n > MAX_OPERATORS:
-        raise HiosError(size_problem(graph))
     _, streams = intra_options(None, streams)
-    require("ortools.sat.python.cp_model", "optimal")
     stage_model = stage_model or HIOSStageModel()
+    why = size_problem(graph, streams, stage_model, resolution_us)
+    if why:
+        raise HiosError(why)
+    require("ortools.sat.python.cp_model", "optimal")
     scale = 1000.0 / resolution_us  # model units per millisecond
     sim = Simulator(graph, machine, stage_model, serialize_links)
     hints = _hint_schedules(graph, machine, stage_model, streams, sim)
