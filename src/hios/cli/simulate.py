@@ -9,7 +9,6 @@ from ..errors import HiosError
 from ..formats import load_graph
 from ..report import compare, format_table
 from ..schedule import load_schedule
-from ..schedulers import parse_algorithms
 from ..viz import write_gantt, write_trace
 from .arguments import add_machine_args, add_output_args, add_scheduler_args, schedule_options, stage_model
 
@@ -50,9 +49,7 @@ def main(args) -> int:
     stage = stage_model(args)
     machine = opts.machine()
     given = load_schedule(args.schedule, graph, machine.gpus) if args.schedule else None
-    algos = [] if given is not None else list(opts.algorithms)
-    if given is None and (args.algo or "").strip() == "all":  # with the graph known: optimal if it fits
-        algos = parse_algorithms("all", graph)
+    algos = [] if given is not None else opts.algorithms_for(graph)
     cmp = compare(graph, machine, algos, opts.scheduler_kwargs(), stage, opts.serialize_links, given,
                   progress=lambda a: print(f"scheduling with {a}...", file=sys.stderr) if len(algos) > 1 else None)
     if args.output:
