@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from .. import faults
 from ..errors import HiosError
 
 COMMANDS = ["generate", "simulate", "optimize", "profile", "run"]
@@ -44,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except HiosError as e:
-        print(f"hios {args.command}: error: {e}", file=sys.stderr)
+    except (HiosError, MemoryError, RuntimeError) as e:
+        if not isinstance(e, HiosError) and not faults.is_out_of_memory(e):
+            raise
+        msg = faults.describe(e, args) if faults.is_out_of_memory(e) else e
+        print(f"hios {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hios: interrupted", file=sys.stderr)

@@ -20,9 +20,8 @@ from ..errors import HiosError
 from ..formats import load_graph, save_graph
 from ..graph import Edge, Graph
 from ..report import compare
-from ..schedulers import parse_algorithms
-from .simulate import (add_machine_args, add_output_args, add_scheduler_args, default_algorithm, emit,
-                       machine_from_args, scheduler_options)
+from .simulate import (add_machine_args, add_output_args, add_scheduler_args, algorithms_from_args,
+                       check_output_args, emit, machine_from_args, scheduler_options)
 
 ANALYTIC = ("h100", "a100", "v100", "h200")
 
@@ -154,14 +153,16 @@ def main(args) -> int:
         raise HiosError(f"{args.save_graph}: unknown graph format (use .json or .txt)")
     machine = machine_from_args(args)
     options = scheduler_options(args)
-    algos = parse_algorithms(args.algo or default_algorithm())
+    algos = algorithms_from_args(args)
+    check_output_args(args, "plan")  # every output path, before any work
     _check_device(args.device)
     _torch()
     from ..timing import set_precision
     set_precision(args.tf32)
     cost, measured = resolve_cost(args.cost, args.device)
     from ..frontend.capture import capture
-    from ..frontend.zoo import build
+    from ..frontend.zoo import build, check_profile_input
+    check_profile_input(measured, args.model, args.image_size, args.batch, f"profile {args.cost}")
 
     model, example = build(args.model, args.image_size, args.batch)
     name = f"{args.model.split(':')[-1]}-{args.image_size}"

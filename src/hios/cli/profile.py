@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import HiosError
 from ..formats import save_graph
+from ..outputs import JSON, check_folder, check_output
 
 
 def add_parser(sub) -> None:
@@ -48,6 +49,8 @@ def main(args) -> int:
         raise HiosError(f"--image-size and --batch must be positive, got {args.image_size} and {args.batch}")
     if args.repeats < 1 or args.warmup < 0 or args.groups < 0:
         raise HiosError("--repeats must be >= 1, --warmup and --groups >= 0")
+    check_output(args.output, JSON, "profile")
+    check_folder(None if args.no_cache else args.cache_dir, "--cache-dir")
     from ..frontend.capture import capture
     from ..frontend.profiler import ProfileSettings, profile_detailed
     from ..frontend.zoo import build

@@ -8,7 +8,9 @@ import sys
 from ..costmodel import HIOSStageModel
 from ..errors import HiosError
 from ..formats import load_graph
+from ..limits import check_gpus, check_intra, check_time_limit
 from ..machine import LINK_PRESETS, DEFAULT_LINK, Machine, link_preset
+from ..outputs import GRAPH, IMAGE, JSON, OutputSet
 from ..report import compare, format_table
 from ..schedule import load_schedule
 from ..schedulers import ALGORITHMS, parse_algorithms
@@ -44,31 +46,51 @@ def add_output_args(p) -> None:
 
 
 def machine_from_args(args) -> Machine:
-    if args.gpus < 1:
-        raise HiosError(f"--gpus must be at least 1, got {args.gpus}")
+    check_gpus(args.gpus)
     if not 0 <= args.alpha <= 1:
         raise HiosError(f"--alpha must be in [0, 1], got {args.alpha}")
     return Machine(args.gpus, link_preset(args.link))
 
 
 def scheduler_options(args) -> dict:
-    for k in ("window", "streams"):
-        v = getattr(args, k)
-        if v is not None and v < 1:
-            raise HiosError(f"--{k} must be at least 1, got {v}")
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise HiosError(f"--time-limit must be positive, got {args.time_limit}")
+    check_intra(args.window, args.streams)
+    check_time_limit(args.time_limit)
     return {"window": args.window, "streams": args.streams, "intra": False if args.no_intra else None,
             "time_limit": args.time_limit}
 
 
-def emit(cmp, args, extra: dict | None = None) -> None:
-    """Print the table or JSON, and write trace/Gantt of the best schedule."""
+def algorithms_from_args(args) -> list[str]:
+    """``--algo`` as a list of names; an empty value or an empty name in a comma list is refused."""
+    if args.algo is not None and (not args.algo.strip() or any(not a.strip() for a in args.algo.split(","))):
+        raise HiosError(f"--algo {args.algo!r} has an empty algorithm name; give e.g. hios-lp or hios-lp,heft or all")
+    return parse_algorithms(args.algo or default_algorithm())
+
+
+def check_output_args(args, output: str | None = None) -> OutputSet:
+    """Check every output path a command was given before any work starts (``output``: what
+    ``-o`` holds, written as JSON); the returned set stages and commits them."""
+    out = OutputSet()
+    if output and getattr(args, "output", None):
+        out.add(args.output, JSON, output)
+    out.add(getattr(args, "save_graph", None), GRAPH, "graph")
+    out.add(getattr(args, "trace", None), JSON, "trace")
+    out.add(getattr(args, "gantt", None), IMAGE, "Gantt chart")
+    return out
+
+
+def emit(cmp, args, extra: dict | None = None, outputs: OutputSet | None = None) -> None:
+    """Print the table or JSON, and write trace/Gantt of the best schedule (staged in ``outputs``,
+    committed by the caller, when given)."""
     best = cmp.best
-    if args.trace:
-        write_trace(args.trace, cmp.graph, cmp.schedules[best], cmp.results[best])
-    if args.gantt:
-        write_gantt(args.gantt, cmp.graph, cmp.schedules[best], cmp.results[best])
+    sched, res = cmp.schedules[best], cmp.results[best]
+    if outputs is None:
+        if args.trace:
+            write_trace(args.trace, cmp.graph, sched, res)
+        if args.gantt:
+            write_gantt(args.gantt, cmp.graph, sched, res)
+    else:
+        outputs.stage(args.trace, lambda p: write_trace(p, cmp.graph, sched, res))
+        outputs.stage(args.gantt, lambda p: write_gantt(p, cmp.graph, sched, res))
     if args.json:
         d = cmp.to_dict()
         d.update(extra or {})
@@ -91,20 +113,18 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    graph = load_graph(args.graph)
-    machine = machine_from_args(args)
-    given = None
-    if args.schedule:
-        if args.algo:
+    with check_output_args(args, "schedule") as outputs:  # nothing is written unless all succeeds
+        machine = machine_from_args(args)
+        options = scheduler_options(args)
+        if args.schedule and args.algo is not None:
             raise HiosError("give either --schedule or --algo, not both")
-        given = load_schedule(args.schedule, graph, machine.gpus)
-        algos = []
-    else:
-        algos = parse_algorithms(args.algo or default_algorithm())
-    cmp = compare(graph, machine, algos, scheduler_options(args), HIOSStageModel(args.alpha),
-                  args.serialize_links, given,
-                  progress=lambda a: print(f"scheduling with {a}...", file=sys.stderr) if len(algos) > 1 else None)
-    if args.output:
-        cmp.schedules[cmp.best].save(args.output)
-    emit(cmp, args)
+        algos = [] if args.schedule else algorithms_from_args(args)
+        graph = load_graph(args.graph)
+        given = load_schedule(args.schedule, graph, machine.gpus) if args.schedule else None
+        cmp = compare(graph, machine, algos, options, HIOSStageModel(args.alpha), args.serialize_links, given,
+                      progress=lambda a: print(f"scheduling with {a}...", file=sys.stderr) if len(algos) > 1 else None)
+        best = cmp.schedules[cmp.best]
+        outputs.stage(args.output, best.save)
+        emit(cmp, args, outputs=outputs)
+        outputs.commit()
     return 0

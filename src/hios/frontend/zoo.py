@@ -24,6 +24,7 @@ import inspect
 from typing import Callable
 
 from ..errors import HiosError
+from ..limits import check_input
 
 MODELS = ["inception_v3", "googlenet", "squeezenet1_1", "nasnetalarge", "randwire"]
 SEED = 0
@@ -128,11 +129,8 @@ def _init_weights(model) -> None:
 
 def build(name_or_spec: str, image_size: int, batch: int = 1):
     """(model in eval mode, (input,)) for a zoo name or ``package.module:factory``."""
+    check_input(image_size, batch)  # before anything is allocated (see hios.limits)
     torch = _torch()
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-        raise HiosError(f"image size must be a positive integer, got {image_size!r}")
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise HiosError(f"batch must be a positive integer, got {batch!r}")
     if not isinstance(name_or_spec, str):
         raise HiosError(f"model must be a name or 'package.module:factory', got {name_or_spec!r}")
     if name_or_spec in _BUILDERS:
@@ -156,4 +154,23 @@ def build(name_or_spec: str, image_size: int, batch: int = 1):
     return model, (x,)
 
 
-__all__ = ["MODELS", "build"]
+def check_profile_input(profile, name_or_spec: str, image_size: int, batch: int = 1, where: str = "profile") -> None:
+    """Refuse, before any capture, a measured profile graph (``hios profile -o``) taken with another
+    input shape than the ``batch x 3 x S x S`` input :func:`build` makes, or of another zoo model.
+    A profile without these records passes (the operator check after capture still applies)."""
+    if profile is None:
+        return
+    meta = getattr(profile, "meta", None) or {}
+    prof = meta.get("profile") if isinstance(meta.get("profile"), dict) else {}
+    shapes = [i.get("shape") for i in prof.get("inputs", []) if isinstance(i, dict)]
+    want = [[batch, 3, image_size, image_size]]
+    if shapes and shapes != want:
+        raise HiosError(f"{where} was measured with input shape(s) {shapes}, this model gets {want} "
+                        "(profile it at this --image-size and --batch)")
+    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    other = model.get("name")
+    if other in _BUILDERS and name_or_spec in _BUILDERS and other != name_or_spec:
+        raise HiosError(f"{where} was measured on model {other}, not {name_or_spec}")
+
+
+__all__ = ["MODELS", "build", "check_profile_input"]
