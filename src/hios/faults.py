@@ -15,6 +15,8 @@ plan file the command was given, and builds the line.  torch-free.
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 from .errors import HiosError
@@ -51,14 +53,21 @@ def _plan_model(path) -> dict:
         return {}
 
 
+def _default_device(args) -> str:
+    """What a command uses without --device: cuda:0 where torch sees a GPU, else cpu."""
+    torch = sys.modules.get("torch")
+    if getattr(args, "command", "") in ("run", "profile") and torch is not None and torch.cuda.is_available():
+        return "cuda:0"
+    return "cpu"
+
+
 def context(args) -> str:
     """"model M at S px, batch B on DEVICE" from a command's arguments (and its plan file)."""
     info = _plan_model(args.plan) if getattr(args, "plan", None) else {}
     model = getattr(args, "model", None) or info.get("name") or "?"
     size = getattr(args, "image_size", None) or info.get("image_size")
     batch = info.get("batch") or getattr(args, "batch", None) or 1
-    device = (getattr(args, "devices", None) or getattr(args, "device", None)
-              or ("cuda:0" if getattr(args, "command", "") == "run" else "cpu"))
+    device = getattr(args, "devices", None) or getattr(args, "device", None) or _default_device(args)
     size_s = f"{size} px" if size else "default size"
     return f"model {model} at {size_s}, batch {batch} on {device}"
 
@@ -66,7 +75,6 @@ def context(args) -> str:
 def describe(exc: BaseException, args) -> str:
     """One line for an out-of-memory ``exc`` raised by a command run with ``args``."""
     what = _first_line(exc) or type(exc).__name__
-    if what.lower().startswith("out of memory"):
-        what = what[len("out of memory"):].lstrip(" :")
+    what = re.sub(r"^out of memory( on \S+)?:?\s*", "", what)  # the runtime's own prefix
     return (f"out of memory: {context(args)} ({what}); try a smaller --image-size or batch, "
             "or more or larger devices")
