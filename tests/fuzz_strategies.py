@@ -25,6 +25,7 @@ returns (exit code, stdout, stderr, new files); :func:`record` counts outcomes p
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -56,7 +57,9 @@ WRONG = [None, True, False, [], {}, [1, 2], {"a": 1}, "1.5", "abc", [[["x"]]]]
 
 extreme_numbers = st.one_of(st.sampled_from(EXTREME_NUMBERS), st.floats(allow_nan=False, allow_infinity=False),
                             st.integers(-(2 ** 70), 2 ** 70))
-weird_values = st.one_of(extreme_numbers, st.sampled_from(UNICODE), st.sampled_from(WRONG), st.text(max_size=8))
+# WRONG holds lists and dicts: copied on every draw, so that no example shares (or grows) them
+weird_values = st.one_of(extreme_numbers, st.sampled_from(UNICODE), st.sampled_from(WRONG).map(copy.deepcopy),
+                         st.text(max_size=8))
 
 
 def _paths(obj, prefix=()):

@@ -206,6 +206,10 @@ PROFILE = {"--image-size": ["16", "0", "30000", "x"], "--device": ["cpu", "cuda:
 def test_profile_argv(argv):
     pytest.importorskip("torch")
     argv = argv + ["--no-progress", "--warmup", "0", "--groups", "0", "--repeats", "1"]
+    if "--image-size" not in argv:
+        argv += ["--image-size", "16"]
+    if "--cache-dir" not in argv:
+        argv.append("--no-cache")  # never the user's cache
     if "--device" not in argv:
         argv += ["--device", "cpu"]
     if "-o" not in argv:

@@ -151,6 +151,8 @@ def test_torchrun_wrong_rank_count_one_hios_line(plan2, tmp_path):
 # -- accepted silently before ------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv,match", [
+    (["-o", ""], "not a file name for the schedule"),
+    (["--trace", ""], "not a file name for the trace"),
     (["--algo", ""], "empty algorithm name"),
     (["--algo", "hios-lp,,"], "empty algorithm name"),
     (["--time-limit", "inf"], "finite"),

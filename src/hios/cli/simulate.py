@@ -70,7 +70,7 @@ def check_output_args(args, output: str | None = None) -> OutputSet:
     """Check every output path a command was given before any work starts (``output``: what
     ``-o`` holds, written as JSON); the returned set stages and commits them."""
     out = OutputSet()
-    if output and getattr(args, "output", None):
+    if output and getattr(args, "output", None) is not None:
         out.add(args.output, JSON, output)
     out.add(getattr(args, "save_graph", None), GRAPH, "graph")
     out.add(getattr(args, "trace", None), JSON, "trace")
