@@ -3,7 +3,7 @@
 For every measured profile graph (``hios profile -o``; default ``benchmarks/profiles/*.json``) the
 model is rebuilt and captured on the CPU, costed with the analytic model of ``--spec`` (datasheet
 peaks, default efficiencies), and compared operator by operator: per kind and whole model.  With
-two or more profiles the efficiencies are also fitted (``calibrate_many``) leaving the profile under
+two or more profiles the efficiencies are also fitted (``fit_spec_many``) leaving the profile under
 test out, and the error of that calibrated model is reported too.
 
 Prints the tables and writes ``analytic_error.csv`` under ``--out``.
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from hios.formats import load_graph
-from hios.frontend.analytic import analytic_error, calibrate_many, costed_graph
+from hios.frontend.analytic import analytic_error, fit_spec_many, costed_graph
 from hios.frontend.capture import capture
 from hios.frontend.zoo import build
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         variants = [("datasheet", costed_graph(captured, args.spec))]
         others = [(m, c.graph) for j, (_, m, c) in enumerate(runs) if j != k]
         if others:
-            fit = calibrate_many(others, args.spec)
+            fit = fit_spec_many(others, args.spec)
             variants.append((f"calibrated on {len(others)} other profile(s) (compute {fit.compute_eff}, "
                              f"memory {fit.memory_eff}, {fit.kernel_overhead_us} us/kernel)",
                              costed_graph(captured, fit)))

@@ -31,7 +31,7 @@ import torch
 from hios.frontend import zoo
 from hios.frontend.capture import capture
 from hios.machine import Machine
-from hios.runtime.bench import (RTOL_FP32, RTOL_TF32, TimingSettings, compare_outputs, predicted_latency,
+from hios.runtime.bench import (RTOL_FP32, RTOL_TF32, TimingOptions, compare_outputs, predicted_latency,
                                 time_call, time_replay)
 from hios.runtime.executor import compile as hios_compile
 from hios.runtime.segmenting import naive_streams
@@ -63,7 +63,7 @@ def run_point(model_name: str, size: int, args, out_jsonl, rows: list, t_start: 
     dname = torch.cuda.get_device_name(dev) if cuda else "cpu"
     base = {"model": model_name, "image_size": size, "batch": 1, "device": dname, "tf32": args.tf32,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__}
-    s = TimingSettings(args.warmup, args.repeats, args.inner)
+    s = TimingOptions(args.warmup, args.repeats, args.inner)
     tol = RTOL_TF32 if args.tf32 else RTOL_FP32
 
     def emit(rec: dict) -> None:

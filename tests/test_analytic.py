@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hios import HiosError  # noqa: E402
-from hios.frontend.analytic import (DEVICE_SPECS, DeviceSpec, analytic_error, calibrate, costed_graph,  # noqa: E402
+from hios.frontend.analytic import (DEVICE_SPECS, DeviceSpec, analytic_error, fit_spec, costed_graph,  # noqa: E402
                                     device_spec, operator_ms, operator_utilization)
 from hios.frontend.capture import capture  # noqa: E402
 
@@ -85,7 +85,7 @@ def test_error_report_names_mismatch(captured):
 def test_calibration_recovers_parameters(captured):
     truth = DeviceSpec("h100", 67.0, 494.7, 3350.0, 132, compute_eff=0.3, memory_eff=0.5, kernel_overhead_us=2.0)
     measured = costed_graph(captured, truth)
-    fit = calibrate(measured, captured.graph, "h100")
+    fit = fit_spec(measured, captured.graph, "h100")
     assert fit.name == "h100-calibrated"
     refit = costed_graph(captured, fit)
     assert max(abs(math.log(a / b)) for a, b in zip(refit.costs, measured.costs)) < 1e-9

@@ -83,3 +83,17 @@ def test_plan_missing_an_operator_is_rejected(plan_file, tmp_path, capsys):
                     st.pop()
                     return
     _error(capsys, ["run", _edit(plan_file, tmp_path, drop), "--devices", "cpu,cpu", *FAST], "operator")
+
+
+def test_options_that_a_plan_file_cannot_honour_are_refused(plan_file, capsys):
+    """Every option reaches what it names or is refused: planning options with a plan file."""
+    for flag, value in (("--gpus", "4"), ("--algo", "heft"), ("--window", "2"), ("--streams", "2"),
+                        ("--costs", "h100"), ("--image-size", "128")):
+        _error(capsys, ["run", str(plan_file), flag, value, "--devices", "cpu,cpu", *FAST], f"{flag} shapes a plan")
+
+
+def test_optimize_refuses_profiling_options_without_profiling(capsys):
+    for extra in (["--device", "cpu"], ["--kernels", "eager"]):
+        rc = main(["optimize", "--model", "squeezenet1_1", "--image-size", "64", "--cost", "h100", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and "measures nothing" in err[-1] and extra[0] in err[-1]

@@ -184,3 +184,12 @@ def test_save_graph_json_and_txt(tmp_path, capsys):
             assert all(e.time is not None and e.time > 0 for e in g.edges)
     code, _, err = run(capsys, "optimize", *MODEL, "--save-graph", tmp_path / "g.csv")
     assert code == 2 and "unknown graph format" in err
+
+
+def test_alpha_overrides_a_measured_fit(tmp_path, capsys):
+    prof = "benchmarks/profiles/inception_v3-1280-eager-h100.json"
+    out = tmp_path / "p.json"
+    code, _, err = run(capsys, "optimize", "--model", "inception_v3", "--image-size", "1280", "--cost", prof,
+                       "--alpha", "0.25", "-o", out)
+    assert code == 0, err
+    assert load_plan(out).stage_model["alpha"] == 0.25

@@ -13,6 +13,8 @@ from .formats import load_graph, save_graph
 from .generate import layered_dag
 from .graph import Edge, Graph, GraphError, Operator
 from .machine import LINK_PRESETS, Link, Machine
+from .options import CostOptions, RunOptions, ScheduleOptions, TimingOptions
+from .plan import Plan, load_plan
 from .schedule import Schedule, load_schedule
 from .schedulers import schedule
 from .simulator import ScheduleError, SimResult, Simulator, simulate
@@ -20,25 +22,25 @@ from .simulator import ScheduleError, SimResult, Simulator, simulate
 __version__ = "0.1.0"
 
 
+#: The parts of the API that need torch, imported when first used (torch is an optional extra).
+_TORCH_API = {"optimize": "pipeline", "load": "pipeline", "plan_model": "pipeline", "Optimized": "pipeline",
+              "capture": "frontend.capture", "compile": "runtime.executor"}
+
+
 def __getattr__(name: str):
-    """``hios.capture`` imports torch only when first used (torch is an optional extra)."""
-    if name == "capture":
-        try:
-            from .frontend.capture import capture
-        except ImportError as e:
-            raise HiosError(f"hios.capture needs torch: pip install hios[torch] ({e})") from None
-        return capture
-    if name == "compile":
-        try:
-            from .runtime import compile
-        except ImportError as e:
-            raise HiosError(f"hios.compile needs torch: pip install hios[torch] ({e})") from None
-        return compile
-    raise AttributeError(f"module 'hios' has no attribute {name!r}")
+    if name not in _TORCH_API:
+        raise AttributeError(f"module 'hios' has no attribute {name!r}")
+    import importlib
+    try:
+        module = importlib.import_module(f".{_TORCH_API[name]}", __name__)
+    except ImportError as e:
+        raise HiosError(f"hios.{name} needs torch: pip install 'hios[torch]' ({e})") from None
+    return getattr(module, name)
 
 __all__ = [
-    "Edge", "Graph", "GraphError", "HIOSStageModel", "HiosError", "LINK_PRESETS", "Link", "LowerBounds",
-    "Machine", "MeasuredStageModel", "Operator", "Schedule", "ScheduleError", "SimResult", "Simulator",
-    "critical_path", "layered_dag", "load_graph", "load_schedule", "lower_bounds", "save_graph",
-    "schedule", "simulate",
+    "CostOptions", "Edge", "Graph", "GraphError", "HIOSStageModel", "HiosError", "LINK_PRESETS", "Link",
+    "LowerBounds", "Machine", "MeasuredStageModel", "Operator", "Optimized", "Plan", "RunOptions", "Schedule",
+    "ScheduleError", "ScheduleOptions", "SimResult", "Simulator", "TimingOptions", "capture", "compile",
+    "critical_path", "layered_dag", "load", "load_graph", "load_plan", "load_schedule", "lower_bounds",
+    "optimize", "plan_model", "save_graph", "schedule", "simulate",
 ]

@@ -7,7 +7,7 @@ sum of its members' shares; :func:`hios.bounds.lower_bounds` uses it for the wor
 without it gets the weakest honest share, 0).
 
 * :class:`HIOSStageModel` — the rule of the HIOS simulation:
-  ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = 0.5 by default).
+  ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = :data:`DEFAULT_ALPHA`, 0.5, by default).
 * :class:`MeasuredStageModel` — a calibrated model: measured group times where the
   profiler recorded the group, else the HIOS rule with a fitted alpha.
 """
@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from .graph import GraphError
+
+
+#: Alpha of the HIOS stage model when nothing measured says otherwise.
+DEFAULT_ALPHA = 0.5
 
 
 class StageModel(Protocol):
@@ -31,7 +35,7 @@ def _check_alpha(alpha: float) -> None:
 
 @dataclass(frozen=True)
 class HIOSStageModel:
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
 
     def __post_init__(self):
         _check_alpha(self.alpha)
@@ -59,7 +63,7 @@ class MeasuredStageModel:
     """Measured times of specific groups (keyed by the sorted tuple of rounded member costs),
     falling back to the HIOS rule with the given alpha."""
 
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
     groups: dict[tuple[float, ...], float] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -83,8 +87,8 @@ class MeasuredStageModel:
 
 def stage_model_from_dict(d: dict | None) -> StageModel:
     if not d or d.get("type") == "hios":
-        return HIOSStageModel(float((d or {}).get("alpha", 0.5)))
+        return HIOSStageModel(float((d or {}).get("alpha", DEFAULT_ALPHA)))
     if d.get("type") == "measured":
         groups = {tuple(float(c) for c in g["costs"]): float(g["time"]) for g in d.get("groups", [])}
-        return MeasuredStageModel(float(d.get("alpha", 0.5)), groups)
+        return MeasuredStageModel(float(d.get("alpha", DEFAULT_ALPHA)), groups)
     raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios' or 'measured')")

@@ -67,11 +67,44 @@ def _show(x) -> str:
 
 
 class Graph:
-    """A validated DAG of operators.
+    """A validated DAG of operators, immutable once built.
 
-    ``ops[i]`` is operator *i*; ``preds[i]``/``succs[i]`` list neighbour indices;
-    ``in_edges[i]`` lists ``(pred_index, edge)``; ``topo`` is a topological order
-    of indices (stable: ties keep insertion order).
+    Parameters
+    ----------
+    operators : iterable of Operator
+        Unique names; ``cost`` in ms, ``utilization`` in (0, 1] (the share of the GPU it keeps busy).
+    edges : iterable of Edge
+        ``src -> dst`` by name; ``bytes`` moved, or an explicit transfer ``time`` in ms.
+    name : str
+    meta : dict, optional
+
+    Attributes
+    ----------
+    ops, edges : tuple
+    index : dict
+        Operator name -> index.
+    preds, succs : list of list of int
+        Neighbour indices of each operator.
+    in_edges : list of list of (int, Edge)
+    topo : list of int
+        A topological order (stable: ties keep insertion order).
+
+    Raises
+    ------
+    GraphError
+        One line naming the culprit: empty graph, duplicate or unknown name, bad number, cycle.
+
+    Examples
+    --------
+    >>> from hios import Edge, Graph, Operator
+    >>> g = Graph([Operator("a", 1.0), Operator("b", 2.0), Operator("c", 1.5)],
+    ...           [Edge("a", "b", 4096), Edge("a", "c", 4096)], name="fork")
+    >>> [g.ops[i].name for i in g.topo], g.total_work()
+    (['a', 'b', 'c'], 4.5)
+    >>> Graph([Operator("a"), Operator("a")], [])
+    Traceback (most recent call last):
+        ...
+    hios.graph.GraphError: duplicate operator name 'a'
     """
 
     def __init__(self, operators: Iterable[Operator], edges: Iterable[Edge], name: str = "graph",

@@ -147,3 +147,17 @@ def number_problem(x, limit: float, unit: str = "") -> str | None:
         why = WHY["bytes" if limit == MAX_BYTES else "cost"]
         return f"above the limit of {limit:g}{unit} ({why}; see hios.limits)"
     return None
+
+
+def check_schedule_request(gpus, window, streams, time_limit, algorithms) -> None:
+    """The limits of a scheduling request (the minimums are checked by :class:`hios.options.ScheduleOptions`),
+    and no empty name in ``algorithms`` (``--algo ""`` or ``--algo "hios-lp,,"``)."""
+    if isinstance(gpus, numbers.Integral) and not isinstance(gpus, bool) and gpus > MAX_GPUS:
+        raise _limit_error("--gpus", gpus, MAX_GPUS, "gpus")
+    check_intra(window, streams)
+    if time_limit is not None and isinstance(time_limit, numbers.Real) and time_limit > MAX_TIME_LIMIT_S:
+        raise _limit_error("--time-limit", time_limit, MAX_TIME_LIMIT_S, "time_limit")
+    names = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
+    if not names or any(not isinstance(a, str) or not a.strip() for a in names):
+        raise HiosError(f"--algo {','.join(map(str, names))!r} has an empty algorithm name; "
+                        "give e.g. hios-lp or hios-lp,heft or all")

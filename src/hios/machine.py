@@ -59,7 +59,15 @@ def link_preset(name: str) -> Link:
 
 @dataclass(frozen=True)
 class Machine:
-    """``gpus`` GPUs, every pair joined by ``link`` unless ``links`` overrides a directed pair."""
+    """``gpus`` GPUs, every pair joined by ``link`` unless ``links`` overrides a directed pair.
+
+    Examples
+    --------
+    >>> from hios import Machine
+    >>> m = Machine.preset(2, "nvlink-h100")
+    >>> m.gpus, m.link_between(0, 1) is m.link
+    (2, True)
+    """
 
     gpus: int = 1
     link: Link = field(default_factory=lambda: LINK_PRESETS[DEFAULT_LINK])

@@ -25,14 +25,17 @@ from .graph import Graph, GraphError
 from .limits import check_input
 from .machine import Machine
 from .outputs import atomic_write_text
-from .schedule import Schedule
+from .schedule import PLAN_FORMAT, Schedule
 
-PLAN_FORMAT = "hios-plan"
 PLAN_VERSION = 1
 
 
 @dataclass
 class Plan:
+    """What :func:`hios.pipeline.plan_model` makes and the runtime runs: the costed graph, the
+    machine, the chosen schedule, every algorithm's prediction and the model it belongs to.
+    :meth:`save` writes it as JSON; :func:`load_plan` reads it back (checked)."""
+
     model: dict            # {"name", "image_size", "batch", "dtype"}
     cost_source: str       # "profile:<file or cache key>", "analytic:h100", ...
     machine: Machine

@@ -18,10 +18,27 @@ from .outputs import atomic_write_text
 
 SCHEDULE_FORMAT = "hios-schedule"
 SCHEDULE_VERSION = 1
+#: The ``format`` tag of a plan (:mod:`hios.plan`); a plan holds a schedule, so schedule readers accept plans.
+PLAN_FORMAT = "hios-plan"
 
 
 @dataclass
 class Schedule:
+    """For each GPU an ordered list of stages; a stage is a tuple of operator names that run at
+    the same time on parallel streams of that GPU.
+
+    Examples
+    --------
+    >>> from hios import Edge, Graph, Machine, Operator, Schedule, simulate
+    >>> g = Graph([Operator("a", 1.0), Operator("b", 2.0), Operator("c", 1.5)],
+    ...           [Edge("a", "b"), Edge("a", "c")])
+    >>> s = Schedule([[("a",), ("b", "c")]], "by hand")
+    >>> s.gpus, s.assignment()
+    (1, {'a': 0, 'b': 0, 'c': 0})
+    >>> s.padded(2).stages[1]
+    []
+    """
+
     stages: list[list[tuple[str, ...]]]  # stages[gpu][k] = operator names of stage k on that GPU
     algorithm: str = "custom"
     meta: dict[str, Any] = field(default_factory=dict)
@@ -35,6 +52,14 @@ class Schedule:
 
     def operators(self) -> list[str]:
         return [name for sts in self.stages for st in sts for name in st]
+
+    def padded(self, gpus: int) -> "Schedule":
+        """The same schedule on ``gpus`` GPUs: trailing GPUs that run nothing added or dropped."""
+        if any(self.stages[g] for g in range(gpus, self.gpus)):
+            used = next(g for g in range(gpus, self.gpus) if self.stages[g])
+            raise GraphError(f"schedule uses GPU {used} but the machine has {gpus} GPU(s)")
+        stages = [list(sts) for sts in self.stages[:gpus]] + [[] for _ in range(gpus - self.gpus)]
+        return Schedule(stages, self.algorithm, dict(self.meta))
 
     def indexed(self, graph: Graph) -> list[list[list[int]]]:
         out = []
@@ -100,23 +125,24 @@ class Schedule:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n", "schedule", GraphError)
 
 
-def load_schedule(path: str | Path, graph: Graph, gpus: int | None = None) -> Schedule:
-    """Read a saved schedule, or a plain ``{"operator": gpu}`` JSON object (one op per stage,
-    topological order)."""
-    p = Path(path)
-    d = read_json(p, "schedule")
-    if isinstance(d, dict) and d.get("format") == "hios-plan":
-        d = d["schedule"]
+def schedule_from_json(d, where: str, graph: Graph, gpus: int | None = None) -> Schedule:
+    """A schedule from parsed JSON: a saved schedule, a plan (its schedule), or a plain
+    ``{"operator": gpu}`` object (one operator per stage, in topological order)."""
+    if isinstance(d, dict) and d.get("format") == PLAN_FORMAT:
+        d = d.get("schedule")
     if isinstance(d, dict) and "gpus" in d and isinstance(d["gpus"], list):
-        s = Schedule.from_dict(d, str(p))
-        if gpus is not None and s.gpus > gpus:
-            used = [g for g in range(gpus, s.gpus) if s.stages[g]]
-            if used:
-                raise GraphError(f"{p}: schedule uses GPU {used[0]} but the machine has {gpus} GPU(s)")
-            s.stages = s.stages[:gpus]
-        if gpus is not None and s.gpus < gpus:
-            s.stages += [[] for _ in range(gpus - s.gpus)]
-        return s
+        s = Schedule.from_dict(d, where)
+        if gpus is None:
+            return s
+        try:
+            return s.padded(gpus)
+        except GraphError as e:
+            raise GraphError(f"{where}: {e}") from None
     if isinstance(d, dict) and all(isinstance(k, str) for k in d):
         return Schedule.from_assignment(graph, d, gpus, algorithm="assignment")
-    raise GraphError(f"{p}: expected a schedule or a JSON object mapping operator name to GPU index")
+    raise GraphError(f"{where}: expected a schedule or a JSON object mapping operator name to GPU index")
+
+
+def load_schedule(path: str | Path, graph: Graph, gpus: int | None = None) -> Schedule:
+    """Read a saved schedule, a plan's schedule, or a plain ``{"operator": gpu}`` JSON object."""
+    return schedule_from_json(read_json(path, "schedule"), str(path), graph, gpus)

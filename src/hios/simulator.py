@@ -63,6 +63,31 @@ class SimResult:
         return {graph.ops[i].name: (s, self.end[i]) for i, s in enumerate(self.start) if s == s}
 
 
+@dataclass
+class _Stages:
+    """A schedule's stages numbered globally: operators, GPU and position on that GPU of each stage,
+    and the GPU and stage of each operator (-1: not scheduled)."""
+
+    ops: list[Sequence[int]]
+    gpu: list[int]
+    pos: list[int]
+    gpu_of: list[int]
+    stage_of: list[int]
+
+
+@dataclass
+class _State:
+    """What the event loop has decided so far: operator start/end times, when each GPU is free,
+    the transfers booked, their arrivals by (producer, GPU) and the busy intervals of each link."""
+
+    start: list[float]
+    end: list[float]
+    gpu_free: list[float]
+    transfers: list[Transfer] = field(default_factory=list)
+    sent: dict[tuple[int, int], float] = field(default_factory=dict)
+    link_busy: dict[tuple[int, int], list[tuple[float, float]]] = field(default_factory=dict)
+
+
 class Simulator:
     def __init__(self, graph: Graph, machine: Machine, stage_model: StageModel | None = None,
                  serialize_links: bool = False):
@@ -108,125 +133,143 @@ class Simulator:
 
     def run(self, stages: Sequence[Sequence[Sequence[int]]], complete: bool = True) -> SimResult:
         """Simulate stages given by operator index. With ``complete=False`` the schedule may cover
-        a subset of the operators; inputs from unscheduled operators are ignored."""
-        g = self.graph
-        n = len(g.ops)
-        nan = float("nan")
-        gpu_of = [-1] * n
-        stage_of = [-1] * n
-        # Flatten stages into global stage ids.
-        st_ops: list[Sequence[int]] = []
-        st_gpu: list[int] = []
-        st_pos: list[int] = []
-        for gi, sts in enumerate(stages):
-            if gi >= self.machine.gpus and any(len(s) for s in sts):
-                raise ScheduleError(f"schedule uses GPU {gi} but the machine has {self.machine.gpus} GPU(s)")
-            for k, st in enumerate(sts):
-                sid = len(st_ops)
-                for i in st:
-                    if not 0 <= i < n:
-                        raise ScheduleError(f"stage {k} of GPU {gi} holds {i!r}, not an operator index "
-                                            f"in 0..{n - 1}")
-                    if gpu_of[i] != -1:
-                        raise ScheduleError(f"operator {g.ops[i].name!r} is scheduled more than once")
-                    gpu_of[i] = gi
-                    stage_of[i] = sid
-                st_ops.append(st)
-                st_gpu.append(gi)
-                st_pos.append(k)
-        if complete:
-            missing = [g.ops[i].name for i in range(n) if gpu_of[i] == -1]
-            if missing:
-                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-                raise ScheduleError(f"schedule misses operator {missing[0]!r}{more}")
-        ns = len(st_ops)
-        # Stage dependency graph: previous stage on the same GPU + stages of the producers.
-        indeg = [0] * ns
-        out: list[list[int]] = [[] for _ in range(ns)]
-        for sid in range(ns):
-            deps = set()
-            if st_pos[sid] > 0:
-                deps.add(sid - 1)
-            for v in st_ops[sid]:
-                for u in g.preds[v]:
-                    su = stage_of[u]
-                    if su == -1:
-                        continue
-                    if su == sid:
-                        raise ScheduleError(f"operators {g.ops[u].name!r} and {g.ops[v].name!r} share a stage "
-                                            f"(GPU {st_gpu[sid]} stage {st_pos[sid]}) but {g.ops[v].name!r} "
-                                            f"depends on {g.ops[u].name!r}")
-                    deps.add(su)
-            indeg[sid] = len(deps)
-            for d in deps:
-                out[d].append(sid)
-        start = [nan] * n
-        end = [nan] * n
-        gpu_free = [0.0] * max(self.machine.gpus, len(stages))
-        busy = [0.0] * len(gpu_free)
-        stage_times: list[list[tuple[float, float]]] = [[(nan, nan)] * len(sts) for sts in stages]
-        transfers: list[Transfer] = []
-        sent: dict[tuple[int, int], float] = {}  # (producer, dst gpu) or (producer, -consumer-1) -> arrival
-        link_busy: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        a subset of the operators; inputs from unscheduled operators are ignored.
+
+        Steps: number the stages (:meth:`_flatten`), link each to the stages it waits for
+        (:meth:`_stage_deps`), then run them in dependency order, earliest ready first: a stage
+        starts when its GPU is free and its inputs have arrived (:meth:`_arrival`) and lasts what
+        the stage model says (:meth:`_duration`)."""
+        flat = self._flatten(stages, complete)
+        indeg, out = self._stage_deps(flat)
+        ns = len(flat.ops)
+        n = len(self.graph.ops)
+        st = _State([float("nan")] * n, [float("nan")] * n, [0.0] * max(self.machine.gpus, len(stages)))
+        busy = [0.0] * len(st.gpu_free)
+        stage_times: list[list[tuple[float, float]]] = [[(float("nan"),) * 2] * len(sts) for sts in stages]
         ready_at = [0.0] * ns  # lower bound on the start: max end of dependency stages
         heap = [(0.0, sid) for sid in range(ns) if indeg[sid] == 0]
         heapq.heapify(heap)
         done = 0
-        model = self.stage_model
-        cost = self.cost
-        util = self.util
         while heap:
             _, sid = heapq.heappop(heap)
             done += 1
-            gi = st_gpu[sid]
-            t = gpu_free[gi]
-            ops = st_ops[sid]
-            for v in ops:
-                for k, (u, e) in enumerate(self.in_edges[v]):
-                    gu = gpu_of[u]
-                    if gu == -1:
-                        continue
-                    if gu == gi:
-                        arr = end[u]
-                    else:
-                        key = (u, gi) if e.time is None else (u, -v - 1)
-                        arr = sent.get(key)
-                        if arr is None:
-                            if e.time is None:
-                                dur, nbytes = self._tensor_ms(u, gu, gi, gpu_of)
-                            else:
-                                dur, nbytes = self.transfer_ms(v, k, gu, gi), e.bytes
-                            t0 = end[u]
-                            if self.serialize_links and dur > 0:
-                                t0 = _reserve(link_busy.setdefault((gu, gi), []), t0, dur)
-                            arr = t0 + dur
-                            sent[key] = arr
-                            transfers.append(Transfer(g.ops[u].name, g.ops[v].name, gu, gi, t0, arr, nbytes))
-                    if arr > t:
-                        t = arr
-            if len(ops) == 1:
-                dur = cost[ops[0]]
-            elif not ops:
-                dur = 0.0
-            else:
-                dur = model([cost[i] for i in ops], [util[i] for i in ops])
+            gi, ops = flat.gpu[sid], flat.ops[sid]
+            t = self._arrival(ops, gi, flat.gpu_of, st, st.gpu_free[gi])
+            dur = self._duration(ops)
             fin = t + dur
             for v in ops:
-                start[v] = t
-                end[v] = fin
-            gpu_free[gi] = fin
+                st.start[v] = t
+                st.end[v] = fin
+            st.gpu_free[gi] = fin
             busy[gi] += dur
-            stage_times[gi][st_pos[sid]] = (t, fin)
+            stage_times[gi][flat.pos[sid]] = (t, fin)
             for s2 in out[sid]:
                 if fin > ready_at[s2]:
                     ready_at[s2] = fin
                 indeg[s2] -= 1
                 if indeg[s2] == 0:
-                    heapq.heappush(heap, (max(ready_at[s2], gpu_free[st_gpu[s2]]), s2))
+                    heapq.heappush(heap, (max(ready_at[s2], st.gpu_free[flat.gpu[s2]]), s2))
         if done < ns:
-            raise ScheduleError(self._deadlock_message(st_ops, st_gpu, st_pos, indeg, stage_of))
-        latency = max(gpu_free) if gpu_free else 0.0
-        return SimResult(latency, start, end, busy, transfers, stage_times)
+            raise ScheduleError(self._deadlock_message(flat.ops, flat.gpu, flat.pos, indeg, flat.stage_of))
+        latency = max(st.gpu_free) if st.gpu_free else 0.0
+        return SimResult(latency, st.start, st.end, busy, st.transfers, stage_times)
+
+    def _flatten(self, stages: Sequence[Sequence[Sequence[int]]], complete: bool) -> "_Stages":
+        """Number every stage globally and check that each operator index is valid and placed once
+        (and, for a complete schedule, that none is missing)."""
+        g = self.graph
+        n = len(g.ops)
+        flat = _Stages([], [], [], [-1] * n, [-1] * n)
+        for gi, sts in enumerate(stages):
+            if gi >= self.machine.gpus and any(len(s) for s in sts):
+                raise ScheduleError(f"schedule uses GPU {gi} but the machine has {self.machine.gpus} GPU(s)")
+            for k, stage in enumerate(sts):
+                sid = len(flat.ops)
+                for i in stage:
+                    if not 0 <= i < n:
+                        raise ScheduleError(f"stage {k} of GPU {gi} holds {i!r}, not an operator index "
+                                            f"in 0..{n - 1}")
+                    if flat.gpu_of[i] != -1:
+                        raise ScheduleError(f"operator {g.ops[i].name!r} is scheduled more than once")
+                    flat.gpu_of[i] = gi
+                    flat.stage_of[i] = sid
+                flat.ops.append(stage)
+                flat.gpu.append(gi)
+                flat.pos.append(k)
+        if complete:
+            missing = [g.ops[i].name for i in range(n) if flat.gpu_of[i] == -1]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise ScheduleError(f"schedule misses operator {missing[0]!r}{more}")
+        return flat
+
+    def _stage_deps(self, flat: "_Stages") -> tuple[list[int], list[list[int]]]:
+        """(in-degree, successors) of the stage graph: each stage waits for the previous stage of its
+        GPU and for the stages of its operators' producers; a stage may not hold a dependent pair."""
+        g = self.graph
+        ns = len(flat.ops)
+        indeg = [0] * ns
+        out: list[list[int]] = [[] for _ in range(ns)]
+        for sid in range(ns):
+            deps = set()
+            if flat.pos[sid] > 0:
+                deps.add(sid - 1)
+            for v in flat.ops[sid]:
+                for u in g.preds[v]:
+                    su = flat.stage_of[u]
+                    if su == -1:
+                        continue
+                    if su == sid:
+                        raise ScheduleError(f"operators {g.ops[u].name!r} and {g.ops[v].name!r} share a stage "
+                                            f"(GPU {flat.gpu[sid]} stage {flat.pos[sid]}) but {g.ops[v].name!r} "
+                                            f"depends on {g.ops[u].name!r}")
+                    deps.add(su)
+            indeg[sid] = len(deps)
+            for d in deps:
+                out[d].append(sid)
+        return indeg, out
+
+    def _arrival(self, ops: Sequence[int], gi: int, gpu_of: list[int], st: "_State", t: float) -> float:
+        """The later of ``t`` and the time every input of the stage ``ops`` (on GPU ``gi``) is there;
+        books the transfers it starts (one per producer and destination GPU for byte edges, one per
+        edge for timed edges)."""
+        for v in ops:
+            for k, (u, e) in enumerate(self.in_edges[v]):
+                gu = gpu_of[u]
+                if gu == -1:
+                    continue
+                if gu == gi:
+                    arr = st.end[u]
+                else:
+                    key = (u, gi) if e.time is None else (u, -v - 1)
+                    arr = st.sent.get(key)
+                    if arr is None:
+                        arr = self._send(u, v, k, e, gu, gi, gpu_of, st)
+                        st.sent[key] = arr
+                if arr > t:
+                    t = arr
+        return t
+
+    def _send(self, u: int, v: int, k: int, e, gu: int, gi: int, gpu_of: list[int], st: "_State") -> float:
+        """Book the transfer of ``u``'s output from GPU ``gu`` to ``gi`` (on a free gap of the link
+        when links are serialized); its arrival time."""
+        if e.time is None:
+            dur, nbytes = self._tensor_ms(u, gu, gi, gpu_of)
+        else:
+            dur, nbytes = self.transfer_ms(v, k, gu, gi), e.bytes
+        t0 = st.end[u]
+        if self.serialize_links and dur > 0:
+            t0 = _reserve(st.link_busy.setdefault((gu, gi), []), t0, dur)
+        st.transfers.append(Transfer(self.graph.ops[u].name, self.graph.ops[v].name, gu, gi, t0, t0 + dur, nbytes))
+        return t0 + dur
+
+    def _duration(self, ops: Sequence[int]) -> float:
+        """A stage's time: its one operator's cost, or the stage model over its operators."""
+        if len(ops) == 1:
+            return self.cost[ops[0]]
+        if not ops:
+            return 0.0
+        return self.stage_model([self.cost[i] for i in ops], [self.util[i] for i in ops])
 
     def _deadlock_message(self, st_ops, st_gpu, st_pos, indeg, stage_of) -> str:
         """Name, for the first blocked stage of each GPU, its operators and the blocked producers
@@ -267,5 +310,28 @@ def _reserve(intervals: list[tuple[float, float]], t0: float, dur: float) -> flo
 
 def simulate(graph: Graph, schedule: Schedule, machine: Machine | None = None,
              stage_model: StageModel | None = None, serialize_links: bool = False) -> SimResult:
+    """Simulate ``schedule`` of ``graph`` on ``machine`` (default: as many GPUs as the schedule,
+    NVLink) under ``stage_model`` (default HIOS, alpha 0.5); see the module docstring for the rules.
+
+    Returns
+    -------
+    SimResult
+        ``latency`` (ms), per-operator ``start``/``end``, per-GPU busy time, the transfers and the
+        stage intervals.
+
+    Raises
+    ------
+    ScheduleError
+        The schedule misses or repeats an operator, uses a GPU the machine lacks, puts dependent
+        operators in one stage, or deadlocks (named in the message).
+
+    Examples
+    --------
+    >>> from hios import Edge, Graph, Machine, Operator, Schedule, simulate
+    >>> g = Graph([Operator("a", 1.0), Operator("b", 2.0), Operator("c", 1.5)],
+    ...           [Edge("a", "b", time=0.25), Edge("a", "c", time=0.25)])
+    >>> simulate(g, Schedule([[("a",), ("b",)], [("c",)]]), Machine(2)).latency
+    3.0
+    """
     machine = machine or Machine(max(1, schedule.gpus))
     return Simulator(graph, machine, stage_model, serialize_links).simulate(schedule)

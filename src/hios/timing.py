@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .errors import HiosError
+from .optional import require
 
 
 #: GPU clock cycles of the spin kernel queued before each timed replay (about 0.1 ms on an H100).
@@ -90,21 +91,12 @@ class TimingStats:
 
 
 def _check_counts(warmup: int, repeats: int, inner: int) -> None:
-    for name, v, lo in (("warmup", warmup, 0), ("repeats", repeats, 1), ("inner", inner, 1)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise HiosError(f"{name} must be an integer >= {lo}, got {v!r}")
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise HiosError("GPU timing needs PyTorch: pip install 'hios[torch]'") from None
-    return torch
+    from .options import TimingOptions
+    TimingOptions(warmup, repeats, inner)  # validates
 
 
 def _cuda_device(device):
-    torch = _torch()
+    torch = require("torch", "GPU timing")
     if not torch.cuda.is_available():
         raise HiosError("CUDA timing asked for, but no CUDA device is available")
     dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
@@ -152,7 +144,7 @@ def event_time(fn: Callable, args: Sequence[Any] = (), *, warmup: int = 3, repea
                device=None) -> TimingStats:
     """Per-call time of plain (eager) calls of ``fn(*args)`` on the current stream, by CUDA events."""
     _check_counts(warmup, repeats, inner)
-    torch = _torch()
+    torch = require("torch", "GPU timing")
     dev = _cuda_device(device)
     with torch.cuda.device(dev):
         for _ in range(warmup):
@@ -178,7 +170,7 @@ def capture_graph(fn: Callable, args: Sequence[Any] = (), *, warmup: int = 3, in
     so the graph's memory stays valid).
     """
     _check_counts(warmup, 1, inner)
-    torch = _torch()
+    torch = require("torch", "GPU timing")
     dev = _cuda_device(device)
     with torch.cuda.device(dev):
         side = torch.cuda.Stream(dev)
@@ -200,7 +192,7 @@ def capture_graph(fn: Callable, args: Sequence[Any] = (), *, warmup: int = 3, in
 
 
 def _time_replays(graph, dev, warmup: int, repeats: int, replays: int = 1) -> list[float]:
-    torch = _torch()
+    torch = require("torch", "GPU timing")
     with torch.cuda.device(dev):
         for _ in range(warmup):
             graph.replay()
@@ -250,7 +242,7 @@ def cuda_graph_concurrent_time(calls: Sequence[tuple[Callable, Sequence[Any]]], 
     if not calls:
         raise HiosError("cuda_graph_concurrent_time needs at least one call")
     _check_counts(warmup, repeats, inner)
-    torch = _torch()
+    torch = require("torch", "GPU timing")
     dev = _cuda_device(device)
     with torch.cuda.device(dev):
         streams = [torch.cuda.Stream(dev) for _ in calls]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from .. import faults
 from ..errors import HiosError
@@ -27,14 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
                                          "networks over GPUs and streams.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith(f"{__name__}.{name}"):
-                continue  # sub-command not built yet
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return p
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line on stderr: ``warning: <message>``."""
+    text = str(message).splitlines()[0] if str(message) else category.__name__
+    print(f"warning: {text.removeprefix('hios: ')}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except (HiosError, MemoryError, RuntimeError) as e:
         if not isinstance(e, HiosError) and not faults.is_out_of_memory(e):
             raise

@@ -13,17 +13,14 @@ from pathlib import Path
 from ..errors import HiosError
 from ..formats import save_graph
 from ..outputs import JSON, check_folder, check_output
+from .arguments import add_kernels_arg, add_model_args, add_tf32_arg
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("profile", help="measure operator costs of a model (CUDA graphs on GPU, wall clock on CPU)")
-    p.add_argument("--model", required=True,
-                   help="inception_v3, googlenet, squeezenet1_1, nasnetalarge, randwire or package.module:factory")
-    p.add_argument("--image-size", type=int, required=True, help="input image side in pixels")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    add_model_args(p)
     p.add_argument("--device", default=None, help="cuda:N or cpu (default cuda:0 when a GPU exists)")
-    p.add_argument("--kernels", choices=["inductor", "eager"], default=None,
-                   help="time Inductor-compiled operators or their ATen kernels (default inductor on GPU, eager on CPU)")
+    add_kernels_arg(p, "time Inductor-compiled operators or their ATen kernels (default inductor on GPU, eager on CPU)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="profile to write (.json)")
     p.add_argument("--cache-dir", default=None, help="profile cache folder (default ~/.cache/hios/profiles)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the profile cache")
@@ -36,9 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--compile-workers", type=int, default=None,
                    help="processes pre-compiling operators for --kernels inductor (default: half the CPUs, max 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--tf32", action="store_true",
-                   help="allow TF32 tensor cores for convolutions and matrix products while profiling "
-                        "(default strict fp32, as 'hios run' runs)")
+    add_tf32_arg(p)
     p.set_defaults(func=main)
 
 
@@ -51,18 +46,17 @@ def main(args) -> int:
         raise HiosError("--repeats must be >= 1, --warmup and --groups >= 0")
     check_output(args.output, JSON, "profile")
     check_folder(None if args.no_cache else args.cache_dir, "--cache-dir")
-    from ..frontend.capture import capture
-    from ..frontend.profiler import ProfileSettings, profile_detailed
-    from ..frontend.zoo import build
-    from ..timing import set_precision
+    from .model import build_model, model_label, require_torch
+    require_torch("hios profile")
+    from ..frontend.profiler import ProfileSettings
+    from ..pipeline import profile_model
 
-    set_precision(args.tf32)
-    model, example = build(args.model, args.image_size, args.batch)
-    captured = capture(model, example, name=f"{args.model.split(':')[-1]}-{args.image_size}")
+    model, example = build_model(args)
     settings = ProfileSettings(warmup=args.warmup, repeats=args.repeats, groups=args.groups,
                                channels_last=args.channels_last)
-    res = profile_detailed(captured, args.device, args.kernels, False if args.no_cache else args.cache_dir,
-                           progress=not args.no_progress, settings=settings, compile_workers=args.compile_workers)
+    res = profile_model(model, example, device=args.device, kernels=args.kernels, tf32=args.tf32, settings=settings,
+                        cache_dir=False if args.no_cache else args.cache_dir, name=model_label(args),
+                        compile_workers=args.compile_workers, progress=not args.no_progress)
     g = res.graph
     g.meta.setdefault("model", {"name": args.model, "image_size": args.image_size, "batch": args.batch})
     save_graph(g, args.output)

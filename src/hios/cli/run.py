@@ -3,7 +3,11 @@ time it next to PyTorch eager, plain CUDA-graph replay and ``torch.compile(mode=
 of the same model, plus the simulator's prediction.
 
 Either ``hios run plan.json`` (a plan from ``hios optimize``) or ``hios run --model M --image-size S
---gpus N --algo A`` (the plan is made first, by the optimize pipeline)."""
+--gpus N --algo A`` (the plan is made here by :func:`hios.pipeline.plan_model`, whose capture the
+runtime reuses).  Steps: get the plan → check the devices → build (and capture) the model → compile
+the plan (:func:`hios.pipeline.run_plan`) → measure it (:func:`hios.runtime.measure.measure_plan`) →
+print the report.  ``--backend distributed`` hands the same options to one process per GPU.
+"""
 
 from __future__ import annotations
 
@@ -12,201 +16,116 @@ import sys
 import warnings
 
 from ..errors import HiosError
+from ..runtime.run_report import format_report
+from .arguments import (add_cost_args, add_model_args, add_run_args, add_tf32_arg, add_timing_args, cost_options,
+                        run_options, schedule_options, timing_options)
+from .model import build_model, log, require_torch
 
-KERNEL_CHOICES = ("inductor", "eager")
-MODE_CHOICES = ("graph", "stream")
+DEFAULT_IMAGE_SIZE = 299
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a plan on GPUs (or CPU), check it and time it against PyTorch")
     p.add_argument("plan", nargs="?", help="plan file from 'hios optimize' (or give --model)")
     g = p.add_argument_group("make the plan here instead of reading one")
-    g.add_argument("--model", help="zoo model name or package.module:factory")
-    g.add_argument("--image-size", type=int, default=None, help="input image size in px (default 299)")
-    g.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    g.add_argument("--gpus", type=int, default=1, help="GPUs of the plan (default 1)")
+    add_model_args(g, required=False)
+    g.add_argument("--gpus", type=int, default=None, help="GPUs of the plan (default 1)")
     g.add_argument("--algo", default=None, help="scheduling algorithm (default: the optimizer's)")
     g.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
     g.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
-    g.add_argument("--costs", default=None, metavar="profile|h100|a100|v100|h200|FILE",
-                   help="operator costs, as 'hios optimize --cost' (default: profile on a GPU, else h100)")
-    p.add_argument("--devices", help="one device per plan GPU, e.g. cuda:0,cuda:1 or cuda:0,cuda:0 or cpu,cpu "
-                                     "(default: cuda:0.. one per GPU, or cpu)")
-    p.add_argument("--kernels", choices=KERNEL_CHOICES, default=None,
-                   help="inductor (default on GPUs): each segment compiled by torch.compile; eager: ATen kernels")
-    p.add_argument("--mode", choices=MODE_CHOICES, default=None,
-                   help="graph (default on GPUs): one CUDA graph per forward; stream: launches from Python")
-    p.add_argument("--sync", choices=("data", "stage"), default="data",
-                   help="events only where values cross streams (data, default) or also stage barriers")
+    add_cost_args(g, "--costs")
+    add_run_args(p)
     p.add_argument("--check", dest="check", action="store_true", default=True,
                    help="compare the output with model(x) (default)")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the check")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", default=True,
                    help="do not time PyTorch eager / CUDA-graph replay / torch.compile")
-    p.add_argument("--tf32", action="store_true",
-                   help="allow TF32 tensor cores (default: strict fp32; the check then allows 1e-2)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls before timing (default 5)")
-    p.add_argument("--repeats", type=int, default=30, help="timed samples; the median is reported (default 30)")
-    p.add_argument("--inner", type=int, default=5, help="calls per timed sample (default 5)")
+    add_tf32_arg(p)
+    add_timing_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    from ..runtime.distributed import add_arguments as add_distributed_arguments  # torch-free
-    add_distributed_arguments(p)  # --backend, --device, --timeout
+    g = p.add_argument_group("distributed backend (start with torchrun, one rank per plan GPU)")
+    g.add_argument("--backend", choices=("local", "distributed"), default="local",
+                   help="local (default): one process drives every device; distributed: one torchrun rank "
+                        "per GPU of the plan, values sent with NCCL (GPUs) or gloo (CPU)")
+    g.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="distributed: cpu (gloo) or cuda (NCCL, rank r on cuda:LOCAL_RANK; default when available)")
+    g.add_argument("--timeout", type=float, default=None,
+                   help="distributed: seconds a rank waits for a dead or hung peer before every rank stops "
+                        "(default 60)")
     p.set_defaults(func=main)
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise HiosError("hios run needs PyTorch: pip install 'hios[vision]'") from None
-    return torch
-
-
-def _plan_from_args(args):
-    """The plan: read from the file, or made by ``hios optimize``'s own pipeline for --model."""
+def make_plan(args, log=log):
+    """``(plan, captured or None, model, inputs)``: the plan file's (model built from the plan), or
+    one planned here for ``--model`` (captured once, reused by the runtime)."""
     if args.plan and args.model:
         raise HiosError("give either a plan file or --model, not both")
     if args.plan:
+        _refuse_planning_options(args)
         from ..plan import load_plan
-        return load_plan(args.plan)
+        plan = load_plan(args.plan)
+        info = plan.model
+        model, x = build_model(args, info["name"], int(info.get("image_size") or DEFAULT_IMAGE_SIZE),
+                               int(info.get("batch") or args.batch))
+        return plan, None, model, x
     if not args.model:
         raise HiosError("give a plan file or --model")
-    return _optimize(args)
+    from ..pipeline import plan_model
+    size = args.image_size or DEFAULT_IMAGE_SIZE
+    model, x = build_model(args, image_size=size)
+    run = run_options(args)
+    planned = plan_model(model, x, schedule=schedule_options(args),
+                         cost=cost_options(args, run.devices[0] if run.devices else None),
+                         name=f"{args.model.split(':')[-1]}-{size}",
+                         model_info={"name": args.model, "image_size": size, "batch": args.batch}, log=log)
+    return planned.plan, planned.captured, model, x
 
 
-def _optimize(args):
-    """Run ``hios optimize`` (same parser, same pipeline) into a temporary plan file and load it."""
-    import argparse
-    import contextlib
-    import os
-    import tempfile
-
-    from ..plan import load_plan
-    from . import optimize
-    parser = argparse.ArgumentParser(prog="hios")
-    optimize.add_parser(parser.add_subparsers(dest="command"))
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "plan.json")
-        argv = ["optimize", "--model", args.model, "--image-size", str(args.image_size or 299),
-                "--batch", str(args.batch), "--gpus", str(args.gpus), "-o", out]
-        for flag, v in (("--algo", args.algo), ("--window", args.window), ("--streams", args.streams),
-                        ("--cost", args.costs), ("--kernels", args.kernels)):
-            if v is not None:
-                argv += [flag, str(v)]
-        first = (args.devices or "").split(",")[0].strip()
-        if first:
-            argv += ["--device", first]
-        if args.tf32:
-            argv.append("--tf32")
-        ns = parser.parse_args(argv)
-        with contextlib.redirect_stdout(sys.stderr):  # its comparison table is a progress message here
-            optimize.main(ns)
-        return load_plan(out)
+#: Options that shape a plan made here; a plan file was made already.
+PLANNING_OPTIONS = ("gpus", "algo", "window", "streams", "cost", "image_size")
 
 
-def _fmt(st: dict | None) -> str:
-    if not st:
-        return "-"
-    if "error" in st:
-        return "failed: " + st["error"]
-    return f"{st['median_ms']:.3f}"
+def _refuse_planning_options(args) -> None:
+    for k in PLANNING_OPTIONS:
+        if getattr(args, k) is not None:
+            flag = "--costs" if k == "cost" else "--" + k.replace("_", "-")
+            raise HiosError(f"{flag} shapes a plan made with --model; the plan file {args.plan} was made already")
+
+
+def _check_devices(args, plan) -> None:
+    """Fail fast, before any model is built, on devices the plan cannot run on."""
+    import torch
+    from ..runtime.devices import logical_devices, used_gpus
+    logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
+                    torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
 def main(args) -> int:
-    if getattr(args, "backend", "local") == "distributed":  # one process per GPU, started by torchrun
+    if args.backend == "distributed":  # one process per GPU, started by torchrun
         from ..runtime.distributed import main as distributed_main
         return distributed_main(args)
-    for k in ("warmup", "repeats", "inner"):
-        if getattr(args, k) < (0 if k == "warmup" else 1):
-            raise HiosError(f"--{k} must be at least {0 if k == 'warmup' else 1}, got {getattr(args, k)}")
-    torch = _torch()
-    from ..frontend import zoo
-    from ..frontend.capture import capture
-    from ..runtime.bench import (RTOL_FP32, RTOL_TF32, TimingSettings, baselines, compare_outputs,
-                                 predicted_latency, time_call, time_replay)
-    from ..runtime.executor import compile as hios_compile
-    from ..timing import set_precision
+    timing = timing_options(args)
+    run = run_options(args)
+    require_torch("hios run")
+    from ..pipeline import run_plan
+    from ..runtime.measure import MeasureOptions, measure_plan
 
-    set_precision(args.tf32)  # before planning: a profile taken here must see the run's precision
-    plan = _plan_from_args(args)
-    from ..runtime.devices import logical_devices, parse_devices, used_gpus
-    logical_devices(parse_devices(args.devices), max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
-                    torch.cuda.device_count() if torch.cuda.is_available() else 0)  # fail fast on bad devices
-    info = dict(getattr(plan, "model", {}) or {})
-    name = info.get("name")
-    if not name:
-        raise HiosError("the plan does not name its model (plan.model['name'])")
-    size = int(info.get("image_size") or args.image_size or 299)
-    batch = int(info.get("batch") or args.batch)
-    model, x = zoo.build(name, size, batch)
-    log = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
-    log(f"capturing {name} at {size} px, batch {batch}...")
-    captured = capture(model, x, name)
+    say = (lambda m: None) if args.json else log
+    plan, captured, model, x = make_plan(args, say)
+    _check_devices(args, plan)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        log("compiling the plan (segments, warm-up, capture)...")
-        module = hios_compile(model, x, plan, args.devices, kernels=args.kernels, mode=args.mode, sync=args.sync,
-                              captured=captured, clone_outputs=False, progress=not args.json)
+        say("compiling the plan (segments, warm-up, capture)...")
+        module = run_plan(model, x, plan, run, captured=captured, clone_outputs=False, progress=not args.json)
     notes = [str(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
-        log(f"warning: {n}")
-    dev = torch.device(module.devices[0])
-    xd = tuple(t.to(dev) for t in x)
-    model = model.to(dev).eval()
-    result: dict = {"model": name, "image_size": size, "batch": batch, "devices": module.devices,
-                    "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                    "algorithm": plan.schedule.algorithm, "kernels": module.kernels, "mode": module.mode,
-                    "fallback_reason": module.fallback_reason, "tf32": args.tf32,
-                    "program": module.program.summary(), "warnings": notes}
-    code = 0
-    with torch.no_grad():
-        if args.check:
-            ref = model(*xd)
-            out = module(*xd)
-            chk = compare_outputs(out, ref, RTOL_TF32 if args.tf32 else RTOL_FP32)
-            result["max_abs_diff"] = chk.max_abs_diff
-            result["check"] = chk.to_dict()
-            if not chk.ok:
-                code = 1
-        s = TimingSettings(args.warmup, args.repeats, args.inner)
-        log("timing the plan...")
-        result["plan_call"] = time_call(module, xd, dev, s).to_dict()
-        rep = time_replay(module, dev, s)
-        result["plan_replay"] = rep.to_dict() if rep else None
-        if args.baselines:
-            which = ("eager", "cuda_graph", "compile") if dev.type == "cuda" else ("eager",)
-            result["baselines"] = baselines(model, xd, dev, s, which,
-                                            progress=lambda b: log(f"timing baseline {b}..."))
-    result["predicted_ms"] = predicted_latency(plan)
-    result["cost_source"] = getattr(plan, "cost_source", None)
+        say(f"warning: {n}")
+    result = measure_plan(module, model, x, plan, plan.model,
+                          MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
+    result["warnings"] = notes
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         print()
     else:
         print(format_report(result))
-    return code
-
-
-def format_report(r: dict) -> str:
-    p = r["program"]
-    lines = [f"{r['model']} {r['image_size']} px, batch {r['batch']} on {r['device_name']} ({','.join(r['devices'])})",
-             f"plan {r['algorithm']}: {p['devices']} device(s), streams {p['streams']}, {p['segments']} segment(s), "
-             f"{p['transfers']} transfer(s); {r['mode']} mode, {r['kernels']} kernels"
-             + (f" (fallback: {r['fallback_reason']})" if r.get("fallback_reason") else "")]
-    if "check" in r:
-        c = r["check"]
-        lines.append(f"check: max |out - model(x)| = {c['max_abs_diff']:.3g} (output scale {c['output_scale']:.3g}, "
-                     f"relative {c['relative']:.2g}, tolerance {c['tolerance']:g}) {'OK' if c['ok'] else 'FAILED'}")
-    rows = [("hios plan (call)", _fmt(r["plan_call"]))]
-    if r.get("plan_replay"):
-        rows.append(("hios plan (graph replay)", _fmt(r["plan_replay"])))
-    names = {"eager": "PyTorch eager", "cuda_graph": "CUDA-graph replay (1 GPU)",
-             "compile": "torch.compile reduce-overhead"}
-    for k, st in (r.get("baselines") or {}).items():
-        rows.append((names.get(k, k), _fmt(st)))
-    pred = r.get("predicted_ms")
-    rows.append(("simulator prediction", f"{pred:.3f}" if pred is not None else "-"))
-    w = max(len(a) for a, _ in rows)
-    lines.append(f"{'':{w}}  latency ms (median)")
-    lines += [f"{a:{w}}  {b}" for a, b in rows]
-    return "\n".join(lines)
+    return 1 if "check" in result and not result["check"]["ok"] else 0

@@ -228,13 +228,13 @@ def analytic_error(graph_measured: Graph, graph_analytic: Graph, worst: int = 5)
     return ErrorReport(rows, graph_measured.name, graph_analytic.name, bad)
 
 
-def calibrate(graph_measured: Graph, captured_graph: Graph, spec: str | DeviceSpec = "h100") -> DeviceSpec:
+def fit_spec(graph_measured: Graph, captured_graph: Graph, spec: str | DeviceSpec = "h100") -> DeviceSpec:
     """Fit ``compute_eff``, ``memory_eff`` and ``kernel_overhead_us`` of ``spec`` to a measured
-    profile of the same model (see :func:`calibrate_many`)."""
-    return calibrate_many([(graph_measured, captured_graph)], spec)
+    profile of the same model (see :func:`fit_spec_many`)."""
+    return fit_spec_many([(graph_measured, captured_graph)], spec)
 
 
-def calibrate_many(pairs: list[tuple[Graph, Graph]], spec: str | DeviceSpec = "h100") -> DeviceSpec:
+def fit_spec_many(pairs: list[tuple[Graph, Graph]], spec: str | DeviceSpec = "h100") -> DeviceSpec:
     """Fit ``compute_eff``, ``memory_eff`` and ``kernel_overhead_us`` of ``spec`` to measured
     profiles, given as (measured graph, captured graph) pairs: grid search minimising the mean
     squared log error per operator over all of them."""

@@ -764,7 +764,16 @@ def capture(model: nn.Module, example_inputs, name: str | None = None, progress:
 
     ``model`` is put in eval mode and otherwise left untouched (folded weights and out-of-place
     copies of modules live in the returned ``gm``).  ``progress`` shows a progress bar (stderr) over
-    the run that records shapes and FLOPs."""
+    the run that records shapes and FLOPs.
+
+    Examples
+    --------
+    >>> import torch, hios
+    >>> from hios.runtime.dist_models import random_dag
+    >>> captured = hios.capture(random_dag(image_size=16), torch.randn(1, 3, 16, 16))
+    >>> captured.method, len(captured.graph) > 1
+    ('symbolic_trace', True)
+    """
     if not isinstance(model, nn.Module):
         raise HiosError(f"capture expects a torch.nn.Module, got {type(model).__name__}")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)

@@ -21,41 +21,27 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from typing import Callable
 
 from ..errors import HiosError
 from ..limits import check_input
+from ..optional import require
 
 MODELS = ["inception_v3", "googlenet", "squeezenet1_1", "nasnetalarge", "randwire"]
 SEED = 0
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise HiosError("the PyTorch front end needs torch: pip install hios[torch]") from None
-    return torch
-
-
-def _torchvision(name: str):
-    try:
-        import torchvision
-    except ImportError:
-        raise HiosError(f"model {name!r} needs torchvision: pip install hios[vision]") from None
-    return torchvision
-
-
 def _inception_v3():
-    return _torchvision("inception_v3").models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    return require("torchvision", "model inception_v3").models.inception_v3(weights=None, aux_logits=False, init_weights=False)
 
 
 def _googlenet():
-    return _torchvision("googlenet").models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    return require("torchvision", "model googlenet").models.googlenet(weights=None, aux_logits=False, init_weights=False)
 
 
 def _squeezenet1_1():
-    return _torchvision("squeezenet1_1").models.squeezenet1_1(weights=None)
+    return require("torchvision", "model squeezenet1_1").models.squeezenet1_1(weights=None)
 
 
 def _nasnetalarge():
@@ -115,7 +101,7 @@ def _call_factory(fn: Callable, spec: str, image_size: int, batch: int):
 
 
 def _init_weights(model) -> None:
-    torch = _torch()
+    torch = require("torch", "the PyTorch front end")
     nn = torch.nn
     with torch.no_grad():
         for m in model.modules():
@@ -130,7 +116,7 @@ def _init_weights(model) -> None:
 def build(name_or_spec: str, image_size: int, batch: int = 1):
     """(model in eval mode, (input,)) for a zoo name or ``package.module:factory``."""
     check_input(image_size, batch)  # before anything is allocated (see hios.limits)
-    torch = _torch()
+    torch = require("torch", "the PyTorch front end")
     if not isinstance(name_or_spec, str):
         raise HiosError(f"model must be a name or 'package.module:factory', got {name_or_spec!r}")
     if name_or_spec in _BUILDERS:
@@ -173,4 +159,13 @@ def check_profile_input(profile, name_or_spec: str, image_size: int, batch: int 
         raise HiosError(f"{where} was measured on model {other}, not {name_or_spec}")
 
 
-__all__ = ["MODELS", "build", "check_profile_input"]
+def check_profile_file(source: str | None, name_or_spec: str, image_size: int, batch: int = 1) -> None:
+    """:func:`check_profile_input` for a ``--cost`` value that names an existing profile file (other
+    values pass: the cost step reports them)."""
+    if not source or not Path(source).is_file():
+        return
+    from ..formats import load_graph
+    check_profile_input(load_graph(source), name_or_spec, image_size, batch, f"profile {source}")
+
+
+__all__ = ["MODELS", "build", "check_profile_file", "check_profile_input"]

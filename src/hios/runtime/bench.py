@@ -11,19 +11,13 @@ import torch
 import torch.utils._pytree as pytree
 
 from ..errors import HiosError
+from ..options import TimingOptions
 from ..timing import TimingStats, cuda_graph_time, event_time, wall_time
 
 #: Tolerance of the check: max |out - ref| over max |ref| (fp32).
 RTOL_FP32 = 1e-4
 #: ... when TF32 tensor cores are allowed (reference and plan round differently).
 RTOL_TF32 = 1e-2
-
-
-@dataclass(frozen=True)
-class TimingSettings:
-    warmup: int = 5
-    repeats: int = 30
-    inner: int = 5
 
 
 @dataclass
@@ -63,21 +57,21 @@ def compare_outputs(out, ref, tolerance: float = RTOL_FP32) -> CheckResult:
     return CheckResult(diff, scale, rel, rel <= tolerance, tolerance)
 
 
-def time_call(fn, args, device: torch.device, s: TimingSettings) -> TimingStats:
+def time_call(fn, args, device: torch.device, s: TimingOptions) -> TimingStats:
     """Per-call latency: CUDA events around back-to-back calls on a GPU, wall clock on a CPU."""
     if device.type == "cuda":
         return event_time(fn, args, warmup=s.warmup, repeats=s.repeats, inner=s.inner, device=device)
     return wall_time(fn, args, warmup=min(s.warmup, 2), repeats=max(3, s.repeats // 3), inner=1)
 
 
-def time_replay(module, device: torch.device, s: TimingSettings) -> TimingStats | None:
+def time_replay(module, device: torch.device, s: TimingOptions) -> TimingStats | None:
     """GPU time of one replay of a compiled plan's CUDA graph (graph mode only)."""
     if getattr(module, "_graph", None) is None:
         return None
     return event_time(module.replay, (), warmup=s.warmup, repeats=s.repeats, inner=s.inner, device=device)
 
 
-def baselines(model, x: tuple, device: torch.device, s: TimingSettings, which=("eager", "cuda_graph", "compile"),
+def baselines(model, x: tuple, device: torch.device, s: TimingOptions, which=("eager", "cuda_graph", "compile"),
               progress=None) -> dict[str, dict]:
     """The model itself on one device: eager calls, plain CUDA-graph replay, and
     ``torch.compile(mode="reduce-overhead")``.  Each entry: TimingStats dict, or {"error": ...}."""

@@ -215,7 +215,7 @@ def _plan_from_text(text: str, where: str):
 
 def obtain_plan(ctx: Ctx, args):
     """Every rank gets the same plan: its file, or the one rank 0 makes (``--model``), via the store."""
-    from ..cli.run import _plan_from_args
+    from ..cli.run import make_plan  # temporary: replaced by the typed DistributedJob
     if getattr(args, "plan", None):
         if getattr(args, "model", None):
             raise HiosError("give either a plan file or --model, not both")
@@ -227,7 +227,7 @@ def obtain_plan(ctx: Ctx, args):
         return _plan_from_text(text, args.plan)
     key = ctx.key("plan")
     if ctx.rank == 0:
-        text = json.dumps(_plan_from_args(args).to_dict())
+        text = json.dumps(make_plan(args)[0].to_dict())
         ctx.store.set(key, text)
     else:
         if not getattr(args, "model", None):
@@ -634,7 +634,8 @@ def run_distributed(ctx: Ctx, args) -> dict | None:
     import torch
     from ..frontend import zoo
     from ..frontend.capture import capture
-    from .executor import check_plan_graph, check_plan_inputs, default_kernels
+    from ..options import RunOptions
+    from .executor import check_plan_graph, check_plan_inputs
 
     world = ctx.launch.world
     ctx.phase("setup:plan")
@@ -666,7 +667,7 @@ def run_distributed(ctx: Ctx, args) -> dict | None:
     _init_pg(ctx)
 
     ctx.phase("setup:segments")
-    kernels = getattr(args, "kernels", None) or default_kernels([str(ctx.device)])
+    kernels = RunOptions(kernels=getattr(args, "kernels", None)).resolve([str(ctx.device)]).kernels
     channels_last = kernels == "inductor" and ctx.device.type == "cuda"
     reference = None
     if ctx.rank == 0 and getattr(args, "check", False):
@@ -712,8 +713,8 @@ def run_distributed(ctx: Ctx, args) -> dict | None:
             os._exit(0)
         while True:
             time.sleep(1)
-    from .bench import RTOL_FP32, RTOL_TF32, TimingSettings, compare_outputs, time_call
-    settings = TimingSettings(int(getattr(args, "warmup", 5)), int(getattr(args, "repeats", 30)),
+    from .bench import RTOL_FP32, RTOL_TF32, TimingOptions, compare_outputs, time_call
+    settings = TimingOptions(int(getattr(args, "warmup", 5)), int(getattr(args, "repeats", 30)),
                               int(getattr(args, "inner", 5)))
     xd = tuple(x.to(ctx.device) if isinstance(x, torch.Tensor) else x for x in inputs)
     out = None
@@ -771,7 +772,7 @@ def _clone_tree(out):
 
 def format_result(res: dict) -> str:
     """The single-process report, plus the ranks."""
-    from ..cli.run import format_report
+    from .run_report import format_report
     lines = [f"backend distributed: {res['world_size']} rank(s), {res['comm_backend']}; "
              f"{res['program']['transfers']} value(s) cross ranks in {res['program']['batches']} batch(es)",
              format_report(res)]
@@ -780,19 +781,6 @@ def format_result(res: dict) -> str:
                      f"in {r['segments']} segments, {r['weights_bytes'] / 2**20:.2f} MiB of weights, "
                      f"{r['sends']} sends, {r['recvs']} receives" + (", CUDA graph" if r["cuda_graph"] else ""))
     return "\n".join(lines)
-
-
-def add_arguments(p) -> None:
-    """The options ``hios run`` takes for this backend (torch-free; called by cli/run.py)."""
-    g = p.add_argument_group("distributed backend (start with torchrun, one rank per plan GPU)")
-    g.add_argument("--backend", choices=("local", "distributed"), default="local",
-                   help="local (default): one process drives every device; distributed: one torchrun rank "
-                        "per GPU of the plan, values sent with NCCL (GPUs) or gloo (CPU)")
-    g.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                   help="distributed: cpu (gloo) or cuda (NCCL, rank r on cuda:LOCAL_RANK; default when available)")
-    g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"distributed: seconds a rank waits for a dead or hung peer before every rank stops "
-                        f"(default {DEFAULT_TIMEOUT:g})")
 
 
 def main(args) -> int:

@@ -41,21 +41,13 @@ from torch import nn
 
 from ..errors import HiosError
 from ..graph import Graph
-from ..schedule import Schedule, load_schedule
-from .devices import logical_devices, parse_devices, used_gpus
+from ..formats import read_json
+from ..options import RunOptions
+from ..schedule import PLAN_FORMAT, Schedule, schedule_from_json
+from .devices import logical_devices, used_gpus
 from .segmenting import ExecProgram, stream_program
 
-KERNELS = ("inductor", "eager")
-MODES = ("graph", "stream")
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def default_kernels(devices: Sequence[str]) -> str:
-    return "inductor" if devices and devices[0].startswith("cuda") else "eager"
-
-
-def default_mode(devices: Sequence[str]) -> str:
-    return "graph" if devices and devices[0].startswith("cuda") else "stream"
 
 
 # --------------------------------------------------------------------------- plan checks
@@ -99,31 +91,20 @@ def check_plan_inputs(model_info: dict, plan_graph: Graph | None, inputs: tuple)
 
 def resolve_schedule(plan_or_schedule, graph: Graph, inputs: tuple) -> tuple[Schedule, Any]:
     """``(schedule, plan or None)`` from a Plan, a Schedule, a path to either, or None (sequential)."""
+    from ..plan import Plan
     obj = plan_or_schedule
     if obj is None:
         return Schedule.from_indices(graph, [[[i] for i in graph.topo]], "sequential"), None
     if isinstance(obj, (str, Path)):
-        p = Path(obj)
-        try:
-            from ..plan import load_plan
-        except ImportError:  # pragma: no cover - plan module not present
-            load_plan = None
-        import json
-        try:
-            head = json.loads(p.read_text())
-        except OSError as e:
-            raise HiosError(f"{p}: cannot read plan: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise HiosError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if isinstance(head, dict) and head.get("format") == "hios-plan" and load_plan is not None:
-            obj = load_plan(p)
-        else:
-            return load_schedule(p, graph), None
+        d = read_json(obj, "plan")
+        if not (isinstance(d, dict) and d.get("format") == PLAN_FORMAT):
+            return schedule_from_json(d, str(obj), graph), None
+        obj = Plan.from_dict(d, str(obj))
     if isinstance(obj, Schedule):
         return obj, None
-    if hasattr(obj, "schedule") and hasattr(obj, "graph"):
+    if isinstance(obj, Plan):
         check_plan_graph(obj.graph, graph)
-        check_plan_inputs(getattr(obj, "model", {}) or {}, obj.graph, inputs)
+        check_plan_inputs(obj.model, obj.graph, inputs)
         return obj.schedule, obj
     raise HiosError(f"expected a plan, a schedule or a path, got {type(obj).__name__}")
 
@@ -548,43 +529,42 @@ class HiosModule(nn.Module):
 
 
 # --------------------------------------------------------------------------- entry point
-def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=None, *, kernels: str | None = None,
-            mode: str | None = None, sync: str = "data", channels_last: bool | None = None,
-            streams: dict[str, int] | None = None, clone_outputs: bool = True, warmup: int = 2,
-            name: str | None = None, captured=None, progress: bool = False, priority: bool = False) -> HiosModule:
+def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=None, *,
+            options: RunOptions | None = None, streams: dict[str, int] | None = None, clone_outputs: bool = True,
+            warmup: int = 2, name: str | None = None, captured=None, progress: bool = False,
+            priority: bool = False, **knobs) -> HiosModule:
     """Compile ``model`` for a plan (or schedule, or a path to either; None: one stream on one
     device) on ``devices`` (``"cuda:0,cuda:0"`` or a list; default one device per plan GPU).
 
-    ``kernels``: "inductor" (default on CUDA) or "eager" (default on CPU).  ``mode``: "graph"
-    (default on CUDA: one CUDA graph) or "stream".  ``sync``: "data" (events only where values
-    cross streams) or "stage" (also the simulator's stage barriers).  ``channels_last``: weights and
-    activations in NHWC (default: with Inductor on CUDA).  ``streams``: an explicit operator ->
-    stream map (the naive baseline of the benchmark).  ``priority``: on CUDA, stream 0 of each
-    device (where the costliest branches run) gets a higher priority.  ``clone_outputs``: False returns the CUDA
-    graph's static output tensors, overwritten by the next call.  ``captured``: reuse a capture of
-    the same model and inputs."""
+    ``options`` (:class:`hios.options.RunOptions`) says how it runs; or give its fields as keywords
+    (``kernels``, ``mode``, ``sync``, ``channels_last``, ``tf32``) with ``devices``.
+    ``streams``: an explicit operator -> stream map (the naive baseline of the benchmark).
+    ``priority``: on CUDA, stream 0 of each device (where the costliest branches run) gets a higher
+    priority.  ``clone_outputs``: False returns the CUDA graph's static output tensors, overwritten
+    by the next call.  ``captured``: reuse a capture of the same model and inputs.
+
+    Examples
+    --------
+    >>> import torch, hios
+    >>> from hios.runtime.dist_models import random_dag
+    >>> model, x = random_dag(image_size=16), torch.randn(1, 3, 16, 16)
+    >>> fast = hios.compile(model, x, None, "cpu")      # one stream, eager kernels
+    >>> torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
+    True
+    """
     from ..frontend.capture import capture
+    if options is None:
+        options = RunOptions(devices=devices, **knobs)
+    elif devices is not None or knobs:
+        raise HiosError("give run options either as options=RunOptions(...) or as keywords, not both")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     if captured is None:
         captured = capture(model, inputs, name)
     graph = captured.graph
     sched, _plan = resolve_schedule(plan_or_schedule, graph, tuple(captured.example_inputs))
-    used = used_gpus(sched.stages)
-    devs = logical_devices(parse_devices(devices), max(sched.gpus, 1), used,
+    devs = logical_devices(options.devices, max(sched.gpus, 1), used_gpus(sched.stages),
                            torch.cuda.device_count() if torch.cuda.is_available() else 0)
-    stages = [list(sts) for sts in sched.stages[:len(devs)]]
-    stages += [[] for _ in range(len(devs) - len(stages))]
-    sched = Schedule(stages, sched.algorithm, dict(sched.meta))
-    kernels = kernels or default_kernels(devs)
-    if kernels not in KERNELS:
-        raise HiosError(f"unknown kernels {kernels!r}; choose from {', '.join(KERNELS)}")
-    mode = mode or default_mode(devs)
-    if mode not in MODES:
-        raise HiosError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    if mode == "graph" and not devs[0].startswith("cuda"):
-        raise HiosError("CUDA-graph mode needs CUDA devices; use mode='stream' on CPU")
-    if channels_last is None:
-        channels_last = kernels == "inductor" and devs[0].startswith("cuda")
-    program = stream_program(graph, sched, memory=devs, sync=sync, streams=streams)
-    return HiosModule(captured, program, devs, kernels, mode, channels_last, clone_outputs, warmup, progress,
-                      priority)
+    options = options.resolve(devs)
+    program = stream_program(graph, sched.padded(len(devs)), memory=devs, sync=options.sync, streams=streams)
+    return HiosModule(captured, program, devs, options.kernels, options.mode, options.channels_last, clone_outputs,
+                      warmup, progress, priority)

@@ -32,14 +32,6 @@ ALGORITHMS: dict[str, Callable[..., Schedule]] = {
 }
 
 
-def register(name: str, fn: Callable[..., Schedule]) -> None:
-    ALGORITHMS[name] = fn
-
-
-def algorithm_names() -> list[str]:
-    return list(ALGORITHMS)
-
-
 def parse_algorithms(spec: str) -> list[str]:
     """``"hios-lp,heft"`` or ``"all"`` -> list of names; unknown names are an error."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
@@ -55,7 +47,24 @@ def parse_algorithms(spec: str) -> list[str]:
 
 def schedule(graph: Graph, machine: Machine, algorithm: str = "hios-lp", stage_model: StageModel | None = None,
              **options) -> Schedule:
-    """Run one scheduling algorithm; records its wall time in ``schedule.meta['optimize_seconds']``."""
+    """Schedule ``graph`` on ``machine`` with ``algorithm`` (a name of :data:`ALGORITHMS`).
+
+    Each algorithm's steps are in its module's docstring (``hios.schedulers.hios_lp``, ...).
+    ``options`` are the algorithm's own knobs (e.g. ``window``, ``streams``, ``intra`` for HIOS,
+    ``time_limit`` for ``optimal``); an option it does not take is an error.  The wall time is
+    recorded in ``schedule.meta['optimize_seconds']``.
+
+    Examples
+    --------
+    >>> import hios
+    >>> g = hios.layered_dag(40, 80, 4, 0.8, seed=1)
+    >>> m = hios.Machine(2)
+    >>> s = hios.schedule(g, m, "hios-lp")
+    >>> sorted(s.operators()) == sorted(g.names)
+    True
+    >>> hios.simulate(g, s, m).latency <= hios.simulate(g, hios.schedule(g, m, "sequential"), m).latency
+    True
+    """
     try:
         fn = ALGORITHMS[algorithm]
     except KeyError:

@@ -1,0 +1,109 @@
+"""Argument groups shared by the sub-commands, and their translation into the library's typed
+options (:mod:`hios.options`).  Nothing below the CLI sees an argparse ``Namespace``."""
+
+from __future__ import annotations
+
+from ..machine import DEFAULT_LINK, LINK_PRESETS
+from ..costmodel import DEFAULT_ALPHA
+from ..options import ANALYTIC_GPUS, KERNELS, MODES, CostOptions, RunOptions, ScheduleOptions, TimingOptions
+from ..runtime.segmenting import SYNC_MODES
+from ..schedulers import ALGORITHMS
+
+MODEL_HELP = "inception_v3, googlenet, squeezenet1_1, nasnetalarge, randwire or package.module:factory"
+
+
+def default_algorithm() -> str:
+    return "hios-lp"
+
+
+def add_machine_args(p) -> None:
+    p.add_argument("--gpus", type=int, default=1, help="GPU count (default 1)")
+    p.add_argument("--link", default=DEFAULT_LINK, choices=list(LINK_PRESETS),
+                   help=f"interconnect preset (default {DEFAULT_LINK})")
+    p.add_argument("--alpha", type=float, default=None,
+                   help=f"alpha of the HIOS stage model (default {DEFAULT_ALPHA}, or a measured profile's fit)")
+    p.add_argument("--serialize-links", action="store_true", help="one transfer at a time per directed link")
+
+
+def add_scheduler_args(p) -> None:
+    p.add_argument("--algo", default=None,
+                   help=f"algorithm(s): {'|'.join(ALGORITHMS)}|all, or a comma list (default {default_algorithm()})")
+    p.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
+    p.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
+    p.add_argument("--no-intra", action="store_true", help="skip the intra-GPU step of HIOS")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="optimal: CP-SAT time limit (default 10 s; the result says whether it proved optimality)")
+
+
+def add_output_args(p) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--trace", metavar="FILE", help="write the best schedule's timeline as a Chrome/Perfetto trace")
+    p.add_argument("--gantt", metavar="PNG", help="draw the best schedule as a Gantt chart")
+
+
+def add_model_args(p, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help=MODEL_HELP)
+    p.add_argument("--image-size", type=int, required=required, default=None, help="input image side in pixels")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+
+
+def add_cost_args(p, flag: str = "--cost") -> None:
+    p.add_argument(flag, dest="cost", default=None, metavar="profile|" + "|".join(ANALYTIC_GPUS) + "|FILE",
+                   help="operator costs: measure on a GPU (profile), the analytic model of a GPU, or a "
+                        "measured profile file (default: profile when a GPU is present, else h100)")
+
+
+def add_kernels_arg(p, help: str) -> None:
+    p.add_argument("--kernels", choices=KERNELS, default=None, help=help)
+
+
+def add_tf32_arg(p) -> None:
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 tensor cores for convolutions and matrix products "
+                        "(default strict fp32; the check then allows 1e-2)")
+
+
+def add_run_args(p) -> None:
+    p.add_argument("--devices", help="one device per plan GPU, e.g. cuda:0,cuda:1 or cuda:0,cuda:0 or cpu,cpu "
+                                     "(default: cuda:0.. one per GPU, or cpu)")
+    add_kernels_arg(p, "inductor (default on GPUs): each segment compiled by torch.compile; eager: ATen kernels")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="graph (default on GPUs): one CUDA graph per forward; stream: launches from Python")
+    p.add_argument("--sync", choices=SYNC_MODES, default="data",
+                   help="events only where values cross streams (data, default) or also stage barriers")
+
+
+def add_timing_args(p) -> None:
+    d = TimingOptions()
+    p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed calls before timing (default {d.warmup})")
+    p.add_argument("--repeats", type=int, default=d.repeats,
+                   help=f"timed samples; the median is reported (default {d.repeats})")
+    p.add_argument("--inner", type=int, default=d.inner, help=f"calls per timed sample (default {d.inner})")
+
+
+def schedule_options(args) -> ScheduleOptions:
+    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=default_algorithm() if args.algo is None else args.algo,
+                           link=getattr(args, "link", DEFAULT_LINK),
+                           serialize_links=getattr(args, "serialize_links", False), window=args.window,
+                           streams=args.streams, intra=False if getattr(args, "no_intra", False) else None,
+                           time_limit=getattr(args, "time_limit", None))
+
+
+def stage_model(args):
+    """The HIOS stage model of ``--alpha`` (checked)."""
+    from ..costmodel import HIOSStageModel
+    alpha = CostOptions(alpha=args.alpha).alpha
+    return HIOSStageModel(DEFAULT_ALPHA if alpha is None else alpha)
+
+
+def cost_options(args, device: str | None = None) -> CostOptions:
+    return CostOptions(source=args.cost, device=device, kernels=args.kernels, tf32=args.tf32,
+                       alpha=getattr(args, "alpha", None))
+
+
+def run_options(args) -> RunOptions:
+    return RunOptions(devices=args.devices, kernels=args.kernels, mode=args.mode, sync=args.sync, tf32=args.tf32)
+
+
+def timing_options(args) -> TimingOptions:
+    return TimingOptions(args.warmup, args.repeats, args.inner)

@@ -1,0 +1,258 @@
+"""The library's front door: capture a PyTorch model once, cost it, schedule it, run the plan.
+
+:func:`optimize` is to hios what ``torch.compile`` is to PyTorch: it takes a model and example
+inputs and returns a module that computes the same function faster.  The steps, each its own call
+that the CLI and the benchmarks use too:
+
+  1. :func:`plan_model` — capture (:func:`hios.frontend.capture.capture`: operators, BN folded,
+     chains fused), cost (:func:`hios.frontend.costing.cost_captured`: measured profile, analytic
+     GPU model or a profile file), schedule with every requested algorithm and keep the fastest
+     predicted one (:func:`hios.report.compare`), and wrap it all as a :class:`~hios.plan.Plan`.
+  2. :func:`run_plan` — build the runtime for a plan on logical devices
+     (:func:`hios.runtime.executor.compile`), reusing the capture of step 1.
+  3. :class:`Optimized` — the module returned by :func:`optimize` and :func:`load`: it runs the
+     plan and carries it (``.plan``, ``.save(path)``, ``.explain()``).
+
+Examples
+--------
+Two logical CPU devices, each stream a thread (on a GPU leave ``devices`` out):
+
+>>> import torch, hios
+>>> from hios.runtime.dist_models import random_dag
+>>> model = random_dag(image_size=16)
+>>> x = torch.randn(1, 3, 16, 16)
+>>> fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100")
+>>> torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
+True
+>>> fast.plan.schedule.gpus
+2
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .bounds import lower_bounds
+from .optional import require
+from .options import CostOptions, RunOptions, ScheduleOptions
+from .plan import Plan, load_plan
+from .report import Comparison, compare, format_table
+
+__all__ = ["Optimized", "Planned", "load", "optimize", "plan_model", "profile_model", "run_plan"]
+
+
+@dataclass
+class Planned:
+    """What :func:`plan_model` made: the capture (reused by the runtime), the plan and the
+    comparison of every algorithm it tried."""
+
+    captured: Any
+    plan: Plan
+    comparison: Comparison
+
+
+def _inputs(example_inputs) -> tuple:
+    return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+
+
+def _model_info(captured, info: dict | None) -> dict:
+    """``{"name", "image_size", "batch", "dtype"}``: what a saved plan needs to rebuild its model."""
+    x = next((t for t in captured.example_inputs if hasattr(t, "shape")), None)
+    d = {"name": captured.graph.name, "image_size": None, "batch": None, "dtype": None}
+    if x is not None:
+        d["dtype"] = str(x.dtype).replace("torch.", "")
+        if len(x.shape) == 4:
+            d["batch"], d["image_size"] = int(x.shape[0]), int(x.shape[-1])
+    d.update(info or {})
+    return d
+
+
+def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOptions(),
+               cost: CostOptions = CostOptions(), name: str | None = None, model_info: dict | None = None,
+               log: Callable[[str], None] | None = None) -> Planned:
+    """Step 1: capture ``model`` once, cost it, schedule it; the fastest predicted schedule wins.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any module that ``torch.fx`` (or non-strict ``torch.export``) can capture.
+    example_inputs : Tensor or tuple of Tensors
+        The inputs the plan is made for (their shapes fix the plan).
+    schedule, cost : ScheduleOptions, CostOptions
+        The machine and algorithms; where operator costs come from.
+    name : str, optional
+        Graph name (default: the model's class name).
+    model_info : dict, optional
+        ``{"name", "image_size", "batch"}`` recorded in the plan so that ``hios run plan.json``
+        can rebuild a zoo model; by default derived from the inputs.
+    log : callable, optional
+        Receives one-line progress messages.
+
+    Returns
+    -------
+    Planned
+        ``.captured``, ``.plan`` and ``.comparison``.
+    """
+    from .frontend.capture import capture
+    from .frontend.costing import cost_captured, resolve_source
+    from .timing import set_precision
+
+    say = log or (lambda _m: None)
+    set_precision(cost.tf32)  # a profile taken here must see the run's precision
+    source = resolve_source(cost)  # fails fast, before the capture, on a bad --cost
+    inputs = _inputs(example_inputs)
+    say(f"capturing {name or type(model).__name__}...")
+    captured = capture(model, inputs, name=name, progress=log is not None)
+    if cost.source is None and source.kind == "analytic":
+        say("no GPU found: costing with the analytic H100 model (--cost h100)")
+    costed = cost_captured(captured, cost, source, progress=log is not None)
+    machine = schedule.machine()
+    algos = list(schedule.algorithms)
+    cmp = compare(costed.graph, machine, algos, schedule.scheduler_kwargs(), costed.stage_model,
+                  schedule.serialize_links, progress=(lambda a: say(f"scheduling with {a}...")) if len(algos) > 1 else None)
+    best = cmp.best
+    plan = Plan(
+        model=_model_info(captured, model_info), cost_source=costed.source, machine=machine, graph=costed.graph,
+        schedule=cmp.schedules[best], predicted={a: r.latency for a, r in cmp.results.items()},
+        lower_bounds=lower_bounds(costed.graph, machine.gpus, costed.stage_model).to_dict(),
+        stage_model=costed.stage_model.to_dict() if hasattr(costed.stage_model, "to_dict") else None,
+        meta={"capture": captured.method, "algorithm": best,
+              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "serialize_links": schedule.serialize_links, "options": schedule.scheduler_kwargs(),
+              "tf32": cost.tf32})
+    return Planned(captured, plan, cmp)
+
+
+def profile_model(model, example_inputs, *, device: str | None = None, kernels: str | None = None,
+                  tf32: bool = False, settings=None, cache_dir=None, name: str | None = None,
+                  compile_workers: int | None = None, progress: bool = True):
+    """Capture ``model`` and measure every operator (and concurrent groups, launch overhead,
+    copies) on ``device``: :func:`hios.frontend.profiler.profile_detailed` of the capture.  Returns
+    its :class:`~hios.frontend.profiler.ProfileResult` (``.graph`` is the costed graph)."""
+    from .frontend.capture import capture
+    from .frontend.profiler import profile_detailed
+    from .timing import set_precision
+    set_precision(tf32)
+    captured = capture(model, _inputs(example_inputs), name=name)
+    return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
+                            compile_workers=compile_workers)
+
+
+def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
+             clone_outputs: bool = True, progress: bool = False):
+    """Step 2: the runtime module (:class:`hios.runtime.executor.HiosModule`) for ``plan`` (a
+    :class:`~hios.plan.Plan`, a :class:`~hios.schedule.Schedule`, or None for one stream), reusing
+    ``captured`` when given."""
+    from .runtime.executor import compile as build_runtime
+    from .timing import set_precision
+    set_precision(run.tf32)
+    return build_runtime(model, _inputs(example_inputs), plan, options=run, captured=captured,
+                         clone_outputs=clone_outputs, progress=progress)
+
+
+class Optimized(require("torch.nn", "hios.optimize").Module):
+    """A model running a hios plan: call it like the model.  Carries ``.plan`` (save it with
+    :meth:`save`, run it again with :func:`load`), ``.runtime`` (the executor module: program,
+    devices, CUDA graph) and, when it was planned here, ``.comparison`` (:meth:`explain`)."""
+
+    def __init__(self, runtime, plan: Plan, comparison: Comparison | None = None):
+        super().__init__()
+        self.runtime = runtime
+        self.plan = plan
+        self.comparison = comparison
+
+    def forward(self, *inputs):
+        return self.runtime(*inputs)
+
+    def save(self, path: str | Path) -> None:
+        """Write the plan as JSON (the format ``hios run`` and :func:`load` read)."""
+        self.plan.save(path)
+
+    def explain(self, file=None) -> str:
+        """Print (to ``file``, default stdout) and return the plan's summary: the model, the cost
+        source, each algorithm's predicted latency against the lower bound, and the program that
+        runs (streams, segments, transfers)."""
+        p = self.plan
+        head = (f"{p.model.get('name')}: plan {p.schedule.algorithm} on {p.machine.gpus} GPU(s), costs from "
+                f"{p.cost_source}")
+        body = format_table(self.comparison) if self.comparison is not None else "\n".join(
+            f"{a}: predicted {ms:.4f} ms" for a, ms in p.predicted.items())
+        prog = getattr(self.runtime, "program", None)
+        tail = ""
+        if prog is not None:
+            s = prog.summary()
+            tail = (f"\nruns on {','.join(self.runtime.devices)}: {s['streams']} stream(s), {s['segments']} "
+                    f"segment(s), {s['transfers']} transfer(s); {self.runtime.mode} mode, {self.runtime.kernels} kernels")
+        text = f"{head}\n{body}{tail}"
+        print(text, file=file or sys.stdout)
+        return text
+
+
+def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="hios-lp", cost: str | None = None,
+             link: str | None = None, serialize_links: bool = False, window: int | None = None,
+             streams: int | None = None, kernels: str | None = None, mode: str | None = None,
+             tf32: bool = False, progress: bool = False) -> Optimized:
+    """Plan ``model`` for ``gpus`` GPUs and return a module that runs the plan.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    example_inputs : Tensor or tuple of Tensors
+    gpus : int
+        GPUs of the plan (logical devices; several may share one physical GPU).
+    devices : str or list of str, optional
+        One device per plan GPU: ``"cuda:0,cuda:1"``, ``"cuda:0,cuda:0"`` or ``"cpu,cpu"``
+        (default: ``cuda:0..`` when CUDA is present, else cpu).
+    algorithm : str or sequence of str
+        ``"hios-lp"`` (default), ``"hios-mr"``, ``"heft"``, ``"ios"``, ``"sequential"``,
+        ``"optimal"``, a comma list or ``"all"``; the fastest predicted plan is kept.
+    cost : str, optional
+        ``"profile"`` (measure on the GPU), ``"h100"``/``"a100"``/``"v100"``/``"h200"`` (analytic),
+        or a profile file; default: profile on a present GPU, else analytic H100.
+    link, serialize_links, window, streams
+        Machine and scheduler knobs (see :class:`hios.options.ScheduleOptions`).
+    kernels, mode, tf32
+        Runtime knobs (see :class:`hios.options.RunOptions`).
+    progress : bool
+        Print progress messages on stderr.
+
+    Returns
+    -------
+    Optimized
+        Call it like ``model``; ``.plan``, ``.save(path)``, ``.explain()``.
+    """
+    run = RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32)
+    device = run.devices[0] if run.devices else None
+    sched = ScheduleOptions(gpus=gpus, algorithms=algorithm, serialize_links=serialize_links, window=window,
+                            streams=streams, **({"link": link} if link else {}))
+    log = (lambda m: print(m, file=sys.stderr)) if progress else None
+    planned = plan_model(model, example_inputs, schedule=sched,
+                         cost=CostOptions(source=cost, device=device, kernels=kernels, tf32=tf32), log=log)
+    runtime = run_plan(model, example_inputs, planned.plan, run, captured=planned.captured, progress=progress)
+    return Optimized(runtime, planned.plan, planned.comparison)
+
+
+def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str | None = None,
+         mode: str | None = None, tf32: bool = False, progress: bool = False) -> Optimized:
+    """Run a saved plan (``Optimized.save`` or ``hios optimize -o``) of ``model``; the plan must
+    match the model's operators and the inputs' shapes.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch, hios
+    >>> from hios.runtime.dist_models import random_dag
+    >>> model, x = random_dag(image_size=16), torch.randn(1, 3, 16, 16)
+    >>> path = os.path.join(tempfile.mkdtemp(), "plan.json")
+    >>> hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100").save(path)
+    >>> again = hios.load(path, model, x, devices="cpu,cpu")
+    >>> torch.allclose(again(x), model(x), rtol=1e-4, atol=1e-5)
+    True
+    """
+    plan = load_plan(path)
+    runtime = run_plan(model, example_inputs, plan, RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32),
+                       progress=progress)
+    return Optimized(runtime, plan)
