@@ -268,3 +268,29 @@ def save_graph(graph: Graph, path: str | Path) -> None:
     else:
         raise GraphError(f"{p}: unknown graph format {p.suffix!r} (use .json or .txt)")
     atomic_write_text(p, text, "graph", GraphError)
+
+
+def check_profile_input(profile: Graph, model: str, image_size: int, batch: int = 1, where: str = "profile") -> None:
+    """Refuse, before any capture, a measured profile graph (``hios profile -o``) taken with another
+    input shape than the ``batch x 3 x S x S`` input the model zoo makes, or of another zoo model
+    (two plain names that differ; ``package.module:factory`` specs are left to the operator check
+    after the capture).  A profile without these records passes."""
+    meta = profile.meta or {}
+    prof = meta.get("profile") if isinstance(meta.get("profile"), dict) else {}
+    inputs = prof.get("inputs") if isinstance(prof.get("inputs"), list) else []
+    shapes = [i.get("shape") for i in inputs if isinstance(i, dict)]
+    want = [[batch, 3, image_size, image_size]]
+    if shapes and shapes != want:
+        raise GraphError(f"{where} was measured with input shape(s) {shapes}, this model gets {want} "
+                         "(profile it at this --image-size and --batch)")
+    info = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    other = info.get("name")
+    if isinstance(other, str) and ":" not in other and ":" not in model and other != model:
+        raise GraphError(f"{where} was measured on model {other}, not {model}")
+
+
+def check_profile_file(source: str | None, model: str, image_size: int, batch: int = 1) -> None:
+    """:func:`check_profile_input` for a ``--cost`` value that names an existing file (other values
+    pass: the cost step reports them)."""
+    if source and Path(source).is_file():
+        check_profile_input(load_graph(source), model, image_size, batch, f"profile {source}")

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import HiosError
-from ..formats import save_graph
-from ..frontend.zoo import check_profile_file
+from ..formats import check_profile_file, save_graph
 from ..graph import Edge, Graph
 from .arguments import (add_cost_args, add_kernels_arg, add_machine_args, add_model_args, add_output_args,
                         add_scheduler_args, add_tf32_arg, cost_options, schedule_options)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from pathlib import Path
 from typing import Callable
 
 from ..errors import HiosError
@@ -140,32 +139,4 @@ def build(name_or_spec: str, image_size: int, batch: int = 1):
     return model, (x,)
 
 
-def check_profile_input(profile, name_or_spec: str, image_size: int, batch: int = 1, where: str = "profile") -> None:
-    """Refuse, before any capture, a measured profile graph (``hios profile -o``) taken with another
-    input shape than the ``batch x 3 x S x S`` input :func:`build` makes, or of another zoo model.
-    A profile without these records passes (the operator check after capture still applies)."""
-    if profile is None:
-        return
-    meta = getattr(profile, "meta", None) or {}
-    prof = meta.get("profile") if isinstance(meta.get("profile"), dict) else {}
-    shapes = [i.get("shape") for i in prof.get("inputs", []) if isinstance(i, dict)]
-    want = [[batch, 3, image_size, image_size]]
-    if shapes and shapes != want:
-        raise HiosError(f"{where} was measured with input shape(s) {shapes}, this model gets {want} "
-                        "(profile it at this --image-size and --batch)")
-    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
-    other = model.get("name")
-    if other in _BUILDERS and name_or_spec in _BUILDERS and other != name_or_spec:
-        raise HiosError(f"{where} was measured on model {other}, not {name_or_spec}")
-
-
-def check_profile_file(source: str | None, name_or_spec: str, image_size: int, batch: int = 1) -> None:
-    """:func:`check_profile_input` for a ``--cost`` value that names an existing profile file (other
-    values pass: the cost step reports them)."""
-    if not source or not Path(source).is_file():
-        return
-    from ..formats import load_graph
-    check_profile_input(load_graph(source), name_or_spec, image_size, batch, f"profile {source}")
-
-
-__all__ = ["MODELS", "build", "check_profile_file", "check_profile_input"]
+__all__ = ["MODELS", "build"]
