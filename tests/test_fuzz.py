@@ -124,13 +124,15 @@ def test_profile_simulate(profile_text, data):
 @fuzz(6)
 @given(data=st.data())
 def test_profile_optimize(profile_text, data):
+    target = "profile .json (optimize --cost FILE)"
     text = data.draw(corrupt_json(profile_text))
     code, out, err, new, files = run_cli(["optimize", "--model", TINY, "--image-size", "16", "--cost", "prof.json",
                                           "-o", "plan.json", "--json"], {"prof.json": text})
     if code == 2 and err.count("\n") > 1:  # refused only after the capture: progress lines come first
         assert err.splitlines()[-1].startswith("hios optimize: error: ") and not new, err
+        record(target, "exit 2 after progress lines (error last, no file)")
         return
-    if check_clean("profile .json (optimize --cost FILE)", code, err, new):
+    if check_clean(target, code, err, new):
         assert json.loads(files["plan.json"])["format"] == "hios-plan"
 
 
@@ -183,14 +185,16 @@ OPTIMIZE = {"--image-size": ["16", "0", "-3", "30000", "4096", "x"], "--batch": 
 @fuzz(8)
 @given(argv_for("optimize", ["--model", TINY], OPTIMIZE, ["--json", "--no-intra"]))
 def test_optimize_argv(argv):
+    target = "optimize (argv, tiny model)"
     pytest.importorskip("torch")
     if "--image-size" not in argv:
         argv = argv + ["--image-size", "16"]
     code, out, err, new, files = run_cli(argv)
     if code == 2 and err.count("\n") > 1:  # refused only after the capture: progress lines come first
         assert err.splitlines()[-1].startswith("hios optimize: error: ") and not new, err
+        record(target, "exit 2 after progress lines (error last, no file)")
         return
-    if check_clean("optimize (argv, tiny model)", code, err, new):
+    if check_clean(target, code, err, new):
         for name, data in files.items():
             if name.endswith(".json"):
                 assert json.loads(data)["format"] in ("hios-plan", "hios-graph")
@@ -204,6 +208,7 @@ PROFILE = {"--image-size": ["16", "0", "30000", "x"], "--device": ["cpu", "cuda:
 @fuzz(4)
 @given(argv_for("profile", ["--model", TINY], PROFILE))
 def test_profile_argv(argv):
+    target = "profile (argv, tiny model)"
     pytest.importorskip("torch")
     argv = argv + ["--no-progress", "--warmup", "0", "--groups", "0", "--repeats", "1"]
     if "--image-size" not in argv:
@@ -217,8 +222,9 @@ def test_profile_argv(argv):
     code, out, err, new, files = run_cli(argv, {"g.txt": GRAPH_TXT})
     if code == 2 and err.count("\n") > 1:
         assert err.splitlines()[-1].startswith("hios profile: error: ") and not new, err
+        record(target, "exit 2 after progress lines (error last, no file)")
         return
-    if check_clean("profile (argv, tiny model)", code, err, new):
+    if check_clean(target, code, err, new):
         assert json.loads(files["p.json"])["format"] == "hios-graph"
 
 

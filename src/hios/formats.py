@@ -289,8 +289,13 @@ def check_profile_input(profile: Graph, model: str, image_size: int, batch: int 
         raise GraphError(f"{where} was measured on model {other}, not {model}")
 
 
-def check_profile_file(source: str | None, model: str, image_size: int, batch: int = 1) -> None:
-    """:func:`check_profile_input` for a ``--cost`` value that names an existing file (other values
-    pass: the cost step reports them)."""
-    if source and Path(source).is_file():
-        check_profile_input(load_graph(source), model, image_size, batch, f"profile {source}")
+def check_profile_file(source: str | None, model: str, image_size: int, batch: int = 1,
+                       names: tuple[str, ...] = ()) -> None:
+    """Before any capture: a ``--cost`` value is None, one of ``names`` (e.g. ``profile`` or a GPU)
+    or an existing profile file that passes :func:`check_profile_input`."""
+    if source is None or source in names:
+        return
+    if not Path(source).is_file():
+        raise GraphError(f"--cost {source!r} is neither {', '.join(map(repr, names[:1]))}"
+                         f"{', a GPU (' + ', '.join(names[1:]) + ')' if len(names) > 1 else ''} nor an existing file")
+    check_profile_input(load_graph(source), model, image_size, batch, f"profile {source}")

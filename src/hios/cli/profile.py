@@ -48,6 +48,8 @@ def main(args) -> int:
     check_folder(None if args.no_cache else args.cache_dir, "--cache-dir")
     from .model import build_model, model_label, require_torch
     require_torch("hios profile")
+    from .optimize import check_device
+    check_device(args.device)  # before the model is built
     from ..frontend.profiler import ProfileSettings
     from ..pipeline import profile_model
 
