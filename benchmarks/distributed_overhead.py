@@ -1,7 +1,7 @@
 """Latency overhead of the distributed backend against the single-process executor, same plan.
 
-For each model: ``hios optimize`` makes a 1-GPU plan (analytic costs, so nothing is profiled),
-then the plan runs twice, each in a fresh process:
+For each model: :func:`hios.pipeline.plan_model` makes a 1-GPU plan in this process (analytic
+costs, so nothing is profiled) and saves it, then the plan runs twice, each in a fresh process:
 
 * single process: ``hios run plan.json --json --no-baselines``;
 * distributed:    ``torchrun --standalone --nproc-per-node 1 -m hios run plan.json --backend distributed --json``
@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from hios.errors import HiosError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,12 +103,11 @@ def main(argv=None) -> int:
         plans.mkdir(parents=True, exist_ok=True)
         plan = plans / f"plan_{name.replace(':', '_').replace('.', '_')}_{size}.json"
         print(f"{name} {size}px: plan...", file=sys.stderr)
-        p = subprocess.run([sys.executable, "-m", "hios", "optimize", "--model", name, "--image-size", size,
-                            "--gpus", "1", "--algo", args.algo, "--cost", args.cost, "-o", str(plan)],
-                           capture_output=True, text=True, timeout=args.timeout, env=env, cwd=ROOT)
-        if p.returncode != 0:
-            print(f"  plan failed: {p.stderr.strip()[-300:]}", file=sys.stderr)
-            rows.append({"model": name, "size": size, "error": "plan: " + p.stderr.strip()[-200:]})
+        try:
+            _make_plan(name, int(size), args.algo, args.cost, plan)
+        except HiosError as e:
+            print(f"  plan failed: {e}", file=sys.stderr)
+            rows.append({"model": name, "size": size, "error": f"plan: {e}"})
             continue
         modes = [("stream" if device == "cpu" else m) for m in args.modes.split(",") if m]
         for mode in dict.fromkeys(modes):
@@ -115,6 +116,17 @@ def main(argv=None) -> int:
                 json.dumps({"info": info, "rows": rows}, indent=1, default=str))
     _report(rows, info, args, out, device)
     return 0
+
+
+def _make_plan(name: str, size: int, algo: str, cost: str, path: Path) -> None:
+    """A 1-GPU plan of a zoo model, made by the library pipeline and saved to ``path``."""
+    from hios.frontend import zoo
+    from hios.options import CostOptions, ScheduleOptions
+    from hios.pipeline import plan_model
+    model, x = zoo.build(name, size)
+    planned = plan_model(model, x, schedule=ScheduleOptions(gpus=1, algorithms=algo), cost=CostOptions(source=cost),
+                         name=f"{name.split(':')[-1]}-{size}", model_info={"name": name, "image_size": size, "batch": 1})
+    planned.plan.save(path)
 
 
 def _compare(name, size, plan, mode, device, timing, timeout, env) -> dict:

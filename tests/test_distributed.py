@@ -310,7 +310,8 @@ def test_watchdog_blame_and_lost_store():
 
 # --------------------------------------------------------------------------- start-up checks
 def test_signatures_and_launch_env():
-    from hios.runtime.distributed import compare_signatures, launch_env, parse_fault
+    from hios.runtime.dist_check import compare_signatures
+    from hios.runtime.dist_launch import launch_env, parse_fault
     same = {"world": 2, "hash": "a" * 64, "plan_hash": "p", "model": {"name": "m"}, "options": {}}
     assert compare_signatures({0: same, 1: dict(same)}) is None
     other = dict(same, hash="b" * 64, plan_hash="q")
@@ -327,9 +328,46 @@ def test_signatures_and_launch_env():
         parse_fault("boom:1")
 
 
+def test_distributed_job_refuses_what_it_cannot_honour():
+    from hios.options import RunOptions
+    from hios.runtime.distributed import DistributedJob
+    job = DistributedJob(plan_file="p.json", run=RunOptions(sync="stage"))
+    assert job.signature_options("gloo")["sync"] == "stage"  # every rank must agree on it
+    for kw, msg in [({}, "give a plan file or --model"),
+                    ({"plan_file": "p.json", "make_plan": lambda: None}, "not both"),
+                    ({"plan_file": "p.json", "timeout": 0}, "--timeout must be positive"),
+                    ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "--devices is for the local"),
+                    ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda")]:
+        with pytest.raises(HiosError, match=msg):
+            DistributedJob(**kw)
+
+
+def test_rank0_reuses_the_capture_of_planning(monkeypatch):
+    """build_and_capture never captures again what planning captured (and checks it against the plan)."""
+    pytest.importorskip("torch")
+    from hios.frontend import zoo
+    from hios.frontend.capture import capture
+    from hios.plan import Plan
+    from hios.runtime.distributed import build_and_capture
+    m, x = zoo.build(DAG, 16)
+    cap = capture(m, x, DAG)
+    g = cap.graph.with_costs([1.0] * len(cap.graph.ops))
+    plan = Plan({"name": DAG, "image_size": 16, "batch": 1}, "test:unit", Machine(2), g,
+                schedule(g, Machine(2), "hios-mr"), {}, {})
+
+    def no_capture(*a, **k):
+        raise AssertionError("captured twice")
+    monkeypatch.setattr(sys.modules["hios.frontend.capture"], "capture", no_capture)
+    model, inputs, captured = build_and_capture(plan, cap, m, x)
+    assert captured is cap and model is m and inputs == x
+    monkeypatch.undo()
+    _, _, again = build_and_capture(plan)  # the other ranks build and capture from plan.model
+    assert again is not cap and again.graph.names == cap.graph.names
+
+
 def test_wire_layout_roundtrip():
     torch = pytest.importorskip("torch")
-    from hios.runtime.distributed import Wire, from_wire, to_wire, wire_buffer
+    from hios.runtime.dist_wire import Wire, from_wire, to_wire, wire_buffer
     x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
     w = Wire.of(x)
     assert w.perm == (0, 2, 3, 1)
@@ -344,8 +382,53 @@ def test_wire_layout_roundtrip():
     assert torch.equal(from_wire(to_wire(z, wz).clone(), wz), z)
 
 
-# --------------------------------------------------------------------------- real launches (CPU, gloo)
+# --------------------------------------------------------------------------- building a rank's part
 DAG = "hios.runtime.dist_models:random_dag"
+
+
+def _levels_schedule(graph):
+    """Each topological level a stage, its operators dealt alternately to 2 GPUs: stages of
+    several operators on several streams, so that stage barriers need events of their own."""
+    from hios.schedule import Schedule
+    depth = {}
+    for i in graph.topo:
+        depth[i] = 1 + max((depth[p] for p in graph.preds[i]), default=-1)
+    levels = {}
+    for i in graph.topo:
+        levels.setdefault(depth[i], []).append(graph.ops[i].name)
+    stages = [[], []]
+    for _, names in sorted(levels.items()):
+        for g in (0, 1):
+            if names[g::2]:
+                stages[g].append(tuple(names[g::2]))
+    return Schedule(stages, "levels")
+
+
+def test_sync_stage_reaches_the_rank_programs():
+    """--sync stage builds the rank programs with the simulator's stage barriers: more events,
+    and segments that wait for them; --sync data only for the values that cross streams."""
+    torch = pytest.importorskip("torch")
+    from hios.frontend import zoo
+    from hios.frontend.capture import capture
+    from hios.options import SYNC_MODES, RunOptions
+    from hios.runtime.dist_build import build_rank
+    m, x = zoo.build(DAG, 16)
+    cap = capture(m, x, DAG)
+    sched = _levels_schedule(cap.graph)
+    parts = {sync: build_rank(cap, sched, RunOptions(sync=sync).resolve(["cpu"]), 1, 2, torch.device("cpu"))
+             for sync in SYNC_MODES}
+    for sync, part in parts.items():
+        assert part.exec_program.sync == sync
+        assert part.exec_program.events == stream_program(cap.graph, sched, sync=sync).events
+        assert part.segs and all(s.step.device == 1 for s in part.segs.values())  # only rank 1's segments
+
+    def waits(part):
+        return sum(len(a.local_waits) for p in part.program.ranks for a in p.actions if a.kind == "segment")
+    assert parts["stage"].exec_program.events > parts["data"].exec_program.events
+    assert waits(parts["stage"]) > waits(parts["data"])
+
+
+# --------------------------------------------------------------------------- real launches (CPU, gloo)
 
 
 def _needs_torch():
@@ -395,16 +478,17 @@ def _errors(stderr):
     return [ln for ln in stderr.splitlines() if ln.startswith("hios run: error: rank ")]
 
 
-@pytest.mark.parametrize("model,size,ranks", [("googlenet", 64, 2), (DAG, 16, 3)])
-def test_torchrun_output_equals_model(tmp_path, model, size, ranks):
+@pytest.mark.parametrize("model,size,ranks,sync", [("googlenet", 64, 2, "data"), (DAG, 16, 3, "stage")])
+def test_torchrun_output_equals_model(tmp_path, model, size, ranks, sync):
     _needs_torch()
     if model == "googlenet":
         pytest.importorskip("torchvision")
     plan = _plan(tmp_path / "plan.json", model, size, ranks)
-    p, _ = _torchrun(ranks, [plan, "--json", "--timeout", "30"], timeout=240)
+    p, _ = _torchrun(ranks, [plan, "--json", "--timeout", "30", "--sync", sync], timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout[p.stdout.index("{"):])
     assert res["backend"] == "distributed" and res["comm_backend"] == "gloo" and res["world_size"] == ranks
+    assert res["program"]["sync"] == sync  # --sync reaches the program that ran
     assert res["check"]["ok"] and res["check"]["relative"] <= 1e-4
     assert len(res["ranks"]) == ranks and res["program"]["transfers"] > 0
     assert all(r["operators"] > 0 and r["sends"] + r["recvs"] > 0 for r in res["ranks"])
@@ -477,3 +561,13 @@ def test_torchrun_failed_rank_stops_the_others(tmp_path, fault):
         assert any("gave up after waiting" in ln and "rank 1 is stuck in phase 'run'" in ln for ln in lines)
     else:
         assert any("rank 1 stopped" in ln for ln in lines)
+
+
+def test_cli_refuses_planning_options_with_a_plan_file_before_launch(tmp_path, capsys):
+    """The distributed backend honours every option of 'hios run' or refuses it, as the local one."""
+    _needs_torch()
+    from hios.cli import main
+    path = tmp_path / "p.json"
+    _plan(path, "googlenet", 64, 2)
+    assert main(["run", str(path), "--backend", "distributed", "--gpus", "3"]) == 2
+    assert "--gpus shapes a plan made with --model" in capsys.readouterr().err

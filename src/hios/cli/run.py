@@ -100,10 +100,27 @@ def _check_devices(args, plan) -> None:
                     torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
+def run_distributed(args) -> int:
+    """``--backend distributed``: this process is one torchrun rank; rank 0 makes the plan for
+    ``--model`` (and reuses its capture), or every rank reads the plan file."""
+    from functools import partial
+
+    from ..runtime.distributed import DEFAULT_TIMEOUT, DistributedJob, format_result, run
+    if args.plan and not args.model:
+        _refuse_planning_options(args)
+    say = (lambda m: None) if args.json else log
+    job = DistributedJob(plan_file=args.plan, make_plan=partial(make_plan, args, say) if args.model else None,
+                         run=run_options(args), timing=timing_options(args), check=args.check, device=args.device,
+                         timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json)
+    code, result = run(job)
+    if result is not None:
+        print(json.dumps(result, indent=1, default=str) if args.json else format_result(result), flush=True)
+    return code
+
+
 def main(args) -> int:
     if args.backend == "distributed":  # one process per GPU, started by torchrun
-        from ..runtime.distributed import main as distributed_main
-        return distributed_main(args)
+        return run_distributed(args)
     timing = timing_options(args)
     run = run_options(args)
     require_torch("hios run")
