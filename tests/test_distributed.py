@@ -331,13 +331,16 @@ def test_signatures_and_launch_env():
 def test_distributed_job_refuses_what_it_cannot_honour():
     from hios.options import RunOptions
     from hios.runtime.distributed import DistributedJob
+    from hios.runtime.levers import Levers
     job = DistributedJob(plan_file="p.json", run=RunOptions(sync="stage"))
     assert job.signature_options("gloo")["sync"] == "stage"  # every rank must agree on it
     for kw, msg in [({}, "give a plan file or --model"),
                     ({"plan_file": "p.json", "make_plan": lambda: None}, "not both"),
                     ({"plan_file": "p.json", "timeout": 0}, "--timeout must be positive"),
                     ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "--devices is for the local"),
-                    ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda")]:
+                    ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda"),
+                    ({"plan_file": "p.json", "run": RunOptions(levers=Levers(concat_inplace=True))}, "local backend"),
+                    ({"plan_file": "p.json", "run": RunOptions(levers=Levers(priority="stream0"))}, "local backend")]:
         with pytest.raises(HiosError, match=msg):
             DistributedJob(**kw)
 

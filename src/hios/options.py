@@ -31,6 +31,7 @@ from .errors import HiosError
 from .limits import check_schedule_request
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
+from .runtime.levers import Levers
 from .runtime.segmenting import SYNC_MODES
 
 __all__ = ["ANALYTIC_GPUS", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
@@ -122,7 +123,9 @@ class RunOptions:
     devices on one GPU; ``("cpu", "cpu")`` runs each stream as a thread); None: ``cuda:0..`` or cpu.
     ``kernels``: Inductor (default on CUDA) or eager (default on CPU).  ``mode``: CUDA graph (default
     on CUDA) or stream.  ``channels_last``: NHWC weights and activations (default: with Inductor on
-    CUDA).  ``tf32``: TF32 tensor cores for convolutions and matrix products."""
+    CUDA).  ``tf32``: TF32 tensor cores for convolutions and matrix products.  ``levers``: what
+    shortens the critical path (:class:`hios.runtime.levers.Levers`: fused convolution epilogues
+    by default; concatenation in place, merged segments, stream priorities on request)."""
 
     devices: tuple[str, ...] | None = None
     kernels: str | None = None
@@ -130,6 +133,7 @@ class RunOptions:
     sync: str = "data"
     channels_last: bool | None = None
     tf32: bool = False
+    levers: Levers = Levers()
 
     def __post_init__(self):
         devices = parse_devices(self.devices)
@@ -150,7 +154,7 @@ class RunOptions:
         if mode == "graph" and not cuda:
             raise HiosError("CUDA-graph mode (--mode graph) needs CUDA devices; use --mode stream on CPU")
         cl = self.channels_last if self.channels_last is not None else (kernels == "inductor" and cuda)
-        return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32)
+        return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32, self.levers)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ class DistributedJob:
         if self.run.devices:
             raise HiosError("--devices is for the local backend; with --backend distributed rank r uses "
                             "cuda:LOCAL_RANK (or --device cpu)")
+        lv = self.run.levers
+        if lv.concat_inplace or lv.priority != "none":
+            raise HiosError("--concat-inplace and --priority are levers of the local backend; the distributed "
+                            "backend runs fused epilogues and merged segments only")
         if self.device not in (None, "cpu", "cuda"):
             raise HiosError(f"--device {self.device!r}: the distributed backend takes cpu or cuda (each rank uses "
                             "cuda:LOCAL_RANK)")
@@ -90,7 +94,8 @@ class DistributedJob:
         """The options every rank must agree on (hashed into the start-up check)."""
         return {"device": self.device, "check": self.check, "warmup": self.timing.warmup,
                 "repeats": self.timing.repeats, "inner": self.timing.inner, "kernels": self.run.kernels,
-                "mode": self.run.mode, "tf32": self.run.tf32, "sync": self.run.sync, "backend": backend}
+                "mode": self.run.mode, "tf32": self.run.tf32, "sync": self.run.sync, "backend": backend,
+                "levers": self.run.levers.label()}
 
 
 def run(job: DistributedJob) -> tuple[int, dict | None]:

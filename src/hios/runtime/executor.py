@@ -33,7 +33,7 @@ import copy
 import sys
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -610,15 +610,14 @@ class HiosModule(nn.Module):
 def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=None, *,
             options: RunOptions | None = None, streams: dict[str, int] | None = None, clone_outputs: bool = True,
             warmup: int = 2, name: str | None = None, captured=None, progress: bool = False,
-            priority: bool = False, **knobs) -> HiosModule:
+            **knobs) -> HiosModule:
     """Compile ``model`` for a plan (or schedule, or a path to either; None: one stream on one
     device) on ``devices`` (``"cuda:0,cuda:0"`` or a list; default one device per plan GPU).
 
     ``options`` (:class:`hios.options.RunOptions`) says how it runs; or give its fields as keywords
-    (``kernels``, ``mode``, ``sync``, ``channels_last``, ``tf32``) with ``devices``.
+    (``kernels``, ``mode``, ``sync``, ``channels_last``, ``tf32``, ``levers``) with ``devices``.
     ``streams``: an explicit operator -> stream map (the naive baseline of the benchmark).
-    ``priority``: on CUDA, stream 0 of each device (where the costliest branches run) gets a higher
-    priority.  ``clone_outputs``: False returns the CUDA graph's static output tensors, overwritten
+    ``clone_outputs``: False returns the CUDA graph's static output tensors, overwritten
     by the next call.  ``captured``: reuse a capture of the same model and inputs.
 
     Examples
@@ -643,6 +642,18 @@ def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=Non
     devs = logical_devices(options.devices, max(sched.gpus, 1), used_gpus(sched.stages),
                            torch.cuda.device_count() if torch.cuda.is_available() else 0)
     options = options.resolve(devs)
-    program = stream_program(graph, sched.padded(len(devs)), memory=devs, sync=options.sync, streams=streams)
+    levers = _with_critical(options.levers, _plan)
+    program = stream_program(graph, sched.padded(len(devs)), memory=devs, sync=options.sync, streams=streams,
+                             merge=levers.merge_segments)
     return HiosModule(captured, program, devs, options.kernels, options.mode, options.channels_last, clone_outputs,
-                      warmup, progress, priority)
+                      warmup, progress, levers=levers)
+
+
+def _with_critical(levers: Levers, plan) -> Levers:
+    """``priority="critical"`` needs the critical operators: those of the plan's costed graph."""
+    if levers.priority != "critical" or levers.critical:
+        return levers
+    if plan is None or plan.graph.total_work() <= 0:
+        raise HiosError("priority 'critical' needs a costed plan (the critical path is found from its costs)")
+    from .priority import critical_operators
+    return replace(levers, critical=critical_operators(plan.graph))

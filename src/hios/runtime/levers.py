@@ -43,9 +43,6 @@ class Levers:
     def __post_init__(self):
         if self.priority not in PRIORITIES:
             raise HiosError(f"unknown priority {self.priority!r}; choose from {', '.join(PRIORITIES)}")
-        if self.priority == "critical" and not self.critical:
-            raise HiosError("priority='critical' needs the critical operators "
-                            "(hios.runtime.priority.critical_operators of a costed graph)")
 
     def label(self) -> str:
         on = [k for k in ("merge_segments", "fuse_epilogues", "concat_inplace") if getattr(self, k)]

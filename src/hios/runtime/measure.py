@@ -43,7 +43,8 @@ def describe(module, plan, info: dict, tf32: bool) -> dict:
             "devices": module.devices,
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "algorithm": plan.schedule.algorithm, "kernels": module.kernels, "mode": module.mode,
-            "fallback_reason": module.fallback_reason, "tf32": tf32, "program": module.program.summary()}
+            "fallback_reason": module.fallback_reason, "tf32": tf32, "levers": module.levers.label(),
+            "program": module.program.summary()}
 
 
 def check(module, model, x: tuple, tf32: bool) -> dict:

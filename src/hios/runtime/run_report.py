@@ -25,6 +25,7 @@ def format_report(r: dict) -> str:
     lines = [f"{r['model']} {r['image_size']} px, batch {r['batch']} on {r['device_name']} ({','.join(r['devices'])})",
              f"plan {r['algorithm']}: {p['devices']} device(s), streams {p['streams']}, {p['segments']} segment(s), "
              f"{p['transfers']} transfer(s); {r['mode']} mode, {r['kernels']} kernels"
+             + (f", levers {r['levers']}" if r.get("levers") else "")
              + (f" (fallback: {r['fallback_reason']})" if r.get("fallback_reason") else "")]
     if "check" in r:
         c = r["check"]
