@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import HiosError
+from .limits import check_schedule_request
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
 from .runtime.levers import Levers
@@ -104,6 +105,7 @@ class ScheduleOptions:
         _at_least(self.streams, 1, "--streams")
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
             raise HiosError(f"--time-limit must be positive and finite (seconds), got {self.time_limit}")
+        check_schedule_request(self.gpus, self.window, self.streams, self.time_limit, self.algorithms)
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
         object.__setattr__(self, "every", [a.strip() for a in algos] == ["all"])
         object.__setattr__(self, "algorithms", tuple(parse_algorithms(",".join(algos))))

@@ -93,7 +93,7 @@ def add_timing_args(p) -> None:
 
 
 def schedule_options(args) -> ScheduleOptions:
-    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=args.algo or default_algorithm(),
+    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=default_algorithm() if args.algo is None else args.algo,
                            link=getattr(args, "link", DEFAULT_LINK),
                            serialize_links=getattr(args, "serialize_links", False), window=args.window,
                            streams=args.streams, intra=False if getattr(args, "no_intra", False) else None,
