@@ -154,7 +154,7 @@ def run_optimal(seeds: int, gpus_list: list[int], time_limit: float, model, vari
             m = Machine(gp)
             sim = Simulator(g, m, model)
             try:
-                opt = schedule(g, m, "optimal", stage_model=model, time_limit=time_limit)
+                opt = schedule(g, m, "optimal", stage_model=model, streams=1, time_limit=time_limit)
             except HiosError as e:  # OR-Tools missing
                 print(f"warning: {e}; skipping the comparison to optimal", file=sys.stderr)
                 return []

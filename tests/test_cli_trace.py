@@ -76,7 +76,7 @@ def test_bad_trace_paths_and_records(traced, capsys, tmp_path):
     _error(capsys, ["run", str(plan), "--devices", "cpu,cpu", "--trace", str(tmp_path / "no" / "t.json"), *FAST],
            "does not exist")
     _error(capsys, ["run", str(plan), "--devices", "cpu,cpu", "--trace", str(tmp_path / "t.txt"), *FAST],
-           "writes JSON")
+           "unknown trace format '.txt'")
     assert list(tmp_path.iterdir()) == []
     _error(capsys, ["profile", "--from-run", str(trace), "--model", "squeezenet1_1", "--image-size", "32",
                     "-o", str(tmp_path / "x.json")], "not 'squeezenet1_1-32'")

@@ -44,7 +44,9 @@ def test_optimize_equals_model_and_carries_its_plan(model_x, count_captures, tmp
         assert torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
     plan = fast.plan
     assert plan.schedule.algorithm == min(plan.predicted, key=plan.predicted.get)
-    assert set(plan.predicted) == {"sequential", "hios-lp", "hios-mr", "ios", "heft"}
+    from importlib.util import find_spec
+    exact = {"optimal"} if find_spec("ortools") else set()  # "all" includes optimal: 14 operators fit it
+    assert set(plan.predicted) == {"sequential", "hios-lp", "hios-mr", "ios", "heft"} | exact
     text = fast.explain(file=open(tmp_path / "explain.txt", "w"))
     assert "hios-lp" in text and "lower bound" in text and "runs on cpu,cpu" in text
     path = tmp_path / "plan.json"

@@ -24,10 +24,11 @@ hios.errors.HiosError: --window must be at least 1, got 0
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import HiosError
+from .limits import check_schedule_request
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
 from .runtime.levers import Levers
@@ -94,6 +95,7 @@ class ScheduleOptions:
     streams: int | None = None
     intra: bool | None = None
     time_limit: float | None = None
+    every: bool = field(default=False, init=False, compare=False)  # "all" was asked for
 
     def __post_init__(self):
         from .schedulers import parse_algorithms
@@ -103,8 +105,15 @@ class ScheduleOptions:
         _at_least(self.streams, 1, "--streams")
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
             raise HiosError(f"--time-limit must be positive and finite (seconds), got {self.time_limit}")
+        check_schedule_request(self.gpus, self.window, self.streams, self.time_limit, self.algorithms)
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
+        object.__setattr__(self, "every", [a.strip() for a in algos] == ["all"])
         object.__setattr__(self, "algorithms", tuple(parse_algorithms(",".join(algos))))
+
+    def algorithms_for(self, graph) -> list[str]:
+        """The algorithms to run on ``graph``: "all" includes ``optimal`` where the graph fits it."""
+        from .schedulers import parse_algorithms
+        return parse_algorithms("all", graph) if self.every else list(self.algorithms)
 
     def machine(self) -> Machine:
         return Machine(self.gpus, link_preset(self.link))

@@ -111,7 +111,7 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
         say("no GPU found: costing with the analytic H100 model (--cost h100)")
     costed = cost_captured(captured, cost, source, progress=log is not None)
     machine = schedule.machine()
-    algos = list(schedule.algorithms)
+    algos = schedule.algorithms_for(costed.graph)
     cmp = compare(costed.graph, machine, algos, schedule.scheduler_kwargs(), costed.stage_model,
                   schedule.serialize_links, progress=(lambda a: say(f"scheduling with {a}...")) if len(algos) > 1 else None)
     best = cmp.best

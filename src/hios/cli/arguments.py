@@ -33,7 +33,7 @@ def add_scheduler_args(p) -> None:
     p.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
     p.add_argument("--no-intra", action="store_true", help="skip the intra-GPU step of HIOS")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="optimal: CP-SAT time limit (default 10 s; the result says whether it proved optimality)")
+                   help="optimal: CP-SAT time limit (default 10 s of solver work; the result says whether it proved optimality)")
 
 
 def add_output_args(p) -> None:
@@ -93,7 +93,7 @@ def add_timing_args(p) -> None:
 
 
 def schedule_options(args) -> ScheduleOptions:
-    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=args.algo or default_algorithm(),
+    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=default_algorithm() if args.algo is None else args.algo,
                            link=getattr(args, "link", DEFAULT_LINK),
                            serialize_links=getattr(args, "serialize_links", False), window=args.window,
                            streams=args.streams, intra=False if getattr(args, "no_intra", False) else None,

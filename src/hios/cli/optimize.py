@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from ..errors import HiosError
-from ..formats import save_graph
+from ..formats import check_profile_file, save_graph
 from ..graph import Edge, Graph
+from ..options import ANALYTIC_GPUS
 from .arguments import (add_cost_args, add_kernels_arg, add_machine_args, add_model_args, add_output_args,
                         add_scheduler_args, add_tf32_arg, cost_options, schedule_options)
-from .simulate import emit
+from .simulate import check_output_args, emit
 
 
 def add_parser(sub) -> None:
@@ -95,9 +96,11 @@ def main(args) -> int:
     _check_outputs(args)
     if args.choose < 0:
         raise HiosError(f"--choose must be >= 0, got {args.choose}")
+    check_output_args(args, "plan")  # every output path, before any work
     _refuse_unused(args)
     sched = schedule_options(args)
     cost = cost_options(args, args.device)
+    check_profile_file(cost.source, args.model, args.image_size, args.batch, ("profile", *ANALYTIC_GPUS))
     from .model import build_model, log, model_label, require_torch
     require_torch("hios optimize")
     check_device(args.device)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import HiosError
 from ..formats import save_graph
+from ..outputs import JSON, check_folder, check_output
 from .arguments import add_kernels_arg, add_model_args, add_tf32_arg
 
 
@@ -44,6 +45,7 @@ def add_parser(sub) -> None:
 def _from_run(args) -> int:
     """--from-run: the run's plan costs with its measured segment times fed back."""
     from ..feedback import profile_from_run
+    check_output(args.output, JSON, "profile")
     graph = None
     if args.model and args.image_size is None:
         raise HiosError("--from-run with --model needs --image-size")
@@ -76,8 +78,12 @@ def main(args) -> int:
         raise HiosError(f"--image-size and --batch must be positive, got {args.image_size} and {args.batch}")
     if args.repeats < 1 or args.warmup < 0 or args.groups < 0:
         raise HiosError("--repeats must be >= 1, --warmup and --groups >= 0")
+    check_output(args.output, JSON, "profile")
+    check_folder(None if args.no_cache else args.cache_dir, "--cache-dir")
     from .model import build_model, model_label, require_torch
     require_torch("hios profile")
+    from .optimize import check_device
+    check_device(args.device)  # before the model is built
     from ..frontend.profiler import ProfileSettings
     from ..pipeline import profile_model
 

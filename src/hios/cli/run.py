@@ -113,14 +113,16 @@ def _check_devices(args, plan) -> None:
 
 def _check_outputs(args) -> None:
     """Refuse unwritable --trace / --feedback-to paths before anything runs (nothing half-written)."""
+    from pathlib import Path
+
     from ..runtime.trace import check_writable
     if args.trace_calls < 1:
         raise HiosError(f"--trace-calls must be >= 1, got {args.trace_calls}")
-    for flag, path in (("--trace", args.trace), ("--feedback-to", args.feedback_to)):
-        if path is not None:
-            if not str(path).endswith(".json"):
-                raise HiosError(f"{path}: {flag} writes JSON; give a .json file name")
-            check_writable(path)
+    from ..outputs import JSON, check_output
+    check_writable(args.trace)
+    check_output(args.feedback_to, JSON, "fed-back profile")
+    if args.trace and args.feedback_to and Path(args.trace).resolve() == Path(args.feedback_to).resolve():
+        raise HiosError(f"{args.trace}: --trace and --feedback-to name the same file")
 
 
 def _choose(args, model, x, plan, run, timing, captured, say):

@@ -356,34 +356,16 @@ def chrome_trace(trace: RunTrace, program, graph, schedule=None, result=None, ex
 
 
 def check_writable(path: str | Path) -> Path:
-    """Refuse (one line) a trace path that cannot be written, before anything runs."""
-    p = Path(path)
-    if p.is_dir():
-        raise HiosError(f"{p}: cannot write the trace: it is a directory")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise HiosError(f"{p}: cannot write the trace: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise HiosError(f"{p}: cannot write the trace: permission denied")
-    return p
+    """Refuse (one line) a trace path that cannot be written, before anything runs
+    (:func:`hios.outputs.check_output`)."""
+    from ..outputs import JSON, check_output
+    return check_output(path, JSON, "trace")
 
 
 def write_trace(path: str | Path, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (a temporary file renamed into place)."""
-    p = check_writable(path)
-    text = json.dumps(data)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".hios-trace-", dir=str(p.parent if str(p.parent) else "."))
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, p)
-        tmp = None
-    except OSError as e:
-        raise HiosError(f"{p}: cannot write the trace: {e.strerror or e}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``data`` as JSON to ``path`` atomically (:func:`hios.outputs.atomic_write_text`)."""
+    from ..outputs import atomic_write_text
+    atomic_write_text(check_writable(path), json.dumps(data), "trace")
 
 
 # -- one call for the runtime: record, simulate, write ------------------------------------------------
