@@ -91,8 +91,10 @@ def test_table_and_chrome_trace_with_the_simulation_beside(traced, tmp_path):
 def test_unwritable_trace_paths_are_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(HiosError, match="does not exist"):
         check_writable(tmp_path / "missing" / "t.json")
+    (tmp_path / "dir.json").mkdir()
     with pytest.raises(HiosError, match="it is a folder"):
-        write_trace(tmp_path, {"traceEvents": []})
+        write_trace(tmp_path / "dir.json", {"traceEvents": []})
+    (tmp_path / "dir.json").rmdir()
     if os.geteuid() != 0:
         ro = tmp_path / "ro"
         ro.mkdir()
