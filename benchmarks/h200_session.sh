@@ -12,7 +12,7 @@ step() { local name=$1 limit=$2; shift 2; echo "=== $name (limit ${limit}s)"; lo
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python -c "import torch; print('torch', torch.__version__)"
 step run_googlenet 130 python -m hios run --model googlenet --image-size 224 --costs h200 --tf32 --json
-step gpu_faults 160 python benchmarks/gpu_faults.py --skip-real --timeout 70
+step gpu_faults 160 python benchmarks/gpu_faults.py --skip-real --timeout 70 --cap-gib 0.5 --cap-size 2048
 step levers_iv3_1280 160 python benchmarks/levers.py --points inception_v3:1280 --variants base,fuse --no-probe \
      --budget-s 140 --out "$OUT/levers"
 step dist_nccl 90 python -m torch.distributed.run --standalone --nproc-per-node 1 -m hios run --backend distributed \
