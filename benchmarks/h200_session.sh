@@ -10,7 +10,11 @@ OUT=${OUT:-/tmp/hios-out}; mkdir -p "$OUT"
 step() { local name=$1 limit=$2; shift 2; echo "=== $name (limit ${limit}s)"; local t0=$SECONDS
   timeout "$limit" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"; local rc=$?
   echo "--- $name: exit $rc in $((SECONDS - t0)) s"; tail -n 25 "$OUT/$name.out"; grep -v '%|' "$OUT/$name.err" | tail -n 4; }
-run_googlenet() { step run_googlenet 130 python -m hios run --model googlenet --image-size 224 --costs h200 --tf32 --json; }
+run_googlenet() { step run_googlenet 130 python -m hios run --model googlenet --image-size 224 --costs h200 --tf32 --json
+  python -c "import json,sys; r=json.load(open(sys.argv[1])); b=r.get('baselines') or {}
+print('SUMMARY', r['model'], r['image_size'], 'levers', r.get('levers'), 'check', r['check']['ok'], 'plan call',
+      r['plan_call']['median_ms'], 'replay', (r.get('plan_replay') or {}).get('median_ms'),
+      *[f'{k} {v.get(\"median_ms\")}' for k, v in b.items()], 'predicted', r['predicted_ms'])" "$OUT/run_googlenet.out"; }
 gpu_faults() { step gpu_faults 160 python benchmarks/gpu_faults.py --skip-real --timeout 70 --cap-gib 0.5 --cap-size 2048; }
 levers_iv3_1280() { step levers_iv3_1280 160 python benchmarks/levers.py --points inception_v3:1280 --variants base,fuse \
     --no-probe --budget-s 140 --out "$OUT/levers"; }
