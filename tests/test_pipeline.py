@@ -118,3 +118,13 @@ def test_cli_run_model_form_captures_once(count_captures, capsys):
                "--devices", "cpu", "--json", "--no-baselines", "--warmup", "0", "--repeats", "2", "--inner", "1"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["check"]["ok"]
     assert len(count_captures) == 1
+
+
+def test_optimize_can_choose_by_measurement(model_x):
+    model, x = model_x
+    fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100", choose=2)
+    sel = fast.selection
+    assert sel is not None and sel.winner in sel.measured_ms and len(sel.measured_ms) >= 2
+    assert fast.plan.meta["chosen_by_measurement"] in sel.measured_ms
+    with torch.no_grad():
+        assert torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
