@@ -47,7 +47,6 @@ from hios.runtime.levers import Levers, lever_costs
 from hios.runtime.priority import critical_operators
 from hios.runtime.segmenting import stream_program
 from hios.schedulers import schedule
-from hios.timing import event_time
 
 POINTS = "googlenet:224,inception_v3:299,inception_v3:1280,nasnetalarge:331"
 VARIANTS = ("base", "all", "fuse", "concat", "prio-crit", "nchw", "prio-s0", "merge")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from hios.machine import Machine
 from hios.schedulers import schedule
 from hios.simulator import Simulator
 from hios.viz import write_gantt
+from hios.timing import cpu_name
 
 
 def table(rows: list[list[str]]) -> str:
@@ -62,16 +62,6 @@ def run_one(seed: int, n: int, gpus: int, time_limit: float, old_limit: float) -
            "concurrent_stages": sum(len(st) > 1 for sts in opt.stages for st in sts),
            "optimal_s": secs}
     return row, {"graph": g, "sim": sim, "hios": hios, "opt": opt}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

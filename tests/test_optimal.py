@@ -19,7 +19,7 @@ from hios.graph import Edge, Graph, Operator
 from hios.machine import Link, Machine
 from hios.schedulers import parse_algorithms, schedule
 from hios.schedulers.optimal import MAX_CANDIDATES, size_problem
-from hios.simulator import ScheduleError, Simulator
+from hios.simulator import Simulator
 
 try:
     import ortools  # noqa: F401

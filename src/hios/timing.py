@@ -22,9 +22,11 @@ torch is imported lazily so that importing this module costs nothing on machines
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import HiosError
@@ -88,6 +90,17 @@ class TimingStats:
         if samples:
             d["samples"] = list(self.samples)
         return d
+
+
+def cpu_name() -> str:
+    """The host CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _check_counts(warmup: int, repeats: int, inner: int) -> None:

@@ -8,7 +8,6 @@ analytic H100 model is used, so the command works on machines without a GPU.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..errors import HiosError

@@ -15,7 +15,7 @@ import pickle
 import time
 from typing import Any, Sequence
 
-from .probe import _torch
+from ..optional import require
 from .profile_cache import _sha
 
 __all__ = ["lift", "signature"]
@@ -32,7 +32,7 @@ def _params_of(module) -> tuple[list[str], list]:
 
 def lift(module, inputs: Sequence) -> tuple[Any, list]:
     """ATen graph of ``module(*inputs)`` taking ``(*parameters, *inputs)``; returns (gm, parameters)."""
-    torch = _torch()
+    torch = require("torch", "the profiler")
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.func import functional_call
     names, params = _params_of(module)
@@ -52,7 +52,7 @@ def _meta(t) -> tuple:
 
 def signature(gm, example: Sequence) -> str:
     """Key of a lifted operator: its code, its constants and its inputs' shapes/strides/dtypes."""
-    torch = _torch()
+    torch = require("torch", "the profiler")
     consts = []
     for name, v in sorted(vars(gm).items()):
         if isinstance(v, torch.Tensor):
@@ -92,7 +92,7 @@ def _fx_cache_hits() -> int | None:
 
 def _worker_compile(blob: bytes, metas: list) -> float:
     """In a pool process: compile one lifted operator on fresh random inputs (fills the FX-graph cache)."""
-    torch = _torch()
+    torch = require("torch", "the profiler")
     import importlib
     for mod in ("torch._inductor.compile_fx", "torch._higher_order_ops.triton_kernel_wrap"):
         try:  # a fresh process must load what the parent had loaded lazily before compiling

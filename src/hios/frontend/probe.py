@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import platform
 import sys
-from pathlib import Path
 
 from ..errors import HiosError
+from ..optional import require
+from ..timing import cpu_name
 
 __all__ = ["default_kernels", "device_name", "library_versions", "resolve_device"]
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise HiosError("profiling needs PyTorch: pip install 'hios[torch]'") from None
-    return torch
-
-
 def resolve_device(device: str | None):
     """A torch.device; a CUDA device must exist."""
-    torch = _torch()
+    torch = require("torch", "the profiler")
     if device is None:
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
     try:
@@ -45,18 +38,10 @@ def default_kernels(device) -> str:
 
 
 def device_name(dev) -> str:
-    torch = _torch()
+    torch = require("torch", "the profiler")
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {name}"
+    return f"cpu: {cpu_name()}"
 
 
 def library_versions() -> dict:
@@ -65,7 +50,7 @@ def library_versions() -> dict:
     for mod in ("torch", "torchvision", "timm", "triton"):
         m = sys.modules.get(mod)
         if m is None and mod == "torch":
-            m = _torch()
+            m = require("torch", "the profiler")
         if m is not None:
             out[mod] = getattr(m, "__version__", "?")
     return out

@@ -79,7 +79,8 @@ class ProfileResult:
 # -- device probing, cache, compile pool: their own modules ------------------------------------------
 
 from .compile_pool import _as_tuple, _fx_cache_hits, _inductor_compile, _pool_warm, lift, signature  # noqa: E402,F401
-from .probe import _torch, default_kernels, device_name, library_versions, resolve_device  # noqa: E402,F401
+from ..optional import require  # noqa: E402
+from .probe import default_kernels, device_name, library_versions, resolve_device  # noqa: E402,F401
 from .profile_cache import (CACHE_FORMAT, CACHE_VERSION, cache_path, default_cache_dir, read_cache,  # noqa: E402,F401
                             structure_hash, write_cache)
 from .profile_cache import cache_key as _cache_key  # noqa: E402
@@ -135,7 +136,7 @@ def measure_launch_overhead(dev, s: ProfileSettings) -> dict | None:
     """Per-launch host overhead: eager minus CUDA-graph time per call of a tiny kernel."""
     if dev.type != "cuda":
         return None
-    torch = _torch()
+    torch = require("torch", "the profiler")
     x = torch.randn(256, device=dev)
 
     def tiny(v):
@@ -148,7 +149,7 @@ def measure_launch_overhead(dev, s: ProfileSettings) -> dict | None:
 
 
 def measure_transfers(dev, s: ProfileSettings) -> dict:
-    torch = _torch()
+    torch = require("torch", "the profiler")
     sizes = [1 << k for k in (12, 16, 20, 22, 24, 26, 28)]
     out: dict[str, Any] = {}
     if dev.type != "cuda":
@@ -233,7 +234,7 @@ def profile_detailed(captured, device: str | None = "cuda:0", kernels: str | Non
 def _placed(captured, dev, channels_last: bool):
     """Step 2a: the captured module on ``dev`` (4-D parameters and buffers in channels_last when
     asked) while the block runs; its device and layouts are restored afterwards, also on error."""
-    torch = _torch()
+    torch = require("torch", "the profiler")
     gm = captured.gm
     old = next((p.device for p in list(gm.parameters()) + list(gm.buffers())), None)
     gm.to(dev)
@@ -254,7 +255,7 @@ def _placed(captured, dev, channels_last: bool):
 
 def _device_inputs(captured, dev, channels_last: bool) -> dict:
     """Step 2b: the example inputs by name, on ``dev``, 4-D ones in channels_last when asked."""
-    torch = _torch()
+    torch = require("torch", "the profiler")
     out = {}
     for n, t in zip(captured.input_names, captured.example_inputs):
         if isinstance(t, torch.Tensor):
@@ -426,7 +427,7 @@ def _costed_graph(graph: Graph, stats: dict[str, TimingStats], profile_meta: dic
 def _measure(captured, dev, dname: str, kernels: str, s: ProfileSettings, progress: bool,
              compile_workers: int) -> ProfileResult:
     """Steps 2-7 of :func:`profile_detailed` (the module docstring names them)."""
-    torch = _torch()
+    torch = require("torch", "the profiler")
     from .segments import build_segment
 
     graph: Graph = captured.graph
