@@ -42,6 +42,9 @@ from typing import Callable, Hashable, Sequence
 from .costmodel import ConcurrencyStageModel
 from .errors import HiosError
 
+__all__ = ["Interval", "Row", "choose_stage_model", "fit_beta_to_latency", "fit_concurrency", "group_rows",
+           "interval_rows", "mean_concurrency", "prediction_error", "timeline_row"]
+
 
 @dataclass(frozen=True)
 class Interval:

@@ -15,6 +15,8 @@ from typing import Sequence
 from .costmodel import DEFAULT_ALPHA, HIOSStageModel, MeasuredStageModel
 from .graph import Graph
 
+__all__ = ["calibrate", "fit_alpha", "fit_transfer"]
+
 
 def fit_alpha(groups: Sequence[dict], utils: dict[str, float]) -> dict:
     """Least-squares alpha of ``T = alpha*sum(w) + (1-alpha)*M`` over measured groups, with

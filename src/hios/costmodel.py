@@ -21,6 +21,9 @@ from typing import Protocol, Sequence
 
 from .graph import GraphError
 
+__all__ = ["ConcurrencyStageModel", "DEFAULT_ALPHA", "HIOSStageModel", "MeasuredStageModel", "StageModel",
+           "stage_model_from_dict"]
+
 
 #: Alpha of the HIOS stage model when nothing measured says otherwise.
 DEFAULT_ALPHA = 0.5

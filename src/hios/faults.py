@@ -21,6 +21,8 @@ from pathlib import Path
 
 from .errors import HiosError
 
+__all__ = ["context", "describe", "is_out_of_memory"]
+
 _MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 
 

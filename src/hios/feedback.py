@@ -30,6 +30,10 @@ from typing import Sequence
 from .errors import HiosError
 from .graph import Graph
 
+__all__ = ["RUN_FORMAT", "RUN_VERSION", "SETTING_KEYS", "alone_ms", "check_profile_of", "check_settings",
+           "feed_back", "profile_from_run", "profile_settings", "read_run_record", "run_record",
+           "runtime_settings", "split_cost"]
+
 RUN_FORMAT = "hios-run"
 RUN_VERSION = 1
 #: Settings that change what the runtime's kernels cost; a profile must agree on each it records.

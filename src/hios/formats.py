@@ -23,6 +23,10 @@ from .graph import Edge, Graph, GraphError, Operator
 from .limits import MAX_COST_MS, number_problem
 from .outputs import atomic_write_text
 
+__all__ = ["GRAPH_FORMAT", "GRAPH_VERSION", "check_profile_file", "check_profile_input", "graph_from_dict",
+           "graph_to_dict", "load_graph", "parse_json", "read_json", "read_text", "read_txt", "save_graph",
+           "write_txt"]
+
 GRAPH_FORMAT = "hios-graph"
 GRAPH_VERSION = 1
 

@@ -25,6 +25,8 @@ from .errors import HiosError
 from .graph import Edge, Graph, GraphError, Operator
 from .limits import MAX_COMM_RATIO, MAX_COST_MS, MAX_EDGES, MAX_OPERATORS, check_count, check_real
 
+__all__ = ["layer_sizes", "layered_dag"]
+
 
 def layer_sizes(rng: random.Random, inner_nodes: int, layers: int) -> list[int]:
     if layers < 1:

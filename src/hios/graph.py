@@ -22,6 +22,8 @@ from typing import Any, Iterable, Sequence
 from .errors import HiosError
 from .limits import MAX_BYTES, MAX_COST_MS, check_graph_size, number_problem
 
+__all__ = ["Edge", "Graph", "GraphError", "Operator"]
+
 
 class GraphError(HiosError, ValueError):
     """A graph, file or schedule is invalid.  The message is one line and names the culprit."""

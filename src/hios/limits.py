@@ -32,6 +32,12 @@ import numbers
 
 from .errors import HiosError
 
+__all__ = ["MAX_BATCH", "MAX_BYTES", "MAX_COMM_RATIO", "MAX_COST_MS", "MAX_EDGES", "MAX_GPUS",
+           "MAX_IMAGE_SIZE", "MAX_INPUT_BYTES", "MAX_OPERATORS", "MAX_REPEATS", "MAX_STREAMS",
+           "MAX_TIME_LIMIT_S", "MAX_WINDOW", "WHY", "check_count", "check_gpus", "check_graph_size",
+           "check_input", "check_intra", "check_real", "check_schedule_request", "check_time_limit",
+           "number_problem"]
+
 MAX_OPERATORS = 100_000
 MAX_EDGES = 1_000_000
 MAX_GPUS = 256

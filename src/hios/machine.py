@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from .graph import Edge, GraphError
 from .limits import MAX_GPUS, WHY
 
+__all__ = ["DEFAULT_LINK", "LINK_PRESETS", "Link", "Machine", "link_preset"]
+
 
 @dataclass(frozen=True)
 class Link:

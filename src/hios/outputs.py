@@ -21,6 +21,9 @@ from typing import Callable, Iterable
 
 from .errors import HiosError
 
+__all__ = ["GRAPH", "IMAGE", "JSON", "OutputSet", "atomic_write", "atomic_write_text", "check_folder",
+           "check_output"]
+
 JSON = (".json",)
 GRAPH = (".json", ".txt")
 #: What matplotlib's Agg backend can write (a Gantt chart).

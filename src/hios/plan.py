@@ -27,6 +27,8 @@ from .machine import Machine
 from .outputs import atomic_write_text
 from .schedule import PLAN_FORMAT, Schedule
 
+__all__ = ["PLAN_VERSION", "Plan", "check_model_info", "load_plan"]
+
 PLAN_VERSION = 1
 
 

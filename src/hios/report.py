@@ -20,6 +20,8 @@ from .schedule import Schedule
 from .schedulers import ALGORITHMS, schedule
 from .simulator import SimResult, Simulator
 
+__all__ = ["Comparison", "PROOF_KEYS", "compare", "format_table", "options_for"]
+
 
 @dataclass
 class Comparison:

@@ -16,6 +16,9 @@ from .formats import read_json
 from .graph import Graph, GraphError
 from .outputs import atomic_write_text
 
+__all__ = ["PLAN_FORMAT", "SCHEDULE_FORMAT", "SCHEDULE_VERSION", "Schedule", "load_schedule",
+           "schedule_from_json"]
+
 SCHEDULE_FORMAT = "hios-schedule"
 SCHEDULE_VERSION = 1
 #: The ``format`` tag of a plan (:mod:`hios.plan`); a plan holds a schedule, so schedule readers accept plans.

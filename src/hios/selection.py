@@ -26,6 +26,8 @@ from typing import Any, Callable, Hashable, Sequence
 
 from .errors import HiosError
 
+__all__ = ["Candidate", "DEFAULT_CONFIGS", "Selection", "choose", "plan_candidates", "shortlist"]
+
 
 @dataclass
 class Candidate:

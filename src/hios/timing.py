@@ -32,6 +32,9 @@ from typing import Any, Callable, Sequence
 from .errors import HiosError
 from .optional import require
 
+__all__ = ["HOLD_CYCLES", "TimingStats", "capture_graph", "cpu_name", "cuda_graph_concurrent_time",
+           "cuda_graph_time", "event_time", "precision_state", "set_precision", "wall_time"]
+
 
 #: GPU clock cycles of the spin kernel queued before each timed replay (about 0.1 ms on an H100).
 HOLD_CYCLES = 200_000

@@ -16,6 +16,8 @@ from .outputs import IMAGE, atomic_write, atomic_write_text
 from .schedule import Schedule
 from .simulator import SimResult
 
+__all__ = ["chrome_trace", "write_gantt", "write_trace"]
+
 
 def _lanes(schedule: Schedule) -> dict[str, tuple[int, int]]:
     """operator -> (gpu, stream): the k-th member of a stage runs on stream k."""

@@ -84,6 +84,9 @@ from .profile_cache import (CACHE_FORMAT, CACHE_VERSION, cache_path, default_cac
                             structure_hash, write_cache)
 from .profile_cache import cache_key as _cache_key  # noqa: E402
 
+__all__ = ["ProfileResult", "ProfileSettings", "cache_key", "measure_launch_overhead", "measure_transfers",
+           "profile", "profile_detailed", "sibling_groups"]
+
 
 def cache_key(captured, dev_name: str, kernels: str, settings: ProfileSettings) -> dict:
     """The cache key of a profile (:func:`hios.frontend.profile_cache.cache_key`)."""

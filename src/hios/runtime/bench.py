@@ -15,6 +15,9 @@ from ..errors import HiosError
 from ..options import TimingOptions
 from ..timing import TimingStats, cuda_graph_time, event_time, wall_time
 
+__all__ = ["COMPILE_BASELINES", "CheckResult", "RTOL_FP32", "RTOL_TF32", "baselines", "best_compile",
+           "compare_outputs", "compile_reduce_overhead", "predicted_latency", "time_call", "time_replay"]
+
 #: Tolerance of the check: max |out - ref| over max |ref| (fp32).
 RTOL_FP32 = 1e-4
 #: ... when TF32 tensor cores are allowed (reference and plan round differently).

@@ -50,6 +50,9 @@ from .devices import logical_devices, used_gpus
 from .levers import Levers
 from .segmenting import ExecProgram, stream_program
 
+__all__ = ["HiosModule", "SLICE", "Seg", "check_plan_graph", "check_plan_inputs", "compile", "place_module",
+           "resolve_schedule"]
+
 SLICE = "__slice__:"   # prefix of the values that hold a concatenation slice (concat in place)
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ["host_sync", "noisy"]
+
 
 class _Noisy(nn.Module):
     def __init__(self, channels: int = 4):

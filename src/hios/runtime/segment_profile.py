@@ -21,6 +21,8 @@ import time
 from ..feedback import feed_back, runtime_settings
 from ..graph import Graph
 
+__all__ = ["segment_inputs", "segment_profile", "time_segments"]
+
 
 def segment_inputs(module, inputs: tuple) -> dict[int, list]:
     """Step 1: step id -> the values each segment of ``module`` reads, from one forward pass."""

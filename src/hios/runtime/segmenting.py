@@ -48,6 +48,9 @@ from ..errors import HiosError
 from ..graph import Graph
 from ..schedule import Schedule
 
+__all__ = ["ExecProgram", "ProgramError", "SYNC_MODES", "SegmentStep", "TransferStep", "assign_streams",
+           "naive_streams", "stream_program", "verify"]
+
 SYNC_MODES = ("data", "stage")
 
 

@@ -43,6 +43,10 @@ from typing import Any
 
 from ..errors import HiosError
 
+__all__ = ["KERNEL_PID", "KernelRecord", "RunTrace", "SIM_PID", "SegmentRecord", "attribute_kernels",
+           "check_writable", "chrome_trace", "format_table", "record_run", "segment_table",
+           "simulated_segments", "trace_plan", "write_trace"]
+
 #: Chrome-trace process ids: measured segments on ``d``, kernels on ``KERNEL_PID + d``, the
 #: simulator's GPU ``g`` on ``SIM_PID + g``.
 KERNEL_PID = 100

@@ -22,6 +22,8 @@ from .ios import ios
 from .heft import heft
 from .optimal import optimal
 
+__all__ = ["ALGORITHMS", "parse_algorithms", "schedule"]
+
 ALGORITHMS: dict[str, Callable[..., Schedule]] = {
     "sequential": sequential,
     "hios-lp": hios_lp,

@@ -64,6 +64,9 @@ from .intra_gpu import intra_options
 from .optimal_model import add_hint, build, candidate_stages, hint_solution
 from .sequential import sequential
 
+__all__ = ["DEFAULT_TIME_LIMIT", "MAX_CANDIDATES", "MAX_OPERATORS", "PHASE1_SHARE", "WALL_FACTOR",
+           "WORK_PER_SECOND", "check_options", "optimal", "size_problem"]
+
 MAX_OPERATORS = 30
 #: Most candidate stages (groups of independent operators, singletons included) the model takes.
 MAX_CANDIDATES = 6000

@@ -43,6 +43,8 @@ from ..graph import Graph
 from ..machine import Machine
 from ..simulator import _reserve
 
+__all__ = ["ExactModel", "add_hint", "build", "candidate_stages", "hint_solution", "units"]
+
 
 def units(ms: float, scale: float) -> int:
     """``ms`` in model units of ``1/scale`` ms, rounded up (tolerating float noise)."""
