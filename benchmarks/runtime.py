@@ -34,6 +34,7 @@ from hios.machine import Machine
 from hios.runtime.bench import (RTOL_FP32, RTOL_TF32, TimingOptions, compare_outputs, predicted_latency,
                                 time_call, time_replay)
 from hios.runtime.executor import compile as hios_compile
+from hios.runtime.levers import Levers
 from hios.runtime.segmenting import naive_streams
 from hios.timing import set_precision
 from hios.schedule import Schedule
@@ -139,7 +140,7 @@ def run_point(model_name: str, size: int, args, out_jsonl, rows: list, t_start: 
         if args.priority and kernels == "inductor":
             best_intra = next((k for k in plans if k.startswith("intra-")), None)
             if best_intra:
-                plans[best_intra + "-prio"] = (plans[best_intra][0], None, {"priority": True})
+                plans[best_intra + "-prio"] = (plans[best_intra][0], None, {"levers": Levers(priority="stream0")})
         if kernels == "inductor" and args.inductor_plans != "all":
             keep = args.inductor_plans.split(",")
             plans = {k: v for k, v in plans.items() if k.split("-")[0].rstrip("0123456789") in keep}

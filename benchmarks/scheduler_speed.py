@@ -105,7 +105,7 @@ def quality(seeds: list[int], layer_counts: list[int], gpu_counts: list[int], ti
         m = Machine.preset(G)
         sim = Simulator(g, m)
         try:
-            o = schedule(g, m, "optimal", time_limit=time_limit)
+            o = schedule(g, m, "optimal", streams=1, time_limit=time_limit)  # one op per stage
         except HiosError as e:
             print(f"\nQuality: skipped ({e})")
             return

@@ -46,6 +46,7 @@ from hios.generate import layered_dag
 from hios.machine import Machine
 from hios.schedulers import ALGORITHMS, schedule
 from hios.simulator import Simulator
+from hios.timing import cpu_name
 
 DEFAULT = {"nodes": 200, "edges": 400, "layers": 8, "comm_ratio": 0.8, "gpus": 4}
 
@@ -154,7 +155,7 @@ def run_optimal(seeds: int, gpus_list: list[int], time_limit: float, model, vari
             m = Machine(gp)
             sim = Simulator(g, m, model)
             try:
-                opt = schedule(g, m, "optimal", stage_model=model, time_limit=time_limit)
+                opt = schedule(g, m, "optimal", stage_model=model, streams=1, time_limit=time_limit)
             except HiosError as e:  # OR-Tools missing
                 print(f"warning: {e}; skipping the comparison to optimal", file=sys.stderr)
                 return []
@@ -168,16 +169,6 @@ def run_optimal(seeds: int, gpus_list: list[int], time_limit: float, model, vari
                              "optimal_s": opt.meta["optimize_seconds"], "optimize_s": s.meta["optimize_seconds"]})
             bar.update(1)
     return rows
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

@@ -93,3 +93,30 @@ def test_torch_free_half_never_imports_torch(code):
     check = code + "; import sys; assert 'torch' not in sys.modules, 'torch was imported'"
     r = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_every_library_module_declares_its_public_names():
+    """``__all__`` in every module below the CLI (torch-free ones are imported to check the names)."""
+    missing = []
+    for path in sorted(PKG.rglob("*.py")):
+        mod = _module_name(path)
+        if mod.startswith("hios.cli") or path.name in ("__main__.py", "_fastsim.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        names = [n for n in tree.body if isinstance(n, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+        public = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+        if public and not names:
+            missing.append(mod)
+    assert not missing, f"modules without __all__: {missing}"
+
+
+def test_declared_names_exist():
+    import importlib
+    torch_free = ["hios", "hios.graph", "hios.formats", "hios.machine", "hios.costmodel", "hios.simulator",
+                  "hios.schedulers", "hios.report", "hios.options", "hios.plan", "hios.limits", "hios.outputs",
+                  "hios.selection", "hios.concurrency", "hios.costfit", "hios.feedback", "hios.runtime.segmenting"]
+    for name in torch_free:
+        mod = importlib.import_module(name)
+        absent = [n for n in mod.__all__ if not hasattr(mod, n) and not (name == "hios" and n in mod._TORCH_API)]
+        assert not absent, f"{name}.__all__ names what it lacks: {absent}"

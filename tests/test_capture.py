@@ -263,3 +263,28 @@ def test_in_place_write_through_a_view_is_refused():
         with pytest.raises(HiosError, match="in-place operation .* writes through a view") as e:
             capture(cls().eval(), (torch.randn(1, 3, 4, 4),))
         assert "\n" not in str(e.value)
+
+
+def test_values_read_from_tensor_data_are_not_folded():
+    """``y.mean().item() * 2.0`` depends on the input: capture must keep it, not fold the value it
+    saw on the example input into a literal (a silently wrong answer on any other input)."""
+    import torch
+
+    from hios.frontend.capture import capture
+    from hios.frontend.segments import run_by_operators
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y * (y.mean().item() * 2.0)
+
+    torch.manual_seed(0)
+    model = Scaled().eval()
+    c = capture(model, torch.randn(1, 3, 16, 16))
+    other = torch.randn(1, 3, 16, 16) * 3 + 1
+    with torch.no_grad():
+        assert torch.allclose(run_by_operators(c, other), model(other), rtol=1e-5, atol=1e-6)

@@ -331,13 +331,16 @@ def test_signatures_and_launch_env():
 def test_distributed_job_refuses_what_it_cannot_honour():
     from hios.options import RunOptions
     from hios.runtime.distributed import DistributedJob
+    from hios.runtime.levers import Levers
     job = DistributedJob(plan_file="p.json", run=RunOptions(sync="stage"))
     assert job.signature_options("gloo")["sync"] == "stage"  # every rank must agree on it
     for kw, msg in [({}, "give a plan file or --model"),
                     ({"plan_file": "p.json", "make_plan": lambda: None}, "not both"),
                     ({"plan_file": "p.json", "timeout": 0}, "--timeout must be positive"),
                     ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "--devices is for the local"),
-                    ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda")]:
+                    ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda"),
+                    ({"plan_file": "p.json", "run": RunOptions(levers=Levers(concat_inplace=True))}, "local backend"),
+                    ({"plan_file": "p.json", "run": RunOptions(levers=Levers(priority="stream0"))}, "local backend")]:
         with pytest.raises(HiosError, match=msg):
             DistributedJob(**kw)
 
@@ -561,3 +564,13 @@ def test_torchrun_failed_rank_stops_the_others(tmp_path, fault):
         assert any("gave up after waiting" in ln and "rank 1 is stuck in phase 'run'" in ln for ln in lines)
     else:
         assert any("rank 1 stopped" in ln for ln in lines)
+
+
+def test_cli_refuses_planning_options_with_a_plan_file_before_launch(tmp_path, capsys):
+    """The distributed backend honours every option of 'hios run' or refuses it, as the local one."""
+    _needs_torch()
+    from hios.cli import main
+    path = tmp_path / "p.json"
+    _plan(path, "googlenet", 64, 2)
+    assert main(["run", str(path), "--backend", "distributed", "--gpus", "3"]) == 2
+    assert "--gpus shapes a plan made with --model" in capsys.readouterr().err

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from .costmodel import HIOSStageModel, StageModel
 from .graph import Graph, GraphError
 
+__all__ = ["LowerBounds", "critical_path", "lower_bounds", "stage_work"]
+
 
 def critical_path(graph: Graph) -> float:
     """Length of the longest cost-weighted path (free communication)."""

@@ -10,6 +10,8 @@ without it gets the weakest honest share, 0).
   ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = :data:`DEFAULT_ALPHA`, 0.5, by default).
 * :class:`MeasuredStageModel` — a calibrated model: measured group times where the
   profiler recorded the group, else the HIOS rule with a fitted alpha.
+* :class:`ConcurrencyStageModel` — processor sharing fitted from real timelines
+  (:mod:`hios.concurrency`): ``max(w) + beta * (sum(w) - max(w)) + overhead * (k - 1)``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from .graph import GraphError
+
+__all__ = ["ConcurrencyStageModel", "DEFAULT_ALPHA", "HIOSStageModel", "MeasuredStageModel", "StageModel",
+           "stage_model_from_dict"]
 
 
 #: Alpha of the HIOS stage model when nothing measured says otherwise.
@@ -85,10 +90,53 @@ class MeasuredStageModel:
                 "groups": [{"costs": list(k), "time": v} for k, v in self.groups.items()]}
 
 
+@dataclass(frozen=True)
+class ConcurrencyStageModel:
+    """Processor sharing: while ``m`` operators of a stage run, each advances at the rate
+    ``1 / (1 + beta * (m - 1))`` of running alone, and every stream beyond the first adds a fixed
+    ``overhead_ms`` (events, stream forks).  Integrating the rates phase by phase (operators sorted by
+    cost, each phase ending when the next one finishes) gives the closed form
+    ``max(w) + beta * (sum(w) - max(w)) + overhead_ms * (k - 1)``: ``beta = 0`` is perfect overlap,
+    ``beta = 1`` runs the stage as if serialised.  The parameters are fitted from measured
+    concurrent groups and from real plan replays by :mod:`hios.concurrency`; utilizations are not
+    used."""
+
+    beta: float = 0.5
+    overhead_ms: float = 0.0
+    fit: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0 <= self.beta <= 1:
+            raise GraphError(f"concurrency model beta must be in [0, 1], got {self.beta!r}")
+        if not isinstance(self.overhead_ms, (int, float)) or self.overhead_ms < 0:
+            raise GraphError(f"concurrency model overhead_ms must be >= 0, got {self.overhead_ms!r}")
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float] = ()) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        if not costs:
+            return 0.0
+        top = max(costs)
+        return top + self.beta * (sum(costs) - top) + self.overhead_ms * (len(costs) - 1)
+
+    def work_share(self, cost: float, util: float) -> float:
+        """Every stage lasts at least ``beta * sum(w)``."""
+        return self.beta * cost
+
+    def to_dict(self) -> dict:
+        out = {"type": "concurrency", "beta": self.beta, "overhead_ms": self.overhead_ms}
+        if self.fit:
+            out["fit"] = dict(self.fit)
+        return out
+
+
 def stage_model_from_dict(d: dict | None) -> StageModel:
     if not d or d.get("type") == "hios":
         return HIOSStageModel(float((d or {}).get("alpha", DEFAULT_ALPHA)))
     if d.get("type") == "measured":
         groups = {tuple(float(c) for c in g["costs"]): float(g["time"]) for g in d.get("groups", [])}
         return MeasuredStageModel(float(d.get("alpha", DEFAULT_ALPHA)), groups)
-    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios' or 'measured')")
+    if d.get("type") == "concurrency":
+        return ConcurrencyStageModel(float(d.get("beta", 0.5)), float(d.get("overhead_ms", 0.0)),
+                                     dict(d.get("fit") or {}))
+    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios', 'measured' or 'concurrency')")

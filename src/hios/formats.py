@@ -16,11 +16,16 @@ Every error names the file and, for text, the line.
 from __future__ import annotations
 
 import json
-import math
 import numbers
 from pathlib import Path
 
 from .graph import Edge, Graph, GraphError, Operator
+from .limits import MAX_COST_MS, number_problem
+from .outputs import atomic_write_text
+
+__all__ = ["GRAPH_FORMAT", "GRAPH_VERSION", "check_profile_file", "check_profile_input", "graph_from_dict",
+           "graph_to_dict", "load_graph", "parse_json", "read_json", "read_text", "read_txt", "save_graph",
+           "write_txt"]
 
 GRAPH_FORMAT = "hios-graph"
 GRAPH_VERSION = 1
@@ -111,7 +116,6 @@ def read_txt(text: str, where: str = "graph.txt", name: str | None = None) -> Gr
     pos = 1
     ops = []
     op_line: dict[str, int] = {}
-    isfinite = math.isfinite
     for k in range(n):
         if pos >= nlines:
             raise missing(f"operator {k + 1} of {n}: 'id weight utilization'")
@@ -129,9 +133,9 @@ def read_txt(text: str, where: str = "graph.txt", name: str | None = None) -> Gr
             _num(toks[1], "weight", where, ln)
             _num(toks[2], "utilization", where, ln)
             raise AssertionError("unreachable") from None
-        if not (w >= 0 and isfinite(w)):
-            raise GraphError(f"{where}:{ln}: operator {toks[0]!r} has invalid weight {toks[1]!r} "
-                             "(must be a finite number >= 0)")
+        if not (0 <= w <= MAX_COST_MS):
+            raise GraphError(f"{where}:{ln}: operator {toks[0]!r} has invalid weight {toks[1]!r}: "
+                             f"{number_problem(w, MAX_COST_MS, ' ms')}")
         if not 0 < u <= 1:
             raise GraphError(f"{where}:{ln}: operator {toks[0]!r} has utilization {toks[2]!r} outside (0, 1]")
         oid = toks[0]
@@ -159,9 +163,9 @@ def read_txt(text: str, where: str = "graph.txt", name: str | None = None) -> Gr
         except ValueError:
             _num(wt, "edge weight", where, ln)
             raise AssertionError("unreachable") from None
-        if not (w >= 0 and isfinite(w)):
-            raise GraphError(f"{where}:{ln}: edge {src} -> {dst} has invalid weight {wt!r} "
-                             "(must be a finite number >= 0)")
+        if not (0 <= w <= MAX_COST_MS):
+            raise GraphError(f"{where}:{ln}: edge {src} -> {dst} has invalid weight {wt!r}: "
+                             f"{number_problem(w, MAX_COST_MS, ' ms')}")
         key = (src, dst)
         if key in edge_line or src not in op_line or dst not in op_line or src == dst:
             for end in key:
@@ -214,14 +218,32 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise GraphError(f"{p}: not a text file") from None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(dup)
+    return d
+
+
 def parse_json(text: str, where: str):
-    """``json.loads`` with a one-line GraphError naming ``where`` and the line."""
+    """``json.loads`` with a one-line GraphError naming ``where`` and the line.  A key given twice in
+    one object is refused (``json`` would silently keep the last one)."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
         raise GraphError(f"{where}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except _DuplicateKey as e:
+        raise GraphError(f"{where}: invalid JSON: key {e.args[0][:60]!r} appears twice in one object") from None
     except RecursionError:
         raise GraphError(f"{where}: invalid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise GraphError(f"{where}: invalid JSON: {str(e).splitlines()[0][:120]}") from None
 
 
 def read_json(path: str | Path, what: str = "file"):
@@ -249,7 +271,35 @@ def save_graph(graph: Graph, path: str | Path) -> None:
         text = write_txt(graph)
     else:
         raise GraphError(f"{p}: unknown graph format {p.suffix!r} (use .json or .txt)")
-    try:
-        p.write_text(text)
-    except OSError as e:
-        raise GraphError(f"{p}: cannot write: {e.strerror or e}") from None
+    atomic_write_text(p, text, "graph", GraphError)
+
+
+def check_profile_input(profile: Graph, model: str, image_size: int, batch: int = 1, where: str = "profile") -> None:
+    """Refuse, before any capture, a measured profile graph (``hios profile -o``) taken with another
+    input shape than the ``batch x 3 x S x S`` input the model zoo makes, or of another zoo model
+    (two plain names that differ; ``package.module:factory`` specs are left to the operator check
+    after the capture).  A profile without these records passes."""
+    meta = profile.meta or {}
+    prof = meta.get("profile") if isinstance(meta.get("profile"), dict) else {}
+    inputs = prof.get("inputs") if isinstance(prof.get("inputs"), list) else []
+    shapes = [i.get("shape") for i in inputs if isinstance(i, dict)]
+    want = [[batch, 3, image_size, image_size]]
+    if shapes and shapes != want:
+        raise GraphError(f"{where} was measured with input shape(s) {shapes}, this model gets {want} "
+                         "(profile it at this --image-size and --batch)")
+    info = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    other = info.get("name")
+    if isinstance(other, str) and ":" not in other and ":" not in model and other != model:
+        raise GraphError(f"{where} was measured on model {other}, not {model}")
+
+
+def check_profile_file(source: str | None, model: str, image_size: int, batch: int = 1,
+                       names: tuple[str, ...] = ()) -> None:
+    """Before any capture: a ``--cost`` value is None, one of ``names`` (e.g. ``profile`` or a GPU)
+    or an existing profile file that passes :func:`check_profile_input`."""
+    if source is None or source in names:
+        return
+    if not Path(source).is_file():
+        raise GraphError(f"--cost {source!r} is neither {', '.join(map(repr, names[:1]))}"
+                         f"{', a GPU (' + ', '.join(names[1:]) + ')' if len(names) > 1 else ''} nor an existing file")
+    check_profile_input(load_graph(source), model, image_size, batch, f"profile {source}")

@@ -21,7 +21,11 @@ from __future__ import annotations
 import math
 import random
 
+from .errors import HiosError
 from .graph import Edge, Graph, GraphError, Operator
+from .limits import MAX_COMM_RATIO, MAX_COST_MS, MAX_EDGES, MAX_OPERATORS, check_count, check_real
+
+__all__ = ["layer_sizes", "layered_dag"]
 
 
 def layer_sizes(rng: random.Random, inner_nodes: int, layers: int) -> list[int]:
@@ -47,6 +51,13 @@ def layered_dag(nodes: int = 200, edges: int = 400, layers: int = 8, comm_ratio:
         raise GraphError(f"--comm-ratio must be a finite number >= 0, got {comm_ratio}")
     if nodes < 3:
         raise GraphError(f"--nodes must be at least 3 (a source, a sink and one inner operator), got {nodes}")
+    try:
+        check_count("--nodes", nodes, "operators", MAX_OPERATORS)
+        check_count("--edges", edges, "edges", MAX_EDGES, minimum=0)
+        check_real("--comm-ratio", comm_ratio, "comm_ratio", MAX_COMM_RATIO)
+        check_real("--wmax", wmax, "cost", MAX_COST_MS / max(comm_ratio, 1.0))
+    except HiosError as e:
+        raise GraphError(str(e)) from None
     rng = random.Random(seed)
     sizes = [1] + layer_sizes(rng, nodes - 2, layers) + [1]
     ids: list[list[int]] = []

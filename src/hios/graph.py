@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from .errors import HiosError
+from .limits import MAX_BYTES, MAX_COST_MS, check_graph_size, number_problem
+
+__all__ = ["Edge", "Graph", "GraphError", "Operator"]
 
 
 class GraphError(HiosError, ValueError):
@@ -56,6 +59,13 @@ def _bad_number(x: float) -> bool:
     if t is int:
         return False
     return not isinstance(x, numbers.Real) or isinstance(x, bool) or not math.isfinite(x)
+
+
+def _show(x) -> str:
+    """``repr`` of a bad value, shortened to stay on one line (a 400-digit integer, a long string)."""
+    r = repr(x) if not isinstance(x, int) or abs(x) < 10 ** 30 else f"{'-' if x < 0 else ''}<{len(str(abs(x)))}-digit integer>"
+    r = " ".join(r.split())
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 class Graph:
@@ -109,6 +119,10 @@ class Graph:
         self.edges: tuple[Edge, ...] = tuple(edges)
         if not self.ops:
             raise GraphError(f"graph {name!r} is empty: it has no operators")
+        try:
+            check_graph_size(len(self.ops), len(self.edges), f"graph {name!r}")
+        except HiosError as e:
+            raise GraphError(str(e)) from None
         self.index: dict[str, int] = {}
         for i, op in enumerate(self.ops):
             if not isinstance(op, Operator):
@@ -119,12 +133,14 @@ class Graph:
                 raise GraphError(f"duplicate operator name {op.name!r}")
             if not isinstance(op.kind, str):
                 raise GraphError(f"operator {op.name!r} has kind {op.kind!r}; a kind is a string")
-            if _bad_number(op.cost) or op.cost < 0:
-                raise GraphError(f"operator {op.name!r} has an invalid cost {op.cost!r} (must be a number >= 0)")
+            why = number_problem(op.cost, MAX_COST_MS, " ms")
+            if why:
+                raise GraphError(f"operator {op.name!r} has an invalid cost {_show(op.cost)}: {why}")
             if _bad_number(op.utilization) or not 0 < op.utilization <= 1:
-                raise GraphError(f"operator {op.name!r} has utilization {op.utilization!r} outside (0, 1]")
-            if _bad_number(op.output_bytes) or op.output_bytes < 0:
-                raise GraphError(f"operator {op.name!r} has invalid output_bytes {op.output_bytes!r}")
+                raise GraphError(f"operator {op.name!r} has utilization {_show(op.utilization)} outside (0, 1]")
+            why = number_problem(op.output_bytes, MAX_BYTES)
+            if why:
+                raise GraphError(f"operator {op.name!r} has invalid output_bytes {_show(op.output_bytes)}: {why}")
             self.index[op.name] = i
         n = len(self.ops)
         self.preds: list[list[int]] = [[] for _ in range(n)]
@@ -146,10 +162,12 @@ class Graph:
                 raise GraphError(f"edge {e.src!r} -> {e.dst!r} is a self-loop")
             if (u, v) in seen:
                 raise GraphError(f"duplicate edge {e.src!r} -> {e.dst!r}")
-            if _bad_number(e.bytes) or e.bytes < 0:
-                raise GraphError(f"edge {e.src!r} -> {e.dst!r} has invalid bytes {e.bytes!r}")
-            if e.time is not None and (_bad_number(e.time) or e.time < 0):
-                raise GraphError(f"edge {e.src!r} -> {e.dst!r} has invalid time {e.time!r}")
+            why = number_problem(e.bytes, MAX_BYTES)
+            if why:
+                raise GraphError(f"edge {e.src!r} -> {e.dst!r} has invalid bytes {_show(e.bytes)}: {why}")
+            why = None if e.time is None else number_problem(e.time, MAX_COST_MS, " ms")
+            if why:
+                raise GraphError(f"edge {e.src!r} -> {e.dst!r} has invalid time {_show(e.time)}: {why}")
             seen.add((u, v))
             self.preds[v].append(u)
             self.succs[u].append(v)

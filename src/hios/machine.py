@@ -14,6 +14,9 @@ import math
 from dataclasses import dataclass, field
 
 from .graph import Edge, GraphError
+from .limits import MAX_GPUS, WHY
+
+__all__ = ["DEFAULT_LINK", "LINK_PRESETS", "Link", "Machine", "link_preset"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Machine:
     def __post_init__(self):
         if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 1:
             raise GraphError(f"GPU count must be an integer >= 1, got {self.gpus!r}")
+        if self.gpus > MAX_GPUS:
+            raise GraphError(f"GPU count {self.gpus} is above the limit of {MAX_GPUS} ({WHY['gpus']}; see hios.limits)")
         if not isinstance(self.link, Link):
             raise GraphError(f"machine link must be a Link, got {self.link!r}")
         for (a, b) in self.links:
@@ -110,11 +115,15 @@ class Machine:
     def from_dict(cls, d: dict) -> "Machine":
         def lk(x: dict) -> Link:
             return Link(float(x["bandwidth_gbps"]), float(x.get("latency_us", 5.0)), str(x.get("name", "custom")))
+        def whole(x) -> int:
+            if not isinstance(x, int) or isinstance(x, bool):
+                raise TypeError(f"{x!r} is not an integer")
+            return x
         try:
-            links = {(int(x["src"]), int(x["dst"])): lk(x) for x in d.get("links", [])}
-            return cls(int(d["gpus"]), lk(d["link"]), links)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            links = {(whole(x["src"]), whole(x["dst"])): lk(x) for x in d.get("links", [])}
+            return cls(whole(d["gpus"]), lk(d["link"]), links)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             if isinstance(e, GraphError):
                 raise
-            raise GraphError(f"malformed machine description ({type(e).__name__}: {e}); expected "
+            raise GraphError(f"malformed machine description ({type(e).__name__}: {str(e)[:80]}); expected "
                              "{\"gpus\": N, \"link\": {\"bandwidth_gbps\", \"latency_us\"}, \"links\": [...]}") from None

@@ -7,6 +7,8 @@ import importlib
 
 from .errors import HiosError
 
+__all__ = ["EXTRAS", "require"]
+
 #: The extra that provides each optional module.
 EXTRAS = {"torch": "torch", "torchvision": "vision", "timm": "timm", "ortools": "optimal"}
 

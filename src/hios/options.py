@@ -24,12 +24,14 @@ hios.errors.HiosError: --window must be at least 1, got 0
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import HiosError
+from .limits import check_schedule_request
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
+from .runtime.levers import Levers
 from .runtime.segmenting import SYNC_MODES
 
 __all__ = ["ANALYTIC_GPUS", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
@@ -93,6 +95,7 @@ class ScheduleOptions:
     streams: int | None = None
     intra: bool | None = None
     time_limit: float | None = None
+    every: bool = field(default=False, init=False, compare=False)  # "all" was asked for
 
     def __post_init__(self):
         from .schedulers import parse_algorithms
@@ -102,8 +105,15 @@ class ScheduleOptions:
         _at_least(self.streams, 1, "--streams")
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
             raise HiosError(f"--time-limit must be positive and finite (seconds), got {self.time_limit}")
+        check_schedule_request(self.gpus, self.window, self.streams, self.time_limit, self.algorithms)
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
+        object.__setattr__(self, "every", [a.strip() for a in algos] == ["all"])
         object.__setattr__(self, "algorithms", tuple(parse_algorithms(",".join(algos))))
+
+    def algorithms_for(self, graph) -> list[str]:
+        """The algorithms to run on ``graph``: "all" includes ``optimal`` where the graph fits it."""
+        from .schedulers import parse_algorithms
+        return parse_algorithms("all", graph) if self.every else list(self.algorithms)
 
     def machine(self) -> Machine:
         return Machine(self.gpus, link_preset(self.link))
@@ -120,7 +130,9 @@ class RunOptions:
     devices on one GPU; ``("cpu", "cpu")`` runs each stream as a thread); None: ``cuda:0..`` or cpu.
     ``kernels``: Inductor (default on CUDA) or eager (default on CPU).  ``mode``: CUDA graph (default
     on CUDA) or stream.  ``channels_last``: NHWC weights and activations (default: with Inductor on
-    CUDA).  ``tf32``: TF32 tensor cores for convolutions and matrix products."""
+    CUDA).  ``tf32``: TF32 tensor cores for convolutions and matrix products.  ``levers``: what
+    shortens the critical path (:class:`hios.runtime.levers.Levers`: fused convolution epilogues
+    by default; concatenation in place, merged segments, stream priorities on request)."""
 
     devices: tuple[str, ...] | None = None
     kernels: str | None = None
@@ -128,6 +140,7 @@ class RunOptions:
     sync: str = "data"
     channels_last: bool | None = None
     tf32: bool = False
+    levers: Levers = Levers()
 
     def __post_init__(self):
         devices = parse_devices(self.devices)
@@ -148,7 +161,7 @@ class RunOptions:
         if mode == "graph" and not cuda:
             raise HiosError("CUDA-graph mode (--mode graph) needs CUDA devices; use --mode stream on CPU")
         cl = self.channels_last if self.channels_last is not None else (kernels == "inductor" and cuda)
-        return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32)
+        return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32, self.levers)
 
 
 @dataclass(frozen=True)

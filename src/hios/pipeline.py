@@ -111,7 +111,7 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
         say("no GPU found: costing with the analytic H100 model (--cost h100)")
     costed = cost_captured(captured, cost, source, progress=log is not None)
     machine = schedule.machine()
-    algos = list(schedule.algorithms)
+    algos = schedule.algorithms_for(costed.graph)
     cmp = compare(costed.graph, machine, algos, schedule.scheduler_kwargs(), costed.stage_model,
                   schedule.serialize_links, progress=(lambda a: say(f"scheduling with {a}...")) if len(algos) > 1 else None)
     best = cmp.best
@@ -159,11 +159,12 @@ class Optimized(require("torch.nn", "hios.optimize").Module):
     :meth:`save`, run it again with :func:`load`), ``.runtime`` (the executor module: program,
     devices, CUDA graph) and, when it was planned here, ``.comparison`` (:meth:`explain`)."""
 
-    def __init__(self, runtime, plan: Plan, comparison: Comparison | None = None):
+    def __init__(self, runtime, plan: Plan, comparison: Comparison | None = None, selection=None):
         super().__init__()
         self.runtime = runtime
         self.plan = plan
         self.comparison = comparison
+        self.selection = selection  # hios.selection.Selection when chosen by measurement
 
     def forward(self, *inputs):
         return self.runtime(*inputs)
@@ -187,6 +188,8 @@ class Optimized(require("torch.nn", "hios.optimize").Module):
             s = prog.summary()
             tail = (f"\nruns on {','.join(self.runtime.devices)}: {s['streams']} stream(s), {s['segments']} "
                     f"segment(s), {s['transfers']} transfer(s); {self.runtime.mode} mode, {self.runtime.kernels} kernels")
+        if self.selection is not None:
+            tail += "\n" + self.selection.summary()
         text = f"{head}\n{body}{tail}"
         print(text, file=file or sys.stdout)
         return text
@@ -195,7 +198,7 @@ class Optimized(require("torch.nn", "hios.optimize").Module):
 def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="hios-lp", cost: str | None = None,
              link: str | None = None, serialize_links: bool = False, window: int | None = None,
              streams: int | None = None, kernels: str | None = None, mode: str | None = None,
-             tf32: bool = False, progress: bool = False) -> Optimized:
+             tf32: bool = False, choose: int = 0, progress: bool = False) -> Optimized:
     """Plan ``model`` for ``gpus`` GPUs and return a module that runs the plan.
 
     Parameters
@@ -217,6 +220,12 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
         Machine and scheduler knobs (see :class:`hios.options.ScheduleOptions`).
     kernels, mode, tf32
         Runtime knobs (see :class:`hios.options.RunOptions`).
+    choose : int
+        With ``choose=K > 0``, time the K best predicted candidate plans (algorithms, window and
+        stream counts, N devices or one) and, on CUDA, ``torch.compile`` reduce-overhead with and
+        without freezing, on the device, and keep the fastest measured
+        (:func:`hios.runtime.choose.choose_by_measurement`); ``.selection`` says who won and by how
+        much.  If torch.compile wins, the returned module runs it, so the result is never slower.
     progress : bool
         Print progress messages on stderr.
 
@@ -232,8 +241,23 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
     log = (lambda m: print(m, file=sys.stderr)) if progress else None
     planned = plan_model(model, example_inputs, schedule=sched,
                          cost=CostOptions(source=cost, device=device, kernels=kernels, tf32=tf32), log=log)
+    if choose > 0:
+        return _chosen(model, example_inputs, planned, run, choose, log)
     runtime = run_plan(model, example_inputs, planned.plan, run, captured=planned.captured, progress=progress)
     return Optimized(runtime, planned.plan, planned.comparison)
+
+
+def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, log) -> Optimized:
+    """``optimize(choose=K)``: the fastest measured of the K best plans and torch.compile."""
+    from .options import TimingOptions
+    from .runtime.choose import choose_by_measurement, chosen_plan
+    from .timing import set_precision
+    set_precision(run.tf32)
+    sel, built, schedules = choose_by_measurement(model, _inputs(example_inputs), planned.plan, run, TimingOptions(),
+                                                  top, planned.captured, log or (lambda _m: None))
+    plan, best = chosen_plan(planned.plan, sel, schedules)
+    winner = sel.winner if sel.winner in built else best
+    return Optimized(built[winner], plan, planned.comparison, sel)
 
 
 def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str | None = None,

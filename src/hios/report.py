@@ -2,7 +2,9 @@
 
 Shared by ``hios simulate`` and ``hios optimize``; the JSON form is
 ``{"graph", "gpus", "lower_bound", "critical_path", "work_per_gpu", "sequential", "results": [...]}``
-with one record per algorithm.
+with one record per algorithm.  A scheduler that proves something (``optimal``) adds
+``"proof": {"status", "proven_optimal", "objective", "bound", "gap"}`` to its record and a
+"proof" column to the table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .machine import Machine
 from .schedule import Schedule
 from .schedulers import ALGORITHMS, schedule
 from .simulator import SimResult, Simulator
+
+__all__ = ["Comparison", "PROOF_KEYS", "compare", "format_table", "options_for"]
 
 
 @dataclass
@@ -41,9 +45,21 @@ class Comparison:
                          "optimize_seconds": s.meta.get("optimize_seconds"),
                          "assignment": s.assignment(),
                          "stages": [[list(st) for st in sts] for sts in s.stages]})
+            if "proven_optimal" in s.meta:
+                recs[-1]["proof"] = {k: s.meta.get(k) for k in PROOF_KEYS}
         return {"graph": self.graph.name, "gpus": self.machine.gpus, "lower_bound": lb.value,
                 "critical_path": lb.critical_path, "work_per_gpu": lb.work_per_gpu,
                 "sequential": self.graph.total_work(), "results": recs}
+
+
+PROOF_KEYS = ("status", "proven_optimal", "objective", "bound", "gap")
+
+
+def _proof_cell(proof: dict | None) -> str:
+    if not proof:
+        return "-"
+    head = "optimal" if proof["proven_optimal"] else f"gap {100 * proof['gap']:.2f}%"
+    return f"{head} ({proof['status']}), bound {proof['bound']:.4f}"
 
 
 def options_for(algorithm: str, options: dict) -> dict:
@@ -56,6 +72,8 @@ def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict
             stage_model: StageModel | None = None, serialize_links: bool = False,
             given: Schedule | None = None, progress=None) -> Comparison:
     sim = Simulator(graph, machine, stage_model, serialize_links)
+    # schedulers that take the link model plan under it
+    options = {**(options or {}), "serialize_links": True if serialize_links else None}
     cmp = Comparison(graph, machine, stage_model=stage_model)
     if given is not None:  # evaluated, not optimized here: no optimize time of its own
         given = Schedule(given.stages, given.algorithm,
@@ -65,9 +83,7 @@ def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict
     for name in algorithms:
         if progress:
             progress(name)
-        # Schedulers plan under the link model they are judged by (those that take the option).
-        opts = options_for(name, {**(options or {}), "serialize_links": serialize_links})
-        s = schedule(graph, machine, name, stage_model=stage_model, **opts)
+        s = schedule(graph, machine, name, stage_model=stage_model, **options_for(name, options))
         cmp.schedules[name] = s
         cmp.results[name] = sim.simulate(s)
     return cmp
@@ -78,12 +94,14 @@ def format_table(cmp: Comparison) -> str:
     head = (f"{d['graph']}: {len(cmp.graph)} operators, {len(cmp.graph.edges)} edges, {d['gpus']} GPU(s)\n"
             f"lower bound {d['lower_bound']:.4f} ms (critical path {d['critical_path']:.4f}, "
             f"work/GPU {d['work_per_gpu']:.4f}); sequential {d['sequential']:.4f} ms\n")
-    rows = [("algorithm", "latency ms", "x lower bound", "speedup vs seq", "optimize s")]
+    proofs = any("proof" in r for r in d["results"])
+    rows = [("algorithm", "latency ms", "x lower bound", "speedup vs seq", "optimize s") + (("proof",) if proofs else ())]
     for r in d["results"]:
         rows.append((r["algorithm"], f"{r['latency']:.4f}",
                      f"{r['ratio_to_lower_bound']:.3f}" if r["ratio_to_lower_bound"] else "-",
                      f"{d['sequential'] / r['latency']:.3f}" if r["latency"] > 0 else "-",
-                     f"{r['optimize_seconds']:.4f}" if r["optimize_seconds"] is not None else "-"))
+                     f"{r['optimize_seconds']:.4f}" if r["optimize_seconds"] is not None else "-")
+                    + ((_proof_cell(r.get("proof")),) if proofs else ()))
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths)))
              for row in rows]

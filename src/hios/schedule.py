@@ -14,6 +14,10 @@ from typing import Any, Sequence
 
 from .formats import read_json
 from .graph import Graph, GraphError
+from .outputs import atomic_write_text
+
+__all__ = ["PLAN_FORMAT", "SCHEDULE_FORMAT", "SCHEDULE_VERSION", "Schedule", "load_schedule",
+           "schedule_from_json"]
 
 SCHEDULE_FORMAT = "hios-schedule"
 SCHEDULE_VERSION = 1
@@ -117,15 +121,11 @@ class Schedule:
             if not isinstance(sts, list) or not all(isinstance(st, list) and all(isinstance(x, str) for x in st)
                                                     for st in sts):
                 raise GraphError(f"{where}: GPU {g} must be a list of stages, each a list of operator names")
-            stages.append([tuple(st) for st in sts])
+            stages.append([tuple(st) for st in sts if st])  # an empty stage runs nothing: dropped
         return cls(stages, str(d.get("algorithm", "custom")), dict(d.get("meta", {})))
 
     def save(self, path: str | Path) -> None:
-        text = json.dumps(self.to_dict(), indent=1) + "\n"
-        try:
-            Path(path).write_text(text)
-        except OSError as e:
-            raise GraphError(f"{path}: cannot write schedule: {e.strerror or e}") from None
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n", "schedule", GraphError)
 
 
 def schedule_from_json(d, where: str, graph: Graph, gpus: int | None = None) -> Schedule:

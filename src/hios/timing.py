@@ -22,13 +22,18 @@ torch is imported lazily so that importing this module costs nothing on machines
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import HiosError
 from .optional import require
+
+__all__ = ["HOLD_CYCLES", "TimingStats", "capture_graph", "cpu_name", "cuda_graph_concurrent_time",
+           "cuda_graph_time", "event_time", "precision_state", "set_precision", "wall_time"]
 
 
 #: GPU clock cycles of the spin kernel queued before each timed replay (about 0.1 ms on an H100).
@@ -88,6 +93,17 @@ class TimingStats:
         if samples:
             d["samples"] = list(self.samples)
         return d
+
+
+def cpu_name() -> str:
+    """The host CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _check_counts(warmup: int, repeats: int, inner: int) -> None:

@@ -12,8 +12,11 @@ from pathlib import Path
 
 from .errors import HiosError
 from .graph import Graph
+from .outputs import IMAGE, atomic_write, atomic_write_text
 from .schedule import Schedule
 from .simulator import SimResult
+
+__all__ = ["chrome_trace", "write_gantt", "write_trace"]
 
 
 def _lanes(schedule: Schedule) -> dict[str, tuple[int, int]]:
@@ -64,19 +67,15 @@ def chrome_trace(graph: Graph, schedule: Schedule, result: SimResult) -> dict:
             "otherData": {"graph": graph.name, "algorithm": schedule.algorithm, "latency_ms": result.latency}}
 
 
-def _write(path: str | Path, what: str, write) -> None:
-    try:
-        write()
-    except OSError as e:
-        raise HiosError(f"{path}: cannot write the {what}: {e.strerror or e}") from None
-
-
 def write_trace(path: str | Path, graph: Graph, schedule: Schedule, result: SimResult) -> None:
     text = json.dumps(chrome_trace(graph, schedule, result))
-    _write(path, "trace", lambda: Path(path).write_text(text))
+    atomic_write_text(path, text, "trace")
 
 
 def write_gantt(path: str | Path, graph: Graph, schedule: Schedule, result: SimResult, title: str = "") -> None:
+    """Draw the chart into ``path``; its suffix picks the image format (:data:`hios.outputs.IMAGE`)."""
+    if Path(path).suffix.lower() not in IMAGE:
+        raise HiosError(f"{path}: unknown Gantt chart format {Path(path).suffix!r} (use {', '.join(IMAGE)})")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -124,5 +123,7 @@ def write_gantt(path: str | Path, graph: Graph, schedule: Schedule, result: SimR
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    _write(path, "Gantt chart", lambda: fig.savefig(path, dpi=120))
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120), "Gantt chart")
+    finally:
+        plt.close(fig)

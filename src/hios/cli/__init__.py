@@ -12,6 +12,7 @@ import importlib
 import sys
 import warnings
 
+from .. import faults
 from ..errors import HiosError
 
 COMMANDS = ["generate", "simulate", "optimize", "profile", "run"]
@@ -47,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.func(args) or 0)
-    except HiosError as e:
-        print(f"hios {args.command}: error: {e}", file=sys.stderr)
+    except (HiosError, MemoryError, RuntimeError) as e:
+        if not isinstance(e, HiosError) and not faults.is_out_of_memory(e):
+            raise
+        msg = faults.describe(e, args) if faults.is_out_of_memory(e) else e
+        print(f"hios {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hios: interrupted", file=sys.stderr)

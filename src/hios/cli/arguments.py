@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..machine import DEFAULT_LINK, LINK_PRESETS
 from ..costmodel import DEFAULT_ALPHA
 from ..options import ANALYTIC_GPUS, KERNELS, MODES, CostOptions, RunOptions, ScheduleOptions, TimingOptions
+from ..runtime.levers import PRIORITIES, Levers
 from ..runtime.segmenting import SYNC_MODES
 from ..schedulers import ALGORITHMS
 
@@ -32,7 +33,7 @@ def add_scheduler_args(p) -> None:
     p.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
     p.add_argument("--no-intra", action="store_true", help="skip the intra-GPU step of HIOS")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="optimal: CP-SAT time limit (default 10 s; the result says whether it proved optimality)")
+                   help="optimal: CP-SAT time limit (default 10 s of solver work; the result says whether it proved optimality)")
 
 
 def add_output_args(p) -> None:
@@ -71,6 +72,16 @@ def add_run_args(p) -> None:
                    help="graph (default on GPUs): one CUDA graph per forward; stream: launches from Python")
     p.add_argument("--sync", choices=SYNC_MODES, default="data",
                    help="events only where values cross streams (data, default) or also stage barriers")
+    g = p.add_argument_group("levers that shorten the critical path (docs/results/levers.md)")
+    g.add_argument("--no-fuse-epilogues", dest="fuse_epilogues", action="store_false", default=True,
+                   help="run convolution and its bias + ReLU as separate kernels (default: one cuDNN kernel "
+                        "where the backend offers it)")
+    g.add_argument("--concat-inplace", action="store_true",
+                   help="branches write into their slice of a concatenation's output (no concat kernel)")
+    g.add_argument("--merge-segments", action="store_true",
+                   help="a segment runs on past synchronisation points that order nothing new")
+    g.add_argument("--priority", choices=PRIORITIES, default="none",
+                   help="CUDA stream priorities: none (default), stream0, or critical (streams on the critical path)")
 
 
 def add_timing_args(p) -> None:
@@ -82,7 +93,7 @@ def add_timing_args(p) -> None:
 
 
 def schedule_options(args) -> ScheduleOptions:
-    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=args.algo or default_algorithm(),
+    return ScheduleOptions(gpus=1 if args.gpus is None else args.gpus, algorithms=default_algorithm() if args.algo is None else args.algo,
                            link=getattr(args, "link", DEFAULT_LINK),
                            serialize_links=getattr(args, "serialize_links", False), window=args.window,
                            streams=args.streams, intra=False if getattr(args, "no_intra", False) else None,
@@ -102,7 +113,10 @@ def cost_options(args, device: str | None = None) -> CostOptions:
 
 
 def run_options(args) -> RunOptions:
-    return RunOptions(devices=args.devices, kernels=args.kernels, mode=args.mode, sync=args.sync, tf32=args.tf32)
+    levers = Levers(merge_segments=args.merge_segments, fuse_epilogues=args.fuse_epilogues,
+                    concat_inplace=args.concat_inplace, priority=args.priority)
+    return RunOptions(devices=args.devices, kernels=args.kernels, mode=args.mode, sync=args.sync, tf32=args.tf32,
+                      levers=levers)
 
 
 def timing_options(args) -> TimingOptions:

@@ -6,6 +6,7 @@ import sys
 
 from ..formats import save_graph
 from ..generate import layered_dag
+from ..outputs import GRAPH, check_output
 
 
 def add_parser(sub) -> None:
@@ -24,7 +25,8 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    check_output(args.output, GRAPH, "graph")
     g = layered_dag(args.nodes, args.edges, args.layers, args.comm_ratio, args.seed)
-    save_graph(g, args.output)
+    save_graph(g, args.output)  # atomic: a temporary file, then renamed
     print(f"wrote {args.output}: {len(g)} operators, {len(g.edges)} edges", file=sys.stderr)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from ..limits import check_input
 from ..optional import require
 
 
@@ -28,5 +29,6 @@ def build_model(args, name: str | None = None, image_size: int | None = None, ba
     name = name or args.model
     size = image_size or args.image_size
     batch = batch or args.batch
+    check_input(size, batch)  # the limits, before the progress line and any allocation
     log(f"building {name} at {size} px, batch {batch}...")
     return build(name, size, batch)

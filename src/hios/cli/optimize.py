@@ -8,15 +8,15 @@ analytic H100 model is used, so the command works on machines without a GPU.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..errors import HiosError
-from ..formats import save_graph
+from ..formats import check_profile_file, save_graph
 from ..graph import Edge, Graph
+from ..options import ANALYTIC_GPUS
 from .arguments import (add_cost_args, add_kernels_arg, add_machine_args, add_model_args, add_output_args,
                         add_scheduler_args, add_tf32_arg, cost_options, schedule_options)
-from .simulate import emit
+from .simulate import check_output_args, emit
 
 
 def add_parser(sub) -> None:
@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
     add_tf32_arg(p)
     add_machine_args(p)
     add_scheduler_args(p)
+    p.add_argument("--choose", type=int, default=0, metavar="K",
+                   help="time the K best predicted candidate plans (algorithms, window/stream counts, N devices or "
+                        "one) and torch.compile with and without freezing on --device; keep the fastest measured "
+                        "plan (default 0: keep the best predicted one)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the plan (.json)")
     p.add_argument("--save-graph", metavar="FILE",
                    help="also write the costed operator graph (.json, or .txt in the HIOS format with "
@@ -61,11 +65,26 @@ def _save_graph(graph: Graph, machine, path: str) -> None:
     save_graph(graph, path)
 
 
+def _choose(args, model, example, plan, captured, log):
+    """--choose K: the fastest measured candidate plan (the selection goes into the plan's meta)."""
+    from ..options import RunOptions, TimingOptions
+    from ..runtime.choose import choose_by_measurement, chosen_plan
+    devices = (args.device,) * plan.machine.gpus if args.device else None
+    sel, _built, schedules = choose_by_measurement(model, example, plan, RunOptions(devices=devices, kernels=args.kernels, tf32=args.tf32),
+                                                   TimingOptions(), args.choose, captured, log)
+    chosen, best = chosen_plan(plan, sel, schedules)
+    log(sel.summary())
+    if sel.winner != best:
+        log(f"note: {sel.winner} measured faster than every hios plan ({sel.measured_ms[sel.winner]:.4f} against "
+            f"{sel.measured_ms[best]:.4f} ms); the plan keeps the fastest hios candidate, {best}")
+    return chosen
+
+
 def _refuse_unused(args) -> None:
-    """``--device`` and ``--kernels`` say how a profile is measured: nothing is measured with an
-    analytic model or a profile file."""
+    """``--device`` and ``--kernels`` say how a profile is measured (and, with ``--choose``, where
+    candidates run): without either, nothing is measured with an analytic model or a profile file."""
     cost = (args.cost or "").lower()
-    if cost and cost != "profile":
+    if cost and cost != "profile" and not args.choose:  # --choose runs candidates on --device
         for flag, v in (("--device", args.device), ("--kernels", args.kernels)):
             if v is not None:
                 raise HiosError(f"{flag} says how operators are profiled; --cost {args.cost} measures nothing "
@@ -74,9 +93,13 @@ def _refuse_unused(args) -> None:
 
 def main(args) -> int:
     _check_outputs(args)
+    if args.choose < 0:
+        raise HiosError(f"--choose must be >= 0, got {args.choose}")
+    check_output_args(args, "plan")  # every output path, before any work
     _refuse_unused(args)
     sched = schedule_options(args)
     cost = cost_options(args, args.device)
+    check_profile_file(cost.source, args.model, args.image_size, args.batch, ("profile", *ANALYTIC_GPUS))
     from .model import build_model, log, model_label, require_torch
     require_torch("hios optimize")
     check_device(args.device)
@@ -86,6 +109,8 @@ def main(args) -> int:
                          model_info={"name": args.model, "image_size": args.image_size, "batch": args.batch},
                          log=log)
     plan, cmp = planned.plan, planned.comparison
+    if args.choose:
+        plan = _choose(args, model, example, plan, planned.captured, log)
     if args.output:
         plan.save(args.output)
     if args.save_graph:

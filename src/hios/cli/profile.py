@@ -7,17 +7,22 @@ and ``hios simulate FILE`` read it directly.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from ..errors import HiosError
 from ..formats import save_graph
+from ..outputs import JSON, check_folder, check_output
 from .arguments import add_kernels_arg, add_model_args, add_tf32_arg
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("profile", help="measure operator costs of a model (CUDA graphs on GPU, wall clock on CPU)")
-    add_model_args(p)
+    add_model_args(p, required=False)
+    p.add_argument("--from-run", metavar="RUN.json",
+                   help="no measuring: the costs of a run's plan with the segment times that run measured fed back "
+                        "(a trace from 'hios run --trace'); with --model, the run must be of that model")
     p.add_argument("--device", default=None, help="cuda:N or cpu (default cuda:0 when a GPU exists)")
     add_kernels_arg(p, "time Inductor-compiled operators or their ATen kernels (default inductor on GPU, eager on CPU)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="profile to write (.json)")
@@ -27,8 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=3, help="warm-up calls per operator (default 3)")
     p.add_argument("--groups", type=int, default=24,
                    help="groups of independent operators timed concurrently (default 24; 0: none)")
-    p.add_argument("--channels-last", action="store_true",
-                   help="run with 4-D weights and inputs in channels_last layout (as a channels_last runtime would)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="4-D weights and inputs in channels_last layout (default: as the runtime runs, i.e. "
+                        "channels_last with Inductor kernels on a GPU)")
     p.add_argument("--compile-workers", type=int, default=None,
                    help="processes pre-compiling operators for --kernels inductor (default: half the CPUs, max 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -36,15 +42,48 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
+def _from_run(args) -> int:
+    """--from-run: the run's plan costs with its measured segment times fed back."""
+    from ..feedback import profile_from_run
+    check_output(args.output, JSON, "profile")
+    graph = None
+    if args.model and args.image_size is None:
+        raise HiosError("--from-run with --model needs --image-size")
+    if args.model:
+        from .model import build_model, model_label, require_torch
+        require_torch("hios profile --from-run --model")
+        from ..frontend.capture import capture
+        model, example = build_model(args)
+        graph = capture(model, example, name=model_label(args)).graph
+        from ..feedback import read_run_record
+        rec = read_run_record(args.from_run, graph)
+        from ..formats import graph_from_dict
+        graph = graph_from_dict(rec["graph"], f"{args.from_run} (graph)")  # the costs the run's plan had
+    g = profile_from_run(args.from_run, graph)
+    save_graph(g, args.output)
+    fb = g.meta["profile"]["feedback"]
+    print(f"{g.name}: {fb['segments']} measured segment(s) fed back from {args.from_run} (round {fb['rounds']}), "
+          f"sum {g.total_work():.4f} ms -> {args.output}", file=sys.stderr)
+    return 0
+
+
 def main(args) -> int:
     if Path(args.output).suffix != ".json":
         raise HiosError(f"{args.output}: the profile is written as JSON; give a .json file name")
+    if args.from_run:
+        return _from_run(args)
+    if not args.model or args.image_size is None:
+        raise HiosError("give --model and --image-size (or --from-run RUN.json)")
     if args.image_size < 1 or args.batch < 1:
         raise HiosError(f"--image-size and --batch must be positive, got {args.image_size} and {args.batch}")
     if args.repeats < 1 or args.warmup < 0 or args.groups < 0:
         raise HiosError("--repeats must be >= 1, --warmup and --groups >= 0")
+    check_output(args.output, JSON, "profile")
+    check_folder(None if args.no_cache else args.cache_dir, "--cache-dir")
     from .model import build_model, model_label, require_torch
     require_torch("hios profile")
+    from .optimize import check_device
+    check_device(args.device)  # before the model is built
     from ..frontend.profiler import ProfileSettings
     from ..pipeline import profile_model
 

@@ -43,6 +43,17 @@ def add_parser(sub) -> None:
     add_tf32_arg(p)
     add_timing_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g = p.add_argument_group("what really ran (hios.runtime.trace, hios.feedback)")
+    g.add_argument("--trace", metavar="FILE", help="write the kernels/segments that ran, per device and stream, "
+                                                   "beside the simulator's trace of the plan (Chrome/Perfetto JSON; "
+                                                   "'hios profile --from-run FILE' reads it back)")
+    g.add_argument("--trace-calls", type=int, default=10, help="calls recorded by --trace (default 10)")
+    g.add_argument("--choose", type=int, default=0, metavar="K",
+                   help="time the K best predicted candidate plans (algorithms, window/stream counts, these devices "
+                        "or one) and, on CUDA, torch.compile with and without freezing; run the fastest plan and "
+                        "report the winner (default 0: run the plan as made)")
+    g.add_argument("--feedback-to", metavar="PROFILE", help="write the plan's costs with this run's measured segment "
+                                                            "times fed back (a profile for 'hios optimize --cost')")
     g = p.add_argument_group("distributed backend (start with torchrun, one rank per plan GPU)")
     g.add_argument("--backend", choices=("local", "distributed"), default="local",
                    help="local (default): one process drives every device; distributed: one torchrun rank "
@@ -100,12 +111,76 @@ def _check_devices(args, plan) -> None:
                     torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
+def _check_outputs(args) -> None:
+    """Refuse unwritable --trace / --feedback-to paths before anything runs (nothing half-written)."""
+    from pathlib import Path
+
+    from ..runtime.trace import check_writable
+    if args.trace_calls < 1:
+        raise HiosError(f"--trace-calls must be >= 1, got {args.trace_calls}")
+    from ..outputs import JSON, check_output
+    check_writable(args.trace)
+    check_output(args.feedback_to, JSON, "fed-back profile")
+    if args.trace and args.feedback_to and Path(args.trace).resolve() == Path(args.feedback_to).resolve():
+        raise HiosError(f"{args.trace}: --trace and --feedback-to name the same file")
+
+
+def _choose(args, model, x, plan, run, timing, captured, say):
+    """--choose K: time the candidates; run the fastest hios plan (and say if torch.compile won)."""
+    from ..runtime.choose import choose_by_measurement, chosen_plan
+    if args.choose < 0:
+        raise HiosError(f"--choose must be >= 0, got {args.choose}")
+    say(f"choosing by measurement among the {args.choose} best predicted plans and torch.compile...")
+    sel, built, schedules = choose_by_measurement(model, x, plan, run, timing, args.choose, captured, say)
+    chosen, best = chosen_plan(plan, sel, schedules)
+    return built[best], chosen, sel
+
+
+def _trace(args, module, x, plan, say) -> dict:
+    """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's caches)."""
+    from ..formats import save_graph
+    from ..runtime.trace import format_table, trace_plan
+    say(f"tracing {args.trace_calls} calls of the plan...")
+    traced = trace_plan(module, x, plan, args.trace, calls=args.trace_calls)
+    say(format_table(traced["table"]))
+    if args.feedback_to:
+        from ..feedback import feed_back
+        g = feed_back(plan.graph, traced["record"]["segments"], 0.0, args.trace or "hios run")
+        prof = dict(g.meta["profile"])
+        prof.update(traced["record"]["settings"])
+        g.meta = {**g.meta, "profile": prof}
+        save_graph(g, args.feedback_to)
+        say(f"measured segment times fed back -> {args.feedback_to}")
+    return traced
+
+
+def run_distributed(args) -> int:
+    """``--backend distributed``: this process is one torchrun rank; rank 0 makes the plan for
+    ``--model`` (and reuses its capture), or every rank reads the plan file."""
+    from functools import partial
+
+    from ..runtime.distributed import DEFAULT_TIMEOUT, DistributedJob, format_result, run
+    for flag, v in (("--trace", args.trace), ("--feedback-to", args.feedback_to), ("--choose", args.choose)):
+        if v:
+            raise HiosError(f"{flag} runs with the local backend only; leave it out with --backend distributed")
+    if args.plan and not args.model:
+        _refuse_planning_options(args)
+    say = (lambda m: None) if args.json else log
+    job = DistributedJob(plan_file=args.plan, make_plan=partial(make_plan, args, say) if args.model else None,
+                         run=run_options(args), timing=timing_options(args), check=args.check, device=args.device,
+                         timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json)
+    code, result = run(job)
+    if result is not None:
+        print(json.dumps(result, indent=1, default=str) if args.json else format_result(result), flush=True)
+    return code
+
+
 def main(args) -> int:
     if args.backend == "distributed":  # one process per GPU, started by torchrun
-        from ..runtime.distributed import main as distributed_main
-        return distributed_main(args)
+        return run_distributed(args)
     timing = timing_options(args)
     run = run_options(args)
+    _check_outputs(args)
     require_torch("hios run")
     from ..pipeline import run_plan
     from ..runtime.measure import MeasureOptions, measure_plan
@@ -115,14 +190,24 @@ def main(args) -> int:
     _check_devices(args, plan)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        say("compiling the plan (segments, warm-up, capture)...")
-        module = run_plan(model, x, plan, run, captured=captured, clone_outputs=False, progress=not args.json)
+        if args.choose:
+            module, plan, selection = _choose(args, model, x, plan, run, timing, captured, say)
+        else:
+            say("compiling the plan (segments, warm-up, capture)...")
+            module = run_plan(model, x, plan, run, captured=captured, clone_outputs=False, progress=not args.json)
+            selection = None
     notes = [str(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
+    traced = _trace(args, module, x, plan, say) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
     result["warnings"] = notes
+    if selection is not None:
+        result["selection"] = selection.to_dict()
+        say(selection.summary())
+    if traced is not None:
+        result["trace"] = {"path": traced["path"], "segments": traced["table"]}
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         print()

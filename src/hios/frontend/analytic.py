@@ -32,6 +32,10 @@ from typing import Any
 from ..errors import HiosError
 from ..graph import Edge, Graph, Operator
 
+__all__ = ["DEVICE_SPECS", "DeviceSpec", "ErrorReport", "ErrorRow", "align_operators", "analytic_error",
+           "check_same_operators", "costed_graph", "device_spec", "fit_spec", "fit_spec_many",
+           "measured_utilization", "operator_ms", "operator_utilization", "spec_for_device"]
+
 
 @dataclass(frozen=True)
 class DeviceSpec:

@@ -548,17 +548,21 @@ def _literal(v):
 
 
 def _fold_constants(gm: torch.fx.GraphModule, info: dict[str, _NodeInfo]) -> None:
-    """Shape/attribute nodes become literals; tensor nodes that then read no model input (only
+    """Shape/attribute nodes become literals (not values read from tensor data, such as
+    ``x.item()``, nor anything computed from them); tensor nodes that then read no model input (only
     parameters and literals, e.g. ``torch.ones(x.shape, device=x.device)``) become attributes, so
     they move with the module to whatever device runs it."""
     interp = torch.fx.Interpreter(gm)
     k = 0
+    dynamic: set[torch.fx.Node] = set()  # values read from tensor data (x.item() and what follows from it)
     for node in list(gm.graph.nodes):
         if node.op not in _COMPUTE or node.name not in info:
             continue
         ni = info[node.name]
         base = _base_name(gm, node)
-        if base in _NOT_FOLDABLE or any(r in base for r in _RANDOM):
+        if (base in _NOT_FOLDABLE or any(r in base for r in _RANDOM)
+                or (not ni.has_tensor and any(a in dynamic for a in node.all_input_nodes))):
+            dynamic.add(node)
             continue
         if not ni.has_tensor:
             value = _literal(ni.value)

@@ -29,32 +29,23 @@ Steps of :func:`profile_detailed` (``profile`` returns only its graph):
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as _dt
-import hashlib
-import json
 import math
-import multiprocessing
 import os
-import pickle
-import platform
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ..costmodel import MeasuredStageModel
+from ..costfit import calibrate, fit_alpha, fit_transfer  # noqa: F401 - fitting lives beside the cost model
 from ..errors import HiosError
-from ..formats import graph_from_dict, graph_to_dict
 from ..graph import Graph, Operator
+from ..options import KERNELS
 from ..timing import (TimingStats, cuda_graph_concurrent_time, cuda_graph_time, event_time, precision_state,
                       wall_time)
-
-KERNELS = ("inductor", "eager")
-CACHE_FORMAT = "hios-profile-cache"
-CACHE_VERSION = 1
 
 
 @dataclass
@@ -67,7 +58,8 @@ class ProfileSettings:
     group_size: int = 4
     transfer: bool = True
     launch: bool = True
-    channels_last: bool = False  # run with 4-D parameters and inputs in channels_last layout
+    channels_last: bool | None = None  # 4-D parameters and inputs in channels_last layout; None: as the
+    #                                     runtime does (channels_last with Inductor on a GPU)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -83,244 +75,22 @@ class ProfileResult:
     seconds: float = 0.0
 
 
-# -- device and cache key ------------------------------------------------------------------------
+# -- device probing, cache, compile pool: their own modules ------------------------------------------
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise HiosError("profiling needs PyTorch: pip install 'hios[torch]'") from None
-    return torch
+from .compile_pool import _as_tuple, _fx_cache_hits, _inductor_compile, _pool_warm, lift, signature  # noqa: E402,F401
+from ..optional import require  # noqa: E402
+from .probe import default_kernels, device_name, library_versions, resolve_device  # noqa: E402,F401
+from .profile_cache import (CACHE_FORMAT, CACHE_VERSION, cache_path, default_cache_dir, read_cache,  # noqa: E402,F401
+                            structure_hash, write_cache)
+from .profile_cache import cache_key as _cache_key  # noqa: E402
 
-
-def resolve_device(device: str | None):
-    """A torch.device; a CUDA device must exist."""
-    torch = _torch()
-    if device is None:
-        device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise HiosError(f"invalid device {device!r} (use cpu or cuda:N)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise HiosError(f"device {device} asked for, but no CUDA device is available")
-        idx = torch.cuda.current_device() if dev.index is None else dev.index
-        if idx >= torch.cuda.device_count():
-            raise HiosError(f"device {device} does not exist ({torch.cuda.device_count()} CUDA device(s))")
-        dev = torch.device("cuda", idx)
-    elif dev.type != "cpu":
-        raise HiosError(f"unsupported device {device!r} (use cpu or cuda:N)")
-    return dev
-
-
-def default_kernels(device) -> str:
-    return "inductor" if str(device).startswith("cuda") else "eager"
-
-
-def device_name(dev) -> str:
-    torch = _torch()
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {name}"
-
-
-def library_versions() -> dict:
-    from .. import __version__ as hios_version
-    out = {"hios": hios_version, "python": platform.python_version()}
-    for mod in ("torch", "torchvision", "timm", "triton"):
-        m = sys.modules.get(mod)
-        if m is None and mod == "torch":
-            m = _torch()
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "?")
-    return out
-
-
-def _canon(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _sha(obj) -> str:
-    return hashlib.sha256(_canon(obj).encode()).hexdigest()
-
-
-def structure_hash(graph: Graph) -> str:
-    return _sha({"ops": [(o.name, o.kind, o.output_bytes) for o in graph.ops],
-                 "edges": [(e.src, e.dst, e.bytes) for e in graph.edges]})
+__all__ = ["ProfileResult", "ProfileSettings", "cache_key", "measure_launch_overhead", "measure_transfers",
+           "profile", "profile_detailed", "sibling_groups"]
 
 
 def cache_key(captured, dev_name: str, kernels: str, settings: ProfileSettings) -> dict:
-    ins = [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in captured.example_inputs
-           if hasattr(t, "shape")]
-    return {"model": captured.graph.name, "inputs": ins, "structure": structure_hash(captured.graph),
-            "device": dev_name, "kernels": kernels, "precision": precision_state(),
-            "settings": settings.to_dict(), "versions": library_versions()}
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "hios" / "profiles"
-
-
-def cache_path(cache_dir: Path, key: dict) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key["model"])[:60]
-    return Path(cache_dir) / f"{safe}-{key['kernels']}-{_sha(key)[:16]}.json"
-
-
-def write_cache(path: Path, key: dict, graph: Graph) -> None:
-    gd = graph_to_dict(graph)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key,
-                               "hash": _sha(gd), "graph": gd}))
-    os.replace(tmp, path)
-
-
-def read_cache(path: Path, key: dict) -> tuple[Graph | None, str | None]:
-    """``(graph, None)`` for a valid entry, ``(None, reason)`` for a missing/corrupt/mismatched one."""
-    if not path.exists():
-        return None, None
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"unreadable ({type(e).__name__})"
-    if not isinstance(d, dict) or d.get("format") != CACHE_FORMAT or d.get("version") != CACHE_VERSION:
-        return None, "not a hios profile cache entry"
-    if _canon(d.get("key")) != _canon(key):
-        return None, "its key does not match this model/device/versions"
-    if d.get("hash") != _sha(d.get("graph")):
-        return None, "content hash mismatch (file corrupted or edited)"
-    try:
-        return graph_from_dict(d["graph"], str(path)), None
-    except HiosError as e:
-        return None, f"invalid graph ({e})"
-
-
-# -- operator runners ----------------------------------------------------------------------------
-
-def _as_tuple(out) -> tuple:
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
-
-
-def _params_of(module) -> tuple[list[str], list]:
-    named = list(module.named_parameters()) + list(module.named_buffers())
-    return [n for n, _ in named], [t.detach() for _, t in named]
-
-
-def lift(module, inputs: Sequence) -> tuple[Any, list]:
-    """ATen graph of ``module(*inputs)`` taking ``(*parameters, *inputs)``; returns (gm, parameters)."""
-    torch = _torch()
-    from torch.fx.experimental.proxy_tensor import make_fx
-    from torch.func import functional_call
-    names, params = _params_of(module)
-    k = len(params)
-
-    def flat_fn(*flat):
-        return _as_tuple(functional_call(module, dict(zip(names, flat[:k])), tuple(flat[k:])))
-
-    with torch.no_grad():
-        gm = make_fx(flat_fn)(*params, *inputs)
-    return gm, params
-
-
-def _meta(t) -> tuple:
-    return (tuple(t.shape), tuple(t.stride()), str(t.dtype), t.device.type)
-
-
-def signature(gm, example: Sequence) -> str:
-    """Key of a lifted operator: its code, its constants and its inputs' shapes/strides/dtypes."""
-    torch = _torch()
-    consts = []
-    for name, v in sorted(vars(gm).items()):
-        if isinstance(v, torch.Tensor):
-            small = v.numel() <= 4096
-            consts.append((name, _meta(v), hashlib.sha256(v.detach().cpu().contiguous().numpy().tobytes())
-                           .hexdigest() if small else id(v)))
-    return _sha({"code": gm.code, "inputs": [_meta(t) if isinstance(t, torch.Tensor) else repr(t) for t in example],
-                 "consts": consts})
-
-
-def _inductor_compile(gm, example, threads: int | None = None):
-    """Inductor-compile a lifted operator for inputs like ``example``.
-
-    The inputs are handed to Inductor as fake tensors of a fake mode with a shape environment (as
-    Dynamo would), which lets Inductor's FX-graph cache serve structurally identical graphs compiled
-    before, in this process or another one.
-    """
-    import torch._inductor
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
-    mode = FakeTensorMode(shape_env=ShapeEnv())
-    fake = [mode.from_tensor(t, static_shapes=True) for t in example]
-    options: dict[str, Any] = {"fx_graph_cache": True}
-    if threads is not None:
-        options["compile_threads"] = threads  # not part of the cache key
-    return torch._inductor.compile(gm, fake, options=options)
-
-
-def _fx_cache_hits() -> int | None:
-    """Inductor's count of FX-graph cache hits in this process (None where torch does not keep it)."""
-    try:
-        from torch._dynamo.utils import counters
-        return int(counters["inductor"]["fxgraph_cache_hit"])
-    except (ImportError, KeyError, TypeError):
-        return None
-
-
-def _worker_compile(blob: bytes, metas: list) -> float:
-    """In a pool process: compile one lifted operator on fresh random inputs (fills the FX-graph cache)."""
-    torch = _torch()
-    import importlib
-    for mod in ("torch._inductor.compile_fx", "torch._higher_order_ops.triton_kernel_wrap"):
-        try:  # a fresh process must load what the parent had loaded lazily before compiling
-            importlib.import_module(mod)
-        except ImportError:
-            pass
-    gm = pickle.loads(blob)
-    example = [torch.empty_strided(shape, stride, dtype=getattr(torch, dt.split(".")[-1]), device=dev)
-               .normal_() if dt.split(".")[-1].startswith(("float", "bfloat")) else
-               torch.zeros(shape, dtype=getattr(torch, dt.split(".")[-1]), device=dev)
-               for shape, stride, dt, dev in metas]
-    t0 = time.perf_counter()
-    _inductor_compile(gm, example, threads=1)  # the pool is the parallelism: no nested compile pools
-    return time.perf_counter() - t0
-
-
-def _pool_warm(items: list[tuple[Any, list]], workers: int, dev, bar) -> tuple[int, float]:
-    """Compile ``(gm, example)`` items in ``workers`` processes; returns (done, wall seconds)."""
-    t0 = time.perf_counter()
-    jobs = []
-    for gm, example in items:
-        try:
-            jobs.append((pickle.dumps(gm), [(list(t.shape), list(t.stride()), str(t.dtype),
-                                              f"{t.device.type}:{t.device.index}" if t.device.index is not None
-                                              else t.device.type) for t in example]))
-        except Exception:  # an unpicklable graph is simply compiled in this process later
-            continue
-    done = 0
-    if not jobs:
-        return 0, 0.0
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-        futs = [pool.submit(_worker_compile, b, m) for b, m in jobs]
-        for f in cf.as_completed(futs):
-            try:
-                f.result()
-                done += 1
-            except Exception:
-                pass
-            if bar is not None:
-                bar.update(1)
-    return done, time.perf_counter() - t0
+    """The cache key of a profile (:func:`hios.frontend.profile_cache.cache_key`)."""
+    return _cache_key(captured, dev_name, kernels, settings.to_dict())
 
 
 # -- groups of independent operators ------------------------------------------------------------
@@ -352,79 +122,6 @@ def sibling_groups(graph: Graph, limit: int, size: int) -> list[list[int]]:
     return groups
 
 
-def fit_alpha(groups: Sequence[dict], utils: dict[str, float]) -> dict:
-    """Least-squares alpha of ``T = alpha*sum(w) + (1-alpha)*M`` over measured groups, with
-    ``M = max(sum(w*u), max(w))``.  If every operator has utilization 1, M equals the sum and alpha is
-    not identifiable; then ``M = max(w)`` is used (perfect packing) and ``basis`` says so."""
-    def solve(use_util: bool):
-        num = den = 0.0
-        for g in groups:
-            w = g["costs"]
-            s = sum(w)
-            m = max(max(w), sum(c * utils.get(n, 1.0) for c, n in zip(w, g["ops"]))) if use_util else max(w)
-            d = s - m
-            num += d * (g["time"] - m)
-            den += d * d
-        return (num / den, den) if den > 1e-18 else (None, den)
-    alpha, _ = solve(True)
-    basis = "utilization"
-    if alpha is None:
-        alpha, _ = solve(False)
-        basis = "max"
-    if alpha is None:
-        return {"alpha": None, "basis": None, "groups": len(groups), "clipped_from": None}
-    clipped = min(1.0, max(0.0, alpha))
-    return {"alpha": clipped, "basis": basis, "groups": len(groups),
-            "clipped_from": None if clipped == alpha else alpha}
-
-
-def calibrate(graph: Graph) -> tuple[Graph, MeasuredStageModel]:
-    """Utilizations from measured times (:func:`hios.frontend.analytic.measured_utilization` on the
-    profiled device) and the stage model refitted to the profile's measured groups with them.
-
-    A profile measures costs; the share of the GPU each operator leaves idle follows from its cost
-    and its FLOPs/bytes.  Without this every utilization stays 1 and the HIOS stage model prices any
-    group at the sum of its members, so no schedule would ever use parallel streams.  Idempotent:
-    works on fresh profiles and on profile files written before it existed."""
-    from .analytic import measured_utilization, spec_for_device
-
-    prof = graph.meta.get("profile") or {}
-    spec = spec_for_device(str(prof.get("device", "")))
-    utils = {op.name: measured_utilization(op.meta, op.cost, spec) for op in graph.ops}
-    groups = prof.get("groups") or []
-    fit = fit_alpha(groups, utils) if groups else {"alpha": None}
-    alpha = fit["alpha"] if fit.get("alpha") is not None else 0.5
-    stage = MeasuredStageModel(alpha, {tuple(sorted(round(c, 6) for c in g["costs"])): g["time"] for g in groups})
-    out = graph.with_costs(graph.costs, utils)
-    if prof:
-        out.meta = {**graph.meta, "profile": {**prof, "stage_model": {**stage.to_dict(), "fit": fit},
-                                              "utilization": f"measured:{spec.name}"}}
-    return out, stage
-
-
-def fit_transfer(points: Sequence[tuple[int, float]]) -> dict | None:
-    """Fit ``ms = latency + bytes / bandwidth`` (latency in µs, bandwidth in GB/s) by least squares
-    on relative errors (weights 1/t²), so small copies weigh as much as large ones."""
-    pts = [(float(b), float(t)) for b, t in points if t > 0]
-    if len(pts) < 2:
-        return None
-    sw = sx = sy = sxx = sxy = 0.0
-    for b, t in pts:
-        w = 1.0 / (t * t)
-        sw += w
-        sx += w * b
-        sy += w * t
-        sxx += w * b * b
-        sxy += w * b * t
-    det = sw * sxx - sx * sx
-    if det <= 0:
-        return None
-    slope = (sw * sxy - sx * sy) / det  # ms per byte
-    icpt = (sy - slope * sx) / sw
-    return {"latency_us": max(0.0, icpt) * 1e3, "bandwidth_gbps": (1.0 / (slope * 1e6)) if slope > 0 else None,
-            "points": [[int(b), t] for b, t in pts]}
-
-
 # -- measurements --------------------------------------------------------------------------------
 
 def _time_op(fn, args, dev, s: ProfileSettings) -> TimingStats:
@@ -441,7 +138,7 @@ def measure_launch_overhead(dev, s: ProfileSettings) -> dict | None:
     """Per-launch host overhead: eager minus CUDA-graph time per call of a tiny kernel."""
     if dev.type != "cuda":
         return None
-    torch = _torch()
+    torch = require("torch", "the profiler")
     x = torch.randn(256, device=dev)
 
     def tiny(v):
@@ -454,7 +151,7 @@ def measure_launch_overhead(dev, s: ProfileSettings) -> dict | None:
 
 
 def measure_transfers(dev, s: ProfileSettings) -> dict:
-    torch = _torch()
+    torch = require("torch", "the profiler")
     sizes = [1 << k for k in (12, 16, 20, 22, 24, 26, 28)]
     out: dict[str, Any] = {}
     if dev.type != "cuda":
@@ -509,6 +206,8 @@ def profile_detailed(captured, device: str | None = "cuda:0", kernels: str | Non
     kernels = kernels or default_kernels(dev)
     if kernels not in KERNELS:
         raise HiosError(f"unknown kernels {kernels!r}; choose inductor or eager")
+    if s.channels_last is None:
+        s = replace(s, channels_last=kernels == "inductor" and dev.type == "cuda")
     dname = device_name(dev)
     key = cache_key(captured, dname, kernels, s)
     path = None
@@ -531,159 +230,237 @@ def profile_detailed(captured, device: str | None = "cuda:0", kernels: str | Non
     return res
 
 
-def _measure(captured, dev, dname: str, kernels: str, s: ProfileSettings, progress: bool,
-             compile_workers: int) -> ProfileResult:
-    torch = _torch()
-    from tqdm import tqdm
-    from .segments import build_segment
+# -- the measuring pass, step by step -------------------------------------------------------------
 
-    graph: Graph = captured.graph
+@contextmanager
+def _placed(captured, dev, channels_last: bool):
+    """Step 2a: the captured module on ``dev`` (4-D parameters and buffers in channels_last when
+    asked) while the block runs; its device and layouts are restored afterwards, also on error."""
+    torch = require("torch", "the profiler")
     gm = captured.gm
     old = next((p.device for p in list(gm.parameters()) + list(gm.buffers())), None)
     gm.to(dev)
-    layouts = []  # (tensor, original data) to restore after a channels_last run
-    if s.channels_last:
+    layouts = []  # (tensor, original data)
+    if channels_last:
         for t in list(gm.parameters()) + list(gm.buffers()):
             if t.dim() == 4:
                 layouts.append((t, t.data))
                 t.data = t.data.contiguous(memory_format=torch.channels_last)
-
-    def fmt(t):
-        if s.channels_last and isinstance(t, torch.Tensor) and t.dim() == 4:
-            return t.contiguous(memory_format=torch.channels_last)
-        return t
     try:
-        with torch.inference_mode():
-            inputs = {n: fmt(t.to(dev) if isinstance(t, torch.Tensor) else t)
-                      for n, t in zip(captured.input_names, captured.example_inputs)}
-            segs = [build_segment(captured, [graph.ops[i].name]) for i in range(len(graph))]
-            groups = sibling_groups(graph, s.groups, s.group_size) if dev.type == "cuda" else []
-            order = graph.topo
-            # group g is measured right after its last member is profiled; its inputs live until then
-            when: dict[int, list[list[int]]] = {}
-            for grp in groups:
-                when.setdefault(max(graph.position[i] for i in grp), []).append(grp)
-            last_use: dict[str, int] = {}
-            for pos, i in enumerate(order):
-                for name in segs[i].inputs:
-                    last_use[name] = pos
-            for pos, grps in when.items():
-                for grp in grps:
-                    for i in grp:
-                        for name in segs[i].inputs:
-                            last_use[name] = max(last_use[name], pos)
-
-            def walk(desc: str):
-                """Yield (pos, op index, input tensors) in topo order, keeping values only while needed."""
-                env = dict(inputs)
-                bar = tqdm(total=len(order), desc=desc, disable=not progress, file=sys.stderr, leave=False)
-                try:
-                    for pos, i in enumerate(order):
-                        args = [env[n] for n in segs[i].inputs]
-                        yield pos, i, args
-                        outs = _as_tuple(segs[i].module(*args))
-                        for n, v in zip(segs[i].outputs, outs):
-                            env[n] = v
-                        for n in segs[i].inputs + segs[i].outputs:
-                            if last_use.get(n, -1) <= pos and n not in inputs:
-                                env.pop(n, None)
-                        bar.update(1)
-                finally:
-                    bar.close()
-
-            compile_info: dict[str, Any] = {}
-            lifted: dict[int, tuple[str, list]] = {}  # op -> (signature, parameters)
-            compiled: dict[str, Any] = {}
-            if kernels == "inductor":
-                t0 = time.perf_counter()
-                protos: dict[str, tuple[Any, list]] = {}
-                for _pos, i, args in walk("lifting operators"):
-                    gmi, params = lift(segs[i].module, args)
-                    ex = list(params) + list(args)
-                    sig = signature(gmi, ex)
-                    lifted[i] = (sig, params)
-                    if sig not in protos:
-                        protos[sig] = (gmi, ex)
-                compile_info = {"operators": len(lifted), "unique": len(protos),
-                                "lift_seconds": time.perf_counter() - t0}
-                if compile_workers > 0 and len(protos) > 1:
-                    bar = tqdm(total=len(protos), desc=f"compiling ({compile_workers} processes)",
-                               disable=not progress, file=sys.stderr, leave=False)
-                    done, secs = _pool_warm(list(protos.values()), compile_workers, dev, bar)
-                    bar.close()
-                    compile_info.update(pool_workers=compile_workers, pool_compiled=done, pool_seconds=secs)
-                t0 = time.perf_counter()
-                hits0 = _fx_cache_hits()
-                for sig, (gmi, ex) in tqdm(protos.items(), desc="compiling", disable=not progress,
-                                           file=sys.stderr, leave=False):
-                    try:
-                        compiled[sig] = _inductor_compile(gmi, ex)
-                    except Exception as e:
-                        raise HiosError(f"Inductor failed to compile operator graph {sig[:12]}: "
-                                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-                compile_info["compile_seconds"] = time.perf_counter() - t0
-                if hits0 is not None:
-                    compile_info["fx_cache_hits"] = _fx_cache_hits() - hits0
-                del protos
-
-            def runner(i: int, args: list):
-                if kernels == "inductor":
-                    sig, params = lifted[i]
-                    return compiled[sig], list(params) + list(args)
-                return segs[i].module, list(args)
-
-            stats: dict[str, TimingStats] = {}
-            measured_groups: list[dict] = []
-            in_group = {j for grp in groups for j in grp}
-            kept: dict[int, list] = {}  # inputs of group members until their group is measured
-            t0 = time.perf_counter()
-            for pos, i, args in walk(f"timing ({kernels})"):
-                fn, a = runner(i, args)
-                stats[graph.ops[i].name] = _time_op(fn, a, dev, s)
-                if i in in_group:
-                    kept[i] = args
-                for grp in when.get(pos, []):
-                    calls = [runner(j, kept[j]) for j in grp]
-                    st = cuda_graph_concurrent_time(calls, warmup=s.warmup, repeats=s.repeats, device=dev)
-                    measured_groups.append({"ops": [graph.ops[j].name for j in grp],
-                                            "costs": [stats[graph.ops[j].name].median_ms for j in grp],
-                                            "time": st.median_ms})
-                for j in [j for j in kept if all(max(graph.position[k] for k in grp) <= pos
-                                                 for grp in groups if j in grp)]:
-                    del kept[j]
-            timing_seconds = time.perf_counter() - t0
-            launch = measure_launch_overhead(dev, s) if s.launch else None
-            transfer = measure_transfers(dev, s) if s.transfer else {}
+        yield gm
     finally:
         for t, data in layouts:
             t.data = data
         if old is not None:
             gm.to(old)
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
 
-    costs = {name: st.median_ms for name, st in stats.items()}
+
+def _device_inputs(captured, dev, channels_last: bool) -> dict:
+    """Step 2b: the example inputs by name, on ``dev``, 4-D ones in channels_last when asked."""
+    torch = require("torch", "the profiler")
+    out = {}
+    for n, t in zip(captured.input_names, captured.example_inputs):
+        if isinstance(t, torch.Tensor):
+            t = t.to(dev)
+            if channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=torch.channels_last)
+        out[n] = t
+    return out
+
+
+@dataclass
+class _Walk:
+    """A topological walk over the operators with real values: each operator's segment, the order,
+    the groups to time after each position, and the last position that reads each value."""
+
+    segs: list
+    order: list[int]
+    inputs: dict
+    when: dict[int, list[list[int]]]
+    last_use: dict[str, int]
+
+
+def _plan_walk(graph: Graph, segs: list, inputs: dict, groups: list[list[int]]) -> _Walk:
+    """Step 2c: a group is timed right after its last member is profiled; its members' inputs live
+    until then, every other value until its last reader."""
+    order = graph.topo
+    when: dict[int, list[list[int]]] = {}
+    for grp in groups:
+        when.setdefault(max(graph.position[i] for i in grp), []).append(grp)
+    last_use: dict[str, int] = {}
+    for pos, i in enumerate(order):
+        for name in segs[i].inputs:
+            last_use[name] = pos
+    for pos, grps in when.items():
+        for grp in grps:
+            for i in grp:
+                for name in segs[i].inputs:
+                    last_use[name] = max(last_use[name], pos)
+    return _Walk(segs, order, inputs, when, last_use)
+
+
+def _walk(w: _Walk, desc: str, progress: bool):
+    """Yield ``(position, operator index, input values)`` in topological order, running each
+    operator to produce its outputs and freeing values after their last use."""
+    from tqdm import tqdm
+    env = dict(w.inputs)
+    bar = tqdm(total=len(w.order), desc=desc, disable=not progress, file=sys.stderr, leave=False)
+    try:
+        for pos, i in enumerate(w.order):
+            seg = w.segs[i]
+            args = [env[n] for n in seg.inputs]
+            yield pos, i, args
+            for n, v in zip(seg.outputs, _as_tuple(seg.module(*args))):
+                env[n] = v
+            for n in seg.inputs + seg.outputs:
+                if w.last_use.get(n, -1) <= pos and n not in w.inputs:
+                    env.pop(n, None)
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+class _EagerRunners:
+    """Each operator as its segment module (``kernels="eager"``)."""
+
+    info: dict = {}
+
+    def __init__(self, segs: list):
+        self.segs = segs
+
+    def __call__(self, i: int, args: list):
+        return self.segs[i].module, list(args)
+
+
+@dataclass
+class _InductorRunners:
+    """Each operator as its lifted ATen graph compiled by Inductor (shared by identical operators)."""
+
+    lifted: dict[int, tuple[str, list]]  # operator -> (signature, parameters)
+    compiled: dict[str, Any]             # signature -> compiled callable
+    info: dict
+
+    def __call__(self, i: int, args: list):
+        sig, params = self.lifted[i]
+        return self.compiled[sig], list(params) + list(args)
+
+
+def _lift_all(w: _Walk, progress: bool) -> tuple[dict, dict]:
+    """Step 3a: every operator lifted to an ATen graph and keyed by its signature; returns
+    (operator -> (signature, parameters), signature -> (graph, example inputs))."""
+    lifted: dict[int, tuple[str, list]] = {}
+    protos: dict[str, tuple[Any, list]] = {}
+    for _pos, i, args in _walk(w, "lifting operators", progress):
+        gmi, params = lift(w.segs[i].module, args)
+        ex = list(params) + list(args)
+        sig = signature(gmi, ex)
+        lifted[i] = (sig, params)
+        protos.setdefault(sig, (gmi, ex))
+    return lifted, protos
+
+
+def _compile_unique(protos: dict, dev, workers: int, progress: bool, info: dict) -> dict:
+    """Step 3b: compile each unique lifted graph once (after warming Inductor's cache in a pool)."""
+    from tqdm import tqdm
+    if workers > 0 and len(protos) > 1:
+        bar = tqdm(total=len(protos), desc=f"compiling ({workers} processes)", disable=not progress,
+                   file=sys.stderr, leave=False)
+        done, secs = _pool_warm(list(protos.values()), workers, dev, bar)
+        bar.close()
+        info.update(pool_workers=workers, pool_compiled=done, pool_seconds=secs)
+    t0 = time.perf_counter()
+    hits0 = _fx_cache_hits()
+    compiled = {}
+    for sig, (gmi, ex) in tqdm(protos.items(), desc="compiling", disable=not progress, file=sys.stderr, leave=False):
+        try:
+            compiled[sig] = _inductor_compile(gmi, ex)
+        except Exception as e:
+            raise HiosError(f"Inductor failed to compile operator graph {sig[:12]}: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    info["compile_seconds"] = time.perf_counter() - t0
+    if hits0 is not None:
+        info["fx_cache_hits"] = _fx_cache_hits() - hits0
+    return compiled
+
+
+def _inductor_runners(w: _Walk, dev, workers: int, progress: bool) -> _InductorRunners:
+    """Step 3: lift, key and compile every operator (identical operators compiled once)."""
+    t0 = time.perf_counter()
+    lifted, protos = _lift_all(w, progress)
+    info: dict[str, Any] = {"operators": len(lifted), "unique": len(protos),
+                            "lift_seconds": time.perf_counter() - t0}
+    return _InductorRunners(lifted, _compile_unique(protos, dev, workers, progress, info), info)
+
+
+def _time_all(w: _Walk, graph: Graph, runner, dev, s: ProfileSettings, groups: list[list[int]], desc: str,
+              progress: bool) -> tuple[dict[str, TimingStats], list[dict]]:
+    """Step 4: each operator timed alone, and each group concurrently once its last member is done."""
+    stats: dict[str, TimingStats] = {}
+    measured: list[dict] = []
+    in_group = {j for grp in groups for j in grp}
+    kept: dict[int, list] = {}  # inputs of group members until their groups are measured
+    done_at = {j: max(max(graph.position[k] for k in grp) for grp in groups if j in grp) for j in in_group}
+    for pos, i, args in _walk(w, desc, progress):
+        fn, a = runner(i, args)
+        stats[graph.ops[i].name] = _time_op(fn, a, dev, s)
+        if i in in_group:
+            kept[i] = args
+        for grp in w.when.get(pos, []):
+            st = cuda_graph_concurrent_time([runner(j, kept[j]) for j in grp], warmup=s.warmup,
+                                            repeats=s.repeats, device=dev)
+            measured.append({"ops": [graph.ops[j].name for j in grp],
+                             "costs": [stats[graph.ops[j].name].median_ms for j in grp], "time": st.median_ms})
+        for j in [j for j in kept if done_at[j] <= pos]:
+            del kept[j]
+    return stats, measured
+
+
+def _costed_graph(graph: Graph, stats: dict[str, TimingStats], profile_meta: dict) -> Graph:
+    """Step 7: the graph with measured costs, each operator's timing in its meta."""
     ops = []
     for op in graph.ops:
         st = stats[op.name]
-        meta = dict(op.meta)
-        meta["timing"] = {"median_ms": st.median_ms, "min_ms": st.min_ms, "max_ms": st.max_ms,
-                          "inner": st.inner, "repeats": st.repeats}
-        ops.append(Operator(op.name, costs[op.name], op.kind, op.output_bytes, op.utilization, meta))
-    meta = dict(graph.meta)
-    meta["profile"] = {
+        meta = {**op.meta, "timing": {"median_ms": st.median_ms, "min_ms": st.min_ms, "max_ms": st.max_ms,
+                                      "inner": st.inner, "repeats": st.repeats}}
+        ops.append(Operator(op.name, st.median_ms, op.kind, op.output_bytes, op.utilization, meta))
+    return Graph(ops, graph.edges, graph.name, {**graph.meta, "profile": profile_meta})
+
+
+def _measure(captured, dev, dname: str, kernels: str, s: ProfileSettings, progress: bool,
+             compile_workers: int) -> ProfileResult:
+    """Steps 2-7 of :func:`profile_detailed` (the module docstring names them)."""
+    torch = require("torch", "the profiler")
+    from .segments import build_segment
+
+    graph: Graph = captured.graph
+    try:
+        with _placed(captured, dev, s.channels_last), torch.inference_mode():
+            segs = [build_segment(captured, [graph.ops[i].name]) for i in range(len(graph))]
+            groups = sibling_groups(graph, s.groups, s.group_size) if dev.type == "cuda" else []
+            w = _plan_walk(graph, segs, _device_inputs(captured, dev, s.channels_last), groups)
+            runner = _inductor_runners(w, dev, compile_workers, progress) if kernels == "inductor" \
+                else _EagerRunners(segs)
+            t0 = time.perf_counter()
+            stats, measured_groups = _time_all(w, graph, runner, dev, s, groups, f"timing ({kernels})", progress)
+            timing_seconds = time.perf_counter() - t0
+            launch = measure_launch_overhead(dev, s) if s.launch else None
+            transfer = measure_transfers(dev, s) if s.transfer else {}
+    finally:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    costs = {name: st.median_ms for name, st in stats.items()}
+    profile_meta = {
         "device": dname, "device_type": dev.type, "kernels": kernels, "precision": precision_state(),
         "method": "cuda_graph" if dev.type == "cuda" else "wall",
         "memory_format": "channels_last" if s.channels_last else "contiguous",
+        "freezing": False, "folding": "batchnorm",  # operators run unfrozen, BatchNorm folded at capture
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(), "settings": s.to_dict(),
         "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in captured.example_inputs
                    if hasattr(t, "shape")],
         "sum_ms": sum(costs.values()), "timing_seconds": timing_seconds,
         "launch_overhead": launch, "transfer": transfer,
-        "groups": measured_groups, "compile": compile_info,
+        "groups": measured_groups, "compile": dict(runner.info),
     }
-    out, _ = calibrate(  # utilizations from measured times; stage model fitted to the groups
-        Graph(ops, graph.edges, graph.name, meta))
+    out, _ = calibrate(_costed_graph(graph, stats, profile_meta))  # utilizations; stage models fitted to groups
     return ProfileResult(out, {n: st.to_dict() for n, st in stats.items()}, measured_groups)
-

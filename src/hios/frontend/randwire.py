@@ -21,6 +21,8 @@ from torch import nn
 
 from ..errors import HiosError
 
+__all__ = ["RandWire", "randwire", "ws_dag"]
+
 
 def ws_dag(n: int, k: int, p: float, seed: int) -> list[list[int]]:
     """Predecessor lists of a Watts–Strogatz graph oriented low id → high id."""

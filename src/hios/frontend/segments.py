@@ -19,6 +19,8 @@ import torch.utils._pytree as pytree
 from ..errors import HiosError
 from .capture import Captured
 
+__all__ = ["Segment", "assemble_output", "build_segment", "output_names", "run_by_operators"]
+
 
 @dataclass
 class Segment:

@@ -24,6 +24,7 @@ import inspect
 from typing import Callable
 
 from ..errors import HiosError
+from ..limits import check_input
 from ..optional import require
 
 MODELS = ["inception_v3", "googlenet", "squeezenet1_1", "nasnetalarge", "randwire"]
@@ -113,11 +114,8 @@ def _init_weights(model) -> None:
 
 def build(name_or_spec: str, image_size: int, batch: int = 1):
     """(model in eval mode, (input,)) for a zoo name or ``package.module:factory``."""
+    check_input(image_size, batch)  # before anything is allocated (see hios.limits)
     torch = require("torch", "the PyTorch front end")
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-        raise HiosError(f"image size must be a positive integer, got {image_size!r}")
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise HiosError(f"batch must be a positive integer, got {batch!r}")
     if not isinstance(name_or_spec, str):
         raise HiosError(f"model must be a name or 'package.module:factory', got {name_or_spec!r}")
     if name_or_spec in _BUILDERS:

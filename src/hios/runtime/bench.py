@@ -1,6 +1,7 @@
 """Measurements shared by ``hios run`` and ``benchmarks/runtime.py``: correctness check of a
-compiled plan against the model, its latency, the three PyTorch baselines and the simulator's
-prediction.  All timing goes through :mod:`hios.timing` (CUDA events, median of repeats after
+compiled plan against the model, its latency, the PyTorch baselines (eager, CUDA-graph replay,
+``torch.compile`` reduce-overhead without and with Inductor freezing; :func:`best_compile` is the
+faster of the two, the one headline ratios are taken against) and the simulator's prediction.  All timing goes through :mod:`hios.timing` (CUDA events, median of repeats after
 warm-up; wall clock on CPU)."""
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import torch.utils._pytree as pytree
 from ..errors import HiosError
 from ..options import TimingOptions
 from ..timing import TimingStats, cuda_graph_time, event_time, wall_time
+
+__all__ = ["COMPILE_BASELINES", "CheckResult", "RTOL_FP32", "RTOL_TF32", "baselines", "best_compile",
+           "compare_outputs", "compile_reduce_overhead", "predicted_latency", "time_call", "time_replay"]
 
 #: Tolerance of the check: max |out - ref| over max |ref| (fp32).
 RTOL_FP32 = 1e-4
@@ -71,10 +75,39 @@ def time_replay(module, device: torch.device, s: TimingOptions) -> TimingStats |
     return event_time(module.replay, (), warmup=s.warmup, repeats=s.repeats, inner=s.inner, device=device)
 
 
-def baselines(model, x: tuple, device: torch.device, s: TimingOptions, which=("eager", "cuda_graph", "compile"),
-              progress=None) -> dict[str, dict]:
+#: The torch.compile baselines; headline ratios are against the faster of them.
+COMPILE_BASELINES = ("compile", "compile_freezing")
+
+
+def compile_reduce_overhead(model, x: tuple, freezing: bool):
+    """``torch.compile(model, mode="reduce-overhead")``, compiled and recorded by three calls;
+    with ``freezing`` Inductor's freezing (``torch._inductor.config.freezing``: parameters folded
+    into constants) is on while it compiles.  Dynamo's caches are reset first so that the two
+    variants never share a compiled graph."""
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
+    torch._dynamo.reset()
+    compiled = torch.compile(model, mode="reduce-overhead")
+    with inductor_config.patch(freezing=freezing):
+        for _ in range(3):  # compile, record, then replay
+            compiled(*x)
+    return compiled
+
+
+def best_compile(results: dict[str, dict]) -> tuple[str, dict] | None:
+    """The faster measured torch.compile baseline of ``results`` (None when neither was measured)."""
+    ok = [(results[k]["median_ms"], k) for k in COMPILE_BASELINES if "median_ms" in (results.get(k) or {})]
+    if not ok:
+        return None
+    _, name = min(ok)
+    return name, results[name]
+
+
+def baselines(model, x: tuple, device: torch.device, s: TimingOptions,
+              which=("eager", "cuda_graph", "compile", "compile_freezing"), progress=None) -> dict[str, dict]:
     """The model itself on one device: eager calls, plain CUDA-graph replay, and
-    ``torch.compile(mode="reduce-overhead")``.  Each entry: TimingStats dict, or {"error": ...}."""
+    ``torch.compile(mode="reduce-overhead")`` without and with freezing.  Each entry: TimingStats
+    dict, or {"error": ...}."""
     out: dict[str, dict] = {}
     with torch.no_grad():
         for name in which:
@@ -87,13 +120,12 @@ def baselines(model, x: tuple, device: torch.device, s: TimingOptions, which=("e
                     if device.type != "cuda":
                         continue
                     st = cuda_graph_time(model, x, warmup=s.warmup, repeats=s.repeats, inner=s.inner, device=device)
-                elif name == "compile":
+                elif name in COMPILE_BASELINES:
                     if device.type != "cuda":
                         continue
-                    compiled = torch.compile(model, mode="reduce-overhead")
-                    for _ in range(3):  # compile, record, then replay
-                        compiled(*x)
+                    compiled = compile_reduce_overhead(model, x, freezing=name == "compile_freezing")
                     st = time_call(compiled, x, device, s)
+                    del compiled
                 else:
                     raise HiosError(f"unknown baseline {name!r}")
                 out[name] = st.to_dict()

@@ -12,6 +12,8 @@ from typing import Sequence
 
 from ..errors import HiosError
 
+__all__ = ["logical_devices", "parse_devices", "used_gpus"]
+
 
 def parse_devices(spec: str | Sequence[str] | None) -> list[str] | None:
     """``"cuda:0,cuda:0"`` or a list of names -> normalised names (``cuda`` -> ``cuda:0``)."""

@@ -76,11 +76,12 @@ def rank_programs(captured, exec_program: ExecProgram, world: int) -> tuple[Dist
 def build_rank(captured, schedule, run: RunOptions, rank: int, world: int, device) -> RankPart:
     """Steps 1-3 for ``rank``: ``run`` is resolved (kernels, channels_last and sync are set)."""
     from .executor import Seg
-    exec_program = stream_program(captured.graph, schedule, sync=run.sync)
+    exec_program = stream_program(captured.graph, schedule, sync=run.sync, merge=run.levers.merge_segments)
     program, out_spec, built = rank_programs(captured, exec_program, world)
     steps = {s.id: s for s in exec_program.segments}
     cache: dict = {}
-    segs = {sid: Seg.build(steps[sid], seg, device, run.kernels, run.channels_last, cache)
+    segs = {sid: Seg.build(steps[sid], seg, device, run.kernels, run.channels_last, cache,
+                           fuse=run.levers.fuse_epilogues)
             for sid, seg in built.items() if steps[sid].device == rank}
     cache.clear()
     weights = weights_bytes([s.eager for s in segs.values()])

@@ -15,6 +15,8 @@ from torch import nn
 
 from ..generate import layered_dag
 
+__all__ = ["RandomDAGNet", "random_dag"]
+
 
 class RandomDAGNet(nn.Module):
     def __init__(self, nodes: int = 12, edges: int = 18, layers: int = 3, channels: int = 4, seed: int = 0,

@@ -36,6 +36,8 @@ from typing import Sequence
 
 from ..errors import HiosError
 
+__all__ = ["Action", "Batch", "DistProgram", "INPUT", "RankProgram", "Transfer", "build_rank_programs"]
+
 INPUT = -1  # producer id of the model inputs (held by rank 0)
 
 

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
+__all__ = ["EXIT_CODE", "PeerState", "Watchdog", "format_exit"]
+
 EXIT_CODE = 3
 
 

@@ -82,6 +82,10 @@ class DistributedJob:
         if self.run.devices:
             raise HiosError("--devices is for the local backend; with --backend distributed rank r uses "
                             "cuda:LOCAL_RANK (or --device cpu)")
+        lv = self.run.levers
+        if lv.concat_inplace or lv.priority != "none":
+            raise HiosError("--concat-inplace and --priority are levers of the local backend; the distributed "
+                            "backend runs fused epilogues and merged segments only")
         if self.device not in (None, "cpu", "cuda"):
             raise HiosError(f"--device {self.device!r}: the distributed backend takes cpu or cuda (each rank uses "
                             "cuda:LOCAL_RANK)")
@@ -90,7 +94,8 @@ class DistributedJob:
         """The options every rank must agree on (hashed into the start-up check)."""
         return {"device": self.device, "check": self.check, "warmup": self.timing.warmup,
                 "repeats": self.timing.repeats, "inner": self.timing.inner, "kernels": self.run.kernels,
-                "mode": self.run.mode, "tf32": self.run.tf32, "sync": self.run.sync, "backend": backend}
+                "mode": self.run.mode, "tf32": self.run.tf32, "sync": self.run.sync, "backend": backend,
+                "levers": self.run.levers.label()}
 
 
 def run(job: DistributedJob) -> tuple[int, dict | None]:
@@ -248,34 +253,3 @@ def report(ctx: Ctx, part: RankPart, runner: RankRunner, call) -> list[dict]:
     me = rank_record(ctx, part, runner.graph is not None, call.median_ms)
     per_rank = ctx.gather("report", json.dumps(me), "every rank's report")
     return [json.loads(per_rank[r]) for r in sorted(per_rank)]
-
-
-# --------------------------------------------------------------------------- TEMPORARY CLI adapter
-# Until cli/run.py builds the DistributedJob itself (then this block goes): ``main(args)`` turns the
-# argparse Namespace of ``hios run`` into a job, runs it and prints the result as ``hios run`` does.
-def _plan_for_model(args) -> tuple:
-    """TEMPORARY: rank 0's plan for ``--model``, as ``cli/run.py:make_plan`` makes it."""
-    from ..frontend import zoo
-    from ..options import CostOptions, ScheduleOptions
-    from ..pipeline import plan_model
-    size = args.image_size or 299
-    model, x = zoo.build(args.model, size, args.batch)
-    sched = ScheduleOptions(gpus=args.gpus or 1, algorithms=args.algo or "hios-lp", window=args.window,
-                            streams=args.streams)
-    cost = CostOptions(source=args.cost, kernels=args.kernels, tf32=args.tf32)
-    planned = plan_model(model, x, schedule=sched, cost=cost, name=f"{args.model.split(':')[-1]}-{size}",
-                         model_info={"name": args.model, "image_size": size, "batch": args.batch})
-    return planned.plan, planned.captured, model, x
-
-
-def main(args) -> int:
-    """TEMPORARY: ``hios run --backend distributed`` from its argparse Namespace (one call per rank)."""
-    job = DistributedJob(
-        plan_file=args.plan, make_plan=(lambda: _plan_for_model(args)) if args.model else None,
-        run=RunOptions(devices=args.devices, kernels=args.kernels, mode=args.mode, sync=args.sync, tf32=args.tf32),
-        timing=TimingOptions(args.warmup, args.repeats, args.inner), check=args.check, device=args.device,
-        timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json)
-    code, result = run(job)
-    if result is not None:
-        print(json.dumps(result, indent=1, default=str) if args.json else format_result(result), flush=True)
-    return code

@@ -9,7 +9,9 @@
      torch-free); logical devices that map to one physical device share its memory.
   3. Build each segment (:func:`hios.frontend.segments.build_segment`), place its weights on its
      own device once (shared weights are placed once per device, never moved back), in
-     channels_last layout when asked (default with ``kernels="inductor"``), and compile it with
+     channels_last layout when asked (default with ``kernels="inductor"``), apply the levers
+     (:mod:`hios.runtime.levers`: convolution + bias + ReLU as one cuDNN kernel, branches writing
+     into their slice of a concatenation), and compile it with
      ``torch.compile`` (Inductor, no CUDA graphs of its own) for ``kernels="inductor"``; with
      ``kernels="eager"`` the segment's ATen operators run as they are.
   4. Issue the program.  CUDA: every (logical device, stream) has a stream of its physical device
@@ -31,7 +33,7 @@ import copy
 import sys
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,8 +47,13 @@ from ..formats import read_json
 from ..options import RunOptions
 from ..schedule import PLAN_FORMAT, Schedule, schedule_from_json
 from .devices import logical_devices, used_gpus
+from .levers import Levers
 from .segmenting import ExecProgram, stream_program
 
+__all__ = ["HiosModule", "SLICE", "Seg", "check_plan_graph", "check_plan_inputs", "compile", "place_module",
+           "resolve_schedule"]
+
+SLICE = "__slice__:"   # prefix of the values that hold a concatenation slice (concat in place)
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
@@ -162,21 +169,43 @@ class Seg:
     inputs: list[str]
     outputs: list[str]
     mem: str = ""                # physical device name (memory space)
+    skip: bool = False           # runs nothing (a concatenation done in place by its producers)
+    fused: int = 0               # convolution epilogues fused into one kernel
 
     @classmethod
-    def build(cls, step, segment, device, kernels: str, channels_last: bool, cache: dict, mem: str = "") -> "Seg":
+    def build(cls, step, segment, device, kernels: str, channels_last: bool, cache: dict, mem: str = "",
+              fuse: bool = False, write: Sequence[str] = (), read: str | None = None) -> "Seg":
         """Place ``segment`` (a :class:`hios.frontend.segments.Segment`) on ``device`` and, with
-        ``kernels="inductor"``, wrap it in ``torch.compile`` (Inductor, no CUDA graphs of its own)."""
+        ``kernels="inductor"``, wrap it in ``torch.compile`` (Inductor, no CUDA graphs of its own).
+        ``fuse``: convolution epilogues as one kernel (:mod:`hios.frontend.fuse_epilogue`).
+        ``write``: outputs copied into concatenation slices, read from ``SLICE + name`` inputs;
+        ``read``: a concatenation node read as an input (its buffer) instead of computed."""
         placed = place_module(segment.module, device, channels_last, cache)
         placed.eval()
-        fn = placed
+        fused = 0
+        if fuse:
+            from ..frontend.fuse_epilogue import fuse_conv_epilogues
+            fused = fuse_conv_epilogues(placed, device, label=f"operator {step.ops[0]}")
+        module: nn.Module = placed
+        inputs, outputs = list(segment.inputs), list(segment.outputs)
+        if read is not None:
+            from .concat_inplace import read_buffer
+            inputs = read_buffer(placed, read, inputs)
+        if write:
+            from .concat_inplace import write_into
+            module = write_into(placed, tuple(outputs.index(n) for n in write))
+            inputs += [SLICE + n for n in write]
+            outputs = [n for n in outputs if n not in write]
+        fn = module
         if kernels == "inductor":
-            fn = torch.compile(placed, backend="inductor", fullgraph=True, dynamic=False)
-        return cls(step, fn, placed, list(segment.inputs), list(segment.outputs), mem)
+            fn = torch.compile(module, backend="inductor", fullgraph=True, dynamic=False)
+        return cls(step, fn, module, inputs, outputs, mem, fused=fused)
 
     def run(self, env: dict, first: bool, on_fallback) -> None:
         """Run on the values in ``env`` and store the outputs there.  On the first call a segment
         Inductor cannot compile falls back to its eager module; ``on_fallback(message)`` says so."""
+        if self.skip:
+            return
         args = [env[n] for n in self.inputs]
         if first and self.fn is not self.eager:
             try:
@@ -202,12 +231,17 @@ class Seg:
 class HiosModule(nn.Module):
     """A model compiled for a schedule; call it like the model.  Attributes: ``program``
     (the :class:`ExecProgram`), ``devices``, ``kernels``, ``mode`` (after any fallback),
-    ``fallback_reason``, ``captured``."""
+    ``fallback_reason``, ``captured``, ``levers`` (:class:`hios.runtime.levers.Levers`: fused
+    convolution epilogues, concatenation in place, stream priorities; default ``Levers()`` with
+    ``priority=True`` meaning ``Levers(priority="stream0")``).  A program cut with
+    ``stream_program(..., merge=True)`` is the ``merge_segments`` lever."""
 
     def __init__(self, captured, program: ExecProgram, devices: list[str], kernels: str, mode: str,
-                 channels_last: bool, clone_outputs: bool, warmup: int, progress: bool, priority: bool = False):
+                 channels_last: bool, clone_outputs: bool, warmup: int, progress: bool, priority: bool = False,
+                 levers: Levers | None = None):
         super().__init__()
-        self.priority = priority
+        self.levers = levers if levers is not None else Levers(priority="stream0" if priority else "none")
+        self.priority = self.levers.priority != "none"
         self.captured = captured
         self.program = program
         self.devices = devices
@@ -248,13 +282,31 @@ class HiosModule(nn.Module):
                 node_op[n] = op.name
         self._node_op = node_op
         cache: dict = {}
+        self._cats = []
+        write: dict[int, list[str]] = {}
+        if self.levers.concat_inplace:
+            from .concat_inplace import plan_inplace_cats
+            self._cats = plan_inplace_cats(cap, prog, self.devices)
+            nodes = {cat.node for cat in self._cats}
+            for cat in self._cats:
+                for part in cat.parts:
+                    if part.node not in nodes:  # a concatenation in place inside another is a view of it
+                        write.setdefault(prog.segment_of[part.op], []).append(part.node)
+        self._cat_ops = {cat.node: cat.op for cat in self._cats}
+        read = {prog.segment_of[cat.op]: cat.node for cat in self._cats}
+        skip = {sid for sid, node in read.items() if prog.steps[sid].ops == (self._cat_ops[node],)
+                and cap.graph[self._cat_ops[node]].meta["nodes"] == [node]}
         self._segs: list[Seg | None] = []
         for st in prog.steps:
             if st.kind != "segment":
                 self._segs.append(None)
                 continue
-            self._segs.append(Seg.build(st, build_segment(cap, list(st.ops)), torch.device(self.devices[st.device]),
-                                        self.kernels, self.channels_last, cache, self.devices[st.device]))
+            seg = Seg.build(st, build_segment(cap, list(st.ops)), torch.device(self.devices[st.device]),
+                            self.kernels, self.channels_last, cache, self.devices[st.device],
+                            fuse=self.levers.fuse_epilogues, write=write.get(st.id, ()),
+                            read=None if st.id in skip else read.get(st.id))
+            seg.skip = st.id in skip
+            self._segs.append(seg)
         # Values each transfer moves: the producer's nodes read by segments in the destination memory.
         self._xfer_nodes: dict[int, list[str]] = {}
         for st in prog.steps:
@@ -279,11 +331,12 @@ class HiosModule(nn.Module):
         first_logical: dict[str, int] = {}
         for d, name in enumerate(self.devices):
             first_logical.setdefault(name, d)
+        prio = self._stream_priorities()
         for d in range(prog.devices):
             for s in range(prog.streams[d]):
                 dev = torch.device(self.devices[d])
-                if self.priority and prog.streams[d] > 1:  # stream 0 (the costliest branches) first
-                    self._streams[(d, s)] = torch.cuda.Stream(dev, priority=-1 if s == 0 else 0)
+                if prio and prog.streams[d] > 1:
+                    self._streams[(d, s)] = torch.cuda.Stream(dev, priority=prio[(d, s)])
                 else:
                     main = s == 0 and first_logical[self.devices[d]] == d
                     self._streams[(d, s)] = None if main else torch.cuda.Stream(dev)
@@ -294,7 +347,34 @@ class HiosModule(nn.Module):
                 if (a, b) not in self._copy:
                     self._copy[(a, b)] = (torch.cuda.Stream(torch.device(a)), torch.cuda.Stream(torch.device(b)))
 
+    def _stream_priorities(self) -> dict[tuple[int, int], int]:
+        """(device, stream) -> CUDA priority for the ``priority`` lever (empty: default priorities)."""
+        prog, how = self.program, self.levers.priority
+        if how == "none":
+            return {}
+        high = torch.cuda.Stream.priority_range()[1] if hasattr(torch.cuda.Stream, "priority_range") else -1
+        high = max(min(high, 0), -1)
+        if how == "stream0":  # stream 0 (the costliest branches) first
+            return {(d, s): high if s == 0 else 0 for d in range(prog.devices) for s in range(prog.streams[d])}
+        from .priority import stream_priorities
+        return stream_priorities(prog, self.levers.critical, high=high, low=0)
+
     # -- issuing ---------------------------------------------------------------
+    def _alloc_cats(self, env: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Concatenation buffers (concat in place) and the slice each producer writes into."""
+        from .concat_inplace import dtype_of
+        for cat in reversed(self._cats):  # outer concatenations (later in the graph) first
+            mem = self.devices[self.program.steps[self.program.segment_of[cat.op]].device]
+            fmt = torch.channels_last if self.channels_last and len(cat.shape) == 4 else torch.contiguous_format
+            buf = env[mem].get(SLICE + cat.node)  # the slice of an outer concatenation, if any
+            if buf is None:
+                buf = torch.empty(cat.shape, dtype=dtype_of(cat.dtype), device=mem, memory_format=fmt)
+            env[mem][cat.node] = buf
+            for part in cat.parts:
+                view = buf.narrow(cat.dim, part.start, part.stop - part.start)
+                env[mem][SLICE + part.node] = view
+                env[mem][part.node] = view
+
     def _prepare_inputs(self, inputs: tuple) -> dict[str, dict[str, torch.Tensor]]:
         """Inputs on every memory space, in the layout the segments expect."""
         env: dict[str, dict[str, torch.Tensor]] = {m: {} for m in self._mems}
@@ -421,6 +501,7 @@ class HiosModule(nn.Module):
 
     def _issue(self, inputs: tuple, first: bool = False):
         env = self._prepare_inputs(inputs)
+        self._alloc_cats(env)
         with torch.no_grad():
             if self.is_cuda:
                 return self._issue_cuda(env, first)
@@ -532,15 +613,14 @@ class HiosModule(nn.Module):
 def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=None, *,
             options: RunOptions | None = None, streams: dict[str, int] | None = None, clone_outputs: bool = True,
             warmup: int = 2, name: str | None = None, captured=None, progress: bool = False,
-            priority: bool = False, **knobs) -> HiosModule:
+            **knobs) -> HiosModule:
     """Compile ``model`` for a plan (or schedule, or a path to either; None: one stream on one
     device) on ``devices`` (``"cuda:0,cuda:0"`` or a list; default one device per plan GPU).
 
     ``options`` (:class:`hios.options.RunOptions`) says how it runs; or give its fields as keywords
-    (``kernels``, ``mode``, ``sync``, ``channels_last``, ``tf32``) with ``devices``.
+    (``kernels``, ``mode``, ``sync``, ``channels_last``, ``tf32``, ``levers``) with ``devices``.
     ``streams``: an explicit operator -> stream map (the naive baseline of the benchmark).
-    ``priority``: on CUDA, stream 0 of each device (where the costliest branches run) gets a higher
-    priority.  ``clone_outputs``: False returns the CUDA graph's static output tensors, overwritten
+    ``clone_outputs``: False returns the CUDA graph's static output tensors, overwritten
     by the next call.  ``captured``: reuse a capture of the same model and inputs.
 
     Examples
@@ -565,6 +645,23 @@ def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=Non
     devs = logical_devices(options.devices, max(sched.gpus, 1), used_gpus(sched.stages),
                            torch.cuda.device_count() if torch.cuda.is_available() else 0)
     options = options.resolve(devs)
-    program = stream_program(graph, sched.padded(len(devs)), memory=devs, sync=options.sync, streams=streams)
+    if _plan is not None:  # a plan costed by a profile must have been measured as this run runs
+        from ..feedback import check_profile_of, runtime_settings
+        from ..timing import precision_state
+        check_profile_of(_plan.graph, runtime_settings(options.kernels, options.channels_last, precision_state(),
+                                                       devs[0].split(":")[0]))
+    levers = _with_critical(options.levers, _plan)
+    program = stream_program(graph, sched.padded(len(devs)), memory=devs, sync=options.sync, streams=streams,
+                             merge=levers.merge_segments)
     return HiosModule(captured, program, devs, options.kernels, options.mode, options.channels_last, clone_outputs,
-                      warmup, progress, priority)
+                      warmup, progress, levers=levers)
+
+
+def _with_critical(levers: Levers, plan) -> Levers:
+    """``priority="critical"`` needs the critical operators: those of the plan's costed graph."""
+    if levers.priority != "critical" or levers.critical:
+        return levers
+    if plan is None or plan.graph.total_work() <= 0:
+        raise HiosError("priority 'critical' needs a costed plan (the critical path is found from its costs)")
+    from .priority import critical_operators
+    return replace(levers, critical=critical_operators(plan.graph))

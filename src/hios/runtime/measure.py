@@ -8,7 +8,8 @@ Steps of :func:`measure_plan`:
      TF32 tolerance).
   3. Time the plan per call and, in CUDA-graph mode, per replay.
   4. Time the baselines on the plan's first device: PyTorch eager, and on CUDA plain CUDA-graph
-     replay and ``torch.compile``.
+     replay and ``torch.compile`` reduce-overhead without and with freezing (the faster of the two
+     is the headline comparison).
   5. Add the simulator's prediction of the plan.
 """
 
@@ -43,7 +44,8 @@ def describe(module, plan, info: dict, tf32: bool) -> dict:
             "devices": module.devices,
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "algorithm": plan.schedule.algorithm, "kernels": module.kernels, "mode": module.mode,
-            "fallback_reason": module.fallback_reason, "tf32": tf32, "program": module.program.summary()}
+            "fallback_reason": module.fallback_reason, "tf32": tf32, "levers": module.levers.label(),
+            "program": module.program.summary()}
 
 
 def check(module, model, x: tuple, tf32: bool) -> dict:
@@ -69,7 +71,7 @@ def measure_plan(module, model, x: tuple, plan, info: dict, opts: MeasureOptions
         rep = time_replay(module, dev, opts.timing)
         result["plan_replay"] = rep.to_dict() if rep else None
         if opts.baselines:
-            which = ("eager", "cuda_graph", "compile") if dev.type == "cuda" else ("eager",)
+            which = ("eager", "cuda_graph", "compile", "compile_freezing") if dev.type == "cuda" else ("eager",)
             result["baselines"] = baselines(model, x, dev, opts.timing, which,
                                             progress=lambda b: log(f"timing baseline {b}..."))
     result["predicted_ms"] = predicted_latency(plan)

@@ -25,6 +25,7 @@ def format_report(r: dict) -> str:
     lines = [f"{r['model']} {r['image_size']} px, batch {r['batch']} on {r['device_name']} ({','.join(r['devices'])})",
              f"plan {r['algorithm']}: {p['devices']} device(s), streams {p['streams']}, {p['segments']} segment(s), "
              f"{p['transfers']} transfer(s); {r['mode']} mode, {r['kernels']} kernels"
+             + (f", levers {r['levers']}" if r.get("levers") else "")
              + (f" (fallback: {r['fallback_reason']})" if r.get("fallback_reason") else "")]
     if "check" in r:
         c = r["check"]
@@ -34,7 +35,7 @@ def format_report(r: dict) -> str:
     if r.get("plan_replay"):
         rows.append(("hios plan (graph replay)", _fmt(r["plan_replay"])))
     names = {"eager": "PyTorch eager", "cuda_graph": "CUDA-graph replay (1 GPU)",
-             "compile": "torch.compile reduce-overhead"}
+             "compile": "torch.compile reduce-overhead", "compile_freezing": "torch.compile reduce-overhead + freezing"}
     for k, st in (r.get("baselines") or {}).items():
         rows.append((names.get(k, k), _fmt(st)))
     pred = r.get("predicted_ms")
@@ -42,4 +43,10 @@ def format_report(r: dict) -> str:
     w = max(len(a) for a, _ in rows)
     lines.append(f"{'':{w}}  latency ms (median)")
     lines += [f"{a:{w}}  {b}" for a, b in rows]
+    comp = [(st["median_ms"], k) for k, st in (r.get("baselines") or {}).items()
+            if k in ("compile", "compile_freezing") and "median_ms" in st]
+    plan_ms = (r.get("plan_call") or {}).get("median_ms")
+    if comp and plan_ms:
+        best, k = min(comp)
+        lines.append(f"speed-up of the plan (call) over the faster torch.compile ({names[k]}): {best / plan_ms:.2f}x")
     return "\n".join(lines)

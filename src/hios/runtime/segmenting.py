@@ -22,6 +22,11 @@ Steps:
   3. Segments.  On each stream, consecutive operators form one segment; a segment ends before an
      operator that waits for another stream or device, and after an operator whose value another
      stream or device reads.  Segments are thus as long as the synchronisation allows.
+     3b. With ``merge=True`` a segment also runs on past a synchronisation point that orders
+     nothing new: waiting at the segment's start for a value that the start already (transitively)
+     follows, or recording the segment's event after an operator that every reader on another
+     stream already follows.  Fewer, longer segments (Inductor fuses across them), fewer events,
+     and the program still orders the operators exactly as the plan does.
   4. Events and transfers.  A segment whose operators feed another stream records one event at
      its end.  A consumer on the same memory space (same physical device, possibly another
      logical one) waits for that event.  A consumer in another memory space reads a copy: one
@@ -42,6 +47,9 @@ from typing import Hashable, Sequence
 from ..errors import HiosError
 from ..graph import Graph
 from ..schedule import Schedule
+
+__all__ = ["ExecProgram", "ProgramError", "SYNC_MODES", "SegmentStep", "TransferStep", "assign_streams",
+           "naive_streams", "stream_program", "verify"]
 
 SYNC_MODES = ("data", "stage")
 
@@ -208,60 +216,98 @@ def naive_streams(graph: Graph, streams: int = 4) -> Schedule:
     return sched
 
 
-# --------------------------------------------------------------------------- steps 2-5
+# --------------------------------------------------------------------------- steps 1-5
 def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashable] | None = None,
-                   sync: str = "data", streams: dict[str, int] | None = None) -> ExecProgram:
+                   sync: str = "data", streams: dict[str, int] | None = None,
+                   merge: bool = False) -> ExecProgram:
     """Cut ``schedule`` into segments (steps 1-5 of the module docstring).
 
     ``memory[g]`` names the memory space of logical device ``g`` (default: each its own); logical
     devices sharing one (e.g. two logical devices on ``cuda:0``) exchange values without copies.
     ``streams`` overrides step 1 with an explicit ``operator -> stream`` map (the naive baseline).
+    ``merge`` lets a segment run on past a synchronisation point that adds no ordering (step 3b).
     """
     if sync not in SYNC_MODES:
         raise HiosError(f"unknown sync mode {sync!r}; choose from {', '.join(SYNC_MODES)}")
     stages = _check_schedule(graph, schedule)
-    ndev = len(stages)
+    mem = _memory_spaces(len(stages), memory)
+    place = _placement(graph, stages, streams)
+    seq = _stream_sequences(stages, place)
+    _check_stream_order(graph, place, seq)
+    deps = _dependencies(graph, stages, place, sync)
+    stream_of = [p[:2] for p in place]
+    if merge:
+        segs = _cut_merged(seq, deps, stream_of, mem, place)
+    else:
+        segs = _cut_segments(seq, deps, stream_of)
+    seg_of = [-1] * len(graph.ops)
+    for sid, ops in enumerate(segs):
+        for i in ops:
+            seg_of[i] = sid
+    seg_preds, xfer_needs = _segment_needs(graph, segs, seg_of, deps, stream_of, place, mem)
+    plan = _issue_order(graph, segs, seg_of, seg_preds, xfer_needs, stream_of, place, seq)
+    prog = _emit(graph, segs, seg_of, stream_of, place, plan, mem, sync)
+    verify(graph, prog)
+    return prog
+
+
+def _memory_spaces(ndev: int, memory: Sequence[Hashable] | None) -> list[Hashable]:
     mem = list(range(ndev)) if memory is None else list(memory)
     if len(mem) < ndev:
         raise ProgramError(f"schedule uses {ndev} devices but only {len(mem)} memory spaces were given")
-    mem = mem[:ndev]
+    return mem[:ndev]
+
+
+def _placement(graph: Graph, stages: list[list[list[int]]],
+               streams: dict[str, int] | None) -> list[tuple[int, int, int]]:
+    """Step 1, or the explicit stream map that overrides it."""
     place = assign_streams(graph, stages)
-    if streams is not None:
-        for name in streams:
-            if name not in graph.index:
-                raise ProgramError(f"stream map names unknown operator {name!r}")
-        place = [(g, int(streams.get(graph.ops[i].name, 0)), k) for i, (g, s, k) in enumerate(place)]
-    nstreams = [0] * ndev
-    for g, s, _ in place:
-        nstreams[g] = max(nstreams[g], s + 1)
-    # Order of operators on each stream = stage order (then order inside the stage).
+    if streams is None:
+        return place
+    for name in streams:
+        if name not in graph.index:
+            raise ProgramError(f"stream map names unknown operator {name!r}")
+    return [(g, int(streams.get(graph.ops[i].name, 0)), k) for i, (g, s, k) in enumerate(place)]
+
+
+def _stream_sequences(stages: list[list[list[int]]], place) -> dict[tuple[int, int], list[int]]:
+    """Operators of each (device, stream) in stage order (then order inside the stage)."""
     seq: dict[tuple[int, int], list[int]] = {}
-    for g, sts in enumerate(stages):
+    for sts in stages:
         for st in sts:
             for i in st:
                 seq.setdefault(place[i][:2], []).append(i)
+    return seq
+
+
+def _check_stream_order(graph: Graph, place, seq: dict[tuple[int, int], list[int]]) -> None:
     pos_in_stream = {i: k for ops in seq.values() for k, i in enumerate(ops)}
     for e in graph.edges:
         u, v = graph.index[e.src], graph.index[e.dst]
         if place[u][:2] == place[v][:2] and pos_in_stream[u] > pos_in_stream[v]:
             raise ProgramError(f"schedule deadlocks: on GPU {place[v][0]} {e.dst!r} (stage {place[v][2]}) is "
                                f"ordered before its input {e.src!r} (stage {place[u][2]})")
-    # Step 2: dependencies of every operator (edges, plus stage barriers).
+
+
+def _dependencies(graph: Graph, stages: list[list[list[int]]], place, sync: str) -> list[list[int]]:
+    """Step 2: graph edges, plus stage barriers across streams with ``sync="stage"``."""
     deps: list[list[int]] = [list(graph.preds[i]) for i in range(len(graph.ops))]
     if sync == "stage":
-        for g, sts in enumerate(stages):
+        for sts in stages:
             for a, b in zip(sts, sts[1:]):
                 for i in b:
                     deps[i].extend(j for j in a if place[j][:2] != place[i][:2])
-    stream_of = [p[:2] for p in place]
-    # Step 3: cut each stream into segments.
-    feeds_out = [False] * len(graph.ops)  # value (or completion) needed by another stream
-    for i in range(len(graph.ops)):
+    return deps
+
+
+def _cut_segments(seq: dict[tuple[int, int], list[int]], deps: list[list[int]], stream_of) -> list[list[int]]:
+    """Step 3: break before an operator that waits for another stream, after one another stream reads."""
+    feeds_out = [False] * len(deps)  # value (or completion) needed by another stream
+    for i in range(len(deps)):
         for j in deps[i]:
             if stream_of[j] != stream_of[i]:
                 feeds_out[j] = True
     segs: list[list[int]] = []
-    seg_of = [-1] * len(graph.ops)
     for key in sorted(seq):
         cur: list[int] = []
         for i in seq[key]:
@@ -275,12 +321,80 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
                 cur = []
         if cur:
             segs.append(cur)
-    for sid, ops in enumerate(segs):
-        for i in ops:
-            seg_of[i] = sid
-    # Step 4: per segment, the segments / transfers it waits for.
-    seg_preds: list[set[int]] = [set() for _ in segs]           # segments it waits for directly
-    xfer_needs: list[set[tuple[int, Hashable]]] = [set() for _ in segs]  # (producer op, memory) copies
+    return segs
+
+
+def _plan_ancestors(seq: dict[tuple[int, int], list[int]], deps: list[list[int]]) -> list[int] | None:
+    """Bit masks of every operator's strict ancestors in the plan order (dependencies plus stream
+    order); None when that order has a cycle (step 5 then reports the deadlock)."""
+    n = len(deps)
+    preds = [set(d) for d in deps]
+    for ops in seq.values():
+        for a, b in zip(ops, ops[1:]):
+            preds[b].add(a)
+    succ: list[list[int]] = [[] for _ in range(n)]
+    indeg = [len(p) for p in preds]
+    for v, ps in enumerate(preds):
+        for u in ps:
+            succ[u].append(v)
+    ready = [v for v in range(n) if indeg[v] == 0]
+    anc = [0] * n
+    done = 0
+    while ready:
+        u = ready.pop()
+        done += 1
+        for v in succ[u]:
+            anc[v] |= anc[u] | (1 << u)
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                ready.append(v)
+    return anc if done == n else None
+
+
+def _cut_merged(seq, deps: list[list[int]], stream_of, mem, place) -> list[list[int]]:
+    """Step 3b (``merge=True``): a segment runs on past a synchronisation point when that adds no
+    ordering to the plan order P (dependencies plus stream order).  The next operator ``n`` joins
+    the segment that starts at ``s0`` when every dependency of ``n`` on another stream of the same
+    memory space is already an ancestor of ``s0`` in P (waiting for it at ``s0`` delays nothing),
+    and ``n`` is an ancestor in P of every operator on another stream that reads a value of the
+    segment so far (recording the segment's event after ``n`` delays nothing).  The program then
+    orders the operators exactly as P does, so it cannot deadlock where P does not."""
+    anc = _plan_ancestors(seq, deps)
+    if anc is None:
+        return _cut_segments(seq, deps, stream_of)
+    readers: list[list[int]] = [[] for _ in deps]  # operators on other streams that depend on i
+    for i, ds in enumerate(deps):
+        for j in ds:
+            if stream_of[j] != stream_of[i]:
+                readers[j].append(i)
+    segs: list[list[int]] = []
+    for key in sorted(seq):
+        cur: list[int] = []
+        pending: set[int] = set()  # readers of the current segment on other streams
+        for n in seq[key]:
+            if cur and not _joins(n, cur[0], pending, deps, stream_of, place, mem, anc):
+                segs.append(cur)
+                cur, pending = [], set()
+            cur.append(n)
+            pending.update(readers[n])
+        if cur:
+            segs.append(cur)
+    return segs
+
+
+def _joins(n: int, s0: int, pending: set[int], deps, stream_of, place, mem, anc: list[int]) -> bool:
+    for j in deps[n]:
+        if stream_of[j] == stream_of[n]:
+            continue
+        if mem[place[j][0]] != mem[place[n][0]] or not anc[s0] >> j & 1:
+            return False
+    return all(anc[c] >> n & 1 for c in pending)
+
+
+def _segment_needs(graph: Graph, segs, seg_of, deps, stream_of, place, mem):
+    """Step 4: per segment, the segments it waits for and the (producer, memory space) copies it reads."""
+    seg_preds: list[set[int]] = [set() for _ in segs]
+    xfer_needs: list[set[tuple[int, Hashable]]] = [set() for _ in segs]
     for sid, ops in enumerate(segs):
         g = place[ops[0]][0]
         for i in ops:
@@ -291,7 +405,20 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
                     seg_preds[sid].add(seg_of[j])
                 else:
                     xfer_needs[sid].add((j, mem[g]))
-    # Step 5: topological issue order over segments and transfers.
+    return seg_preds, xfer_needs
+
+
+@dataclass
+class _IssuePlan:
+    order: list[int]                       # node ids (segments 0..n_seg-1, then transfers) in issue order
+    preds_of: list[set[int]]               # node -> nodes it must follow
+    xkeys: list[tuple[int, Hashable]]      # transfer t -> (producer op, memory space)
+    xfer_dst: dict[tuple[int, Hashable], int]
+
+
+def _issue_order(graph: Graph, segs, seg_of, seg_preds, xfer_needs, stream_of, place, seq) -> _IssuePlan:
+    """Step 5: a topological order of segments and transfers (earliest stage, device, stream first)."""
+    pos_in_stream = {i: k for ops in seq.values() for k, i in enumerate(ops)}
     xfer_ids: dict[tuple[int, Hashable], int] = {}
     xfer_dst: dict[tuple[int, Hashable], int] = {}
     for sid, need in enumerate(xfer_needs):
@@ -301,22 +428,34 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
                 xfer_dst[key] = place[segs[sid][0]][0]
     xkeys = list(xfer_ids)
     n_seg = len(segs)
-    # node ids: segments 0..n_seg-1, transfers n_seg..
     preds_of: list[set[int]] = [set(p) for p in seg_preds] + [{seg_of[j]} for j, _ in xkeys]
     for sid, need in enumerate(xfer_needs):
         preds_of[sid] |= {n_seg + xfer_ids[k] for k in need}
-    stream_prev: dict[tuple[int, int], int] = {}
     order_key = []
-    for sid, ops in enumerate(segs):
+    for ops in segs:
         g, s, k = place[ops[0]]
         order_key.append((k, g, s, graph.position[ops[0]]))
+    stream_prev: dict[tuple[int, int], int] = {}
     for sid in sorted(range(n_seg), key=lambda x: (stream_of[segs[x][0]], pos_in_stream[segs[x][0]])):
         key = stream_of[segs[sid][0]]
         if key in stream_prev:
             preds_of[sid].add(stream_prev[key])
         stream_prev[key] = sid
-    for t, (j, _) in enumerate(xkeys):
+    for j, _ in xkeys:
         order_key.append(order_key[seg_of[j]])
+    order = _topological(preds_of, order_key)
+    if len(order) < len(preds_of):
+        placed = set(order)
+        stuck = next(v for v in range(n_seg) if v not in placed)
+        ops = segs[stuck]
+        g, s, k = place[ops[0]]
+        raise ProgramError(f"schedule deadlocks: stage order on GPU {g} contradicts the dependencies "
+                           f"(operator {graph.ops[ops[0]].name!r} of stage {k} can never start)")
+    return _IssuePlan(order, preds_of, xkeys, xfer_dst)
+
+
+def _topological(preds_of: list[set[int]], order_key: list) -> list[int]:
+    """Kahn's algorithm, smallest ``order_key`` first; shorter than the node count on a cycle."""
     succ: list[list[int]] = [[] for _ in preds_of]
     indeg = [len(p) for p in preds_of]
     for v, ps in enumerate(preds_of):
@@ -332,18 +471,18 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
             indeg[v] -= 1
             if indeg[v] == 0:
                 heapq.heappush(heap, (order_key[v], v))
-    if len(order) < len(preds_of):
-        stuck = next(v for v in range(n_seg) if indeg[v] > 0)
-        ops = segs[stuck]
-        g, s, k = place[ops[0]]
-        raise ProgramError(f"schedule deadlocks: stage order on GPU {g} contradicts the dependencies "
-                           f"(operator {graph.ops[ops[0]].name!r} of stage {k} can never start)")
-    # Events: one per segment that something waits for, one per transfer.
-    event_of_seg: dict[int, int] = {}
+    return order
+
+
+def _emit(graph: Graph, segs, seg_of, stream_of, place, plan: _IssuePlan, mem, sync: str) -> ExecProgram:
+    """Events (one per segment something on another stream waits for, one per transfer) and the steps."""
+    n_seg = len(segs)
+    order, preds_of, xkeys = plan.order, plan.preds_of, plan.xkeys
     needed = set()
     for v in range(n_seg):
         needed |= {u for u in preds_of[v] if u < n_seg and stream_of[segs[u][0]] != stream_of[segs[v][0]]}
     needed |= {seg_of[j] for j, _ in xkeys}
+    event_of_seg: dict[int, int] = {}
     nev = 0
     for u in order:
         if u < n_seg and u in needed:
@@ -355,8 +494,8 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
             event_of_xfer[u - n_seg] = nev
             nev += 1
     new_id = {u: k for k, u in enumerate(order)}
-    steps = []
     names = [op.name for op in graph.ops]
+    steps = []
     for u in order:
         if u < n_seg:
             ops = segs[u]
@@ -372,13 +511,14 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
         else:
             t = u - n_seg
             j, _m = xkeys[t]
-            steps.append(TransferStep(new_id[u], names[j], place[j][0], xfer_dst[xkeys[t]],
+            steps.append(TransferStep(new_id[u], names[j], place[j][0], plan.xfer_dst[xkeys[t]],
                                       event_of_seg[seg_of[j]], event_of_xfer[t], place[j][2]))
-    prog = ExecProgram(ndev, nstreams, steps, nev, mem,
+    nstreams = [0] * len(mem)
+    for g, s, _ in place:
+        nstreams[g] = max(nstreams[g], s + 1)
+    return ExecProgram(len(mem), nstreams, steps, nev, mem,
                        {names[i]: new_id[seg_of[i]] for i in range(len(names))},
                        {names[i]: (place[i][0], place[i][1]) for i in range(len(names))}, sync)
-    verify(graph, prog)
-    return prog
 
 
 def verify(graph: Graph, prog: ExecProgram) -> None:

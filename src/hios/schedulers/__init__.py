@@ -22,6 +22,8 @@ from .ios import ios
 from .heft import heft
 from .optimal import optimal
 
+__all__ = ["ALGORITHMS", "parse_algorithms", "schedule"]
+
 ALGORITHMS: dict[str, Callable[..., Schedule]] = {
     "sequential": sequential,
     "hios-lp": hios_lp,
@@ -32,17 +34,25 @@ ALGORITHMS: dict[str, Callable[..., Schedule]] = {
 }
 
 
-def parse_algorithms(spec: str) -> list[str]:
-    """``"hios-lp,heft"`` or ``"all"`` -> list of names; unknown names are an error."""
+def parse_algorithms(spec: str, graph: Graph | None = None) -> list[str]:
+    """``"hios-lp,heft"`` or ``"all"`` -> list of names; unknown names are an error.  ``"all"``
+    includes ``optimal`` when ``graph`` is given, small enough for it and OR-Tools is installed."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if names == ["all"]:
-        return [n for n in ALGORITHMS if n != "optimal"]
+        return [n for n in ALGORITHMS if n != "optimal" or (graph is not None and _exact_fits(graph))]
     for n in names:
         if n not in ALGORITHMS:
             raise HiosError(f"unknown algorithm {n!r}; choose from {', '.join(ALGORITHMS)} or 'all'")
     if not names:
         raise HiosError("no algorithm given")
     return names
+
+
+def _exact_fits(graph: Graph) -> bool:
+    from importlib.util import find_spec
+
+    from .optimal import size_problem
+    return find_spec("ortools") is not None and size_problem(graph) is None
 
 
 def schedule(graph: Graph, machine: Machine, algorithm: str = "hios-lp", stage_model: StageModel | None = None,

@@ -1,197 +1,232 @@
-"""Exact inter-GPU mapping and ordering of small graphs with OR-Tools CP-SAT.
+"""Exact optimum of the whole HIOS problem on small graphs, with OR-Tools CP-SAT.
 
-This is the optimal schedule among schedules with *one operator per stage* (no intra-GPU
-concurrency): the best assignment of operators to GPUs and the best order on each GPU.  A
-schedule that groups operators into concurrent stages (HIOS with its intra-GPU step, IOS) can
-be faster than it.  Graphs of at most 30 operators only; OR-Tools is an optional extra
-(``pip install hios[optimal]``).
+The whole problem: GPU mapping, the grouping of each GPU's operators into concurrent stages of
+at most ``streams`` independent operators (timed by the stage model), and the order of the
+stages, with transfers under the machine's link model (per-pair links; serialized links when
+asked).  The model is in :mod:`hios.schedulers.optimal_model`.  Graphs of at most
+:data:`MAX_OPERATORS` operators and :data:`MAX_CANDIDATES` candidate stages; OR-Tools is an
+optional extra (``pip install hios[optimal]``).
 
 Steps:
-  1. Time is made integer in units of ``resolution_us`` microseconds (default 1 µs), rounding
-     every operator cost and transfer time *up* (an operator lasts at least one unit), so any
-     solution of the model is feasible in real time and the simulated latency of the returned
-     schedule is at most the model's makespan.  The result is thus optimal up to one unit per
-     operator and transfer of the critical chain (finer units give CP-SAT a harder proof).
-  2. Model: for each operator a start time and one Boolean per GPU (exactly one true), an
-     optional fixed-size interval per GPU, no overlap of intervals on each GPU; for each edge
-     ``u -> v``: ``start(v) >= end(u)``, plus the edge's transfer time when ``u`` and ``v`` are on
-     different GPUs (on a uniform machine through one "differ" Boolean per edge; otherwise one
-     conditional constraint per GPU pair).  Transfers are per edge and never queue; the
-     simulator sends a byte tensor once per (producer, destination GPU), which arrives at the
-     same time when the producer's out-edges carry equal bytes, as tensors do.
-  3. Redundant constraints to strengthen the lower bound: a cumulative constraint (at most as
-     many operators at once as GPUs) and makespan >= the load of each GPU.  Symmetry breaking on a uniform machine: the k-th operator of the
-     topological order may only use GPUs 0..k.  The HEFT schedule (GPUs relabelled by first use, times recomputed in integer
-     units) is given as a hint, so the solver starts from a good solution.
-  4. Minimize the makespan within ``time_limit`` seconds; on each GPU order the operators by
-     their start in the solution; simulate the schedule (the simulator is the judge).
-     ``meta`` records ``proven_optimal``, the solver status, the model's makespan and lower bound
-     (ms) and the ``simulated_latency``.
+  1. Check the options; time is made integer in units of ``resolution_us`` microseconds
+     (default 0.01 µs), every stage and transfer time rounded *up* (a stage lasts at least one
+     unit), so a model solution is feasible in real time.
+  2. Build the model: candidate stages, GPU and stage choices, per-GPU no-overlap, transfers,
+     makespan (see :mod:`.optimal_model`).
+  3. Hint: the best of HIOS-LP (with its intra-GPU step), HEFT and sequential under this
+     simulator, timed as soon as possible in model units, is given to CP-SAT as a complete
+     solution, so the result is never worse than those heuristics.  With ``streams`` > 1, a
+     first phase (:data:`PHASE1_SHARE` of the budget) solves the easier model with one
+     operator per stage from the same hint; its answer joins the hints of the second phase,
+     the whole problem (on 24 graphs of 10-20 operators the whole model alone, within 15 s,
+     once missed a schedule that the one-operator model found).
+  4. Solve with a fixed seed and ``workers`` threads (default 1) for ``time_limit`` seconds of
+     CP-SAT *work* (both phases together): its deterministic time (an operation count) at
+     :data:`WORK_PER_SECOND` per second.  One core of the 2-core test CPU did 0.04-0.17 of it
+     per wall second on these models (less on the larger ones), so a run takes roughly
+     ``time_limit`` seconds or less.  The same input thus gives the same output whatever the
+     load.  A wall-clock backstop of :data:`WALL_FACTOR` ``* time_limit`` seconds in all stops a
+     run on a slow or busy machine; ``meta['stopped_by']`` then says ``wall clock`` (and that
+     result may vary).
+  5. Read the stages (per GPU by model start), simulate them (the simulator is the judge) and
+     record the proof in ``meta``: ``status`` (CP-SAT's), ``proven_optimal``, ``objective``
+     (model makespan, ms), ``bound`` (a lower bound on the latency of *every* schedule with
+     stages of at most ``streams`` operators: CP-SAT's bound less the rounding slack of one
+     unit per stage and transfer of a chain, and never below :func:`hios.bounds.lower_bounds`),
+     ``gap`` ((latency - bound) / latency) and ``simulated_latency``.  Without link
+     serialization the simulated latency is at most the objective, and equal to it when the
+     solution is optimal and times are whole units; with serialized links the simulator books
+     each link greedily and may differ from the model: ``proven_optimal`` then also requires
+     that the simulated latency does not exceed the objective.  Should CP-SAT stop before it has
+     a solution of its own (or a worse one), the hint is returned (``meta['solution']``).
 
-Options: ``time_limit`` (seconds, default 10), ``workers`` (CP-SAT threads, default 2),
-``resolution_us`` (time unit, default 1 µs).
+Options: ``time_limit`` (seconds of work, default 10), ``workers`` (CP-SAT threads,
+default 1), ``seed`` (default 0), ``streams`` (most operators per stage; default the intra-GPU
+step's), ``resolution_us`` (time unit), ``serialize_links``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+from ..bounds import lower_bounds
+from ..costmodel import HIOSStageModel
 from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine
+from ..optional import require
 from ..schedule import Schedule
-from ..simulator import Simulator
+from ..simulator import ScheduleError, Simulator
 from .heft import heft
+from .hios_lp import hios_lp
+from .intra_gpu import intra_options
+from .optimal_model import add_hint, build, candidate_stages, hint_solution
+from .sequential import sequential
+
+__all__ = ["DEFAULT_TIME_LIMIT", "MAX_CANDIDATES", "MAX_OPERATORS", "PHASE1_SHARE", "WALL_FACTOR",
+           "WORK_PER_SECOND", "check_options", "optimal", "size_problem"]
 
 MAX_OPERATORS = 30
+#: Most candidate stages (groups of independent operators, singletons included) the model takes.
+MAX_CANDIDATES = 6000
+DEFAULT_TIME_LIMIT = 10.0
+#: CP-SAT deterministic time granted per second of ``time_limit`` (see step 4).
+WORK_PER_SECOND = 0.05
+#: The wall-clock backstop, in multiples of ``time_limit`` (step 4).
+WALL_FACTOR = 3.0
+#: Share of the work budget spent on phase 1 (one operator per stage, step 3).
+PHASE1_SHARE = 0.25
 
 
-def _units(ms: float, scale: float) -> int:
-    """``ms`` in model units of ``1/scale`` ms, rounded up (tolerating float noise)."""
-    return int(math.ceil(ms * scale - 1e-6))
+def _number(x, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or not x > 0:
+        raise HiosError(f"optimal option {name} must be a finite number > 0, got {x!r}")
+    return float(x)
 
 
-def _hint(graph: Graph, machine: Machine, dur: list[int], comm) -> tuple[list[int], list[int]]:
-    """HEFT's assignment and order, GPUs relabelled by first use in topological order, with
-    start times recomputed in integer units (per-edge transfers)."""
-    h = heft(graph, machine)
-    idx = h.indexed(graph)
-    gpu_of = [0] * len(graph.ops)
-    for g, sts in enumerate(idx):
-        for st in sts:
-            for v in st:
-                gpu_of[v] = g
-    if machine.uniform():
-        relabel: dict[int, int] = {}
-        for v in graph.topo:
-            relabel.setdefault(gpu_of[v], len(relabel))
-        idx = [idx[g] for g in sorted(relabel, key=relabel.get)] + [[] for _ in range(machine.gpus - len(relabel))]
-        gpu_of = [relabel[g] for g in gpu_of]
-    start = [0] * len(graph.ops)
-    end = [0] * len(graph.ops)
-    free = [0] * machine.gpus
-    # Simple list pass: repeatedly take the next operator of any GPU whose inputs are done.
-    nxt = [0] * machine.gpus
-    done = [False] * len(graph.ops)
-    left = len(graph.ops)
-    while left:
-        progressed = False
-        for g in range(machine.gpus):
-            while nxt[g] < len(idx[g]):
-                v = idx[g][nxt[g]][0]
-                if not all(done[u] for u in graph.preds[v]):
-                    break
-                t = free[g]
-                for k, (u, _) in enumerate(graph.in_edges[v]):
-                    arr = end[u] + (comm(v, k, gpu_of[u], g) if gpu_of[u] != g else 0)
-                    t = max(t, arr)
-                start[v] = t
-                end[v] = t + dur[v]
-                free[g] = end[v]
-                done[v] = True
-                nxt[g] += 1
-                left -= 1
-                progressed = True
-        if not progressed:  # cannot happen: HEFT's schedule is deadlock-free
-            raise HiosError("optimal: the HEFT hint deadlocks (internal error)")
-    return gpu_of, start
-
-
-def optimal(graph: Graph, machine: Machine, *, stage_model=None, time_limit: float = 10.0,
-            workers: int = 2, resolution_us: float = 1.0) -> Schedule:
-    n = len(graph.ops)
-    if n > MAX_OPERATORS:
-        raise HiosError(f"optimal handles graphs of at most {MAX_OPERATORS} operators; "
-                        f"{graph.name!r} has {n}")
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
-        raise HiosError(f"optimal option time_limit must be a number of seconds > 0, got {time_limit!r}")
+def check_options(time_limit, workers, seed, resolution_us) -> None:
+    _number(time_limit, "time_limit")
+    _number(resolution_us, "resolution_us")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise HiosError(f"optimal option workers must be an integer >= 1, got {workers!r}")
-    if isinstance(resolution_us, bool) or not isinstance(resolution_us, (int, float)) or not resolution_us > 0:
-        raise HiosError(f"optimal option resolution_us must be a number > 0, got {resolution_us!r}")
-    scale = 1000.0 / resolution_us  # model units per millisecond
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise HiosError(f"optimal option seed must be an integer >= 0, got {seed!r}")
+
+
+def size_problem(graph: Graph, streams: int | None = None, stage_model=None,
+                 resolution_us: float = 0.01) -> str | None:
+    """Why ``graph`` is too large for the exact solver (None if it is not): more than
+    :data:`MAX_OPERATORS` operators, or more than :data:`MAX_CANDIDATES` candidate stages."""
+    n = len(graph.ops)
+    if n > MAX_OPERATORS:
+        return f"optimal handles graphs of at most {MAX_OPERATORS} operators; {graph.name!r} has {n}"
+    _, streams = intra_options(None, streams)
     try:
-        from ortools.sat.python import cp_model
-    except ImportError:
-        raise HiosError("optimal needs OR-Tools: pip install hios[optimal]") from None
+        candidate_stages(graph, streams, stage_model or HIOSStageModel(), 1000.0 / resolution_us, MAX_CANDIDATES)
+    except HiosError as e:
+        return str(e)
+    return None
 
-    uniform = machine.uniform()
-    n_gpu = min(machine.gpus, n) if uniform else machine.gpus  # identical GPUs: n ops use at most n
-    dur = [max(1, _units(op.cost, scale)) for op in graph.ops]
-    pair_ms: dict[tuple[int, int, int], int] = {}
 
-    def comm(v: int, k: int, a: int, b: int) -> int:
-        key = (v, k, a * machine.gpus + b)
-        c = pair_ms.get(key)
-        if c is None:
-            c = pair_ms[key] = _units(machine.transfer_ms(graph.in_edges[v][k][1], a, b), scale)
-        return c
+def _hint_schedules(graph: Graph, machine: Machine, stage_model, streams: int, sim: Simulator):
+    """Step 3: the heuristics' schedules as (latency, name, index stages)."""
+    out = []
+    for name, fn in (("hios-lp", lambda: hios_lp(graph, machine, stage_model=stage_model, streams=streams)),
+                     ("heft", lambda: heft(graph, machine, stage_model=stage_model)),
+                     ("sequential", lambda: sequential(graph, machine))):
+        idx = fn().indexed(graph)
+        try:
+            out.append((sim.run(idx).latency, name, idx))
+        except ScheduleError:  # a heuristic's schedule is always valid; be safe
+            continue
+    return out
 
-    horizon = sum(dur)
-    m = cp_model.CpModel()
-    start = [m.NewIntVar(0, horizon - dur[v], f"s{v}") for v in range(n)]
-    on = [[m.NewBoolVar(f"x{v}_{g}") for g in range(n_gpu)] for v in range(n)]
-    for v in range(n):
-        m.AddExactlyOne(on[v])
-    for g in range(n_gpu):
-        m.AddNoOverlap([m.NewOptionalFixedSizeIntervalVar(start[v], dur[v], on[v][g], f"i{v}_{g}")
-                        for v in range(n)])
-    # Redundant: at most n_gpu operators at a time (strengthens the lower bound).
-    m.AddCumulative([m.NewFixedSizeIntervalVar(start[v], dur[v], f"c{v}") for v in range(n)], [1] * n, n_gpu)
-    if uniform:
-        for k, v in enumerate(graph.topo):
-            for g in range(k + 1, n_gpu):
-                m.Add(on[v][g] == 0)
-    for v in range(n):
-        for k, (u, _) in enumerate(graph.in_edges[v]):
-            m.Add(start[v] >= start[u] + dur[u])
-            if n_gpu == 1:
-                continue
-            if uniform:
-                c = comm(v, k, 0, 1)
-                if c > 0:
-                    differ = m.NewBoolVar(f"d{u}_{v}")
-                    for g in range(n_gpu):
-                        m.Add(differ >= on[u][g] - on[v][g])
-                    m.Add(start[v] >= start[u] + dur[u] + c * differ)
-            else:
-                for a in range(n_gpu):
-                    for b in range(n_gpu):
-                        c = comm(v, k, a, b) if a != b else 0
-                        if c > 0:
-                            m.Add(start[v] >= start[u] + dur[u] + c).OnlyEnforceIf([on[u][a], on[v][b]])
-    makespan = m.NewIntVar(0, horizon, "makespan")
-    for v in graph.sinks():
-        m.Add(makespan >= start[v] + dur[v])
-    for g in range(n_gpu):  # redundant: a GPU's load is a lower bound (strengthens the LP relaxation)
-        m.Add(makespan >= sum(dur[v] * on[v][g] for v in range(n)))
-    m.Minimize(makespan)
 
-    hint_gpu, hint_start = _hint(graph, machine, dur, comm)
-    for v in range(n):
-        m.AddHint(start[v], hint_start[v])
-        for g in range(n_gpu):
-            m.AddHint(on[v][g], 1 if hint_gpu[v] == g else 0)
+@dataclass
+class _Solved:
+    status: str
+    optimal: bool
+    latency: float  # simulated latency of the answer
+    stages: list  # index stages of the answer
+    objective: float  # model makespan of the answer, ms
+    model_bound: float  # CP-SAT's bound, ms (0 when it has none)
+    source: str  # "cp-sat" or "hint (<heuristic>)"
+    hint: str | None
+    candidates: int
+    work: float  # deterministic time spent
 
+
+def _solve(graph: Graph, machine: Machine, stage_model, streams: int, scale: float, serialize_links: bool,
+           sim: Simulator, hints: list, work: float, wall: float, workers: int, seed: int) -> _Solved:
+    """Steps 2-4 for one stream count: build, hint with the best of ``hints``, solve."""
+    from ortools.sat.python import cp_model
+
+    em = build(graph, machine, stage_model, streams, scale, serialize_links, MAX_CANDIDATES)
+    hint = None
+    for lat, name, idx in sorted(hints, key=lambda h: (h[0], h[1])):
+        sol = hint_solution(graph, em, idx, serialize_links)
+        if sol is not None:
+            add_hint(em, sol)
+            hint = (name, sol)
+            break
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = float(time_limit)
-    solver.parameters.num_workers = workers
-    status = solver.Solve(m)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise HiosError(f"optimal: CP-SAT found no schedule for {graph.name!r} within {time_limit} s "
+    p = solver.parameters
+    p.num_workers = workers
+    p.random_seed = seed
+    p.max_deterministic_time = work
+    p.max_time_in_seconds = wall
+    p.linearization_level = 0  # no LP relaxation: it slowed the proofs 2-6x on layered graphs of 16-20 ops
+    status = solver.Solve(em.model)
+    # The answer: the solver's solution or the hint (CP-SAT may stop before it has turned the
+    # hint into a solution), whichever simulates faster; the solver's on ties.
+    options = []
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        rows: list[list[tuple[int, int, list[int]]]] = [[] for _ in range(machine.gpus)]
+        for c, members in enumerate(em.cands):
+            if solver.Value(em.pick[c]):
+                head = members[0]
+                g = next(k for k in range(em.n_gpu) if solver.Value(em.on[head][k]))
+                rows[g].append((solver.Value(em.start[head]), graph.position[head], list(members)))
+        idx = [[members for _, _, members in sorted(row)] for row in rows]
+        options.append((sim.run(idx).latency, 0, idx, solver.ObjectiveValue() / scale, "cp-sat"))
+    if hint is not None:
+        idx = hint[1]["stages"] + [[] for _ in range(machine.gpus - len(hint[1]["stages"]))]
+        options.append((sim.run(idx).latency, 1, idx, hint[1]["makespan"] / scale, f"hint ({hint[0]})"))
+    if not options:
+        raise HiosError(f"optimal: CP-SAT found no schedule for {graph.name!r} "
                         f"(status {solver.StatusName(status)})")
-    gpu_of = [next(g for g in range(n_gpu) if solver.Value(on[v][g])) for v in range(n)]
-    t = [solver.Value(start[v]) for v in range(n)]
-    stages: list[list[list[int]]] = [[] for _ in range(machine.gpus)]
-    for v in sorted(range(n), key=lambda v: (t[v], graph.position[v])):
-        stages[gpu_of[v]].append([v])
-    sim = Simulator(graph, machine, stage_model).run(stages)
-    return Schedule.from_indices(graph, stages, "optimal", {
-        "proven_optimal": status == cp_model.OPTIMAL,
-        "status": solver.StatusName(status),
-        "model_makespan": solver.ObjectiveValue() / scale,
-        "model_lower_bound": solver.BestObjectiveBound() / scale,
-        "simulated_latency": sim.latency,
+    latency, _, idx, objective, source = min(options, key=lambda o: (o[0], o[1]))
+    bound = solver.BestObjectiveBound() / scale if status != cp_model.UNKNOWN else 0.0
+    return _Solved(solver.StatusName(status), status == cp_model.OPTIMAL, latency, idx, objective, bound, source,
+                   hint[0] if hint else None, len(em.cands), solver.response_proto.deterministic_time)
+
+
+def optimal(graph: Graph, machine: Machine, *, stage_model=None, streams: int | None = None,
+            time_limit: float = DEFAULT_TIME_LIMIT, workers: int = 1, seed: int = 0,
+            resolution_us: float = 0.01, serialize_links: bool = False) -> Schedule:
+    check_options(time_limit, workers, seed, resolution_us)
+    n = len(graph.ops)
+    _, streams = intra_options(None, streams)
+    stage_model = stage_model or HIOSStageModel()
+    why = size_problem(graph, streams, stage_model, resolution_us)
+    if why:
+        raise HiosError(why)
+    require("ortools.sat.python.cp_model", "optimal")
+    scale = 1000.0 / resolution_us  # model units per millisecond
+    sim = Simulator(graph, machine, stage_model, serialize_links)
+    hints = _hint_schedules(graph, machine, stage_model, streams, sim)
+    budget = WORK_PER_SECOND * float(time_limit)
+    first_work = 0.0
+    if streams > 1:  # phase 1: one operator per stage, a strong incumbent for phase 2
+        first = _solve(graph, machine, stage_model, 1, scale, serialize_links, sim, hints,
+                       PHASE1_SHARE * budget, WALL_FACTOR * PHASE1_SHARE * time_limit, workers, seed)
+        hints.append((first.latency, "one operator per stage", first.stages))
+        first_work = first.work
+    res = _solve(graph, machine, stage_model, streams, scale, serialize_links, sim, hints,
+                 max(budget - first_work, 0.01 * budget), WALL_FACTOR * (1.0 - PHASE1_SHARE) * time_limit, workers, seed)
+    latency, idx, objective = res.latency, res.stages, res.objective
+    transfers = len(graph.edges) + n * (min(machine.gpus, n) - 1) if serialize_links else n - 1
+    slack = (n + max(0, transfers)) / scale
+    bound = max(res.model_bound - slack, lower_bounds(graph, machine.gpus, stage_model).value, 0.0)
+    det = first_work + res.work
+    return Schedule.from_indices(graph, idx, "optimal", {
+        "status": res.status,
+        "proven_optimal": res.optimal and latency <= objective * (1 + 1e-9) + 1e-12,
+        "objective": objective,
+        "bound": bound,
+        "gap": (latency - bound) / latency if latency > 0 else 0.0,
+        "simulated_latency": latency,
+        "rounding_slack": slack,
+        "candidate_stages": res.candidates,
+        "streams": streams,
+        "hint": res.hint,
+        "solution": res.source,
         "time_limit": float(time_limit),
+        "stopped_by": None if res.optimal else ("wall clock" if det < 0.99 * budget else "time limit"),
+        "work": det,
+        "workers": workers,
+        "seed": seed,
         "resolution_us": float(resolution_us),
+        "serialize_links": bool(serialize_links),
     })

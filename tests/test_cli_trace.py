@@ -1,0 +1,108 @@
+"""``hios run --trace/--feedback-to`` and ``hios profile --from-run`` on CPU logical devices: the
+trace holds every segment and the simulation, the run feeds back into a profile, the next plan is
+made from it and checked against the run's settings; bad paths and records end with exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from hios.cli import main  # noqa: E402
+
+FAST = ["--no-baselines", "--warmup", "0", "--repeats", "2", "--inner", "1"]
+MODEL = ["--model", "squeezenet1_1", "--image-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory):
+    d = tmp_path_factory.mktemp("trace")
+    plan = d / "plan.json"
+    assert main(["optimize", *MODEL, "--cost", "h100", "--gpus", "2", "-o", str(plan)]) == 0
+    trace, prof = d / "run.json", d / "fed.json"
+    rc = main(["run", str(plan), "--devices", "cpu,cpu", "--trace", str(trace), "--trace-calls", "2",
+               "--feedback-to", str(prof), "--json", *FAST])
+    return d, plan, trace, prof, rc
+
+
+def _error(capsys, argv, match):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    errors = [line for line in err if line.startswith(("hios: error", "error"))] or err[-1:]
+    assert len(errors) == 1 and match in errors[0], err
+    return errors[0]
+
+
+def test_run_trace_and_feedback(traced, capsys):
+    d, plan, trace, prof, rc = traced
+    assert rc == 0
+    data = json.loads(trace.read_text())
+    segs = [e for e in data["traceEvents"] if e.get("cat") == "segment"]
+    sim = [e for e in data["traceEvents"] if e.get("ph") == "X" and e.get("pid", 0) >= 200]
+    rec = data["hiosRun"]
+    assert segs and sim and len(rec["segments"]) == len(segs)
+    assert all(s["alone_ms"] > 0 and s["measured_ms"] > 0 for s in rec["segments"])
+    fed = json.loads(prof.read_text())
+    assert fed["meta"]["profile"]["feedback"]["rounds"] == 1
+    assert fed["meta"]["profile"]["memory_format"] == "contiguous" and fed["meta"]["profile"]["kernels"] == "eager"
+
+
+def test_profile_from_run_then_plan_and_run_from_it(traced, capsys, tmp_path):
+    d, plan, trace, prof, rc = traced
+    out = tmp_path / "p.json"
+    assert main(["profile", "--from-run", str(trace), "-o", str(out)]) == 0
+    assert main(["profile", "--from-run", str(trace), *MODEL, "-o", str(tmp_path / "p2.json")]) == 0
+    from hios.formats import load_graph
+    g = load_graph(out)
+    rec = json.loads(trace.read_text())["hiosRun"]
+    costs = {o.name: o.cost for o in g.ops}
+    for s in rec["segments"]:
+        assert sum(costs[n] for n in s["ops"]) == pytest.approx(s["alone_ms"])
+    capsys.readouterr()
+    rc = main(["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--json", *FAST])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["check"]["ok"]
+    # the profile was measured in fp32: a TF32 run refuses a plan made from it
+    _error(capsys, ["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32", *FAST],
+           "precision=fp32, this run uses precision=tf32")
+
+
+def test_bad_trace_paths_and_records(traced, capsys, tmp_path):
+    d, plan, trace, prof, rc = traced
+    _error(capsys, ["run", str(plan), "--devices", "cpu,cpu", "--trace", str(tmp_path / "no" / "t.json"), *FAST],
+           "does not exist")
+    _error(capsys, ["run", str(plan), "--devices", "cpu,cpu", "--trace", str(tmp_path / "t.txt"), *FAST],
+           "unknown trace format '.txt'")
+    assert list(tmp_path.iterdir()) == []
+    _error(capsys, ["profile", "--from-run", str(trace), "--model", "squeezenet1_1", "--image-size", "32",
+                    "-o", str(tmp_path / "x.json")], "not 'squeezenet1_1-32'")
+    _error(capsys, ["profile", "--from-run", str(plan), "-o", str(tmp_path / "x.json")], "not a hios run record")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_chooses_by_measurement(capsys):
+    rc = main(["run", *MODEL, "--costs", "h100", "--gpus", "2", "--devices", "cpu,cpu", "--choose", "2", "--json",
+               *FAST])
+    out = json.loads(capsys.readouterr().out)
+    sel = out["selection"]
+    assert rc == 0 and out["check"]["ok"]
+    assert len(sel["shortlist"]) == 2 and sel["winner"] in sel["measured_ms"]
+    assert sel["measured_ms"][sel["winner"]] == min(sel["measured_ms"].values()) and sel["seconds"] > 0
+    _error(capsys, ["run", *MODEL, "--costs", "h100", "--devices", "cpu", "--choose", "-1", *FAST], "--choose")
+
+
+def test_optimize_chooses_by_measurement(tmp_path, capsys):
+    from hios.plan import load_plan
+    out = tmp_path / "plan.json"
+    rc = main(["optimize", *MODEL, "--cost", "h100", "--gpus", "2", "--device", "cpu", "--choose", "2",
+               "-o", str(out)])
+    assert rc == 0
+    plan = load_plan(out)
+    sel = plan.meta["selection"]
+    assert plan.meta["chosen_by_measurement"] == sel["winner"]  # on CPU only plans are candidates
+    assert sel["measured_ms"][sel["winner"]] == min(sel["measured_ms"].values())
+    assert main(["run", str(out), "--devices", ",".join(["cpu"] * plan.machine.gpus), *FAST]) == 0
