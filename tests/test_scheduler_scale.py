@@ -141,19 +141,22 @@ def test_issue_repro_serialized_links_not_worse_than_sequential():
 # -- unusable GPUs and infinite costs -------------------------------------------------------------
 
 @pytest.mark.parametrize("algo", SWEEP_ALGOS)
-def test_ten_thousand_gpus_cost_no_more_than_ten(algo):
+def test_many_gpus_cost_no_more_than_ten(algo):
+    # the issue's case was 10,000 GPUs (61 s, 7 GB); machines are now limited to MAX_GPUS
     import tracemalloc
+    from hios.limits import MAX_GPUS
+    many = min(10000, MAX_GPUS)
     g = layered_dag(10, 20, 2, 0.8, 1)
     tracemalloc.start()
     try:
-        s = schedule(g, Machine.preset(10000), algo, stage_model=HIOSStageModel())
+        s = schedule(g, Machine.preset(many), algo, stage_model=HIOSStageModel())
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert len(s.stages) == 10000
-    assert peak < 50e6  # was about 7 GB before the GPU count was capped
+    assert len(s.stages) == many
+    assert peak < 1e6  # the search over all of them held G x G transfer tables per edge: 4.9 MB at 256
     small = schedule(g, Machine.preset(10), algo, stage_model=HIOSStageModel())
-    sim = Simulator(g, Machine.preset(10000), HIOSStageModel())
+    sim = Simulator(g, Machine.preset(many), HIOSStageModel())
     assert sim.simulate(s).latency == Simulator(g, Machine.preset(10), HIOSStageModel()).simulate(small).latency
 
 

@@ -34,6 +34,8 @@ from .graph import Graph, GraphError
 from .machine import Machine
 from .schedule import Schedule
 
+__all__ = ["ScheduleError", "Transfer", "SimResult", "Simulator", "simulate"]
+
 
 class ScheduleError(GraphError):
     """A schedule is not valid for its graph or machine."""

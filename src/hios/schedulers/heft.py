@@ -33,6 +33,8 @@ from ..schedule import Schedule
 from ..simulator import Simulator
 from ._fastsim import pad_gpus, search_machine
 
+__all__ = ["mean_transfer_ms", "upward_rank", "heft"]
+
 
 def mean_transfer_ms(graph: Graph, machine: Machine) -> list[list[float]]:
     """``out[u][k]``: mean transfer time of ``graph.out_edges[u][k]`` over ordered pairs of distinct GPUs."""

@@ -55,6 +55,9 @@ from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping
 
+__all__ = ["DEFAULT_REFINE", "longest_path_mapping", "stages_from_mapping", "finish", "check_refine",
+           "hios_lp"]
+
 #: Passes of the single-operator refinement (step 5) by default.
 DEFAULT_REFINE = 2
 

@@ -39,6 +39,8 @@ from ._fastsim import FastTimer, lst_ranks, search_machine
 from .hios_lp import DEFAULT_REFINE, check_refine, finish
 from .intra_gpu import intra_options
 
+__all__ = ["min_finish_mapping", "hios_mr"]
+
 
 def min_finish_mapping(timer: FastTimer, rank: list[int]) -> list[int]:
     """Steps 1-3: the GPU of every operator."""

@@ -39,6 +39,8 @@ from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
 from ._fastsim import FastTimer, StageChain, check_intra_options
 
+__all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
+
 #: Stages looked at together (the current one and the next ``DEFAULT_WINDOW - 1``).
 #: 4 and 4 (not the research code's 2 and 2) from measurements on an H100 (docs/results.md,
 #: runtime section): 2/2 ran 5-70 % slower than 4/4 at 224-299 px; from 1280 px every setting

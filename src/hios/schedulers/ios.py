@@ -46,6 +46,8 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 
+__all__ = ["MAX_PART_LIMIT", "ios"]
+
 MAX_PART_LIMIT = 20  # 2^20 masks per part is already far too slow in Python
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from ._fastsim import FastTimer
 
+__all__ = ["list_schedule_order"]
+
 
 def list_schedule_order(timer: FastTimer, gpu_of: list[int], rank: list[int]) -> list[list[list[int]]]:
     """Steps 1-2: ``stages[gpu]`` of one operator each."""

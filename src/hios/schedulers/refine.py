@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from ._fastsim import FastTimer
 
+__all__ = ["time_in_rank_order", "refine_mapping"]
+
 
 def time_in_rank_order(timer: FastTimer, order: list[int], gpu_of: list[int]) -> tuple[float, list[float]]:
     """Latency and finish times of a complete mapping, each GPU running its operators in ``order``."""

@@ -6,6 +6,8 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 
+__all__ = ["sequential"]
+
 
 def sequential(graph: Graph, machine: Machine, *, stage_model=None, serialize_links: bool = False) -> Schedule:
     """``serialize_links`` is accepted like every scheduler's; nothing is transferred on one GPU."""
