@@ -177,9 +177,9 @@ def run_point(model_name: str, size: int, args, dev, s: TimingOptions, out: Path
         row["pred_b_loop_ms"] = simulate(seg_graph, plan_b, loop_model)
 
     log(f"{tag}: choosing by measurement (plans and both torch.compile baselines)")
-    cands = [Candidate("plan A", lambda: mod_a, row["pred_segments_hios_ms"], key="A")]
+    cands = [Candidate("plan A", lambda m=mod_a: m, row["pred_segments_hios_ms"], key="A")]
     if mod_b is not None:
-        cands.append(Candidate("plan B", lambda: mod_b, row["pred_b_loop_ms"], key="B"))
+        cands.append(Candidate("plan B", lambda m=mod_b: m, row["pred_b_loop_ms"], key="B"))
     if dev.type == "cuda":
         cands += [Candidate("torch.compile", lambda: compile_reduce_overhead(model, x, False)),
                   Candidate("torch.compile+freezing", lambda: compile_reduce_overhead(model, x, True))]

@@ -104,7 +104,6 @@ def test_plan(text):
 def profile_text(tmp_path_factory):
     """A real profile of the tiny model, measured on the CPU (no cache)."""
     pytest.importorskip("torch")
-    d = tmp_path_factory.mktemp("profile")
     code, _, err, _, files = run_cli(["profile", "--model", TINY, "--image-size", "16", "--device", "cpu",
                                       "--no-cache", "--repeats", "1", "--warmup", "0", "--groups", "0",
                                       "--no-progress", "-o", "prof.json"])

@@ -180,7 +180,7 @@ def test_intra_gpu_properties(graph, machine, window, streams, seed):
     after = check_schedule(graph, machine, s)
     assert after <= before
     assert s.assignment() == base.assignment()  # only the grouping changes, never the GPU
-    old = {frozenset(st) for sts in base.stages for st in sts}
+    old = {frozenset(stage) for sts in base.stages for stage in sts}
     for sts in s.stages:
-        for st in sts:
-            assert frozenset(st) in old or len(st) <= streams
+        for stage in sts:
+            assert frozenset(stage) in old or len(stage) <= streams

@@ -73,7 +73,7 @@ def heft(graph: Graph, machine: Machine, *, stage_model=None, serialize_links: b
     sent: dict[tuple[int, int], float] = {}  # (producer, gpu) or (producer, -consumer-1) -> arrival
     stages: list[list[list[int]]] = [[] for _ in range(n_gpu)]
     for v in order:
-        best_g, best_start, best_end = 0, 0.0, float("inf")
+        best_g, best_end = 0, float("inf")
         for g in range(n_gpu):
             t = free[g]
             for u, e in graph.in_edges[v]:
@@ -88,7 +88,7 @@ def heft(graph: Graph, machine: Machine, *, stage_model=None, serialize_links: b
                     t = arr
             fin = t + graph.ops[v].cost
             if fin < best_end:
-                best_g, best_start, best_end = g, t, fin
+                best_g, best_end = g, fin
         for u, e in graph.in_edges[v]:
             gu = gpu_of[u]
             if gu != best_g:
