@@ -48,6 +48,7 @@ from hios.generate import layered_dag
 from hios.machine import Machine
 from hios.schedulers import schedule
 from hios.simulator import Simulator
+from hios.timing import cpu_name
 
 #: label -> (algorithm, options)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -65,16 +66,6 @@ GPUS = [2, 4, 8]
 
 def layers_for(n: int) -> int:
     return max(8, math.ceil(math.sqrt(n / 5)))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_cell(graph, gpus: int, label: str, repeats: int, mem_cap: float) -> dict:
