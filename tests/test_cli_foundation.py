@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hios.cli import main
+from cli_helpers import run
 
 GOOD_TXT = "4\n0 1.0 0.8\n1 2.0 0.7\n2 1.5 0.9\n3 0.5 1.0\n4\n0 1 1.6\n0 2 1.2\n1 3 0.4\n2 3 0.4\n"
 
@@ -16,15 +16,6 @@ def good(tmp_path):
     p = tmp_path / "g.txt"
     p.write_text(GOOD_TXT)
     return p
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_simulate_table(good, capsys):

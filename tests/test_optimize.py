@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hios.cli import main  # noqa: E402
+from cli_helpers import run  # noqa: E402
 from hios.formats import save_graph  # noqa: E402
 from hios.graph import Graph, Operator  # noqa: E402
 from hios.plan import Plan, load_plan  # noqa: E402
@@ -42,15 +42,6 @@ def user_model(tmp_path, monkeypatch):
 def errors(err):
     """The error lines of stderr (progress lines such as 'capturing ...' are not errors)."""
     return [ln for ln in err.strip().splitlines() if ln.startswith("hios")]
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.skipif(not NO_GPU, reason="checks the default on a machine without a GPU")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hios import limits
+from cli_helpers import run  # noqa: E402
 from hios.cli import main
 from hios.errors import HiosError
 from hios.outputs import OutputSet, atomic_write_text, check_folder, check_output
@@ -26,15 +27,6 @@ def cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "g.txt").write_text(GOOD_TXT)
     return tmp_path
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def files(d: Path) -> set[str]:
