@@ -66,9 +66,18 @@ def test_profile_from_run_then_plan_and_run_from_it(traced, capsys, tmp_path):
     rc = main(["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--json", *FAST])
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["check"]["ok"]
-    # the profile was measured in fp32: a TF32 run refuses a plan made from it
-    _error(capsys, ["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32", *FAST],
+    # the profile was measured in fp32: a TF32 run of a plan made from it runs, with one warning that
+    # the predictions do not apply, and refuses to feed its times back into that profile
+    rc = main(["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32", "--json", *FAST])
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    assert rc == 0 and res["check"]["ok"]
+    assert [w for w in res["warnings"] if "precision=fp32, this run uses precision=tf32" in w
+            and "predicted times do not apply" in w]
+    _error(capsys, ["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32",
+                    "--feedback-to", str(tmp_path / "fb.json"), *FAST],
            "precision=fp32, this run uses precision=tf32")
+    assert not (tmp_path / "fb.json").exists()
 
 
 def test_bad_trace_paths_and_records(traced, capsys, tmp_path):

@@ -31,8 +31,8 @@ from .errors import HiosError
 from .graph import Graph
 
 __all__ = ["RUN_FORMAT", "RUN_VERSION", "SETTING_KEYS", "alone_ms", "check_profile_of", "check_settings",
-           "feed_back", "profile_from_run", "profile_settings", "read_run_record", "run_record",
-           "runtime_settings", "split_cost"]
+           "feed_back", "profile_from_run", "profile_mismatch", "profile_settings", "read_run_record", "run_record",
+           "runtime_settings", "settings_mismatch", "split_cost"]
 
 RUN_FORMAT = "hios-run"
 RUN_VERSION = 1
@@ -56,21 +56,37 @@ def profile_settings(profile: dict) -> dict:
     return out
 
 
-def check_settings(measured: dict, run: dict, what: str) -> None:
-    """Raise a one-line :class:`HiosError` when ``measured`` (settings of a profile or run record)
-    disagrees with ``run`` on a setting both name."""
+def settings_mismatch(measured: dict, run: dict, what: str) -> str | None:
+    """Why ``measured`` (settings of a profile or run record) disagrees with ``run`` on a setting
+    both name (None: they agree)."""
     for k in SETTING_KEYS:
         if k in measured and k in run and measured[k] != run[k]:
-            raise HiosError(f"{what} was measured with {k}={measured[k]}, this run uses {k}={run[k]}; "
-                            f"re-profile with the run's settings")
+            return f"{what} was measured with {k}={measured[k]}, this run uses {k}={run[k]}"
+    return None
+
+
+def check_settings(measured: dict, run: dict, what: str) -> None:
+    """Raise a one-line :class:`HiosError` when ``measured`` disagrees with ``run``: for what would
+    mix measurements of different settings (feeding a run back into a profile)."""
+    why = settings_mismatch(measured, run, what)
+    if why:
+        raise HiosError(f"{why}; re-profile with the run's settings")
+
+
+def profile_mismatch(graph: Graph, run: dict, what: str = "the plan's profile") -> str | None:
+    """Why a costed graph's profile was measured under other settings than ``run``'s (None: same
+    settings, or no profile, e.g. analytic costs)."""
+    prof = (graph.meta or {}).get("profile")
+    if isinstance(prof, dict) and prof:
+        return settings_mismatch(profile_settings(prof), run, f"{what} ({prof.get('device', 'unknown device')})")
+    return None
 
 
 def check_profile_of(graph: Graph, run: dict, what: str = "the plan's profile") -> None:
-    """Refuse a costed graph whose profile was measured under other settings than ``run``'s
-    (graphs without a profile, e.g. analytic costs, pass)."""
-    prof = (graph.meta or {}).get("profile")
-    if isinstance(prof, dict) and prof:
-        check_settings(profile_settings(prof), run, f"{what} ({prof.get('device', 'unknown device')})")
+    """Refuse a costed graph whose profile was measured under other settings than ``run``'s."""
+    why = profile_mismatch(graph, run, what)
+    if why:
+        raise HiosError(f"{why}; re-profile with the run's settings")
 
 
 # -- the run record -------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,7 +42,7 @@ from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
 
-__all__ = ["Optimized", "Planned", "load", "optimize", "plan_model", "profile_model", "run_plan"]
+__all__ = ["Optimized", "Planned", "checked_plan", "load", "optimize", "plan_model", "profile_model", "run_plan"]
 
 
 @dataclass
@@ -146,12 +146,29 @@ def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, cap
              clone_outputs: bool = True, progress: bool = False):
     """Step 2: the runtime module (:class:`hios.runtime.executor.HiosModule`) for ``plan`` (a
     :class:`~hios.plan.Plan`, a :class:`~hios.schedule.Schedule`, or None for one stream), reusing
-    ``captured`` when given."""
+    ``captured`` when given.  Unchecked: :func:`checked_plan` is the front door's version."""
     from .runtime.executor import compile as build_runtime
     from .timing import set_precision
     set_precision(run.tf32)
     return build_runtime(model, _inputs(example_inputs), plan, options=run, captured=captured,
                          clone_outputs=clone_outputs, progress=progress)
+
+
+def checked_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
+                 progress: bool = False, built=None):
+    """:func:`run_plan`, checked once against ``model(*example_inputs)``; a wrong build is rebuilt
+    without the lever or segment at fault, with one warning, or refused with a HiosError
+    (:func:`hios.runtime.verify.verified`).  ``built``: a runtime of this plan made already."""
+    from .frontend.capture import capture
+    from .runtime.verify import verified
+    inputs = _inputs(example_inputs)
+    if captured is None:
+        captured = built.captured if built is not None else capture(model, inputs)
+    if built is not None:
+        run = replace(run, devices=tuple(built.devices), levers=built.levers)
+    return verified(lambda lv: run_plan(model, inputs, plan, replace(run, levers=lv), captured=captured,
+                                        progress=progress),
+                    model, inputs, run.levers, tf32=run.tf32, name=captured.graph.name, built=built)
 
 
 class Optimized(require("torch.nn", "hios.optimize").Module):
@@ -198,7 +215,7 @@ class Optimized(require("torch.nn", "hios.optimize").Module):
 def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="hios-lp", cost: str | None = None,
              link: str | None = None, serialize_links: bool = False, window: int | None = None,
              streams: int | None = None, kernels: str | None = None, mode: str | None = None,
-             tf32: bool = False, choose: int = 0, progress: bool = False) -> Optimized:
+             tf32: bool = False, choose: int = 0, check: bool = True, progress: bool = False) -> Optimized:
     """Plan ``model`` for ``gpus`` GPUs and return a module that runs the plan.
 
     Parameters
@@ -226,6 +243,11 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
         without freezing, on the device, and keep the fastest measured
         (:func:`hios.runtime.choose.choose_by_measurement`); ``.selection`` says who won and by how
         much.  If torch.compile wins, the returned module runs it, so the result is never slower.
+    check : bool
+        Check the built module once against ``model(*example_inputs)`` (default).  A wrong build is
+        rebuilt without the lever or segment at fault, with one warning naming it; if no build is
+        right, :class:`~hios.errors.HiosError` says so with the error figures.  ``check=False``
+        skips this (and its one extra call of ``model``): the module is then returned unchecked.
     progress : bool
         Print progress messages on stderr.
 
@@ -242,28 +264,45 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
     planned = plan_model(model, example_inputs, schedule=sched,
                          cost=CostOptions(source=cost, device=device, kernels=kernels, tf32=tf32), log=log)
     if choose > 0:
-        return _chosen(model, example_inputs, planned, run, choose, log)
-    runtime = run_plan(model, example_inputs, planned.plan, run, captured=planned.captured, progress=progress)
+        return _chosen(model, example_inputs, planned, run, choose, log, check)
+    build = checked_plan if check else run_plan
+    runtime = build(model, example_inputs, planned.plan, run, captured=planned.captured, progress=progress)
     return Optimized(runtime, planned.plan, planned.comparison)
 
 
-def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, log) -> Optimized:
-    """``optimize(choose=K)``: the fastest measured of the K best plans and torch.compile."""
+def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, log, check: bool) -> Optimized:
+    """``optimize(choose=K)``: the fastest measured of the K best plans and torch.compile; with
+    ``check``, a torch.compile winner that differs from ``model(x)`` gives way to the best plan,
+    and the plan is checked (and rebuilt where wrong) as :func:`checked_plan` does."""
+    import warnings
+
     from .options import TimingOptions
     from .runtime.choose import choose_by_measurement, chosen_plan
+    from .runtime.verify import check_against, reference
     from .timing import set_precision
     set_precision(run.tf32)
-    sel, built, schedules = choose_by_measurement(model, _inputs(example_inputs), planned.plan, run, TimingOptions(),
+    inputs = _inputs(example_inputs)
+    sel, built, schedules = choose_by_measurement(model, inputs, planned.plan, run, TimingOptions(),
                                                   top, planned.captured, log or (lambda _m: None))
     plan, best = chosen_plan(planned.plan, sel, schedules)
     winner = sel.winner if sel.winner in built else best
-    return Optimized(built[winner], plan, planned.comparison, sel)
+    if check and winner != best:
+        chk = check_against(built[winner], inputs, reference(model, inputs), run.tf32)
+        if not chk.ok:
+            warnings.warn(f"hios: {winner} differed from model(x) (relative error {chk.rel:.3g}); running the "
+                          f"fastest plan, {best}, instead", stacklevel=2)
+            winner = best
+    module = built[winner]
+    if check and winner == best:
+        module = checked_plan(model, inputs, plan, run, captured=planned.captured, built=module)
+    return Optimized(module, plan, planned.comparison, sel)
 
 
 def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str | None = None,
-         mode: str | None = None, tf32: bool = False, progress: bool = False) -> Optimized:
+         mode: str | None = None, tf32: bool = False, check: bool = True, progress: bool = False) -> Optimized:
     """Run a saved plan (``Optimized.save`` or ``hios optimize -o``) of ``model``; the plan must
-    match the model's operators and the inputs' shapes.
+    match the model's operators and the inputs' shapes.  ``check``: as in :func:`optimize` (on by
+    default; ``check=False`` returns the module unchecked).
 
     Examples
     --------
@@ -277,6 +316,7 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     True
     """
     plan = load_plan(path)
-    runtime = run_plan(model, example_inputs, plan, RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32),
-                       progress=progress)
+    build = checked_plan if check else run_plan
+    runtime = build(model, example_inputs, plan, RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32),
+                    progress=progress)
     return Optimized(runtime, plan)

@@ -104,11 +104,18 @@ def _refuse_planning_options(args) -> None:
 
 
 def _check_devices(args, plan) -> None:
-    """Fail fast, before any model is built, on devices the plan cannot run on."""
+    """Fail fast, before any model is built, on devices the plan cannot run on, and on a
+    --feedback-to that would mix a profile's measurements with this run's of other settings."""
     import torch
     from ..runtime.devices import logical_devices, used_gpus
-    logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
-                    torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    devs = logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
+                           torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if args.feedback_to:
+        from ..feedback import check_profile_of, runtime_settings
+        opts = run_options(args).resolve(devs)
+        check_profile_of(plan.graph, runtime_settings(opts.kernels, opts.channels_last,
+                                                      "tf32" if opts.tf32 else "fp32", devs[0].split(":")[0]),
+                         "the plan's profile, which --feedback-to would extend,")
 
 
 def _check_outputs(args) -> None:

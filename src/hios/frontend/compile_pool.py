@@ -18,7 +18,16 @@ from typing import Any, Sequence
 from ..optional import require
 from .profile_cache import _sha
 
-__all__ = ["lift", "signature"]
+__all__ = ["INDUCTOR_OPTIONS", "lift", "signature"]
+
+#: Inductor options of every compile hios makes of an operator or a segment (the profiler's and
+#: the runtime's, so that a profile measures what runs).  Comprehensive padding is off: on CUDA,
+#: PyTorch 2.11's Inductor padded the stride of a ``stack`` buffer (15288 -> 15296 floats) in the
+#: kernel that reads it but not where it is allocated and written, when the stacked inputs are
+#: channels_last and a custom operator (hios::conv_bias_relu) follows; RandWire 224's last segment
+#: then read the wrong elements (relative error 0.59 against eager, H200, 2026-12-03).  Padding
+#: only aligns Inductor's internal buffers, which are few in segments of a few operators.
+INDUCTOR_OPTIONS = {"comprehensive_padding": False}
 
 
 def _as_tuple(out) -> tuple:
@@ -75,7 +84,7 @@ def _inductor_compile(gm, example, threads: int | None = None):
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
     mode = FakeTensorMode(shape_env=ShapeEnv())
     fake = [mode.from_tensor(t, static_shapes=True) for t in example]
-    options: dict[str, Any] = {"fx_graph_cache": True}
+    options: dict[str, Any] = {"fx_graph_cache": True, **INDUCTOR_OPTIONS}
     if threads is not None:
         options["compile_threads"] = threads  # not part of the cache key
     return torch._inductor.compile(gm, fake, options=options)

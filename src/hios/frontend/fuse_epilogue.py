@@ -18,8 +18,11 @@ Steps of :func:`fuse_conv_epilogues`:
      attributes; the dead convolution / addition / ReLU nodes are dropped.
 
 ``hios::conv_bias_relu`` runs cuDNN's fused kernel on CUDA and the reference composition
-(convolution, add, ReLU) elsewhere; its output has the memory format cuDNN picks (channels_last
-when the input or the weight is), so a compiled graph sees the strides it gets at run time.
+(convolution, add, ReLU) elsewhere.  Its output has exactly the strides of :func:`out_strides`:
+NHWC when the rewrite was asked for ``channels_last`` (the runtime's layout), else NCHW, whatever
+layout cuDNN picked (a copy only when they differ).  The fake implementation promises the same, so
+a compiled graph never reads the output with other strides than it has, however the compiler lays
+out the operator's inputs.
 """
 
 from __future__ import annotations
@@ -36,44 +39,58 @@ from torch import nn
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _out_format(x: torch.Tensor, w: torch.Tensor) -> torch.memory_format:
-    cl = torch.channels_last
-    if x.dim() == 4 and (x.is_contiguous(memory_format=cl) and not x.is_contiguous()
-                         or w.is_contiguous(memory_format=cl) and not w.is_contiguous()):
-        return cl
-    return torch.contiguous_format
+def out_strides(shape: Sequence[int], channels_last: bool) -> tuple[int, ...]:
+    """The strides of the operator's output: NHWC when ``channels_last``, else NCHW, exactly.
+
+    A pure function of the shape and of a flag fixed when the graph is rewritten, never of the
+    input's or the weight's strides: a compiler may hand the operator inputs laid out otherwise
+    than when it was traced, and an output whose strides then differ from the fake
+    implementation's is read with the wrong strides by the kernels after it."""
+    fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
+    return torch.empty(tuple(shape), device="meta", memory_format=fmt).stride()
+
+
+def _exactly(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``y`` with exactly :func:`out_strides` (a copy only when they differ)."""
+    want = out_strides(y.shape, channels_last)
+    if tuple(y.stride()) == want:
+        return y
+    return torch.empty_strided(y.shape, want, dtype=y.dtype, device=y.device).copy_(y)
 
 
 def _reference(x, weight, bias, stride, padding, dilation, groups, residual):
     y = F.conv2d(x, weight, bias, list(stride), list(padding), list(dilation), groups)
     if residual is not None:
         y = y + residual
-    return torch.relu(y).contiguous(memory_format=_out_format(x, weight))
+    return torch.relu(y)
 
 
 @torch.library.custom_op("hios::conv_bias_relu", mutates_args=())
 def conv_bias_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Sequence[int],
                    padding: Sequence[int], dilation: Sequence[int], groups: int,
-                   residual: Optional[torch.Tensor]) -> torch.Tensor:
-    """``relu(conv2d(x, weight, bias) + residual)``: one cuDNN kernel on CUDA, the reference elsewhere."""
+                   residual: Optional[torch.Tensor], channels_last: bool) -> torch.Tensor:
+    """``relu(conv2d(x, weight, bias) + residual)``: one cuDNN kernel on CUDA, the reference elsewhere;
+    the output has exactly :func:`out_strides` ``(shape, channels_last)``."""
     if x.is_cuda and torch.backends.cudnn.is_available():
-        fmt = _out_format(x, weight)
         if residual is None:
             y = torch.cudnn_convolution_relu(x, weight, bias, list(stride), list(padding), list(dilation), groups)
         else:
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
             y = torch.cudnn_convolution_add_relu(x, weight, residual.contiguous(memory_format=fmt), 1.0, bias,
                                                  list(stride), list(padding), list(dilation), groups)
-        return y if y.is_contiguous(memory_format=fmt) else y.contiguous(memory_format=fmt)
-    return _reference(x, weight, bias, stride, padding, dilation, groups, residual)
+    else:
+        y = _reference(x, weight, bias, stride, padding, dilation, groups, residual)
+    return _exactly(y, channels_last)
 
 
 @conv_bias_relu.register_fake
-def _(x, weight, bias, stride, padding, dilation, groups, residual):
+def _(x, weight, bias, stride, padding, dilation, groups, residual, channels_last):
     n, _, h, w = x.shape
     k, _, kh, kw = weight.shape
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return x.new_empty((n, k, oh, ow)).contiguous(memory_format=_out_format(x, weight))
+    shape = (n, k, oh, ow)
+    return x.new_empty_strided(shape, out_strides(shape, channels_last))
 
 
 # --------------------------------------------------------------------------- step 1: candidates
@@ -156,10 +173,11 @@ def _attr_node(graph: torch.fx.Graph, ref):
     return graph.get_attr(ref) if isinstance(ref, str) else ref
 
 
-def fuse_conv_epilogues(gm: torch.fx.GraphModule, device: torch.device | str, *, force: bool = False,
-                        label: str = "") -> int:
+def fuse_conv_epilogues(gm: torch.fx.GraphModule, device: torch.device | str, *, channels_last: bool = False,
+                        force: bool = False, label: str = "") -> int:
     """Rewrite ``gm`` in place (steps 1-3 of the module docstring); returns the number of fused
-    chains.  ``label`` names the operator in warnings."""
+    chains.  ``channels_last``: the fused operators write NHWC outputs (the runtime's layout), else
+    NCHW.  ``label`` names the operator in warnings."""
     device = torch.device(device)
     fused = 0
     refused: list[str] = []
@@ -172,7 +190,7 @@ def fuse_conv_epilogues(gm: torch.fx.GraphModule, device: torch.device | str, *,
             continue
         with gm.graph.inserting_before(relu):
             args = (x, _attr_node(gm.graph, w), _attr_node(gm.graph, b) if b is not None else None,
-                    list(stride), list(padding), list(dilation), groups, residual)
+                    list(stride), list(padding), list(dilation), groups, residual, bool(channels_last))
             node = gm.graph.call_function(torch.ops.hios.conv_bias_relu.default, args)
         relu.replace_all_uses_with(node)
         for dead in (relu, add, conv):

@@ -185,7 +185,7 @@ class Seg:
         fused = 0
         if fuse:
             from ..frontend.fuse_epilogue import fuse_conv_epilogues
-            fused = fuse_conv_epilogues(placed, device, label=f"operator {step.ops[0]}")
+            fused = fuse_conv_epilogues(placed, device, channels_last=channels_last, label=f"operator {step.ops[0]}")
         module: nn.Module = placed
         inputs, outputs = list(segment.inputs), list(segment.outputs)
         if read is not None:
@@ -198,7 +198,9 @@ class Seg:
             outputs = [n for n in outputs if n not in write]
         fn = module
         if kernels == "inductor":
-            fn = torch.compile(module, backend="inductor", fullgraph=True, dynamic=False)
+            from ..frontend import compile_pool
+            fn = torch.compile(module, backend="inductor", fullgraph=True, dynamic=False,
+                               options=dict(compile_pool.INDUCTOR_OPTIONS))
         return cls(step, fn, module, inputs, outputs, mem, fused=fused)
 
     def run(self, env: dict, first: bool, on_fallback) -> None:
@@ -301,9 +303,10 @@ class HiosModule(nn.Module):
             if st.kind != "segment":
                 self._segs.append(None)
                 continue
+            kernels = "eager" if not self.levers.eager.isdisjoint(st.ops) else self.kernels
             seg = Seg.build(st, build_segment(cap, list(st.ops)), torch.device(self.devices[st.device]),
-                            self.kernels, self.channels_last, cache, self.devices[st.device],
-                            fuse=self.levers.fuse_epilogues, write=write.get(st.id, ()),
+                            kernels, self.channels_last, cache, self.devices[st.device],
+                            fuse=self.levers.fuses(st.ops), write=write.get(st.id, ()),
                             read=None if st.id in skip else read.get(st.id))
             seg.skip = st.id in skip
             self._segs.append(seg)
@@ -443,7 +446,6 @@ class HiosModule(nn.Module):
             mains[m].wait_stream(stream)
         for m in self._mems[1:]:
             main0.wait_stream(mains[m])
-        return self._gather(env)
 
     def _gather(self, env: dict[str, dict[str, torch.Tensor]]):
         from ..frontend.segments import assemble_output
@@ -470,7 +472,7 @@ class HiosModule(nn.Module):
             for st in prog.steps:
                 seg = self._segs[st.id]
                 self._run_segment(seg, env[seg.mem], first)
-            return self._gather(env)
+            return
         events = [threading.Event() for _ in range(prog.events)]
         failed: list[BaseException] = []
 
@@ -497,15 +499,48 @@ class HiosModule(nn.Module):
             t.join()
         if failed:
             raise failed[0]
-        return self._gather(env)
 
-    def _issue(self, inputs: tuple, first: bool = False):
+    def _issue_env(self, inputs: tuple, first: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+        """Issue the program once (no CUDA graph); every value it made, per memory space."""
         env = self._prepare_inputs(inputs)
         self._alloc_cats(env)
         with torch.no_grad():
             if self.is_cuda:
-                return self._issue_cuda(env, first)
-            return self._issue_cpu(env, first)
+                self._issue_cuda(env, first)
+            else:
+                self._issue_cpu(env, first)
+        return env
+
+    def _issue(self, inputs: tuple, first: bool = False):
+        env = self._issue_env(inputs, first)
+        with torch.no_grad():
+            return self._gather(env)
+
+    def issue(self, *inputs):
+        """Run once issuing every segment on its stream, without replaying the CUDA graph: what
+        ``forward`` does in stream mode, also for a module built in graph mode."""
+        self._check_inputs(inputs)
+        try:
+            return self._issue(inputs)
+        except _OOM as e:
+            raise HiosError(f"out of memory on {self._main_device()} while running the plan: "
+                            f"{str(e).splitlines()[0]}") from None
+
+    def values(self, *inputs) -> dict[str, dict[str, torch.Tensor]]:
+        """Run the program once in stream mode (also in graph mode: the graph is not replayed) and
+        return every value it made, per memory space and node name (synchronised): what
+        :mod:`hios.runtime.verify` inspects when the output is wrong."""
+        self._check_inputs(inputs)
+        env = self._issue_env(inputs)
+        if self.is_cuda:
+            for m in self._mems:
+                torch.cuda.synchronize(torch.device(m))
+        return env
+
+    @property
+    def segments(self) -> list[Seg]:
+        """The built segments in program order (transfers left out)."""
+        return [s for s in self._segs if s is not None]
 
     # -- warm-up and capture ------------------------------------------------------
     def _example(self) -> tuple:
@@ -645,11 +680,14 @@ def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=Non
     devs = logical_devices(options.devices, max(sched.gpus, 1), used_gpus(sched.stages),
                            torch.cuda.device_count() if torch.cuda.is_available() else 0)
     options = options.resolve(devs)
-    if _plan is not None:  # a plan costed by a profile must have been measured as this run runs
-        from ..feedback import check_profile_of, runtime_settings
+    if _plan is not None:  # a plan runs with any settings; its predictions hold for its profile's only
+        from ..feedback import profile_mismatch, runtime_settings
         from ..timing import precision_state
-        check_profile_of(_plan.graph, runtime_settings(options.kernels, options.channels_last, precision_state(),
-                                                       devs[0].split(":")[0]))
+        why = profile_mismatch(_plan.graph, runtime_settings(options.kernels, options.channels_last,
+                                                             precision_state(), devs[0].split(":")[0]))
+        if why:
+            warnings.warn(f"hios: {why}; the plan runs as asked, but its predicted times do not apply to this run",
+                          stacklevel=2)
     levers = _with_critical(options.levers, _plan)
     program = stream_program(graph, sched.padded(len(devs)), memory=devs, sync=options.sync, streams=streams,
                              merge=levers.merge_segments)

@@ -15,6 +15,10 @@ merging changes no segment of these models' plans.
 * ``priority`` — CUDA stream priorities: ``"none"``, ``"stream0"`` (stream 0 of each device, where
   the costliest branches run) or ``"critical"`` (every stream that carries an operator of
   ``critical``, see :func:`hios.runtime.priority.critical_operators`).
+
+Two per-segment exceptions, set by :mod:`hios.runtime.verify` when a segment was found wrong:
+``unfused`` (the segments holding these operators run without fused epilogues) and ``eager`` (they
+run with eager kernels instead of Inductor).
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ class Levers:
     concat_inplace: bool = False
     priority: str = "none"
     critical: frozenset = frozenset()   # operator names on the critical path (priority="critical")
+    unfused: frozenset = frozenset()    # operators whose segments keep convolution and ReLU apart
+    eager: frozenset = frozenset()      # operators whose segments run with eager kernels
+
+    def fuses(self, ops) -> bool:
+        """Whether the segment of ``ops`` fuses convolution epilogues."""
+        return self.fuse_epilogues and self.unfused.isdisjoint(ops)
 
     def __post_init__(self):
         if self.priority not in PRIORITIES:
@@ -48,6 +58,9 @@ class Levers:
         on = [k for k in ("merge_segments", "fuse_epilogues", "concat_inplace") if getattr(self, k)]
         if self.priority != "none":
             on.append(f"priority={self.priority}")
+        for name, ops in (("unfused", self.unfused), ("eager", self.eager)):
+            if ops:
+                on.append(f"{name}:{len(ops)}")
         return "+".join(on) or "none"
 
 
