@@ -52,6 +52,13 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def run_one(seed: int, n: int, gpus: int, time_limit: float, old_limit: float) -> tuple[dict, dict]:
     g = layered_dag(n, 2 * n, 4, 0.8, seed)
     m = Machine.preset(gpus)
@@ -103,10 +110,7 @@ def main_no_intra(args, out: Path) -> None:
         print(f"[{seed}] {r['graph']}: {r['status']} optimal {r['optimal_ms']:.4f} hios-lp {r['hios_lp_ms']:.4f} "
               f"({r['optimal_s']:.1f} s)", flush=True)
     total = time.perf_counter() - t_all
-    with open(out / "optimal_gap_no_intra.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "optimal_gap_no_intra.csv", rows)
     head = ["graph", "GPUs", "HIOS-LP ms", "optimum ms", "status", "bound ms", "HIOS-LP gap %",
             "HIOS-LP+intra ms", "solve s", "work"]
     body = [[r["graph"], str(r["gpus"]), f"{r['hios_lp_ms']:.4f}", f"{r['optimal_ms']:.4f}",
@@ -154,10 +158,7 @@ def main() -> None:
               f"optimal {row['optimal_ms']:.4f} hios-lp {row['hios_lp_intra_ms']:.4f} ({row['optimal_s']:.1f} s)",
               flush=True)
     total = time.perf_counter() - t_all
-    with open(out / "optimal_gap.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "optimal_gap.csv", rows)
     head = ["graph", "GPUs", "HIOS-LP+intra ms", "old 1-op optimum ms", "optimum ms", "status", "bound ms",
             "HIOS gap %", "concurrent stages", "solve s"]
     body = [[r["graph"], str(r["gpus"]), f"{r['hios_lp_intra_ms']:.4f}",
