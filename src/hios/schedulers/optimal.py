@@ -222,8 +222,7 @@ def _solve(graph: Graph, machine: Machine, stage_model, streams: int, scale: flo
             idx = _read(graph, machine, em, solver)
             answers.append((sim.run(idx).latency, 0, idx, round(solver.ObjectiveValue()), "cp-sat"))
             sol = hint_solution(graph, em, idx, serialize_links) or sol  # the next pass starts from it
-        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.INFEASIBLE):
-            bound = max(bound, round(solver.BestObjectiveBound()))
+            bound = max(bound, math.ceil(solver.BestObjectiveBound() - 1e-6))  # the objective is whole units
             em.model.Add(em.makespan >= bound)  # proven: the next pass starts from it
         if status == cp_model.OPTIMAL:
             break
