@@ -17,7 +17,7 @@ from hios.formats import save_graph
 from hios.generate import layered_dag
 from hios.graph import Edge, Graph, Operator
 from hios.machine import Link, Machine
-from hios.schedulers import parse_algorithms, schedule
+from hios.schedulers import parse_algorithms, refusal, schedule
 from hios.schedulers.optimal import MAX_CANDIDATES, size_problem
 from hios.simulator import Simulator
 
@@ -281,22 +281,117 @@ def test_cli_graph_too_large(tmp_path, capsys):
     assert "at most 30 operators" in err and len(err.strip().splitlines()) == 1
 
 
-def test_all_includes_optimal_for_small_graphs():
+def test_all_includes_optimal_when_ortools_is_installed():
     small, big = layered_dag(10, 20, 4, 0.8, 1), layered_dag(40, 80, 4, 0.8, 1)
     assert ("optimal" in parse_algorithms("all", small)) == HAVE_ORTOOLS
-    assert "optimal" not in parse_algorithms("all", big)
+    assert ("optimal" in parse_algorithms("all", big)) == HAVE_ORTOOLS  # skipped where it runs, with a line
     assert "optimal" not in parse_algorithms("all")
+
+
+def test_refusal_names_the_limit():
+    big = layered_dag(40, 80, 4, 0.8, 1)
+    assert "at most 30 operators" in refusal("optimal", big, intra=False)
+    wide = Graph([Operator(f"o{i}", 1.0, utilization=0.5) for i in range(30)], [])
+    assert "candidate stages" in refusal("optimal", wide)
+    for opts in ({"intra": False}, {"streams": 1}, {"window": 1}):  # mapping and order: no stages
+        assert refusal("optimal", wide, **opts) is None
+    assert refusal("hios-lp", big) is None
+
+
+@pytest.fixture
+def wide_graph(tmp_path):
+    """30 independent operators: too many candidate stages for the whole problem, trivial for
+    mapping and order (15 per GPU)."""
+    path = tmp_path / "wide.txt"
+    save_graph(Graph([Operator(f"o{i}", 1.0, utilization=0.5) for i in range(30)], [], "wide"), path)
+    return path
+
+
+@pytest.mark.parametrize("algo", ["hios-lp,optimal", "all"])
+def test_cli_skips_optimal_beyond_its_reach(wide_graph, tmp_path, capsys, algo):
+    big = tmp_path / "big.txt"
+    save_graph(layered_dag(40, 80, 4, 0.8, 1), big)
+    for path, why in ((big, "at most 30 operators"), (wide_graph, "candidate stages")):
+        assert main(["simulate", str(path), "--gpus", "2", "--algo", algo, "--json"]) == 0
+        out, err = capsys.readouterr()
+        d = json.loads(out)
+        names = {r["algorithm"] for r in d["results"]}
+        assert "hios-lp" in names and "optimal" not in names
+        skips = [line for line in err.splitlines() if "skipped" in line]
+        if HAVE_ORTOOLS or algo != "all":
+            assert len(skips) == 1 and skips[0].startswith("optimal skipped: ") and why in skips[0]
+            assert why in d["skipped"]["optimal"]
+
+
+def test_cli_refuses_optimal_alone_beyond_its_reach(wide_graph, capsys):
+    assert main(["simulate", str(wide_graph), "--gpus", "2", "--algo", "optimal"]) == 2
+    err = capsys.readouterr().err
+    assert "candidate stages" in err and len(err.strip().splitlines()) == 1
+
+
+@needs_ortools
+def test_cli_no_intra_gives_mapping_and_order(wide_graph, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    assert main(["simulate", str(wide_graph), "--gpus", "2", "--algo", "hios-lp,optimal", "--no-intra",
+                 "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "optimal (OPTIMAL)" in text
+    meta = json.loads(out.read_text())["meta"]
+    if meta.get("model") is not None:  # -o keeps the best schedule; hios-lp may tie with it
+        assert meta["model"] == "mapping and order" and meta["streams"] == 1
+
+
+@needs_ortools
+@settings(max_examples=15, deadline=None)
+@given(exact_dags(max_nodes=5, max_edges=6), st.integers(1, 3), st.sampled_from(["intra", "window", "streams"]))
+def test_mapping_and_order_matches_brute_force(g, gpus, how):
+    m = Machine(gpus, EXACT_LINK, {(0, 2): Link(0.1, 50.0)} if gpus == 3 else {})
+    opts = {"intra": {"intra": False}, "window": {"window": 1}, "streams": {"streams": 1}}[how]
+    s = schedule(g, m, "optimal", **opts, **EXACT)
+    assert s.meta["model"] == "mapping and order" and s.meta["streams"] == 1 and s.meta["proven_optimal"]
+    lat = check_exact(g, s, m)
+    best = brute_force(g, m, streams=1)
+    assert s.meta["bound"] <= best * (1 + 1e-9)
+    assert lat == pytest.approx(best, abs=2 * s.meta["rounding_slack"])
+
+
+@needs_ortools
+def test_mapping_and_order_proves_a_two_gpu_layered_graph():
+    # two GPUs make the hardest instances; the idle bounds let CP-SAT prove this one quickly
+    g = layered_dag(20, 40, 4, 0.8, 7)
+    m = Machine(2)
+    s = schedule(g, m, "optimal", intra=False, time_limit=10)
+    assert s.meta["model"] == "mapping and order" and s.meta["proven_optimal"] and s.meta["status"] == "OPTIMAL"
+    lat = check_exact(g, s, m)
+    assert lat - s.meta["bound"] <= 2 * s.meta["rounding_slack"] + 1e-12
+    sim = Simulator(g, m)
+    for other in ("hios-lp", "hios-mr", "heft"):
+        assert lat <= sim.simulate(schedule(g, m, other, intra=False) if other.startswith("hios")
+                                   else schedule(g, m, other)).latency * (1 + 1e-9)
+
+
+def _fixed_model_solves(g: Graph, em, sol) -> bool:
+    """Fixing ``sol``'s GPUs, stages and starts leaves a feasible model whose makespan is ``sol``'s."""
+    from ortools.sat.python import cp_model
+
+    for v, gi in enumerate(sol["gpu_of"]):
+        em.model.Add(em.on[v][gi] == 1)
+        em.model.Add(em.start[v] == sol["start"][v])
+    for c in range(len(em.pick)):
+        em.model.Add(em.pick[c] == int(c in sol["picked"]))
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    return solver.Solve(em.model) == cp_model.OPTIMAL and solver.ObjectiveValue() == sol["makespan"]
 
 
 @needs_ortools
 @pytest.mark.parametrize("gpus,serialize", [(2, False), (3, False), (4, True)])
 def test_hints_are_model_solutions(gpus, serialize):
-    """Every heuristic schedule, timed by hint_solution, satisfies the model: fixing its GPUs,
+    """Every heuristic schedule, timed by hint_solution, satisfies both models: fixing its GPUs,
     stages and starts leaves a feasible model whose makespan is the hint's."""
-    from ortools.sat.python import cp_model
-
     from hios.schedulers.optimal import _hint_schedules
     from hios.schedulers.optimal_model import build, hint_solution
+    from hios.schedulers.optimal_order import build_order
 
     g = layered_dag(14, 28, 4, 0.8, gpus)
     m = Machine(gpus)
@@ -305,16 +400,40 @@ def test_hints_are_model_solutions(gpus, serialize):
     hints = _hint_schedules(g, m, sm, 4, sim)
     assert {name for _, name, _ in hints} == {"hios-lp", "heft", "sequential"}
     for lat, name, idx in hints:
-        em = build(g, m, sm, 4, 1e5, serialize, 6000)
-        sol = hint_solution(g, em, idx, serialize)
-        assert sol is not None, name
-        assert sol["makespan"] / 1e5 == pytest.approx(lat, abs=1e-5 * (len(g.ops) + len(g.edges)))
-        for v, gi in enumerate(sol["gpu_of"]):
-            em.model.Add(em.on[v][gi] == 1)
-            em.model.Add(em.start[v] == sol["start"][v])
-        for c in range(len(em.cands)):
-            em.model.Add(em.pick[c] == int(c in sol["picked"]))
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = 1
-        assert solver.Solve(em.model) == cp_model.OPTIMAL, name
-        assert solver.ObjectiveValue() == sol["makespan"], name
+        for em in (build(g, m, sm, 4, 1e5, serialize, 6000), build_order(g, m, sm, 1e5, serialize)):
+            sol = hint_solution(g, em, idx, serialize)
+            assert sol is not None, name
+            if em.pick:  # the whole model keeps the heuristic's stages
+                assert sol["makespan"] / 1e5 == pytest.approx(lat, abs=1e-5 * (len(g.ops) + len(g.edges)))
+            assert _fixed_model_solves(g, em, sol), name
+
+
+@needs_ortools
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_every_schedule_satisfies_the_models(data):
+    """The redundant constraints (idle time at each GPU's ends, load, cumulative, symmetry) cut
+    off no schedule: a random valid schedule, timed as soon as possible, is a solution of the
+    model with its own makespan, so CP-SAT's bound holds for every schedule."""
+    import random
+
+    from strategies import dags, random_valid_schedule
+
+    from hios.schedulers.optimal_model import build, hint_solution
+    from hios.schedulers.optimal_order import build_order
+
+    g = data.draw(dags(max_nodes=8))
+    gpus = data.draw(st.integers(2, 3))
+    uneven = data.draw(st.booleans())
+    m = Machine(gpus, EXACT_LINK, {(0, 1): Link(0.2, 20.0), (1, 0): Link(4.0, 1.0)} if uneven else {})
+    serialize = data.draw(st.booleans())
+    one = data.draw(st.booleans())
+    sched = random_valid_schedule(g, gpus, random.Random(data.draw(st.integers(0, 10**6))), max_stage=1 if one else 3)
+    sm = HIOSStageModel()
+    em = build_order(g, m, sm, 1e5, serialize) if one else build(g, m, sm, 3, 1e5, serialize, 6000)
+    sol = hint_solution(g, em, sched.indexed(g), serialize)
+    if sol is None:  # only a schedule slower than running everything on one GPU is outside the models
+        lat = Simulator(g, m, sm, serialize).simulate(sched).latency
+        assert lat * 1e5 > em.horizon - len(g.ops) - len(g.edges)
+        return
+    assert _fixed_model_solves(g, em, sol)

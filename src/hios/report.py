@@ -4,7 +4,9 @@ Shared by ``hios simulate`` and ``hios optimize``; the JSON form is
 ``{"graph", "gpus", "lower_bound", "critical_path", "work_per_gpu", "sequential", "results": [...]}``
 with one record per algorithm.  A scheduler that proves something (``optimal``) adds
 ``"proof": {"status", "proven_optimal", "objective", "bound", "gap"}`` to its record and a
-"proof" column to the table.
+"proof" column to the table.  An algorithm that will not take the graph (``optimal`` beyond its
+size limits) is skipped, with its reason under ``"skipped"``, when other algorithms run; asked
+for alone, it is an error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .costmodel import StageModel
 from .graph import Graph
 from .machine import Machine
 from .schedule import Schedule
-from .schedulers import ALGORITHMS, schedule
+from .errors import HiosError
+from .schedulers import ALGORITHMS, refusal, schedule
 from .simulator import SimResult, Simulator
 
 __all__ = ["Comparison", "PROOF_KEYS", "compare", "format_table", "options_for"]
@@ -30,6 +33,7 @@ class Comparison:
     schedules: dict[str, Schedule] = field(default_factory=dict)
     results: dict[str, SimResult] = field(default_factory=dict)
     stage_model: StageModel | None = None  # the model the results were simulated under (bounds depend on it)
+    skipped: dict[str, str] = field(default_factory=dict)  # algorithm -> why it did not run
 
     @property
     def best(self) -> str:
@@ -47,9 +51,12 @@ class Comparison:
                          "stages": [[list(st) for st in sts] for sts in s.stages]})
             if "proven_optimal" in s.meta:
                 recs[-1]["proof"] = {k: s.meta.get(k) for k in PROOF_KEYS}
-        return {"graph": self.graph.name, "gpus": self.machine.gpus, "lower_bound": lb.value,
-                "critical_path": lb.critical_path, "work_per_gpu": lb.work_per_gpu,
-                "sequential": self.graph.total_work(), "results": recs}
+        out = {"graph": self.graph.name, "gpus": self.machine.gpus, "lower_bound": lb.value,
+               "critical_path": lb.critical_path, "work_per_gpu": lb.work_per_gpu,
+               "sequential": self.graph.total_work(), "results": recs}
+        if self.skipped:
+            out["skipped"] = dict(self.skipped)
+        return out
 
 
 PROOF_KEYS = ("status", "proven_optimal", "objective", "bound", "gap")
@@ -70,7 +77,11 @@ def options_for(algorithm: str, options: dict) -> dict:
 
 def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict | None = None,
             stage_model: StageModel | None = None, serialize_links: bool = False,
-            given: Schedule | None = None, progress=None) -> Comparison:
+            given: Schedule | None = None, progress=None, note=None) -> Comparison:
+    """Schedule ``graph`` with each of ``algorithms`` and simulate the results.  An algorithm
+    that refuses the graph (:func:`hios.schedulers.refusal`) is skipped, and ``note`` (if given)
+    called with one line saying why, unless it is the only one asked for: then its reason is
+    raised as a :class:`HiosError`."""
     sim = Simulator(graph, machine, stage_model, serialize_links)
     # schedulers that take the link model plan under it
     options = {**(options or {}), "serialize_links": True if serialize_links else None}
@@ -81,6 +92,14 @@ def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict
         cmp.schedules[given.algorithm] = given
         cmp.results[given.algorithm] = sim.simulate(given)
     for name in algorithms:
+        why = refusal(name, graph, stage_model, **options_for(name, options))
+        if why:
+            if len(algorithms) == 1 and given is None:
+                raise HiosError(why)
+            cmp.skipped[name] = why
+            if note:
+                note(f"{name} skipped: {why}")
+            continue
         if progress:
             progress(name)
         s = schedule(graph, machine, name, stage_model=stage_model, **options_for(name, options))

@@ -71,7 +71,8 @@ def main(args) -> int:
         given = load_schedule(args.schedule, graph, machine.gpus) if args.schedule else None
         algos = [] if given is not None else opts.algorithms_for(graph)
         cmp = compare(graph, machine, algos, opts.scheduler_kwargs(), stage, opts.serialize_links, given,
-                      progress=lambda a: print(f"scheduling with {a}...", file=sys.stderr) if len(algos) > 1 else None)
+                      progress=lambda a: print(f"scheduling with {a}...", file=sys.stderr) if len(algos) > 1 else None,
+                      note=lambda line: print(line, file=sys.stderr))
         outputs.stage(args.output, cmp.schedules[cmp.best].save)
         emit(cmp, args, outputs=outputs)
         outputs.commit()

@@ -22,7 +22,7 @@ from .ios import ios
 from .heft import heft
 from .optimal import optimal
 
-__all__ = ["ALGORITHMS", "parse_algorithms", "schedule"]
+__all__ = ["ALGORITHMS", "parse_algorithms", "refusal", "schedule"]
 
 ALGORITHMS: dict[str, Callable[..., Schedule]] = {
     "sequential": sequential,
@@ -36,10 +36,11 @@ ALGORITHMS: dict[str, Callable[..., Schedule]] = {
 
 def parse_algorithms(spec: str, graph: Graph | None = None) -> list[str]:
     """``"hios-lp,heft"`` or ``"all"`` -> list of names; unknown names are an error.  ``"all"``
-    includes ``optimal`` when ``graph`` is given, small enough for it and OR-Tools is installed."""
+    includes ``optimal`` when ``graph`` is given and OR-Tools is installed (a graph beyond its
+    reach is then skipped where it runs: :func:`refusal`)."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if names == ["all"]:
-        return [n for n in ALGORITHMS if n != "optimal" or (graph is not None and _exact_fits(graph))]
+        return [n for n in ALGORITHMS if n != "optimal" or (graph is not None and _have_ortools())]
     for n in names:
         if n not in ALGORITHMS:
             raise HiosError(f"unknown algorithm {n!r}; choose from {', '.join(ALGORITHMS)} or 'all'")
@@ -48,11 +49,21 @@ def parse_algorithms(spec: str, graph: Graph | None = None) -> list[str]:
     return names
 
 
-def _exact_fits(graph: Graph) -> bool:
+def _have_ortools() -> bool:
     from importlib.util import find_spec
 
+    return find_spec("ortools") is not None
+
+
+def refusal(algorithm: str, graph: Graph, stage_model: StageModel | None = None, **options) -> str | None:
+    """Why ``algorithm`` will not take ``graph`` with these options (None: it will): the exact
+    solver's size limits (:func:`hios.schedulers.optimal.size_problem`); every other algorithm
+    takes every graph."""
+    if algorithm != "optimal":
+        return None
     from .optimal import size_problem
-    return find_spec("ortools") is not None and size_problem(graph) is None
+    return size_problem(graph, options.get("streams"), stage_model, options.get("resolution_us", 0.01),
+                        options.get("intra", True), options.get("window"))
 
 
 def schedule(graph: Graph, machine: Machine, algorithm: str = "hios-lp", stage_model: StageModel | None = None,

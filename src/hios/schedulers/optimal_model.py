@@ -27,6 +27,13 @@ feasible in real time):
      ``gpus`` stages at once (cumulative), makespan >= each GPU's load; on identical GPUs,
      symmetry breaking: GPUs are numbered by first use along the topological order (an
      operator may use GPU g > 0 only if an earlier one uses GPU g - 1).
+  5. Idle time at each GPU's ends (:func:`add_idle_bounds`, shared with the mapping-and-order
+     model of :mod:`.optimal_order`): a GPU's busy span holds its load, and it starts no earlier
+     than its first operator can (all that operator's ancestors run elsewhere, so every input
+     crosses a link) and ends no later than the makespan less what its last operator still
+     feeds (every consumer runs elsewhere).  Summed over the GPUs, this lifts the bound from
+     work / GPUs by the idle time that transfers force at the start and end of the schedule,
+     which is what the proofs on two GPUs were missing.
 
 :func:`hint_solution` turns a schedule (a heuristic's) into a complete model solution (integer
 as-soon-as-possible timing), given to CP-SAT as a hint so it starts from a good incumbent.
@@ -43,7 +50,8 @@ from ..graph import Graph
 from ..machine import Machine
 from ..simulator import _reserve
 
-__all__ = ["ExactModel", "add_hint", "build", "candidate_stages", "hint_solution", "units"]
+__all__ = ["ExactModel", "IdleBounds", "add_hint", "add_idle_bounds", "add_precedences", "add_symmetry", "build",
+           "candidate_stages", "hint_solution", "link_time", "units"]
 
 
 def units(ms: float, scale: float) -> int:
@@ -87,6 +95,19 @@ def candidate_stages(graph: Graph, streams: int, stage_model, scale: float, limi
 
 
 @dataclass
+class IdleBounds:
+    """The variables of :func:`add_idle_bounds`, per GPU (kept to hint them)."""
+
+    used: list[object]  # the GPU runs something
+    first: list[object]  # its busy span starts no earlier (0 when unused)
+    tail: list[object]  # the makespan exceeds its busy span's end by at least this (0 when unused)
+    starts: list[list[object]]  # starts[g][v] >= start of v when on g, the horizon when not
+    gaps: list[list[object]]  # gaps[g][v] >= makespan - end of v when on g, the horizon when not
+    ready: list[int] = field(default_factory=list)  # the least start of an operator first on its GPU
+    after: list[int] = field(default_factory=list)  # the least makespan - end of one last on its GPU
+
+
+@dataclass
 class ExactModel:
     """The built model and the handles needed to read a solution."""
 
@@ -95,10 +116,10 @@ class ExactModel:
     cands: list[tuple[int, ...]]
     durs: list[int]
     on: list[list[object]]
-    pick: list[object]
+    pick: list[object]  # empty in the mapping-and-order model (every operator alone)
     start: list[object]
     end: list[object]
-    place: list[list[object]]  # place[c][g]: candidate c picked and on GPU g
+    place: list[list[object]]  # place[c][g]: candidate c picked and on GPU g (on[v] when pick is empty)
     differ: dict[tuple[int, int], object]  # (u, v): u and v on different GPUs
     makespan: object
     horizon: int
@@ -107,21 +128,23 @@ class ExactModel:
     transfers: dict[tuple, tuple] = field(default_factory=dict)
     comm: object = None  # comm(u, w, a, b): transfer units of edge u -> w between GPUs a, b
     uniform: bool = True
+    idle: IdleBounds | None = None
+
+    def picked(self, value) -> list[int]:
+        """The candidates a solution picks (``value``: the solver's ``Value``)."""
+        if not self.pick:
+            return list(range(len(self.cands)))
+        return [c for c in range(len(self.cands)) if value(self.pick[c])]
 
 
 def _edge_index(graph: Graph) -> dict[tuple[int, int], object]:
     return {(u, v): e for v in range(len(graph.ops)) for u, e in graph.in_edges[v]}
 
 
-def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: float, serialize_links: bool,
-          limit: int) -> ExactModel:
-    from ortools.sat.python import cp_model
-
-    n = len(graph.ops)
-    uniform = machine.uniform()
-    n_gpu = min(machine.gpus, n) if uniform else machine.gpus  # identical GPUs: n ops use at most n
-    cands, durs = candidate_stages(graph, streams, stage_model, scale, limit)
+def link_time(graph: Graph, machine: Machine, scale: float):
+    """``comm(u, w, a, b)``: the units of edge ``u -> w`` from GPU ``a`` to GPU ``b`` (memoized)."""
     edge = _edge_index(graph)
+    uniform = machine.uniform()
     memo: dict[tuple[int, int, int, int], int] = {}
 
     def comm(u: int, w: int, a: int, b: int) -> int:
@@ -132,6 +155,18 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
         if c is None:
             c = memo[key] = units(machine.transfer_ms(edge[(u, w)], key[2], key[3]), scale)
         return c
+    return comm
+
+
+def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: float, serialize_links: bool,
+          limit: int) -> ExactModel:
+    from ortools.sat.python import cp_model
+
+    n = len(graph.ops)
+    uniform = machine.uniform()
+    n_gpu = min(machine.gpus, n) if uniform else machine.gpus  # identical GPUs: n ops use at most n
+    cands, durs = candidate_stages(graph, streams, stage_model, scale, limit)
+    comm = link_time(graph, machine, scale)
 
     # Upper bound of any useful schedule: everything on one GPU, one operator per stage.
     horizon = sum(durs[:n])
@@ -179,16 +214,40 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
     for g in range(n_gpu):
         m.AddNoOverlap(per_gpu[g])
     m.AddCumulative(any_gpu, [1] * len(any_gpu), n_gpu)  # redundant
-    if uniform:  # GPU g > 0 is used only after GPU g - 1 by an earlier operator of the topological order
-        for k, v in enumerate(graph.topo):
-            for g in range(1, n_gpu):
-                if g > k:
-                    m.Add(on[v][g] == 0)
-                else:
-                    m.AddBoolOr([on[u][g - 1] for u in graph.topo[:k]]).OnlyEnforceIf(on[v][g])
+    if uniform:
+        add_symmetry(m, graph, on, n_gpu)
+    makespan = m.NewIntVar(0, horizon, "makespan")
+    differ, transfers = add_precedences(m, graph, on, start, end, comm, uniform, n_gpu, horizon, serialize_links)
+    for v in graph.sinks():
+        m.Add(makespan >= end[v])
+    loads = [sum(d * lit for d, lit in load[g]) for g in range(n_gpu)]
+    for g in range(n_gpu):  # redundant: a GPU's load
+        m.Add(makespan >= loads[g])
+    shortest = [min(durs[c] for c in having[v]) for v in range(n)]
+    idle = add_idle_bounds(m, graph, on, start, end, makespan, loads, shortest, comm, n_gpu, horizon)
+    m.Minimize(makespan)
+    return ExactModel(m, n_gpu, cands, durs, on, pick, start, end, place, differ, makespan, horizon, transfers,
+                      comm, uniform, idle)
 
+
+def add_symmetry(m, graph: Graph, on, n_gpu: int) -> None:
+    """Identical GPUs: GPU g > 0 is used only after GPU g - 1 by an earlier operator of the
+    topological order."""
+    for k, v in enumerate(graph.topo):
+        for g in range(1, n_gpu):
+            if g > k:
+                m.Add(on[v][g] == 0)
+            else:
+                m.AddBoolOr([on[u][g - 1] for u in graph.topo[:k]]).OnlyEnforceIf(on[v][g])
+
+
+def add_precedences(m, graph: Graph, on, start, end, comm, uniform: bool, n_gpu: int, horizon: int,
+                    serialize_links: bool) -> tuple[dict, dict]:
+    """Step 3: data dependencies and transfers; returns the "differ" literals and, with
+    ``serialize_links``, the transfers on each link."""
     transfers: dict[tuple, tuple] = {}
     differ: dict[tuple[int, int], object] = {}
+    n = len(graph.ops)
     for v in range(n):
         for u, e in graph.in_edges[v]:
             m.Add(start[v] >= end[u])
@@ -208,14 +267,68 @@ def build(graph: Graph, machine: Machine, stage_model, streams: int, scale: floa
                 by_link.setdefault((a, b), []).append(iv)
             for ivs in by_link.values():
                 m.AddNoOverlap(ivs)
-    makespan = m.NewIntVar(0, horizon, "makespan")
-    for v in graph.sinks():
-        m.Add(makespan >= end[v])
-    for g in range(n_gpu):  # redundant: a GPU's load
-        m.Add(makespan >= sum(d * lit for d, lit in load[g]))
-    m.Minimize(makespan)
-    return ExactModel(m, n_gpu, cands, durs, on, pick, start, end, place, differ, makespan, horizon, transfers,
-                      comm, uniform)
+    return differ, transfers
+
+
+def add_idle_bounds(m, graph: Graph, on, start, end, makespan, loads: list, shortest: list[int], comm,
+                    n_gpu: int, horizon: int) -> IdleBounds | None:
+    """Step 5 (redundant): each GPU's busy span ``[first, makespan - tail]`` holds its load.
+
+    The first operator ``v`` on a GPU has every ancestor on another GPU, so it starts no earlier
+    than ``ready(v)`` = the latest (head of a producer + its duration + the cheapest transfer of
+    the edge); the last operator ``v`` on a GPU has every consumer elsewhere, so the makespan
+    exceeds its end by at least ``after(v)`` = the largest (cheapest transfer + consumer's duration
+    + the longest path after it).  Heads and paths use ``shortest`` (each operator's least
+    duration).  ``first[g]`` = min over the operators on ``g`` of max(start, ready) — the first
+    operator's start — and ``tail[g]`` likewise; both are 0 on an unused GPU.  Constraints:
+    ``makespan >= first[g] + load[g] + tail[g]`` per GPU and ``gpus * makespan >= sum(load) +
+    sum(first + tail)``.  Every schedule satisfies them, so the bound stays valid."""
+    if n_gpu < 2:
+        return None
+    n = len(graph.ops)
+    pairs = [(a, b) for a in range(n_gpu) for b in range(n_gpu) if a != b]
+
+    def cheapest(u: int, w: int) -> int:
+        return min(comm(u, w, a, b) for a, b in pairs)
+
+    head = [0] * n
+    for v in graph.topo:
+        for u, _ in graph.in_edges[v]:
+            head[v] = max(head[v], head[u] + shortest[u])
+    after_end = [0] * n  # longest path from an operator's end to the last end
+    for v in reversed(graph.topo):
+        for w, _ in graph.out_edges[v]:
+            after_end[v] = max(after_end[v], shortest[w] + after_end[w])
+    ready = [max((head[u] + shortest[u] + cheapest(u, v) for u, _ in graph.in_edges[v]), default=0)
+             for v in range(n)]
+    after = [max((cheapest(v, w) + shortest[w] + after_end[w] for w, _ in graph.out_edges[v]), default=0)
+             for v in range(n)]
+    idle = IdleBounds([], [], [], [], [], [min(r, horizon) for r in ready], [min(a, horizon) for a in after])
+    for g in range(n_gpu):
+        used = m.NewBoolVar(f"u{g}")
+        m.AddBoolOr([on[v][g] for v in range(n)]).OnlyEnforceIf(used)
+        for v in range(n):
+            m.AddImplication(on[v][g], used)
+        starts, gaps = [], []
+        for v in range(n):
+            t = m.NewIntVar(idle.ready[v], horizon, f"fs{v}_{g}")
+            m.Add(t >= start[v]).OnlyEnforceIf(on[v][g])
+            m.Add(t == horizon).OnlyEnforceIf(on[v][g].Not())
+            q = m.NewIntVar(idle.after[v], horizon, f"lg{v}_{g}")
+            m.Add(q >= makespan - end[v]).OnlyEnforceIf(on[v][g])
+            m.Add(q == horizon).OnlyEnforceIf(on[v][g].Not())
+            starts.append(t)
+            gaps.append(q)
+        first = m.NewIntVar(0, horizon, f"first{g}")
+        m.AddMinEquality(first, [horizon * used] + starts)
+        tail = m.NewIntVar(0, horizon, f"tail{g}")
+        m.AddMinEquality(tail, [horizon * used] + gaps)
+        m.Add(makespan >= first + loads[g] + tail)
+        for lst, x in ((idle.used, used), (idle.first, first), (idle.tail, tail), (idle.starts, starts),
+                       (idle.gaps, gaps)):
+            lst.append(x)
+    m.Add(n_gpu * makespan >= sum(loads) + sum(idle.first) + sum(idle.tail))
+    return idle
 
 
 def _direct_transfers(m, u, byte_w, time_w, on, start, end, comm, uniform, pairs, n_gpu, differ) -> None:
@@ -381,7 +494,7 @@ def add_hint(em: ExactModel, sol: dict) -> None:
             m.AddHint(em.on[v][k], 1 if k == g else 0)
         m.AddHint(em.start[v], sol["start"][v])
         m.AddHint(em.end[v], sol["end"][v])
-    for c, members in enumerate(em.cands):
+    for c, members in enumerate(em.cands if em.pick else ()):  # the order model has no pick or place of its own
         picked = c in sol["picked"]
         m.AddHint(em.pick[c], 1 if picked else 0)
         for k in range(em.n_gpu):
@@ -389,6 +502,20 @@ def add_hint(em: ExactModel, sol: dict) -> None:
     for (u, v), d in em.differ.items():
         m.AddHint(d, 1 if gpu_of[u] != gpu_of[v] else 0)
     m.AddHint(em.makespan, sol["makespan"])
+    if em.idle is not None:
+        for g in range(em.n_gpu):
+            mine = [v for v, k in enumerate(gpu_of) if k == g]
+            # max(start, ready) and max(gap, after): the first and last operators attain the minimum
+            starts = [max(sol["start"][v], em.idle.ready[v]) if gpu_of[v] == g else em.horizon
+                      for v in range(len(gpu_of))]
+            gaps = [max(sol["makespan"] - sol["end"][v], em.idle.after[v]) if gpu_of[v] == g else em.horizon
+                    for v in range(len(gpu_of))]
+            m.AddHint(em.idle.used[g], 1 if mine else 0)
+            m.AddHint(em.idle.first[g], min(starts) if mine else 0)
+            m.AddHint(em.idle.tail[g], min(gaps) if mine else 0)
+            for v in range(len(gpu_of)):
+                m.AddHint(em.idle.starts[g][v], starts[v])
+                m.AddHint(em.idle.gaps[g][v], gaps[v])
     for key, (s, size, e, lit, _) in em.transfers.items():
         present = key in sol["transfers"]
         m.AddHint(lit, 1 if present else 0)
