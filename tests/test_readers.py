@@ -6,11 +6,9 @@ more such inputs is tests/test_fuzz.py.)"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
+from fuzz_strategies import SPECIAL_INPUTS, deadline, make_special
 from hios import limits
 from hios.errors import HiosError
 from hios.fields import Field
@@ -53,20 +52,6 @@ def refused(capsys, d: Path, *argv, match: str, first: bool = True) -> str:
     assert last.startswith(f"hios {argv[0]}: error: ") and match in last, err
     assert files(d) == before, files(d) - before
     return last
-
-
-@contextlib.contextmanager
-def deadline(seconds: int = 20):
-    """Fail, instead of hanging the suite, when a reader blocks (e.g. on a FIFO)."""
-    def ring(*_):
-        raise AssertionError(f"still reading after {seconds} s: the reader blocked")
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def edited(src: Path, dst: Path, edit) -> Path:
@@ -332,20 +317,13 @@ def _commands(made, name):
 
 
 def _special(cwd: Path, kind: str) -> str:
-    if kind == "fifo":
-        os.mkfifo(cwd / "in.json")
-    elif kind == "dev-zero":
-        (cwd / "in.json").symlink_to("/dev/zero")
-    elif kind == "folder":
-        (cwd / "in.json").mkdir()
-    else:  # a sparse file one byte over the limit: refused from its size, never read
-        with open(cwd / "in.json", "wb") as f:
-            f.truncate(limits.MAX_FILE_BYTES + 1)
+    make_special(cwd / "in.json", kind)
     return "in.json"
 
 
 WHAT = {"fifo": "it is a FIFO, not a regular file", "dev-zero": "it is a character device, not a regular file",
         "folder": "it is a folder, not a regular file", "oversize": "above the limit of 256 MiB"}
+assert set(WHAT) == set(SPECIAL_INPUTS)
 
 
 @pytest.mark.parametrize("kind", list(WHAT))
@@ -355,14 +333,14 @@ def test_no_reader_follows_a_fifo_or_device_or_reads_too_much(made, cwd, capsys,
     extra, argv = _commands(made, name)[reader]
     for n, text in extra:
         (cwd / n).write_text(text)
-    with deadline():
+    with deadline(20):
         refused(capsys, cwd, *argv, match=WHAT[kind])
 
 
 @pytest.mark.parametrize("kind", list(WHAT))
 def test_profile_and_cache_entry_readers_refuse_special_files(cwd, capsys, kind):
     name = _special(cwd, kind)
-    with deadline():
+    with deadline(20):
         with pytest.raises(GraphError, match=WHAT[kind]):
             read_cache_entry(cwd / name, "hios-profile-cache", 1)
         with pytest.raises(GraphError, match=WHAT[kind]):
