@@ -82,20 +82,27 @@ def test_schedule(text):
         assert sorted(saved.operators()) == sorted(GRAPH.names)
 
 
+def read_or_refused(text: str, name: str, reader, target: str):
+    """``reader(path)`` of a file ``name`` holding ``text``: its result, or None after one HiosError
+    line that names the file (recorded for ``target``)."""
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / name
+        p.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            return reader(p)
+        except HiosError as e:
+            assert "\n" not in str(e) and str(e).startswith(str(p)), str(e)
+            record(target, "refused (one line)")
+            return None
+
+
 @fuzz(40)
 @given(corrupt_json(PLAN.to_dict()))
 def test_plan(text):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "p.json"
-        p.write_text(text, encoding="utf-8", errors="surrogatepass")
-        try:
-            plan = load_plan(p)
-        except HiosError as e:
-            assert "\n" not in str(e)
-            record("plan .json (load_plan)", "refused (one line)")
-        else:
-            assert sorted(plan.schedule.operators()) == sorted(plan.graph.names)
-            record("plan .json (load_plan)", "loaded (valid plan)")
+    plan = read_or_refused(text, "p.json", load_plan, "plan .json (load_plan)")
+    if plan is not None:
+        assert sorted(plan.schedule.operators()) == sorted(plan.graph.names)
+        record("plan .json (load_plan)", "loaded (valid plan)")
     code, out, err, new, _ = run_cli(["simulate", "g.json", "--gpus", "2", "--schedule", "p.json", "--json"],
                                      {"g.json": GRAPH_JSON, "p.json": text})
     if check_clean("plan .json (simulate --schedule)", code, err, new):
@@ -161,15 +168,9 @@ def test_plan_nested(text):
     load_plan gives a valid plan whose stage model builds, or one HiosError line."""
     from hios.costmodel import stage_model_from_dict
     target = "plan .json, nested fields (load_plan)"
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "p.json"
-        p.write_text(text)
-        try:
-            plan = load_plan(p)
-        except HiosError as e:
-            assert "\n" not in str(e) and str(e).startswith(str(p)), str(e)
-            record(target, "refused (one line)")
-            return
+    plan = read_or_refused(text, "p.json", load_plan, target)
+    if plan is None:
+        return
     if plan.stage_model is not None:
         stage_model_from_dict(plan.stage_model)
     assert sorted(plan.schedule.operators()) == sorted(plan.graph.names)
@@ -188,18 +189,11 @@ def test_profile_nested(text):
     from hios.costfit import calibrate
     from hios.formats import load_graph
     target = "profile .json, nested meta.profile (load + calibrate)"
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "prof.json"
-        p.write_text(text)
-        try:
-            g = load_graph(p)
-        except HiosError as e:
-            assert "\n" not in str(e) and str(e).startswith(str(p)), str(e)
-            record(target, "refused (one line)")
-        else:
-            out, stage = calibrate(g)
-            assert all(math.isfinite(op.cost) for op in out.ops) and 0 <= stage.alpha <= 1
-            record(target, "loaded and calibrated")
+    g = read_or_refused(text, "prof.json", load_graph, target)
+    if g is not None:
+        out, stage = calibrate(g)
+        assert all(math.isfinite(op.cost) for op in out.ops) and 0 <= stage.alpha <= 1
+        record(target, "loaded and calibrated")
     code, out, err, new, _ = run_cli(["simulate", "prof.json", "--gpus", "2", "--json"], {"prof.json": text})
     if check_clean("profile .json, nested meta.profile (simulate)", code, err, new):
         simulate_result_ok(out)
