@@ -39,9 +39,10 @@ def files(d: Path) -> set[str]:
     return {str(p.relative_to(d)) for p in d.rglob("*")}
 
 
-def refused(capsys, d: Path, *argv, match: str, first: bool = True) -> str:
+def refused(capsys, d: Path, *argv, match: str, first: bool = True, start: bool = False) -> str:
     """``hios argv`` in folder ``d``: exit 2, no traceback, no new file, the error (last line)
-    holding ``match``; ``first``: it is the only line (refused before any work)."""
+    holding ``match`` (``start``: the error's text begins with it); ``first``: it is the only line
+    (refused before any work)."""
     before = files(d)
     code, out, err = run(capsys, *argv)
     assert code == 2, (code, err)
@@ -50,6 +51,8 @@ def refused(capsys, d: Path, *argv, match: str, first: bool = True) -> str:
         assert err.count("\n") == 1, err
     last = err.splitlines()[-1]
     assert last.startswith(f"hios {argv[0]}: error: ") and match in last, err
+    if start:
+        assert last.startswith(f"hios {argv[0]}: error: {match}"), err
     assert files(d) == before, files(d) - before
     return last
 
@@ -203,7 +206,8 @@ PLAN_CASES = [
 @pytest.mark.parametrize("path,value,match", PLAN_CASES)
 def test_plan_fields_are_checked_by_run(made, cwd, capsys, path, value, match):
     p = edited(made["plan"], cwd / "plan.json", _set(path, value))
-    refused(capsys, cwd, "run", p.name, "--model", TINY, "--devices", "cpu,cpu", *FAST, match=f"plan.json: {match}")
+    refused(capsys, cwd, "run", p.name, "--model", TINY, "--devices", "cpu,cpu", *FAST, match=f"plan.json: {match}",
+            start=True)
 
 
 @pytest.mark.parametrize("path,value,match", PLAN_CASES)
@@ -215,7 +219,7 @@ def test_plan_fields_are_checked_by_load(made, cwd, path, value, match):
     model, x = build(TINY, 16)
     with pytest.raises(HiosError) as e:
         hios.load(p, model, x, devices="cpu,cpu")
-    assert match in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"{p}: {match}") and "\n" not in str(e.value), str(e.value)
 
 
 def test_a_float16_plan_is_refused_before_building(made, cwd, capsys):
@@ -238,7 +242,8 @@ def test_load_refuses_a_float32_plan_for_another_dtype(made, dtype):
 def test_feedback_to_with_a_bad_profile_is_refused_before_the_run(made, cwd, capsys):
     p = edited(made["plan"], cwd / "plan.json", _set("graph.meta.profile", [1]))
     refused(capsys, cwd, "run", p.name, "--model", TINY, "--devices", "cpu,cpu", "--trace", "t.json",
-            "--feedback-to", "fb.json", *FAST, match="plan.json: graph.meta.profile: expected an object, got a list")
+            "--feedback-to", "fb.json", *FAST, match="plan.json: graph.meta.profile: expected an object, got a list",
+            start=True)
 
 
 # -- nested fields: profiles ------------------------------------------------------------------------------
@@ -263,8 +268,8 @@ PROFILE_CASES = [
 def test_profile_fields_are_checked_before_the_capture(made, cwd, capsys, path, value, match):
     p = edited(made["profile"], cwd / "prof.json", _set(path, value))
     refused(capsys, cwd, "optimize", "--model", TINY, "--image-size", "16", "--cost", p.name, "-o", "p.json",
-            match=f"prof.json: {match}")
-    refused(capsys, cwd, "simulate", p.name, match=f"prof.json: {match}")
+            match=f"prof.json: {match}", start=True)
+    refused(capsys, cwd, "simulate", p.name, match=f"prof.json: {match}", start=True)
 
 
 # -- nested fields: run records -----------------------------------------------------------------------------
@@ -293,7 +298,7 @@ RUN_CASES = [
 def test_run_record_fields_are_checked(made, cwd, capsys, k):
     edit, match = RUN_CASES[k]
     p = edited(made["run"], cwd / "run.json", edit)
-    refused(capsys, cwd, "profile", "--from-run", p.name, "-o", "out.json", match=f"run.json: {match}")
+    refused(capsys, cwd, "profile", "--from-run", p.name, "-o", "out.json", match=f"run.json: {match}", start=True)
 
 
 def test_a_valid_run_record_still_feeds_back(made, cwd, capsys):

@@ -78,13 +78,13 @@ def read_graph(f: Field) -> Graph:
     if not isinstance(f.value, dict) or f.value.get("format") != GRAPH_FORMAT:
         raise f.problem(f"not a hios graph (expected \"format\": \"{GRAPH_FORMAT}\")")
     f["version"].version(GRAPH_VERSION, "graph")
-    name = f.get("name")
-    meta = f.get("meta", nullable=True)
+    name, meta = f.get("name"), f.get("meta", nullable=True)
+    name, meta = name.string() if name else "graph", read_graph_meta(meta) if meta else None
     ops = [_operator(v, f, "operators", k) for k, v in enumerate(_list(f, "operators"))]
     edges = [_edge(v, f, "edges", k) for k, v in enumerate(_list(f, "edges"))]
     try:
-        return Graph(ops, edges, name.string() if name else "graph", read_graph_meta(meta) if meta else None)
-    except GraphError as e:
+        return Graph(ops, edges, name, meta)
+    except GraphError as e:  # names, cycles: the message names the operator
         raise f.problem(str(e)) from None
 
 
@@ -402,7 +402,7 @@ def read_text(path: str | Path, what: str = "file", limit: int | None = None) ->
         kind = _not_regular(os.stat(p).st_mode)
         if kind:
             raise refuse(f"it is {kind}, not a regular file")
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fh.fileno())
             kind = _not_regular(st.st_mode)  # replaced between the stat and the open
