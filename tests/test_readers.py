@@ -192,7 +192,8 @@ PLAN_CASES = [
                                                                                           "time": "x"}]},
      "stage_model.groups[3].time: expected a number, got 'x'"),
     ("stage_model", {"type": "concurrency", "beta": 2}, "stage_model.beta: expected a number <= 1, got 2"),
-    ("model.dtype", "banana", "model.dtype: expected one of float32, float64"),
+    ("model.dtype", "banana", "model.dtype: expected a torch dtype name (float32, float16, bfloat16, int64...), "
+                              "got 'banana'"),
     ("version", -7, "version: unsupported plan version -7"),
     ("version", True, "version: unsupported plan version true"),
     ("predicted", {"hios-lp": "fast"}, "predicted.hios-lp: expected a number, got 'fast'"),
@@ -220,6 +221,12 @@ def test_plan_fields_are_checked_by_load(made, cwd, path, value, match):
     with pytest.raises(HiosError) as e:
         hios.load(p, model, x, devices="cpu,cpu")
     assert str(e.value).startswith(f"{p}: {match}") and "\n" not in str(e.value), str(e.value)
+
+
+def test_every_dtype_a_plan_may_name_is_a_torch_dtype():
+    torch = pytest.importorskip("torch")
+    from hios.formats import DTYPES
+    assert all(isinstance(getattr(torch, n, None), torch.dtype) for n in DTYPES)
 
 
 def test_a_float16_plan_is_refused_before_building(made, cwd, capsys):

@@ -61,9 +61,10 @@ def graph_to_dict(graph: Graph) -> dict:
     }
 
 
-#: Element types a plan or profile may name (``torch.<name>``); anything else is refused.
-DTYPES = ("float32", "float64", "float16", "bfloat16", "complex64", "complex128", "int8", "int16", "int32",
-          "int64", "uint8", "bool")
+#: Element types a plan may name (``torch.<name>`` of PyTorch's plain dtypes); anything else is refused.
+DTYPES = ("float32", "float64", "float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+          "float8_e5m2fnuz", "complex32", "complex64", "complex128", "int8", "int16", "int32", "int64", "uint8",
+          "uint16", "uint32", "uint64", "bool")
 
 
 def graph_from_dict(d: dict, where: str = "graph") -> Graph:

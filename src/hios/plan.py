@@ -118,8 +118,8 @@ def _model_info(f: Field) -> dict:
         size.integer(1)
     if batch:
         batch.integer(1)
-    if dtype:
-        dtype.string(choices=DTYPES)
+    if dtype and dtype.string() not in DTYPES:
+        raise dtype.fail("a torch dtype name (float32, float16, bfloat16, int64...)")
     try:
         check_input(size.value if size else 1, batch.value if batch else 1)
     except HiosError as e:
