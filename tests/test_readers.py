@@ -106,6 +106,11 @@ def test_a_factory_plan_runs_when_the_user_names_the_model_or_trusts_it(made, cw
         assert json.loads(out)["check"]["ok"]
 
 
+def test_trust_plan_without_a_plan_is_refused(cwd, capsys):
+    refused(capsys, cwd, "run", "--model", TINY, "--image-size", "16", "--trust-plan", *FAST,
+            match="--trust-plan is for a plan file")
+
+
 def test_load_takes_the_model_object_and_imports_nothing(made, cwd):
     """hios.load(path, model, x): the caller names the model; the plan's name is never imported."""
     torch = pytest.importorskip("torch")

@@ -86,6 +86,8 @@ def make_plan(args, log=log):
         return plan, None, model, x
     if not args.model:
         raise HiosError("give a plan file or --model")
+    if args.trust_plan:
+        raise HiosError("--trust-plan is for a plan file (it lets hios import the factory the plan names)")
     from ..pipeline import plan_model
     size = args.image_size or DEFAULT_IMAGE_SIZE
     model, x = build_model(args, image_size=size)
