@@ -535,8 +535,8 @@ def test_ranks_with_different_plans_are_refused(tmp_path):
     for rank, plan in ((0, a), (1, b)):
         env = _env({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
                     "MASTER_PORT": str(port)})
-        procs.append(subprocess.Popen([sys.executable, *RUN, plan, "--model", DAG, "--timeout", "20"], env=env, cwd=ROOT,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([sys.executable, *RUN, plan, "--model", DAG, "--timeout", "20"], env=env,
+                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []
     try:
         for pr in procs:

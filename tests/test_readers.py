@@ -247,7 +247,8 @@ def test_load_refuses_a_float32_plan_for_another_dtype(made, dtype):
     from hios.frontend.zoo import build
     model, (x,) = build(TINY, 16)
     t = getattr(torch, dtype)
-    with pytest.raises(HiosError, match=f"plan was made for float32 inputs .model.dtype., the model's input is {dtype}"):
+    with pytest.raises(HiosError, match=f"plan was made for float32 inputs .model.dtype., the model's input is "
+                                        f"{dtype}"):
         hios.load(made["plan"], model.to(t), x.to(t), devices="cpu,cpu")
 
 
