@@ -424,6 +424,15 @@ def test_cache_entry_reader_reads_what_the_cache_writes(tmp_path):
 
 # -- the toolkit -----------------------------------------------------------------------------------------
 
+def test_a_graph_with_a_non_tensor_input_reads_back():
+    """The capture records a non-tensor input with null shape and dtype; that is valid."""
+    from hios.formats import graph_from_dict, graph_to_dict
+    from hios.graph import Graph, Operator
+    g = Graph([Operator("a", 1.0)], [], "m", {"inputs": [{"name": "x", "shape": [1, 3], "dtype": "float32"},
+                                                       {"name": "flag", "shape": None, "dtype": None}]})
+    assert graph_from_dict(json.loads(json.dumps(graph_to_dict(g)))).meta == g.meta
+
+
 def test_field_messages_name_file_and_path():
     f = Field({"a": [{"b": True}], "n": 10 ** 400}, "x.json")
     with pytest.raises(GraphError, match=r"^x.json: a\[0\].b: expected a number, got true$"):

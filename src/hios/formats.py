@@ -142,10 +142,11 @@ def _why(maximum: float) -> str:
 
 
 def _shape_list(f: Field) -> None:
-    """``inputs``: ``[{"shape": [int...], "dtype": str, "name": str}...]`` (each key optional)."""
+    """``inputs``: ``[{"shape": [int...], "dtype": str, "name": str}...]`` (each key optional; the
+    shape and dtype of an input that is not a tensor are null)."""
     for i in f.items():
         i.obj()
-        shape, dtype, name = i.get("shape"), i.get("dtype"), i.get("name")
+        shape, dtype, name = i.get("shape", nullable=True), i.get("dtype", nullable=True), i.get("name")
         if shape:
             for n in shape.items():
                 n.integer(0)
