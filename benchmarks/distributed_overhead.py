@@ -130,11 +130,13 @@ def _make_plan(name: str, size: int, algo: str, cost: str, path: Path) -> None:
 
 
 def _compare(name, size, plan, mode, device, timing, timeout, env) -> dict:
-    single_cmd = [sys.executable, "-m", "hios", "run", str(plan), "--json", "--no-baselines", "--mode", mode, *timing]
+    named = ["--model", name] if ":" in name else []  # a plan's factory is imported only when named
+    single_cmd = [sys.executable, "-m", "hios", "run", str(plan), *named, "--json", "--no-baselines", "--mode", mode,
+                  *timing]
     if device == "cpu":
         single_cmd += ["--devices", "cpu"]
     dist_cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
-                "-m", "hios", "run", str(plan), "--backend", "distributed", "--device", device, "--json",
+                "-m", "hios", "run", str(plan), *named, "--backend", "distributed", "--device", device, "--json",
                 "--mode", mode, *timing]
     print(f"{name} {size}px, {mode} mode: single process...", file=sys.stderr)
     single, err_s, t_s = _run(single_cmd, timeout, env)

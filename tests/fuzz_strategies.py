@@ -6,6 +6,7 @@ API::
     from fuzz_strategies import corrupt_json, corrupt_txt, argv_for, run_cli, SCALE, record
 
     @given(corrupt_json(valid_dict))      # -> text of a JSON file: valid_dict with 1-3 corruptions
+    @given(corrupt_nested(valid_dict, [("stage_model",), ("meta", "profile")]))  # ... under those keys
     @given(corrupt_txt(valid_text))       # -> text of a HIOS .txt graph with 1-3 corruptions
     @given(argv_for("simulate", ...))     # -> list[str], a random command line
 
@@ -17,7 +18,9 @@ number into a 400-digit integer or ``NaN``/``Infinity``).  A .txt corruption mut
 repeat, swap two, change a count, replace a token by an extreme or non-ASCII one) and may truncate.
 
 :func:`run_cli` calls ``hios.cli.main`` in-process inside a fresh temporary working folder and
-returns (exit code, stdout, stderr, new files); :func:`record` counts outcomes per target, which
+returns (exit code, stdout, stderr, new files); its ``special`` inputs are FIFOs, symlinks to
+``/dev/zero``, folders or oversize sparse files (:func:`make_special`), run under :func:`deadline`
+so that a reader that blocks fails instead of hanging.  :func:`record` counts outcomes per target, which
 ``conftest.py`` writes out when ``HIOS_FUZZ_REPORT`` names a file (for docs/results.md).
 ``SCALE`` multiplies every example count (``pytest --slow`` or ``HYPOTHESIS_PROFILE=slow``: 10).
 """
@@ -30,6 +33,7 @@ import io
 import json
 import os
 import re
+import signal
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -80,27 +84,33 @@ def _parent(obj, path):
     return obj
 
 
+def _mutate_once(draw, obj, paths) -> None:
+    path = draw(st.sampled_from(paths))
+    parent, key = _parent(obj, path), path[-1]
+    how = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add", "wrap"]))
+    if how == "replace":
+        parent[key] = draw(weird_values)
+    elif how == "delete":
+        del parent[key]
+    elif how == "add" and isinstance(parent, dict):
+        parent[draw(st.sampled_from(["extra", "name", "cost", "gpus", "version", "😀"]))] = draw(weird_values)
+    elif how == "add":
+        parent.append(draw(weird_values))
+    else:
+        parent[key] = [parent[key]]
+
+
 @st.composite
-def mutated(draw, obj):
-    """A deep copy of the JSON value ``obj`` with 1-3 value mutations."""
+def mutated(draw, obj, prefixes=None):
+    """A deep copy of the JSON value ``obj`` with 1-3 value mutations; with ``prefixes`` (tuples of
+    keys/indices), only at paths under one of them (the nested fields of a plan, profile or run
+    record, which random paths over a whole file seldom reach)."""
     obj = json.loads(json.dumps(obj))
     for _ in range(draw(st.integers(1, 3))):
-        paths = list(_paths(obj))
+        paths = [p for p in _paths(obj) if prefixes is None or any(p[:len(q)] == q for q in prefixes)]
         if not paths:
             break
-        path = draw(st.sampled_from(paths))
-        parent, key = _parent(obj, path), path[-1]
-        how = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add", "wrap"]))
-        if how == "replace":
-            parent[key] = draw(weird_values)
-        elif how == "delete":
-            del parent[key]
-        elif how == "add" and isinstance(parent, dict):
-            parent[draw(st.sampled_from(["extra", "name", "cost", "gpus", "version", "😀"]))] = draw(weird_values)
-        elif how == "add":
-            parent.append(draw(weird_values))
-        else:
-            parent[key] = [parent[key]]
+        _mutate_once(draw, obj, paths)
     return obj
 
 
@@ -131,6 +141,12 @@ def text_mutated(draw, text: str):
 def corrupt_json(draw, obj) -> str:
     """Text of a JSON file: ``obj`` with value mutations and maybe one text mutation."""
     return draw(text_mutated(json.dumps(draw(mutated(obj)), indent=1)))
+
+
+@st.composite
+def corrupt_nested(draw, obj, prefixes) -> str:
+    """Text of a JSON file: ``obj`` with 1-3 value mutations under ``prefixes`` (see :func:`mutated`)."""
+    return json.dumps(draw(mutated(obj, prefixes)), indent=1)
 
 
 @st.composite
@@ -204,8 +220,42 @@ def _files(d: Path) -> set[str]:
     return {str(p.relative_to(d)) for p in d.rglob("*")}
 
 
-def run_cli(argv: list[str], inputs: dict[str, str | bytes] | None = None):
-    """Run ``hios <argv>`` in-process in a fresh temporary folder holding ``inputs`` (name -> content).
+#: Inputs that are not regular files of a sane size: no reader may block on them or read them whole.
+SPECIAL_INPUTS = ("fifo", "dev-zero", "folder", "oversize")
+
+
+def make_special(path: Path, kind: str) -> None:
+    """A FIFO, a symlink to /dev/zero, a folder or a sparse file one byte over
+    :data:`hios.limits.MAX_FILE_BYTES` at ``path``."""
+    from hios.limits import MAX_FILE_BYTES
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        with open(path, "wb") as f:
+            f.truncate(MAX_FILE_BYTES + 1)
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """An AssertionError instead of a hang when a command blocks (e.g. opening a FIFO)."""
+    def ring(*_):
+        raise AssertionError(f"still running after {seconds} s: blocked")
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def run_cli(argv: list[str], inputs: dict[str, str | bytes] | None = None, special: dict[str, str] | None = None):
+    """Run ``hios <argv>`` in-process in a fresh temporary folder holding ``inputs`` (name -> content)
+    and ``special`` inputs (name -> one of :data:`SPECIAL_INPUTS`).
     Returns (exit code, stdout, stderr, new files, folder contents reader)."""
     from hios.cli import main
 
@@ -214,11 +264,14 @@ def run_cli(argv: list[str], inputs: dict[str, str | bytes] | None = None):
         d = Path(d)
         for name, content in (inputs or {}).items():
             (d / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+        for name, kind in (special or {}).items():
+            make_special(d / name, kind)
         before = _files(d)
         out, err = io.StringIO(), io.StringIO()
         os.chdir(d)
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                    (deadline(60) if special else contextlib.nullcontext()):
                 try:
                     code = main(argv)
                 except SystemExit as e:

@@ -94,7 +94,7 @@ BAD_JSON = {
     "dupname.json": ({"format": "hios-graph", "version": 1, "operators": [{"name": "a"}, {"name": "a"}]},
                      "duplicate operator name 'a'"),
     "nancost.json": ({"format": "hios-graph", "version": 1, "operators": [{"name": "a", "cost": float("nan")}]},
-                     "operator 'a' has an invalid cost nan"),
+                     "operators[0].cost: expected a finite number, got nan"),
     "unknownedge.json": ({"format": "hios-graph", "version": 1, "operators": [{"name": "a"}],
                           "edges": [{"src": "a", "dst": "ghost"}]}, "unknown operator 'ghost'"),
     "cycle.json": ({"format": "hios-graph", "version": 1, "operators": [{"name": "a"}, {"name": "b"}],

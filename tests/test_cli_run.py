@@ -66,7 +66,8 @@ def test_bad_requests_exit_2(plan_file, tmp_path, capsys):
     _error(capsys, ["run", str(plan_file), "--devices", "cuda:0,cuda:9", *FAST], "does not exist")
     _error(capsys, ["run", str(plan_file), "--devices", "tpu:0", *FAST], "unsupported device")
     _error(capsys, ["run", *FAST], "give a plan file or --model")
-    _error(capsys, ["run", str(plan_file), "--model", "googlenet", *FAST], "not both")
+    _error(capsys, ["run", str(plan_file), "--model", "googlenet", *FAST],
+           "plan was made for squeezenet1_1, not googlenet")
     _error(capsys, ["run", str(tmp_path / "missing.json"), *FAST], "cannot read plan")
     other = _edit(plan_file, tmp_path, lambda d: d["model"].update(name="googlenet"))
     _error(capsys, ["run", other, "--devices", "cpu,cpu", *FAST], "plan does not match the model")

@@ -364,7 +364,9 @@ def test_rank0_reuses_the_capture_of_planning(monkeypatch):
     model, inputs, captured = build_and_capture(plan, cap, m, x)
     assert captured is cap and model is m and inputs == x
     monkeypatch.undo()
-    _, _, again = build_and_capture(plan)  # the other ranks build and capture from plan.model
+    with pytest.raises(HiosError, match="a plan is data"):  # a factory the plan names is not imported
+        build_and_capture(plan)
+    _, _, again = build_and_capture(plan, given=DAG)  # the other ranks build and capture the named model
     assert again is not cap and again.graph.names == cap.graph.names
 
 
@@ -487,7 +489,8 @@ def test_torchrun_output_equals_model(tmp_path, model, size, ranks, sync):
     if model == "googlenet":
         pytest.importorskip("torchvision")
     plan = _plan(tmp_path / "plan.json", model, size, ranks)
-    p, _ = _torchrun(ranks, [plan, "--json", "--timeout", "30", "--sync", sync], timeout=240)
+    named = ["--model", model] if ":" in model else []  # a plan's factory is imported only when named
+    p, _ = _torchrun(ranks, [plan, *named, "--json", "--timeout", "30", "--sync", sync], timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout[p.stdout.index("{"):])
     assert res["backend"] == "distributed" and res["comm_backend"] == "gloo" and res["world_size"] == ranks
@@ -532,8 +535,8 @@ def test_ranks_with_different_plans_are_refused(tmp_path):
     for rank, plan in ((0, a), (1, b)):
         env = _env({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
                     "MASTER_PORT": str(port)})
-        procs.append(subprocess.Popen([sys.executable, *RUN, plan, "--timeout", "20"], env=env, cwd=ROOT,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([sys.executable, *RUN, plan, "--model", DAG, "--timeout", "20"], env=env,
+                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []
     try:
         for pr in procs:
@@ -553,7 +556,7 @@ def test_torchrun_failed_rank_stops_the_others(tmp_path, fault):
     _needs_torch()
     timeout = 5
     plan = _plan(tmp_path / "plan.json", DAG, 16, 3)
-    p, took = _torchrun(3, [plan, "--timeout", str(timeout)], timeout=240,
+    p, took = _torchrun(3, [plan, "--model", DAG, "--timeout", str(timeout)], timeout=240,
                         env_extra={"HIOS_DIST_FAULT": f"{fault}:1"})
     assert p.returncode != 0
     lines = _errors(p.stderr)

@@ -1,5 +1,6 @@
-"""Fuzzing suite: corrupted graph (.json, .txt), schedule, plan and profile files and random command
-lines for generate / simulate / optimize / profile.  One property everywhere: exit 0 with a valid
+"""Fuzzing suite: corrupted graph (.json, .txt), schedule, plan, profile and run-record files (whole
+files and their nested fields), FIFOs / device symlinks / folders / oversize files as inputs, and random
+command lines for generate / simulate / optimize / profile.  One property everywhere: exit 0 with a valid
 result, or exit 2 with exactly one line on stderr and no new file in the working folder.
 
 Commands run in-process (``hios.cli.main`` in a fresh temporary folder, see fuzz_strategies.run_cli);
@@ -20,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz_strategies import argv_for, check_clean, corrupt_json, corrupt_txt, examples, record, run_cli
+from fuzz_strategies import (SPECIAL_INPUTS, argv_for, check_clean, corrupt_json, corrupt_nested, corrupt_txt, examples,
+                             record, run_cli)
 from hios.errors import HiosError
 from hios.formats import graph_to_dict, read_txt, write_txt
 from hios.generate import layered_dag
@@ -80,20 +82,27 @@ def test_schedule(text):
         assert sorted(saved.operators()) == sorted(GRAPH.names)
 
 
+def read_or_refused(text: str, name: str, reader, target: str):
+    """``reader(path)`` of a file ``name`` holding ``text``: its result, or None after one HiosError
+    line that names the file (recorded for ``target``)."""
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / name
+        p.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            return reader(p)
+        except HiosError as e:
+            assert "\n" not in str(e) and str(e).startswith(str(p)), str(e)
+            record(target, "refused (one line)")
+            return None
+
+
 @fuzz(40)
 @given(corrupt_json(PLAN.to_dict()))
 def test_plan(text):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "p.json"
-        p.write_text(text, encoding="utf-8", errors="surrogatepass")
-        try:
-            plan = load_plan(p)
-        except HiosError as e:
-            assert "\n" not in str(e)
-            record("plan .json (load_plan)", "refused (one line)")
-        else:
-            assert sorted(plan.schedule.operators()) == sorted(plan.graph.names)
-            record("plan .json (load_plan)", "loaded (valid plan)")
+    plan = read_or_refused(text, "p.json", load_plan, "plan .json (load_plan)")
+    if plan is not None:
+        assert sorted(plan.schedule.operators()) == sorted(plan.graph.names)
+        record("plan .json (load_plan)", "loaded (valid plan)")
     code, out, err, new, _ = run_cli(["simulate", "g.json", "--gpus", "2", "--schedule", "p.json", "--json"],
                                      {"g.json": GRAPH_JSON, "p.json": text})
     if check_clean("plan .json (simulate --schedule)", code, err, new):
@@ -133,6 +142,113 @@ def test_profile_optimize(profile_text, data):
         return
     if check_clean(target, code, err, new):
         assert json.loads(files["plan.json"])["format"] == "hios-plan"
+
+
+# -- nested fields: plans, profiles, run records ------------------------------------------------------
+
+GROUPS = [{"ops": [GRAPH.ops[0].name, GRAPH.ops[1].name], "costs": [1.0, 2.0], "time": 2.5},
+          {"ops": [GRAPH.ops[2].name, GRAPH.ops[3].name, GRAPH.ops[4].name], "costs": [0.5, 0.5, 1.0], "time": 1.5}]
+PROFILE_META = {"device": "cpu: fuzz", "device_type": "cpu", "kernels": "eager", "precision": "fp32",
+                "memory_format": "contiguous", "freezing": False, "method": "wall", "groups": GROUPS,
+                "inputs": [{"shape": [1, 3, 16, 16], "dtype": "torch.float32"}],
+                "concurrency": {"type": "concurrency", "beta": 0.4, "overhead_ms": 0.01, "fit": {}},
+                "stage_model": {"type": "measured", "alpha": 0.5, "groups": [{"costs": [1.0, 2.0], "time": 2.5}]},
+                "feedback": {"rounds": 1, "source": "run.json"}}
+RICH = {**PLAN.to_dict(), "stage_model": PROFILE_META["stage_model"]}
+RICH["graph"] = {**RICH["graph"], "meta": {"profile": PROFILE_META, "inputs": [{"name": "x", "shape": [1, 3, 16, 16],
+                                                                              "dtype": "float32"}]}}
+PLAN_NESTED = [("stage_model",), ("model",), ("graph", "meta"), ("schedule",), ("predicted",), ("machine",),
+               ("lower_bounds",)]
+
+
+@fuzz(60)
+@given(corrupt_nested(RICH, PLAN_NESTED))
+def test_plan_nested(text):
+    """Mutations inside a plan's stage model, model, graph meta (its profile), schedule and machine:
+    load_plan gives a valid plan whose stage model builds, or one HiosError line."""
+    from hios.costmodel import stage_model_from_dict
+    target = "plan .json, nested fields (load_plan)"
+    plan = read_or_refused(text, "p.json", load_plan, target)
+    if plan is None:
+        return
+    if plan.stage_model is not None:
+        stage_model_from_dict(plan.stage_model)
+    assert sorted(plan.schedule.operators()) == sorted(plan.graph.names)
+    record(target, "loaded (valid plan)")
+    code, out, err, new, _ = run_cli(["simulate", "g.json", "--gpus", "2", "--schedule", "p.json", "--json"],
+                                     {"g.json": GRAPH_JSON, "p.json": text})
+    if check_clean("plan .json, nested fields (simulate --schedule)", code, err, new):
+        simulate_result_ok(out)
+
+
+@fuzz(60)
+@given(corrupt_nested({**graph_to_dict(GRAPH), "meta": {"profile": PROFILE_META}}, [("meta", "profile")]))
+def test_profile_nested(text):
+    """Mutations inside ``meta.profile``: the graph loads and calibrates (costfit, the consumer
+    that crashed), or one line; ``simulate`` of it is clean."""
+    from hios.costfit import calibrate
+    from hios.formats import load_graph
+    target = "profile .json, nested meta.profile (load + calibrate)"
+    g = read_or_refused(text, "prof.json", load_graph, target)
+    if g is not None:
+        out, stage = calibrate(g)
+        assert all(math.isfinite(op.cost) for op in out.ops) and 0 <= stage.alpha <= 1
+        record(target, "loaded and calibrated")
+    code, out, err, new, _ = run_cli(["simulate", "prof.json", "--gpus", "2", "--json"], {"prof.json": text})
+    if check_clean("profile .json, nested meta.profile (simulate)", code, err, new):
+        simulate_result_ok(out)
+
+
+@pytest.fixture(scope="module")
+def run_record(tmp_path_factory):
+    """The trace of one run of a 2-GPU plan of the tiny model on two CPU devices (its run record inside)."""
+    pytest.importorskip("torch")
+    code, _, err, _, files = run_cli(["optimize", "--model", TINY, "--image-size", "16", "--gpus", "2", "--cost",
+                                      "h100", "-o", "p.json"])
+    assert code == 0, err
+    code, _, err, _, traced = run_cli(["run", "p.json", "--model", TINY, "--devices", "cpu,cpu", "--trace", "t.json",
+                                       "--trace-calls", "1", "--no-baselines", "--warmup", "0", "--repeats", "1",
+                                       "--inner", "1"], {"p.json": files["p.json"]})
+    assert code == 0, err
+    return json.loads(traced["t.json"])
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_run_record_nested(run_record, data):
+    """Mutations inside a run record's segments, settings, version and embedded graph:
+    ``hios profile --from-run`` writes a valid profile or says one line."""
+    text = data.draw(corrupt_nested(run_record, [("hiosRun", "segments"), ("hiosRun", "settings"),
+                                                 ("hiosRun", "version"), ("hiosRun", "graph", "meta"),
+                                                 ("hiosRun", "model")]))
+    code, out, err, new, files = run_cli(["profile", "--from-run", "run.json", "-o", "out.json"], {"run.json": text})
+    if check_clean("run record .json, nested fields (profile --from-run)", code, err, new):
+        from hios.formats import graph_from_dict
+        g = graph_from_dict(json.loads(files["out.json"]))
+        assert all(math.isfinite(op.cost) for op in g.ops)
+
+
+# -- inputs that are not regular files of a sane size -----------------------------------------------------
+
+SPECIAL_TARGETS = {
+    "graph (simulate)": ({}, ["simulate", "in.json"]),
+    "schedule (simulate --schedule)": ({"g.json": GRAPH_JSON}, ["simulate", "g.json", "--schedule", "in.json"]),
+    "plan (run)": ({}, ["run", "in.json", "--model", TINY]),
+    "run record (profile --from-run)": ({}, ["profile", "--from-run", "in.json", "-o", "out.json"]),
+    "profile (optimize --cost)": ({}, ["optimize", "--model", TINY, "--image-size", "16", "--cost", "in.json"]),
+}
+
+
+@pytest.mark.parametrize("kind", SPECIAL_INPUTS)
+@pytest.mark.parametrize("target", sorted(SPECIAL_TARGETS))
+def test_special_inputs(target, kind):
+    """A FIFO, a symlink to /dev/zero, a folder or an oversize file as input: one line, at once."""
+    if target.startswith(("plan", "profile")):
+        pytest.importorskip("torch")
+    inputs, argv = SPECIAL_TARGETS[target]
+    code, out, err, new, _ = run_cli(argv, inputs, {"in.json": kind})
+    check_clean(f"{kind} as {target}", code, err, new)
+    assert code == 2
 
 
 # -- random command lines ---------------------------------------------------------------------------

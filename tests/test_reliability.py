@@ -110,10 +110,10 @@ def test_cost_name_is_case_insensitive(plan2):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("image_size", "big", "image size must be an integer"),
+    ("image_size", "big", "bad.json: model.image_size: expected an integer, got 'big'"),
     ("image_size", 30000, "above the limit"),
-    ("batch", 0, "batch must be at least 1"),
-    ("name", {"x": 1}, "'name' (a non-empty string)"),
+    ("batch", 0, "bad.json: model.batch: expected an integer >= 1, got 0"),
+    ("name", {"x": 1}, "bad.json: model.name: expected a non-empty string, got an object"),
 ])
 def test_plan_model_fields_are_validated(cwd, capsys, plan2, field, value, match):
     d = json.loads(plan2.read_text())
@@ -177,7 +177,7 @@ def test_empty_stage_in_schedule_is_dropped(cwd, capsys):
 def test_operator_name_object_refused(cwd, capsys):
     (cwd / "o.json").write_text('{"format": "hios-graph", "version": 1, "operators": [{"name": {"x": 1}}], '
                                 '"edges": []}')
-    refused(capsys, cwd, "simulate", "o.json", match="no name")
+    refused(capsys, cwd, "simulate", "o.json", match="operators[0].name: expected a non-empty string, got an object")
 
 
 def test_duplicate_json_key_refused(cwd, capsys):
@@ -320,7 +320,7 @@ def test_runtime_oom_message_gets_the_plan_context(cwd, capsys, monkeypatch, pla
         raise HiosError("out of memory on cuda:0 while preparing the plan: CUDA out of memory.")
 
     monkeypatch.setattr(ex, "compile", boom)
-    code, _, err = run(capsys, "run", str(plan2), "--no-baselines")  # progress lines, then the error
+    code, _, err = run(capsys, "run", str(plan2), "--model", TINY, "--no-baselines")  # progress, then the error
     last = err.splitlines()[-1]
     assert code == 2 and "Traceback" not in err and files(cwd) == {"g.txt"}
     assert last.startswith("hios run: error: out of memory: ")

@@ -30,9 +30,9 @@ from typing import Sequence
 from .errors import HiosError
 from .graph import Graph
 
-__all__ = ["RUN_FORMAT", "RUN_VERSION", "SETTING_KEYS", "alone_ms", "check_profile_of", "check_settings",
-           "feed_back", "profile_from_run", "profile_mismatch", "profile_settings", "read_run_record", "run_record",
-           "runtime_settings", "settings_mismatch", "split_cost"]
+__all__ = ["RUN_FORMAT", "RUN_VERSION", "SETTING_KEYS", "alone_ms", "check_profile_of", "check_run_record",
+           "check_settings", "feed_back", "profile_from_run", "profile_mismatch", "profile_settings", "read_run_record",
+           "run_record", "runtime_settings", "settings_mismatch", "split_cost"]
 
 RUN_FORMAT = "hios-run"
 RUN_VERSION = 1
@@ -118,37 +118,71 @@ def run_record(graph: Graph, program, trace, settings: dict, alone: dict[int, fl
 
 
 def read_run_record(path: str | Path, graph: Graph | None = None, settings: dict | None = None) -> dict:
-    """The run record in ``path`` (a record, or a trace holding one), checked against ``graph`` (same
-    model name and structure; default: the graph the record embeds) and, if given, the ``settings``
-    it will be used under."""
-    from .formats import graph_from_dict, read_json
-    from .frontend.profiler import structure_hash
-    d = read_json(path, "run record")
-    rec = d.get("hiosRun", d) if isinstance(d, dict) else None
-    if not isinstance(rec, dict) or rec.get("format") != RUN_FORMAT:
-        raise HiosError(f"{path}: not a hios run record (expected \"format\": \"{RUN_FORMAT}\" or a trace from "
-                        "'hios run --trace')")
-    if not isinstance(rec.get("version"), int) or rec["version"] > RUN_VERSION:
-        raise HiosError(f"{path}: unsupported run record version {rec.get('version')!r}")
+    """The run record in ``path`` (a record, or a trace holding one as ``hiosRun``), every field
+    checked (:func:`check_run_record`) and checked against ``graph`` (same model name and structure;
+    default: the graph the record embeds) and, if given, the ``settings`` it will be used under."""
+    from .fields import Field
+    from .formats import read_json
+    f = Field(read_json(path, "run record"), str(path))
+    if isinstance(f.value, dict) and "hiosRun" in f.value:
+        f = f["hiosRun"]
+    rec, embedded = check_run_record(f)
+    graph = graph if graph is not None else embedded
     if graph is None:
-        if not isinstance(rec.get("graph"), dict):
-            raise HiosError(f"{path}: run record holds no graph; give the model it was run with")
-        graph = graph_from_dict(rec["graph"], f"{path} (graph)")
-    if rec.get("model") != graph.name:
-        raise HiosError(f"{path}: run record is of model {rec.get('model')!r}, not {graph.name!r}")
-    if rec.get("structure") != structure_hash(graph):
-        raise HiosError(f"{path}: run record is of another graph of {graph.name!r} (operators or edges differ)")
-    segs = rec.get("segments")
-    if not isinstance(segs, list) or not all(isinstance(s, dict) and isinstance(s.get("ops"), list)
-                                             and isinstance(s.get("measured_ms"), (int, float)) for s in segs):
-        raise HiosError(f"{path}: run record 'segments' must be a list of {{'ops': [...], 'measured_ms': ms}}")
-    for s in segs:
-        for n in s["ops"]:
-            if n not in graph.index:
-                raise HiosError(f"{path}: run record names operator {n!r}, which {graph.name!r} does not have")
+        raise f.problem("run record holds no graph; give the model it was run with")
+    if rec["model"] != graph.name:
+        raise f.problem(f"run record is of model {rec['model']!r}, not {graph.name!r}")
+    from .frontend.profiler import structure_hash
+    if rec["structure"] != structure_hash(graph):
+        raise f.problem(f"run record is of another graph of {graph.name!r} (operators or edges differ)")
+    for s in f["segments"].items():
+        for n in s["ops"].items():
+            if n.value not in graph.index:
+                raise n.problem(f"run record names operator {n.value!r}, which {graph.name!r} does not have")
     if settings is not None:
         check_settings(rec.get("settings") or {}, settings, f"run record {path}")
     return rec
+
+
+def check_run_record(f) -> tuple[dict, Graph | None]:
+    """``(record, its embedded graph or None)`` for the run record at ``f`` (a
+    :class:`hios.fields.Field`): format, version, ``model`` and ``structure`` (strings),
+    ``settings`` (:data:`SETTING_KEYS`: strings, ``freezing`` a boolean), ``calls``, ``clock``,
+    ``call_ms``, ``graph`` and every segment: ``ops`` (a non-empty list of operator names),
+    ``measured_ms``, ``concurrency`` and ``alone_ms`` (numbers >= 0), ``step``, ``device``,
+    ``stream`` (integers >= 0)."""
+    from .formats import read_graph
+    from .limits import MAX_COST_MS, WHY
+    if not isinstance(f.value, dict) or f.value.get("format") != RUN_FORMAT:
+        raise f.problem(f"not a hios run record (expected \"format\": \"{RUN_FORMAT}\" or a trace from "
+                        "'hios run --trace')")
+    f["version"].version(RUN_VERSION, "run record")
+    f["model"].string()
+    f["structure"].string()
+    run = f.get("settings", nullable=True)
+    if run:
+        for k in SETTING_KEYS:
+            v = run.get(k)
+            if v:
+                v.boolean() if k == "freezing" else v.string()
+    for key, get in (("calls", "integer"), ("clock", "string"), ("call_ms", "number")):
+        v = f.get(key, nullable=True)
+        if v:
+            getattr(v, get)()
+    for s in f["segments"].items():
+        for n in s["ops"].items(nonempty=True):
+            n.string()
+        s["measured_ms"].number(0.0, MAX_COST_MS, why=WHY["cost"])
+        for key in ("concurrency", "alone_ms"):
+            v = s.get(key)
+            if v:
+                v.number(0.0, MAX_COST_MS, why=WHY["cost"])
+        for key in ("step", "device", "stream"):
+            v = s.get(key)
+            if v:
+                v.integer(0)
+    g = f.get("graph", nullable=True)
+    return f.value, read_graph(g) if g else None
 
 
 # -- feeding back -----------------------------------------------------------------------------------
@@ -195,7 +229,7 @@ def profile_from_run(path: str | Path, graph: Graph | None = None, settings: dic
     rec = read_run_record(path, graph, settings)
     base = graph if graph is not None else graph_from_dict(rec["graph"], f"{path} (graph)")
     conc = ((base.meta or {}).get("profile") or {}).get("concurrency") or {}
-    beta = float(conc.get("beta", 0.0)) if isinstance(conc, dict) else 0.0
+    beta = float(conc.get("beta", 0.0))
     out = feed_back(base, rec["segments"], beta, str(path))
     prof = dict(out.meta["profile"])
     prof.update(rec.get("settings") or {})

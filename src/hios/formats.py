@@ -1,4 +1,4 @@
-"""Graph file formats, chosen by extension.
+"""Graph file formats, chosen by extension, and the safe reading of every file hios takes.
 
 * ``.json`` — the project's own format, versioned; round-trips exactly::
 
@@ -6,25 +6,37 @@
      "operators": [{"name", "cost", "kind", "output_bytes", "utilization", "meta"}...],
      "edges": [{"src", "dst", "bytes", "time"}...]}
 
+  A measured profile (``hios profile -o``) is such a graph whose ``meta.profile`` records how it
+  was measured (:func:`read_profile_meta` checks every field hios uses).
+
 * ``.txt`` — the text format of the HIOS reference simulation: the operator count, then one
   ``id weight utilization`` line per operator, the edge count, then one ``u v weight`` line
   per edge (weights in ms; the edge weight is its transfer time).
 
-Every error names the file and, for text, the line.
+Every reader of a hios file (graph, schedule, plan, profile, run record, profile cache entry) takes
+its text from :func:`read_text`: a regular file only (a FIFO, a device such as ``/dev/zero`` or a
+folder is refused without reading it: checked with ``stat`` before opening and again on the opened,
+non-blocking descriptor), at most :data:`hios.limits.MAX_FILE_BYTES` bytes, UTF-8.  Its fields are
+checked with :mod:`hios.fields`; every error names the file and the field path (or, for text, the
+line).
 """
 
 from __future__ import annotations
 
 import json
 import numbers
+import os
+import stat
 from pathlib import Path
 
+from .fields import Field
 from .graph import Edge, Graph, GraphError, Operator
-from .limits import MAX_COST_MS, number_problem
+from .limits import MAX_BATCH, MAX_BYTES, MAX_COST_MS, MAX_FILE_BYTES, MAX_IMAGE_SIZE, WHY, number_problem
 from .outputs import atomic_write_text
 
-__all__ = ["GRAPH_FORMAT", "GRAPH_VERSION", "check_profile_file", "check_profile_input", "graph_from_dict",
-           "graph_to_dict", "load_graph", "parse_json", "read_json", "read_text", "read_txt", "save_graph",
+__all__ = ["DTYPES", "GRAPH_FORMAT", "GRAPH_VERSION", "check_profile_file", "check_profile_input",
+           "graph_from_dict", "graph_to_dict", "load_graph", "parse_json", "read_cache_entry", "read_graph",
+           "read_json", "read_profile_meta", "read_stage_model", "read_text", "read_txt", "save_graph",
            "write_txt"]
 
 GRAPH_FORMAT = "hios-graph"
@@ -49,43 +61,202 @@ def graph_to_dict(graph: Graph) -> dict:
     }
 
 
+#: Element types a plan may name (``torch.<name>`` of PyTorch's plain dtypes); anything else is refused.
+DTYPES = ("float32", "float64", "float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+          "float8_e5m2fnuz", "complex32", "complex64", "complex128", "int8", "int16", "int32", "int64", "uint8",
+          "uint16", "uint32", "uint64", "bool")
+
+
 def graph_from_dict(d: dict, where: str = "graph") -> Graph:
-    if not isinstance(d, dict) or d.get("format") != GRAPH_FORMAT:
-        raise GraphError(f"{where}: not a hios graph (expected \"format\": \"{GRAPH_FORMAT}\")")
-    version = d.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= GRAPH_VERSION:
-        raise GraphError(f"{where}: unsupported graph version {version!r} (this hios reads version "
-                         f"{GRAPH_VERSION})")
-    for key in ("operators", "edges"):
-        if not isinstance(d.get(key, []), list):
-            raise GraphError(f"{where}: {key!r} must be a list")
-    for key in ("meta",):
-        if d.get(key) is not None and not isinstance(d[key], dict):
-            raise GraphError(f"{where}: {key!r} must be an object")
-    ops = []
-    for k, o in enumerate(d.get("operators", [])):
-        try:
-            meta = o.get("meta") or {}
-            if not isinstance(meta, dict):
-                raise TypeError
-            ops.append(Operator(o["name"], o.get("cost", 0.0), o.get("kind", "generic"),
-                                o.get("output_bytes", 0), o.get("utilization", 1.0), dict(meta)))
-        except (KeyError, TypeError, AttributeError):
-            raise GraphError(f"{where}: operator #{k} is malformed (an object with at least a name, "
-                             "meta an object)") from None
-    edges = []
-    for k, e in enumerate(d.get("edges", [])):
-        try:
-            edges.append(Edge(e["src"], e["dst"], e.get("bytes", 0), e.get("time")))
-        except (KeyError, TypeError, AttributeError):
-            raise GraphError(f"{where}: edge #{k} is malformed (an object with src and dst)") from None
+    """The graph in the parsed JSON ``d`` of the file ``where`` (see :func:`read_graph`)."""
+    return read_graph(Field(d, where))
+
+
+def read_graph(f: Field) -> Graph:
+    """The hios graph at ``f`` (a whole file or a plan's, run record's or cache entry's ``graph``):
+    format, version, name, meta (:func:`read_graph_meta`), every operator and edge field typed;
+    the :class:`~hios.graph.Graph` checks the rest (names, ranges, cycles)."""
+    if not isinstance(f.value, dict) or f.value.get("format") != GRAPH_FORMAT:
+        raise f.problem(f"not a hios graph (expected \"format\": \"{GRAPH_FORMAT}\")")
+    f["version"].version(GRAPH_VERSION, "graph")
+    name, meta = f.get("name"), f.get("meta", nullable=True)
+    name, meta = name.string() if name else "graph", read_graph_meta(meta) if meta else None
+    ops = [_operator(v, f, "operators", k) for k, v in enumerate(_list(f, "operators"))]
+    edges = [_edge(v, f, "edges", k) for k, v in enumerate(_list(f, "edges"))]
     try:
-        return Graph(ops, edges, str(d.get("name", "graph")), d.get("meta"))
-    except GraphError as e:
-        raise GraphError(f"{where}: {e}") from None
+        return Graph(ops, edges, name, meta)
+    except GraphError as e:  # names, cycles: the message names the operator
+        raise f.problem(str(e)) from None
 
 
-def _num(tok: str, what: str, where: str, line: int) -> float:
+def _list(f: Field, key: str) -> list:
+    """The optional list ``f.key`` (raw values; [] when absent)."""
+    items = f.get(key)
+    if items is not None and not isinstance(items.value, list):
+        raise items.fail("a list")
+    return items.value if items is not None else []
+
+
+_NUM = (int, float)
+
+
+def _operator(d, f: Field, key: str, k: int) -> Operator:
+    """Operator ``k`` of ``f.key``.  The common case (every field of the right type and in range)
+    is taken at once; any other is read field by field, for a message with the field path."""
+    if type(d) is dict:
+        name, cost, kind, nbytes = d.get("name"), d.get("cost", 0.0), d.get("kind", "generic"), d.get("output_bytes", 0)
+        util, meta = d.get("utilization", 1.0), d.get("meta")
+        if (type(name) is str and name and type(cost) in _NUM and type(kind) is str and type(nbytes) in _NUM
+                and type(util) in _NUM and (meta is None or type(meta) is dict)
+                and 0 <= cost <= MAX_COST_MS and 0 <= nbytes <= MAX_BYTES and 0 < util <= 1):
+            return Operator(name, cost, kind, nbytes, util, dict(meta or {}))
+    o = Field(d, f.where, Field(f.value[key], f.where, f, key), k)
+    kind, meta = o.get("kind"), o.get("meta", nullable=True)
+    return Operator(o["name"].string(nonempty=True), _num(o, "cost", 0.0, MAX_COST_MS),
+                    kind.string() if kind else "generic", _num(o, "output_bytes", 0, MAX_BYTES),
+                    _num(o, "utilization", 1.0, 1.0, positive=True), dict(meta.obj()) if meta else {})
+
+
+def _edge(d, f: Field, key: str, k: int) -> Edge:
+    """Edge ``k`` of ``f.key``, as :func:`_operator` reads operators."""
+    if type(d) is dict:
+        src, dst, nbytes, time = d.get("src"), d.get("dst"), d.get("bytes", 0), d.get("time")
+        if (type(src) is str and type(dst) is str and type(nbytes) in _NUM and 0 <= nbytes <= MAX_BYTES
+                and (time is None or (type(time) in _NUM and 0 <= time <= MAX_COST_MS))):
+            return Edge(src, dst, nbytes, time)
+    e = Field(d, f.where, Field(f.value[key], f.where, f, key), k)
+    time = e.get("time", nullable=True)
+    return Edge(e["src"].string(), e["dst"].string(), _num(e, "bytes", 0, MAX_BYTES),
+                time.number(0.0, MAX_COST_MS, why=WHY["cost"]) if time else None)
+
+
+def _num(f: Field, key: str, default, maximum: float, positive: bool = False):
+    """The optional number ``f.key`` in ``[0, maximum]`` (``(0, maximum]`` when ``positive``)."""
+    v = f.get(key)
+    return default if v is None else v.number(0.0, maximum, positive, _why(maximum))
+
+
+def _why(maximum: float) -> str:
+    """The reason for a limit of :mod:`hios.limits` (none for a bound like 1 of a fraction)."""
+    return WHY["cost"] if maximum == MAX_COST_MS else WHY["bytes"] if maximum == MAX_BYTES else ""
+
+
+def _shape_list(f: Field) -> None:
+    """``inputs``: ``[{"shape": [int...], "dtype": str, "name": str}...]`` (each key optional; the
+    shape and dtype of an input that is not a tensor are null)."""
+    for i in f.items():
+        i.obj()
+        shape, dtype, name = i.get("shape", nullable=True), i.get("dtype", nullable=True), i.get("name")
+        if shape:
+            for n in shape.items():
+                n.integer(0)
+        if dtype:
+            dtype.string()
+        if name:
+            name.string()
+
+
+def read_graph_meta(f: Field) -> dict:
+    """A graph's ``meta``: an object whose fields hios uses are typed: ``inputs`` (shapes the plan
+    was made for), ``model`` (what a profile was measured on) and ``profile``."""
+    d = f.obj()
+    ins, model, prof = f.get("inputs"), f.get("model"), f.get("profile")
+    if ins:
+        _shape_list(ins)
+    if model:
+        model["name"].string(nonempty=True)
+        for key, most in (("image_size", MAX_IMAGE_SIZE), ("batch", MAX_BATCH)):
+            v = model.get(key, nullable=True)
+            if v:
+                v.integer(1, most)
+    if prof:
+        read_profile_meta(prof)
+    return dict(d)
+
+
+#: Fields of ``meta.profile`` that are strings, booleans, objects and numbers when present.
+_PROFILE_STRINGS = ("device", "device_type", "kernels", "precision", "memory_format", "method", "folding",
+                    "date", "utilization")
+_PROFILE_OBJECTS = ("versions", "settings", "transfer", "compile", "launch_overhead")
+_PROFILE_NUMBERS = ("sum_ms", "timing_seconds", "seconds")
+
+
+def read_profile_meta(f: Field) -> dict:
+    """A profile's ``meta.profile``: the settings it was measured under (strings, ``freezing`` a
+    boolean), its input shapes, its measured concurrent groups (``{"ops": [names], "costs": [ms],
+    "time": ms}``, as many costs as operators), its fitted stage and concurrency models and its
+    feedback rounds."""
+    d = f.obj()
+    for key in _PROFILE_STRINGS:
+        v = f.get(key)
+        if v:
+            v.string()
+    for key in _PROFILE_OBJECTS:
+        v = f.get(key, nullable=True)
+        if v:
+            v.obj()
+    for key in _PROFILE_NUMBERS:
+        v = f.get(key, nullable=True)
+        if v:
+            v.number()
+    freezing, ins = f.get("freezing"), f.get("inputs")
+    if freezing:
+        freezing.boolean()
+    if ins:
+        _shape_list(ins)
+    groups = f.get("groups", nullable=True)
+    for g in groups.items() if groups else []:
+        ops = [n.string() for n in g["ops"].items(nonempty=True)]
+        costs = [c.number(0.0, MAX_COST_MS, why=WHY["cost"]) for c in g["costs"].items(nonempty=True)]
+        if len(costs) != len(ops):
+            raise g.problem(f"{len(ops)} ops but {len(costs)} costs")
+        g["time"].number(0.0, MAX_COST_MS, why=WHY["cost"])
+    stage, conc, fb = f.get("stage_model", nullable=True), f.get("concurrency", nullable=True), \
+        f.get("feedback", nullable=True)
+    if stage:
+        read_stage_model(stage)
+    if conc:
+        _concurrency_model(conc)
+    if fb:
+        rounds = fb.get("rounds")
+        if rounds:
+            rounds.integer(0)
+    return d
+
+
+def read_stage_model(f: Field) -> dict:
+    """A stage model as :meth:`~hios.costmodel.HIOSStageModel.to_dict` and its siblings write it
+    (``{}``: the default HIOS model): ``type`` hios, measured or concurrency, with ``alpha`` in [0, 1], measured
+    ``groups`` (``{"costs": [ms...], "time": ms}``) or ``beta`` in [0, 1] and ``overhead_ms``."""
+    d = f.obj()
+    kind = f["type"].string(choices=("hios", "measured", "concurrency")) if d else "hios"
+    if kind == "concurrency":
+        return _concurrency_model(f)
+    alpha = f.get("alpha")
+    if alpha:
+        alpha.number(0.0, 1.0)
+    groups = f.get("groups") if kind == "measured" else None
+    for g in groups.items() if groups else []:
+        for c in g["costs"].items(nonempty=True):
+            c.number(0.0, MAX_COST_MS, why=WHY["cost"])
+        g["time"].number(0.0, MAX_COST_MS, why=WHY["cost"])
+    return d
+
+
+def _concurrency_model(f: Field) -> dict:
+    """A concurrency model (``beta`` in [0, 1], ``overhead_ms`` >= 0, ``fit`` an object)."""
+    d = f.obj()
+    beta, over, fit = f.get("beta"), f.get("overhead_ms"), f.get("fit", nullable=True)
+    if beta:
+        beta.number(0.0, 1.0)
+    if over:
+        over.number(0.0, MAX_COST_MS, why=WHY["cost"])
+    if fit:
+        fit.obj()
+    return d
+
+
+def _txt_num(tok: str, what: str, where: str, line: int) -> float:
     try:
         return float(tok)
     except ValueError:
@@ -130,8 +301,8 @@ def read_txt(text: str, where: str = "graph.txt", name: str | None = None) -> Gr
             w = float(toks[1])
             u = float(toks[2]) if nt == 3 else 1.0
         except ValueError:
-            _num(toks[1], "weight", where, ln)
-            _num(toks[2], "utilization", where, ln)
+            _txt_num(toks[1], "weight", where, ln)
+            _txt_num(toks[2], "utilization", where, ln)
             raise AssertionError("unreachable") from None
         if not (0 <= w <= MAX_COST_MS):
             raise GraphError(f"{where}:{ln}: operator {toks[0]!r} has invalid weight {toks[1]!r}: "
@@ -161,7 +332,7 @@ def read_txt(text: str, where: str = "graph.txt", name: str | None = None) -> Gr
         try:
             w = float(wt)
         except ValueError:
-            _num(wt, "edge weight", where, ln)
+            _txt_num(wt, "edge weight", where, ln)
             raise AssertionError("unreachable") from None
         if not (0 <= w <= MAX_COST_MS):
             raise GraphError(f"{where}:{ln}: edge {src} -> {dst} has invalid weight {wt!r}: "
@@ -207,15 +378,54 @@ def write_txt(graph: Graph) -> str:
     return "\n".join(out) + "\n"
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """The text of ``path``; a one-line GraphError naming the file when it cannot be read."""
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is not a regular file (None when it is)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_text(path: str | Path, what: str = "file", limit: int | None = None) -> str:
+    """The text of ``path``; a one-line GraphError naming the file when it cannot be read, is not a
+    regular file (a FIFO, a device, a folder: refused before it is opened, so nothing blocks or
+    streams forever), is larger than ``limit`` bytes (default :data:`hios.limits.MAX_FILE_BYTES`)
+    or is not UTF-8 text."""
     p = Path(path)
+    limit = MAX_FILE_BYTES if limit is None else limit
+    label = "" if what == "file" else " " + what
+
+    def refuse(why: str) -> GraphError:
+        return GraphError(f"{p}: cannot read{label}: {why}")
     try:
-        return p.read_text()
+        kind = _not_regular(os.stat(p).st_mode)
+        if kind:
+            raise refuse(f"it is {kind}, not a regular file")
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            kind = _not_regular(st.st_mode)  # replaced between the stat and the open
+            if kind:
+                raise refuse(f"it is {kind}, not a regular file")
+            if st.st_size > limit:
+                raise _too_big(p, label, st.st_size, limit)
+            data = fh.read(limit + 1)
     except OSError as e:
-        raise GraphError(f"{p}: cannot read{'' if what == 'file' else ' ' + what}: {e.strerror or e}") from None
+        raise refuse(e.strerror or str(e)) from None
+    if len(data) > limit:  # grew after the fstat
+        raise _too_big(p, label, len(data), limit)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise GraphError(f"{p}: not a text file") from None
+
+
+def _too_big(p: Path, label: str, size: int, limit: int) -> GraphError:
+    return GraphError(f"{p}: cannot read{label}: {size} bytes, above the limit of {limit / 2 ** 20:g} MiB "
+                      f"({WHY['file_bytes']}; see hios.limits)")
 
 
 class _DuplicateKey(ValueError):
@@ -249,6 +459,20 @@ def parse_json(text: str, where: str):
 def read_json(path: str | Path, what: str = "file"):
     """Read and parse a JSON file; every failure is a one-line GraphError naming the file."""
     return parse_json(read_text(path, what), str(path))
+
+
+def read_cache_entry(path: str | Path, fmt: str, version: int) -> tuple[dict, str, dict, Graph]:
+    """A profile cache entry ``{"format": fmt, "version": version, "key": {...}, "hash": str,
+    "graph": <hios graph>}`` read and checked field by field: ``(key, hash, graph as JSON, graph)``.
+    Any problem (unreadable, not a regular file, too big, invalid JSON, a bad field) is a one-line
+    GraphError naming the file and the field; whether the key and hash match is the cache's
+    business (:mod:`hios.frontend.profile_cache`)."""
+    f = Field(read_json(path, "profile cache entry"), str(path))
+    if not isinstance(f.value, dict) or f.value.get("format") != fmt:
+        raise f.problem(f"not a hios profile cache entry (expected \"format\": \"{fmt}\")")
+    f["version"].version(version, "profile cache entry")
+    key, digest, graph = f["key"].obj(), f["hash"].string(nonempty=True), f["graph"]
+    return key, digest, graph.obj(), read_graph(graph)
 
 
 def load_graph(path: str | Path) -> Graph:

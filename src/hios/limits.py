@@ -22,6 +22,9 @@ cost / time        1e9 ms          ~11.6 days per operator; sums of 1e5 of them 
 bytes              2**50 (1 PiB)   far above any tensor; keeps byte counts exact as floats
 time limit         86 400 s        a day for the optimal solver; ``inf`` would never return
 comm ratio         1e6             edge time = weight x ratio must stay below the time limit
+input file         256 MiB         every file hios reads (graph, schedule, plan, profile, run
+                                   record, profile cache entry) is parsed whole in memory, at many
+                                   times its size; the largest graph above is ~100 MiB of JSON
 =================  ==============  ==============================================================
 """
 
@@ -32,7 +35,7 @@ import numbers
 
 from .errors import HiosError
 
-__all__ = ["MAX_BATCH", "MAX_BYTES", "MAX_COMM_RATIO", "MAX_COST_MS", "MAX_EDGES", "MAX_GPUS",
+__all__ = ["MAX_BATCH", "MAX_BYTES", "MAX_COMM_RATIO", "MAX_COST_MS", "MAX_EDGES", "MAX_FILE_BYTES", "MAX_GPUS",
            "MAX_IMAGE_SIZE", "MAX_INPUT_BYTES", "MAX_OPERATORS", "MAX_REPEATS", "MAX_STREAMS",
            "MAX_TIME_LIMIT_S", "MAX_WINDOW", "WHY", "check_count", "check_gpus", "check_graph_size",
            "check_input", "check_intra", "check_real", "check_schedule_request", "check_time_limit",
@@ -51,6 +54,7 @@ MAX_BYTES = 2 ** 50
 MAX_TIME_LIMIT_S = 86_400.0
 MAX_COMM_RATIO = 1e6
 MAX_REPEATS = 100_000
+MAX_FILE_BYTES = 256 * 2 ** 20
 
 WHY = {
     "operators": "the schedulers are at least quadratic in the operator count",
@@ -66,6 +70,7 @@ WHY = {
     "time_limit": "a longer solver run would not return in useful time",
     "comm_ratio": "edge times (weight x ratio) must stay within the cost limit",
     "repeats": "timing would not finish in useful time",
+    "file_bytes": "a file is parsed whole in memory, at many times its size",
 }
 
 

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from .costmodel import stage_model_from_dict
-from .formats import graph_from_dict, graph_to_dict, read_json
 from .errors import HiosError
+from .fields import Field
+from .formats import DTYPES, graph_to_dict, read_graph, read_json, read_stage_model
 from .graph import Graph, GraphError
 from .limits import check_input
 from .machine import Machine
 from .outputs import atomic_write_text
-from .schedule import PLAN_FORMAT, Schedule
+from .schedule import PLAN_FORMAT, Schedule, read_schedule
 
-__all__ = ["PLAN_VERSION", "Plan", "check_model_info", "load_plan"]
+__all__ = ["PLAN_VERSION", "Plan", "check_model_info", "check_plan_dtype", "load_plan", "read_plan"]
 
 PLAN_VERSION = 1
 
@@ -63,54 +64,85 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "plan") -> "Plan":
-        if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
-            raise GraphError(f"{where}: not a hios plan (expected \"format\": \"{PLAN_FORMAT}\")")
-        version = d.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= PLAN_VERSION:
-            raise GraphError(f"{where}: unsupported plan version {version!r} (this hios reads version {PLAN_VERSION})")
-        for key in ("model", "machine", "graph", "schedule"):
-            if key not in d:
-                raise GraphError(f"{where}: plan has no {key!r}")
-        check_model_info(d["model"], where)
-        for key in ("predicted", "lower_bounds", "meta"):
-            if d.get(key) is not None and not isinstance(d[key], dict):
-                raise GraphError(f"{where}: plan {key!r} must be an object")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (d.get("predicted") or {}).values()):
-            raise GraphError(f"{where}: plan 'predicted' must map algorithm names to latencies in ms")
-        if not isinstance(d.get("cost_source", ""), str):
-            raise GraphError(f"{where}: plan 'cost_source' must be a string")
-        graph = graph_from_dict(d["graph"], f"{where} (graph)")
-        try:
-            machine = Machine.from_dict(d["machine"])
-        except GraphError as e:
-            raise GraphError(f"{where}: {e}") from None
-        schedule = Schedule.from_dict(d["schedule"], f"{where} (schedule)")
+        return read_plan(Field(d, where))
+
+
+def read_plan(f: Field) -> Plan:
+    """The plan at ``f``, every field checked (:mod:`hios.fields`): format and version, ``model``
+    (:func:`check_model_info`), ``cost_source``, ``machine``, ``graph``, ``schedule`` (every
+    operator of the graph once, on the machine's GPUs), ``predicted`` latencies, ``lower_bounds``,
+    ``stage_model`` and ``meta``.  A plan is data: nothing it names is imported here (see
+    :func:`hios.frontend.zoo.plan_model_spec`)."""
+    if not isinstance(f.value, dict) or f.value.get("format") != PLAN_FORMAT:
+        raise f.problem(f"not a hios plan (expected \"format\": \"{PLAN_FORMAT}\")")
+    f["version"].version(PLAN_VERSION, "plan")
+    model = _model_info(f["model"])
+    source = f.get("cost_source")
+    machine_f = f["machine"]
+    try:
+        machine = Machine.from_dict(machine_f.obj())
+    except GraphError as e:
+        raise machine_f.problem(str(e)) from None
+    graph = read_graph(f["graph"])
+    sched_f = f["schedule"]
+    schedule = read_schedule(sched_f)
+    try:
         schedule.indexed(graph)  # every operator it names exists
-        if schedule.gpus > machine.gpus:
-            raise GraphError(f"{where}: schedule uses {schedule.gpus} GPUs, the machine has {machine.gpus}")
-        missing = set(graph.names) - set(schedule.operators())
-        if missing:
-            raise GraphError(f"{where}: schedule leaves operator {sorted(missing)[0]!r} out")
-        if d.get("stage_model") is not None:
-            stage_model_from_dict(d["stage_model"])  # validate
-        return cls(dict(d["model"]), str(d.get("cost_source", "unknown")), machine, graph, schedule,
-                   dict(d.get("predicted") or {}), dict(d.get("lower_bounds") or {}), d.get("stage_model"),
-                   dict(d.get("meta") or {}))
+    except GraphError as e:
+        raise sched_f.problem(str(e)) from None
+    if schedule.gpus > machine.gpus:
+        raise sched_f.problem(f"schedule uses {schedule.gpus} GPUs, the machine has {machine.gpus}")
+    missing = set(graph.names) - set(schedule.operators())
+    if missing:
+        raise sched_f.problem(f"schedule leaves operator {sorted(missing)[0]!r} out")
+    predicted = _numbers(f.get("predicted", nullable=True))
+    bounds = _numbers(f.get("lower_bounds", nullable=True))
+    stage = f.get("stage_model", nullable=True)
+    meta = f.get("meta", nullable=True)
+    return Plan(model, source.string() if source else "unknown", machine, graph, schedule, predicted, bounds,
+                read_stage_model(stage) if stage else None, dict(meta.obj()) if meta else {})
+
+
+def _numbers(f: Field | None) -> dict:
+    """An object of names to finite numbers >= 0 (predicted latencies, lower bounds), or {}."""
+    return {k: v.number() for k, v in f.entries()} if f else {}
+
+
+def _model_info(f: Field) -> dict:
+    """The plan's ``model``: ``name`` (a zoo model or ``package.module:factory``; only named, never
+    imported here), ``image_size`` and ``batch`` within :mod:`hios.limits`, ``dtype`` one of
+    :data:`hios.formats.DTYPES`."""
+    f["name"].string(nonempty=True)
+    size, batch, dtype = (f.get(k, nullable=True) for k in ("image_size", "batch", "dtype"))
+    if size:
+        size.integer(1)
+    if batch:
+        batch.integer(1)
+    if dtype and dtype.string() not in DTYPES:
+        raise dtype.fail("a torch dtype name (float32, float16, bfloat16, int64...)")
+    try:
+        check_input(size.value if size else 1, batch.value if batch else 1)
+    except HiosError as e:
+        raise f.problem(str(e)) from None
+    return dict(f.value)
 
 
 def check_model_info(model, where: str = "plan") -> None:
-    """The plan's ``model`` object: a name, and an image size, batch and dtype of the right types
-    within :mod:`hios.limits` (so that ``hios run`` never allocates from a bad plan)."""
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not model["name"]:
-        raise GraphError(f"{where}: plan 'model' must be an object with a 'name' (a non-empty string)")
-    size, batch = model.get("image_size"), model.get("batch")
-    try:
-        check_input(1 if size is None else size, 1 if batch is None else batch)
-    except HiosError as e:
-        raise GraphError(f"{where}: plan 'model': {e}") from None
-    if model.get("dtype") is not None and not isinstance(model["dtype"], str):
-        raise GraphError(f"{where}: plan 'model' dtype must be a string, got {model['dtype']!r}")
+    """The plan's ``model`` object (see :func:`read_plan`), so that ``hios run`` never allocates
+    (or imports) from a bad plan."""
+    _model_info(Field(model, where, Field(None, where), "model"))
+
+
+def check_plan_dtype(model_info: dict, dtypes, where: str = "") -> None:
+    """Refuse inputs of another element type than the plan was made for (``model.dtype``);
+    ``dtypes``: the inputs' dtypes (``torch.float32`` or ``"float32"``...).  A plan without a
+    dtype passes."""
+    want = model_info.get("dtype")
+    got = [str(t).replace("torch.", "") for t in dtypes]
+    if want and got and got[0] != want:
+        raise HiosError(f"{where + ': ' if where else ''}plan was made for {want} inputs (model.dtype), the "
+                        f"model's input is {got[0]}; make a plan for this model and input type")
 
 
 def load_plan(path: str | Path) -> Plan:
-    return Plan.from_dict(read_json(path, "plan"), str(path))
+    return read_plan(Field(read_json(path, "plan"), str(path)))

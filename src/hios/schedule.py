@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .fields import Field
 from .formats import read_json
 from .graph import Graph, GraphError
 from .outputs import atomic_write_text
 
-__all__ = ["PLAN_FORMAT", "SCHEDULE_FORMAT", "SCHEDULE_VERSION", "Schedule", "load_schedule",
+__all__ = ["PLAN_FORMAT", "SCHEDULE_FORMAT", "SCHEDULE_VERSION", "Schedule", "load_schedule", "read_schedule",
            "schedule_from_json"]
 
 SCHEDULE_FORMAT = "hios-schedule"
@@ -106,44 +107,46 @@ class Schedule:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "schedule") -> "Schedule":
-        if not isinstance(d, dict) or "gpus" not in d:
-            raise GraphError(f"{where}: not a schedule (no 'gpus' key)")
-        version = d.get("version", SCHEDULE_VERSION)
-        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEDULE_VERSION:
-            raise GraphError(f"{where}: unsupported schedule version {version!r} (this hios reads version "
-                             f"{SCHEDULE_VERSION})")
-        if not isinstance(d["gpus"], list):
-            raise GraphError(f"{where}: 'gpus' must be a list (one list of stages per GPU)")
-        if not isinstance(d.get("meta", {}), dict):
-            raise GraphError(f"{where}: 'meta' must be an object")
-        stages = []
-        for g, sts in enumerate(d["gpus"]):
-            if not isinstance(sts, list) or not all(isinstance(st, list) and all(isinstance(x, str) for x in st)
-                                                    for st in sts):
-                raise GraphError(f"{where}: GPU {g} must be a list of stages, each a list of operator names")
-            stages.append([tuple(st) for st in sts if st])  # an empty stage runs nothing: dropped
-        return cls(stages, str(d.get("algorithm", "custom")), dict(d.get("meta", {})))
+        return read_schedule(Field(d, where))
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n", "schedule", GraphError)
 
 
+def read_schedule(f: Field) -> "Schedule":
+    """The saved schedule at ``f`` (a file or a plan's ``schedule``): ``gpus`` a list per GPU of
+    stages, each a list of operator names; optional ``version``, ``algorithm`` (a string) and
+    ``meta`` (an object).  An empty stage runs nothing and is dropped."""
+    if not isinstance(f.value, dict) or "gpus" not in f.value:
+        raise f.problem("not a schedule (no 'gpus' key)")
+    version, algorithm, meta = f.get("version"), f.get("algorithm"), f.get("meta")
+    if version is not None:
+        version.version(SCHEDULE_VERSION, "schedule")
+    stages = [[tuple(x.string() for x in st.items()) for st in sts.items()] for sts in f["gpus"].items()]
+    return Schedule([[st for st in sts if st] for sts in stages], algorithm.string() if algorithm else "custom",
+                    dict(meta.obj()) if meta else {})
+
+
 def schedule_from_json(d, where: str, graph: Graph, gpus: int | None = None) -> Schedule:
     """A schedule from parsed JSON: a saved schedule, a plan (its schedule), or a plain
     ``{"operator": gpu}`` object (one operator per stage, in topological order)."""
+    f = Field(d, where)
     if isinstance(d, dict) and d.get("format") == PLAN_FORMAT:
-        d = d.get("schedule")
-    if isinstance(d, dict) and "gpus" in d and isinstance(d["gpus"], list):
-        s = Schedule.from_dict(d, where)
+        f = f["schedule"]
+    if isinstance(f.value, dict) and "gpus" in f.value:
+        s = read_schedule(f)
         if gpus is None:
             return s
         try:
             return s.padded(gpus)
         except GraphError as e:
-            raise GraphError(f"{where}: {e}") from None
-    if isinstance(d, dict) and all(isinstance(k, str) for k in d):
-        return Schedule.from_assignment(graph, d, gpus, algorithm="assignment")
-    raise GraphError(f"{where}: expected a schedule or a JSON object mapping operator name to GPU index")
+            raise f.problem(str(e)) from None
+    if isinstance(f.value, dict):
+        try:
+            return Schedule.from_assignment(graph, f.value, gpus, algorithm="assignment")
+        except GraphError as e:
+            raise f.problem(str(e)) from None
+    raise f.fail("a schedule or a JSON object mapping operator name to GPU index")
 
 
 def load_schedule(path: str | Path, graph: Graph, gpus: int | None = None) -> Schedule:

@@ -57,6 +57,8 @@ def _from_run(args) -> int:
         graph = capture(model, example, name=model_label(args)).graph
         from ..feedback import read_run_record
         rec = read_run_record(args.from_run, graph)
+        if rec.get("graph") is None:
+            raise HiosError(f"{args.from_run}: graph: missing (the costs of the run's plan, which --from-run needs)")
         from ..formats import graph_from_dict
         graph = graph_from_dict(rec["graph"], f"{args.from_run} (graph)")  # the costs the run's plan had
     g = profile_from_run(args.from_run, graph)

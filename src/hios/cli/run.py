@@ -27,8 +27,12 @@ DEFAULT_IMAGE_SIZE = 299
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a plan on GPUs (or CPU), check it and time it against PyTorch")
     p.add_argument("plan", nargs="?", help="plan file from 'hios optimize' (or give --model)")
-    g = p.add_argument_group("make the plan here instead of reading one")
+    g = p.add_argument_group("make the plan here instead of reading one (with a plan file, --model names the "
+                             "model to run it on)")
     add_model_args(g, required=False)
+    g.add_argument("--trust-plan", action="store_true",
+                   help="import the package.module:factory the plan file names (a plan is data: without this, "
+                        "hios imports a factory only when --model names it)")
     g.add_argument("--gpus", type=int, default=None, help="GPUs of the plan (default 1)")
     g.add_argument("--algo", default=None, help="scheduling algorithm (default: the optimizer's)")
     g.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
@@ -69,18 +73,21 @@ def add_parser(sub) -> None:
 def make_plan(args, log=log):
     """``(plan, captured or None, model, inputs)``: the plan file's (model built from the plan), or
     one planned here for ``--model`` (captured once, reused by the runtime)."""
-    if args.plan and args.model:
-        raise HiosError("give either a plan file or --model, not both")
     if args.plan:
         _refuse_planning_options(args)
-        from ..plan import load_plan
+        from ..frontend.zoo import INPUT_DTYPE, plan_model_spec
+        from ..plan import check_plan_dtype, load_plan
         plan = load_plan(args.plan)
         info = plan.model
-        model, x = build_model(args, info["name"], int(info.get("image_size") or DEFAULT_IMAGE_SIZE),
+        spec = plan_model_spec(info["name"], args.model, args.trust_plan, args.plan)  # a plan is data
+        check_plan_dtype(info, [INPUT_DTYPE], args.plan)  # before building: the zoo makes float32 inputs
+        model, x = build_model(args, spec, int(info.get("image_size") or DEFAULT_IMAGE_SIZE),
                                int(info.get("batch") or args.batch))
         return plan, None, model, x
     if not args.model:
         raise HiosError("give a plan file or --model")
+    if args.trust_plan:
+        raise HiosError("--trust-plan is for a plan file (it lets hios import the factory the plan names)")
     from ..pipeline import plan_model
     size = args.image_size or DEFAULT_IMAGE_SIZE
     model, x = build_model(args, image_size=size)
@@ -170,10 +177,11 @@ def run_distributed(args) -> int:
     for flag, v in (("--trace", args.trace), ("--feedback-to", args.feedback_to), ("--choose", args.choose)):
         if v:
             raise HiosError(f"{flag} runs with the local backend only; leave it out with --backend distributed")
-    if args.plan and not args.model:
+    if args.plan:
         _refuse_planning_options(args)
     say = (lambda m: None) if args.json else log
-    job = DistributedJob(plan_file=args.plan, make_plan=partial(make_plan, args, say) if args.model else None,
+    job = DistributedJob(plan_file=args.plan, make_plan=None if args.plan else partial(make_plan, args, say),
+                         model=args.model, trust_plan=args.trust_plan,
                          run=run_options(args), timing=timing_options(args), check=args.check, device=args.device,
                          timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json)
     code, result = run(job)

@@ -7,7 +7,12 @@
 * ``randwire`` — a randomly wired network (Xie et al., 2019, small regime) built here from
   Watts–Strogatz graphs with networkx;
 * ``package.module:factory`` — any model: ``factory(image_size=..., batch=...)`` when the factory
-  accepts those keywords, else ``factory()``.
+  accepts those keywords, else ``factory()``.  A failing import, attribute or call (or one that
+  calls ``sys.exit``) is a one-line :class:`HiosError`; modules in the current folder are found.
+
+A plan file names its model, but a plan is data: :func:`plan_model_spec` builds a zoo model by
+name and imports a factory only when the user names the model (``--model``) or trusts the plan
+(``--trust-plan``).
 
 The example input is ``batch x 3 x S x S`` drawn from a fixed seed; weights come from a fixed
 seed too (nothing downloads) and the global RNG state is left untouched.  Zoo models get a
@@ -21,14 +26,19 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from typing import Callable
 
 from ..errors import HiosError
+from ..fields import show
 from ..limits import check_input
 from ..optional import require
 
 MODELS = ["inception_v3", "googlenet", "squeezenet1_1", "nasnetalarge", "randwire"]
 SEED = 0
+#: The element type of the example input :func:`build` makes.
+INPUT_DTYPE = "float32"
 
 
 def _inception_v3():
@@ -65,19 +75,50 @@ _BUILDERS: dict[str, Callable] = {
 }
 
 
+def _import(mod_name: str):
+    """``importlib.import_module`` that also finds modules in the current folder (as ``python -m
+    hios`` does, and the ``hios`` script otherwise would not)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        return importlib.import_module(mod_name)
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _failure(spec: str, what: str, e: BaseException) -> HiosError:
+    """One line for a factory whose import, attribute or call raised (or called ``sys.exit``)."""
+    if isinstance(e, SystemExit):
+        return HiosError(f"model spec {spec!r}: {what} called sys.exit({e.code!r})")
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    return HiosError(f"model spec {spec!r}: {what} failed: {type(e).__name__}" + (f": {first[:200]}" if first else ""))
+
+
 def _factory(spec: str) -> Callable:
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise HiosError(f"model spec {spec!r} must look like 'package.module:factory'")
     try:
-        mod = importlib.import_module(mod_name)
+        mod = _import(mod_name)
     except ImportError as e:
         raise HiosError(f"model spec {spec!r}: cannot import {mod_name!r} ({type(e).__name__}: {e.msg})") from None
+    except MemoryError:
+        raise
+    except (Exception, SystemExit) as e:  # the module's own code failed (SyntaxError, NameError, sys.exit...)
+        raise _failure(spec, f"importing {mod_name!r}", e) from None
     obj = mod
     for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise HiosError(f"model spec {spec!r}: {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise HiosError(f"model spec {spec!r}: {mod_name!r} has no attribute {attr!r}") from None
+        except MemoryError:
+            raise
+        except (Exception, SystemExit) as e:  # a property that raises
+            raise _failure(spec, f"reading {attr!r}", e) from None
     if not callable(obj):
         raise HiosError(f"model spec {spec!r}: {attr!r} is not callable")
     return obj
@@ -92,11 +133,35 @@ def _call_factory(fn: Callable, spec: str, image_size: int, batch: int):
     kwargs = {k: v for k, v in (("image_size", image_size), ("batch", batch)) if takes_kw or k in params}
     try:
         return fn(**kwargs)
-    except HiosError:
+    except (HiosError, MemoryError):
         raise
-    except Exception as e:
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
-        raise HiosError(f"model spec {spec!r}: the factory failed: {type(e).__name__}: {first}") from None
+    except (Exception, SystemExit) as e:
+        raise _failure(spec, "the factory", e) from None
+
+
+def is_factory(name: str) -> bool:
+    """Whether a model name is a ``package.module:factory`` spec (not a zoo model)."""
+    return name not in _BUILDERS and ":" in name
+
+
+def plan_model_spec(name: str, given: str | None = None, trust: bool = False, where: str = "plan") -> str:
+    """The model to build for a plan whose ``model.name`` is ``name``.  A plan is data: a zoo
+    model is built by name, but a ``package.module:factory`` it names is imported only when the
+    user names a model (``given``: ``hios run --model``) or trusts the plan (``trust``:
+    ``--trust-plan``); otherwise a one-line :class:`HiosError` says how.  ``given`` wins, unless
+    both name zoo models and differ."""
+    if given:
+        if given in _BUILDERS and name in _BUILDERS and given != name:
+            raise HiosError(f"{where}: the plan was made for {name}, not {given} (--model)")
+        return given
+    if name in _BUILDERS or (trust and is_factory(name)):
+        return name
+    if is_factory(name):
+        raise HiosError(f"{where}: model.name {show(name)} is a factory (module:function); a plan is data and "
+                        "hios does not import code a plan names: give --model with the model to run (or "
+                        "--trust-plan if you trust this plan's author)")
+    raise HiosError(f"{where}: model.name {show(name)} is not a zoo model ({', '.join(MODELS)}); give --model "
+                    "with the model the plan was made for")
 
 
 def _init_weights(model) -> None:
@@ -135,8 +200,8 @@ def build(name_or_spec: str, image_size: int, batch: int = 1):
         raise HiosError(f"model {name_or_spec!r}: the factory returned {type(model).__name__}, not a torch.nn.Module")
     model.eval()
     gen = torch.Generator().manual_seed(SEED)
-    x = torch.randn(batch, 3, image_size, image_size, generator=gen)
+    x = torch.randn(batch, 3, image_size, image_size, generator=gen, dtype=getattr(torch, INPUT_DTYPE))
     return model, (x,)
 
 
-__all__ = ["MODELS", "build"]
+__all__ = ["INPUT_DTYPE", "MODELS", "build", "is_factory", "plan_model_spec"]

@@ -61,10 +61,14 @@ class DistributedJob:
     ``run``: kernels, mode, sync, tf32 (``devices`` must be None: rank *r* uses ``cuda:LOCAL_RANK``
     or the CPU, as ``device`` says: ``"cpu"``, ``"cuda"`` or None for CUDA when available).
     ``timeout``: seconds a rank waits for a dead or hung peer.  ``verbose``: progress on stderr.
+    ``model``: the model the user named (``--model``), built for a plan file; a plan that names a
+    factory is otherwise imported only with ``trust_plan`` (:func:`hios.frontend.zoo.plan_model_spec`).
     """
 
     plan_file: str | None = None
     make_plan: Callable[[], tuple] | None = None
+    model: str | None = None
+    trust_plan: bool = False
     run: RunOptions = RunOptions()
     timing: TimingOptions = TimingOptions()
     check: bool = True
@@ -123,7 +127,8 @@ def run_rank(ctx: Ctx, job: DistributedJob) -> dict | None:
     setup_device(ctx, job.device)
     options = resolve_run(ctx, job.run)
     ctx.phase("setup:build")
-    model, inputs, captured = build_and_capture(plan, *made)
+    model, inputs, captured = build_and_capture(plan, *made, given=job.model, trust=job.trust_plan,
+                                                where=job.plan_file or "the plan made by rank 0")
     del made
     ctx.phase("setup:check")
     check_signatures(ctx, plan_dict, captured.graph, plan.model, job.signature_options(ctx.backend))
@@ -183,15 +188,18 @@ def resolve_run(ctx: Ctx, run: RunOptions) -> RunOptions:
     return run.resolve([str(ctx.device)])
 
 
-def build_and_capture(plan, captured=None, model=None, inputs=None) -> tuple[Any, tuple, Any]:
-    """Step 3: ``(model, inputs, captured)``: what planning made, else built from ``plan.model``;
-    the plan must match the capture."""
+def build_and_capture(plan, captured=None, model=None, inputs=None, *, given: str | None = None,
+                      trust: bool = False, where: str = "plan") -> tuple[Any, tuple, Any]:
+    """Step 3: ``(model, inputs, captured)``: what planning made, else built from ``plan.model``
+    (a factory only when the user named the model, ``given``, or trusts the plan); the plan must
+    match the capture."""
     from ..frontend import zoo
     from ..frontend.capture import capture
     from .executor import check_plan_graph, check_plan_inputs
     spec = plan.model
     if model is None or inputs is None:
-        model, inputs = zoo.build(spec["name"], int(spec["image_size"]), int(spec.get("batch", 1) or 1))
+        name = zoo.plan_model_spec(spec["name"], given, trust, where)
+        model, inputs = zoo.build(name, int(spec["image_size"]), int(spec.get("batch", 1) or 1))
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     captured = captured or capture(model, inputs, spec["name"])
     check_plan_graph(plan.graph, captured.graph)

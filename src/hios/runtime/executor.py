@@ -77,7 +77,9 @@ def check_plan_graph(plan_graph: Graph, graph: Graph) -> None:
 
 
 def check_plan_inputs(model_info: dict, plan_graph: Graph | None, inputs: tuple) -> None:
-    """The example inputs must have the shape the plan was made for."""
+    """The example inputs must have the element type and shape the plan was made for."""
+    from ..plan import check_plan_dtype
+    check_plan_dtype(model_info, [t.dtype for t in inputs if isinstance(t, torch.Tensor)])
     shapes = [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]
     want = None
     if plan_graph is not None:
