@@ -9,7 +9,10 @@ Steps:
      cost and edges by their (mean) transfer time.  Paths start at any operator whose
      predecessors are all mapped (or a source) and end anywhere, so several sources and sinks
      need nothing special; edges to operators mapped earlier are ignored by the search.  Ties go
-     to the path ending first in topological order.
+     to the path ending first in topological order.  The search is incremental: after a path
+     is mapped only its unmapped successors, and from them whatever changes, are recomputed
+     (in topological order, stopping where a distance does not change); the next path ends at
+     the top of a max-heap keyed by (-distance, topological position), stale entries skipped.
   3. Try the whole path on each GPU: insert it into that GPU's rank order and evaluate the
      latency of the partial schedule (the operators mapped so far plus the path; inputs from
      unmapped operators are ignored, as ``Simulator.run(stages, complete=False)`` does,
@@ -43,6 +46,7 @@ order chosen (``order``: "rank" or "list"), and ``fallback`` when step 8 applied
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 
 from ..errors import HiosError
@@ -50,7 +54,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import FastTimer, lst_ranks, pad_gpus, search_machine
+from ._fastsim import INF, FastTimer, lst_ranks, pad_gpus, search_machine
 from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping
@@ -66,91 +70,171 @@ def longest_path_mapping(timer: FastTimer, rank: list[int]) -> tuple[list[int], 
     """Steps 2-4: the GPU of every operator, and the number of paths mapped."""
     g = timer.graph
     n = timer.n
-    G = timer.gpus
     cost = timer.cost
-    ins = timer.ins
     in_w = timer.in_weight
-    topo = g.topo
+    succs = g.succs
+    pos = g.position
     gpu_of = [-1] * n
-    end = [0.0] * n
-    mapped: list[int] = []  # mapped operators by rank
-    mapped_r: list[int] = []  # their ranks
-    gpu_r: list[list[int]] = [[] for _ in range(G)]  # ranks of the operators of each GPU
-    gpu_ops: list[list[int]] = [[] for _ in range(G)]
-    rank_key = rank.__getitem__
-    unmapped = list(topo)
-    paths = 0
     dist = [0.0] * n
     parent = [-1] * n
-    while unmapped:
-        # Step 2: longest path over unmapped operators (topological order).
-        best_v, best_d = -1, -1.0
-        for v in unmapped:
-            d0 = 0.0
-            par = -1
-            for u, w in in_w[v]:
-                if gpu_of[u] < 0:
-                    x = dist[u] + w
-                    if x > d0 or par < 0 and x == d0:
-                        d0, par = x, u
-            d = d0 + cost[v]
-            dist[v] = d
-            parent[v] = par
-            if d > best_d:
-                best_d, best_v = d, v
+    place = _Placement(timer, rank, gpu_of)
+    heap: list[tuple[float, int, int]] = []  # (-distance, topological position, operator), lazily deleted
+    for v in g.topo:
+        _path_step(v, in_w, gpu_of, dist, parent, cost)
+        heap.append((-dist[v], pos[v], v))
+    heapq.heapify(heap)
+    paths = 0
+    left = n
+    while left:
+        # Step 2: the longest path over unmapped operators ends at the heap's top.
+        while True:
+            d, _, best_v = heapq.heappop(heap)
+            if gpu_of[best_v] < 0 and -d == dist[best_v]:
+                break
         path = []
         v = best_v
         while v >= 0:
             path.append(v)
             v = parent[v]
-        path.sort(key=rank_key)
+        path.sort(key=rank.__getitem__)
         paths += 1
-        # Step 3: evaluate the path on each GPU, reusing the times of operators ranked before it.
-        r0 = rank[path[0]]
-        i0 = bisect_left(mapped_r, r0)
-        seq = sorted(mapped[i0:] + path, key=rank_key)
-        free0 = []
-        for gi in range(G):
-            k = bisect_left(gpu_r[gi], r0)
-            free0.append(end[gpu_ops[gi][k - 1]] if k else 0.0)
-        best_g, best_lat, best_end = -1, 0.0, None
-        for gi in range(G):
+        # Steps 3-4: place the path on its best GPU.
+        place.place(path)
+        left -= len(path)
+        # Distances change only downstream of the path, in topological order, until nothing changes.
+        dirty = sorted({pos[w] for v in path for w in succs[v] if gpu_of[w] < 0})
+        queued = set(dirty)
+        topo = g.topo
+        while dirty:
+            v = topo[heapq.heappop(dirty)]
+            old = dist[v]
+            _path_step(v, in_w, gpu_of, dist, parent, cost)
+            if dist[v] != old:
+                heapq.heappush(heap, (-dist[v], pos[v], v))
+                for w in succs[v]:
+                    if gpu_of[w] < 0 and pos[w] not in queued:
+                        queued.add(pos[w])
+                        heapq.heappush(dirty, pos[w])
+    return gpu_of, paths
+
+
+def _path_step(v: int, in_w, gpu_of: list[int], dist: list[float], parent: list[int], cost: list[float]) -> None:
+    """Longest path over unmapped operators ending at ``v`` (its length and the operator before
+    ``v`` on it: the first unmapped producer, in input order, of greatest distance)."""
+    d0 = 0.0
+    par = -1
+    for u, w in in_w[v]:
+        if gpu_of[u] < 0:
+            x = dist[u] + w
+            if x > d0 or par < 0 and x == d0:
+                d0, par = x, u
+    dist[v] = d0 + cost[v]
+    parent[v] = par
+
+
+class _Placement:
+    """Step 3 for the exact mode: the partial schedule (each GPU in rank order, finish times kept)
+    and the latency of adding a path to one GPU, re-timing only the operators whose finish time
+    changes (in rank order, from the path on), which gives the same times as re-timing every
+    operator ranked after the path."""
+
+    def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
+        self.timer = timer
+        self.rank = rank
+        self.gpu_of = gpu_of
+        self.end = [0.0] * timer.n
+        self.gpu_r: list[list[int]] = [[] for _ in range(timer.gpus)]  # ranks of each GPU's operators
+        self.gpu_ops: list[list[int]] = [[] for _ in range(timer.gpus)]
+        self.lat = 0.0
+        self.retimed = 0
+
+    def place(self, path: list[int]) -> int:
+        """Map ``path`` (sorted by rank) to the GPU of lowest latency (ties: lowest index)."""
+        gpu_of = self.gpu_of
+        best_g, best_lat, best_new = -1, 0.0, None
+        for gi in range(self.timer.gpus):
+            if best_g >= 0 and self.lat >= best_lat:
+                break  # no GPU can beat (nor, being higher, tie) the best so far
             for v in path:
                 gpu_of[v] = gi
-            e = end[:]
-            free = free0[:]
-            for v in seq:
-                gv = gpu_of[v]
-                t = free[gv]
-                for u, row in ins[v]:
-                    gu = gpu_of[u]
-                    if gu >= 0:
-                        a = e[u] + row[gu][gv]
-                        if a > t:
-                            t = a
-                t += cost[v]
-                if best_g >= 0 and t >= best_lat:
-                    break  # cannot beat (nor, being a higher GPU, tie) the best GPU so far
-                e[v] = t
-                free[gv] = t
-            else:
-                lat = max(free)
+            new = self._retime(path, gi, best_lat if best_g >= 0 else INF)
+            if new is not None:
+                lat = max(self.lat, max(new.values()))
                 if best_g < 0 or lat < best_lat:
-                    best_g, best_lat, best_end = gi, lat, e
-        # Step 4: commit.
+                    best_g, best_lat, best_new = gi, lat, new
+        rank = self.rank
+        end = self.end
         for v in path:
             gpu_of[v] = best_g
             r = rank[v]
-            k = bisect_left(mapped_r, r)
-            mapped_r.insert(k, r)
-            mapped.insert(k, v)
-            k = bisect_left(gpu_r[best_g], r)
-            gpu_r[best_g].insert(k, r)
-            gpu_ops[best_g].insert(k, v)
-        end = best_end
-        on_path = set(path)
-        unmapped = [v for v in unmapped if v not in on_path]
-    return gpu_of, paths
+            k = bisect_left(self.gpu_r[best_g], r)
+            self.gpu_r[best_g].insert(k, r)
+            self.gpu_ops[best_g].insert(k, v)
+        for v, t in best_new.items():
+            end[v] = t
+        self.lat = best_lat
+        return best_g
+
+    def _retime(self, path: list[int], gi: int, cut: float) -> dict[int, float] | None:
+        """New finish times of the operators that change when ``path`` runs on GPU ``gi``; None as
+        soon as one reaches ``cut``."""
+        t_ = self.timer
+        ins = t_.ins
+        cost = t_.cost
+        succs = t_.graph.succs
+        rank = self.rank
+        gpu_of = self.gpu_of
+        end = self.end
+        gpu_r = self.gpu_r
+        gpu_ops = self.gpu_ops
+        path_r = [rank[v] for v in path]
+        new: dict[int, float] = {}
+        heap = [(rank[v], v) for v in path]  # already sorted by rank: a heap
+        queued = set(path)
+        fresh = queued.copy()
+        while heap:
+            r, x = heapq.heappop(heap)
+            gx = gpu_of[x]
+            # the operator before x on its GPU, in rank order (the path included on GPU gi)
+            k = bisect_left(gpu_r[gx], r)
+            p = gpu_ops[gx][k - 1] if k else -1
+            nx = gpu_ops[gx][k] if k < len(gpu_ops[gx]) and gpu_ops[gx][k] != x else (
+                gpu_ops[gx][k + 1] if k + 1 < len(gpu_ops[gx]) else -1)
+            if gx == gi:
+                j = bisect_left(path_r, r)
+                if j and (p < 0 or path_r[j - 1] > rank[p]):
+                    p = path[j - 1]
+                j2 = j + 1 if j < len(path) and path[j] == x else j
+                if j2 < len(path) and (nx < 0 or path_r[j2] < rank[nx]):
+                    nx = path[j2]
+            if p < 0:
+                t = 0.0
+            else:
+                t = new.get(p)
+                if t is None:
+                    t = end[p]
+            for u, row in ins[x]:
+                gu = gpu_of[u]
+                if gu >= 0:
+                    eu = new.get(u)
+                    a = (end[u] if eu is None else eu) + row[gu][gx]
+                    if a > t:
+                        t = a
+            t += cost[x]
+            self.retimed += 1
+            if t >= cut:
+                return None
+            if x not in fresh and t == end[x]:
+                continue
+            new[x] = t
+            for w in succs[x]:
+                if gpu_of[w] >= 0 and w not in queued:
+                    queued.add(w)
+                    heapq.heappush(heap, (rank[w], w))
+            if nx >= 0 and nx not in queued:
+                queued.add(nx)
+                heapq.heappush(heap, (rank[nx], nx))
+        return new
 
 
 def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[list[list[int]]]:
