@@ -59,15 +59,19 @@ from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping
 
-__all__ = ["DEFAULT_REFINE", "longest_path_mapping", "stages_from_mapping", "finish", "check_refine",
-           "hios_lp"]
+__all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "longest_path_mapping", "stages_from_mapping", "finish",
+           "check_refine", "check_exact", "hios_lp"]
 
 #: Passes of the single-operator refinement (step 5) by default.
 DEFAULT_REFINE = 2
+#: The fast mode places paths exactly until this many re-timed operators per operator of the
+#: graph have been spent, then by the fast rule (so small graphs are placed exactly).
+EXACT_BUDGET = 64
 
 
-def longest_path_mapping(timer: FastTimer, rank: list[int]) -> tuple[list[int], int]:
-    """Steps 2-4: the GPU of every operator, and the number of paths mapped."""
+def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) -> tuple[list[int], int]:
+    """Steps 2-4: the GPU of every operator, and the number of paths mapped; ``exact=False``
+    places paths by the fast rule (:class:`_FastPlacement`)."""
     g = timer.graph
     n = timer.n
     cost = timer.cost
@@ -78,6 +82,7 @@ def longest_path_mapping(timer: FastTimer, rank: list[int]) -> tuple[list[int], 
     dist = [0.0] * n
     parent = [-1] * n
     place = _Placement(timer, rank, gpu_of)
+    budget = INF if exact else EXACT_BUDGET * n
     heap: list[tuple[float, int, int]] = []  # (-distance, topological position, operator), lazily deleted
     for v in g.topo:
         _path_step(v, in_w, gpu_of, dist, parent, cost)
@@ -99,6 +104,9 @@ def longest_path_mapping(timer: FastTimer, rank: list[int]) -> tuple[list[int], 
         path.sort(key=rank.__getitem__)
         paths += 1
         # Steps 3-4: place the path on its best GPU.
+        if place.retimed > budget:
+            place = _FastPlacement.take_over(place)
+            budget = INF
         place.place(path)
         left -= len(path)
         # Distances change only downstream of the path, in topological order, until nothing changes.
@@ -175,9 +183,10 @@ class _Placement:
         self.lat = best_lat
         return best_g
 
-    def _retime(self, path: list[int], gi: int, cut: float) -> dict[int, float] | None:
+    def _retime(self, path: list[int], gi: int, cut: float, cap: int = -1) -> dict[int, float] | None:
         """New finish times of the operators that change when ``path`` runs on GPU ``gi``; None as
-        soon as one reaches ``cut``."""
+        soon as one reaches ``cut``; with ``cap >= 0``, those of the first ``cap`` operators
+        re-timed after the path (the rest left stale)."""
         t_ = self.timer
         ins = t_.ins
         cost = t_.cost
@@ -224,6 +233,10 @@ class _Placement:
             self.retimed += 1
             if t >= cut:
                 return None
+            if cap >= 0 and x not in fresh:
+                if cap == 0:
+                    break
+                cap -= 1
             if x not in fresh and t == end[x]:
                 continue
             new[x] = t
@@ -235,6 +248,214 @@ class _Placement:
                 queued.add(nx)
                 heapq.heappush(heap, (rank[nx], nx))
         return new
+
+
+class _FastPlacement(_Placement):
+    """Step 3 for the fast mode (the default): the latency of the path on each GPU is
+    ``max(latency, longest path through the path's operators)``, the longest path through them
+    taken from the finish times of their producers and the schedule tails of their successors
+    (the longest path from an operator's finish to the end, through the next operator on its GPU
+    and its consumers) -- exact for a path of one operator when the kept times are exact.  O(path
+    length x degree x log n) per GPU.  After the choice, finish times are updated forward and
+    tails backward, each for at most ``CAP`` operators beyond the path (the rest stay stale:
+    the approximation), and every time the mapped set has grown by an eighth all are
+    recomputed in O(n + e)."""
+
+    CAP = 48
+    GROW = 1.125
+
+    def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
+        super().__init__(timer, rank, gpu_of)
+        from .refine import _out_rows
+        self.outs = _out_rows(timer)
+        self.stail = [0.0] * timer.n
+        self.count = 0
+        self.synced = 0
+
+    @classmethod
+    def take_over(cls, exact: _Placement) -> "_FastPlacement":
+        """Continue the partial schedule of an exact placement."""
+        fast = cls(exact.timer, exact.rank, exact.gpu_of)
+        fast.end, fast.gpu_r, fast.gpu_ops = exact.end, exact.gpu_r, exact.gpu_ops
+        fast.count = sum(len(x) for x in exact.gpu_ops)
+        fast._sync()
+        return fast
+
+    def place(self, path: list[int]) -> int:
+        gpu_of = self.gpu_of
+        rank = self.rank
+        ins = self.timer.ins
+        cost = self.timer.cost
+        outs = self.outs
+        end = self.end
+        stail = self.stail
+        on_path = set(path)
+        best_g, best_lat = -1, 0.0
+        for gi in range(self.timer.gpus):
+            r_list = self.gpu_r[gi]
+            o_list = self.gpu_ops[gi]
+            new: dict[int, float] = {}
+            through = 0.0
+            for v in path:
+                gpu_of[v] = gi
+            chain_t = 0.0
+            kprev = -1
+            last = len(path) - 1
+            for i, v in enumerate(path):
+                k = bisect_left(r_list, rank[v])
+                if kprev < 0:
+                    chain_t = end[o_list[k - 1]] if k else 0.0
+                else:
+                    # mapped operators between the previous path operator and v: pushed back
+                    for j in range(kprev, k):
+                        m = o_list[j]
+                        tm = chain_t + cost[m]
+                        if end[m] > tm:
+                            tm = end[m]
+                        if tm + stail[m] > through:
+                            through = tm + stail[m]
+                        chain_t = tm
+                kprev = k
+                t = chain_t
+                for u, row in ins[v]:
+                    gu = gpu_of[u]
+                    if gu >= 0:
+                        eu = new.get(u)
+                        a = (end[u] if eu is None else eu) + row[gu][gi]
+                        if a > t:
+                            t = a
+                t += cost[v]
+                new[v] = t
+                chain_t = t
+                out = 0.0
+                if i == last and k < len(o_list):
+                    nb = o_list[k]
+                    out = cost[nb] + stail[nb]
+                for w, row in outs[v]:
+                    gw = gpu_of[w]
+                    if gw >= 0 and w not in on_path:
+                        x = row[gi][gw] + cost[w] + stail[w]
+                        if x > out:
+                            out = x
+                if t + out > through:
+                    through = t + out
+                if best_g >= 0 and through >= best_lat:
+                    break  # cannot beat (nor, being a higher GPU, tie) the best so far
+            lat = self.lat if self.lat > through else through
+            if best_g < 0 or lat < best_lat:
+                best_g, best_lat = gi, lat
+        for v in path:
+            gpu_of[v] = best_g
+        new = self._retime(path, best_g, INF, self.CAP)
+        for v in path:
+            r = rank[v]
+            k = bisect_left(self.gpu_r[best_g], r)
+            self.gpu_r[best_g].insert(k, r)
+            self.gpu_ops[best_g].insert(k, v)
+        for v, t in new.items():
+            end[v] = t
+            if t > self.lat:
+                self.lat = t
+        if best_lat > self.lat:
+            self.lat = best_lat
+        for v in reversed(path):
+            stail[v] = self._tail_of(v)
+        self._tails_back(path)
+        self.count += len(path)
+        if self.count >= 64 and self.count >= self.synced * self.GROW:
+            self._sync()
+        return best_g
+
+    def _tail_of(self, x: int) -> float:
+        gx = self.gpu_of[x]
+        k = bisect_left(self.gpu_r[gx], self.rank[x])
+        o_list = self.gpu_ops[gx]
+        cost = self.timer.cost
+        stail = self.stail
+        t = cost[o_list[k + 1]] + stail[o_list[k + 1]] if k + 1 < len(o_list) else 0.0
+        gpu_of = self.gpu_of
+        for w, row in self.outs[x]:
+            gw = gpu_of[w]
+            if gw >= 0:
+                a = row[gx][gw] + cost[w] + stail[w]
+                if a > t:
+                    t = a
+        return t
+
+    def _tails_back(self, path: list[int]) -> None:
+        """Schedule tails of the path's producers and of the operators before it on its GPU, and
+        backward from them, in reverse rank order, for at most ``CAP`` operators."""
+        rank = self.rank
+        gpu_of = self.gpu_of
+        preds = self.timer.graph.preds
+        heap = []
+        queued = set(path)
+        for v in path:
+            g = gpu_of[v]
+            k = bisect_left(self.gpu_r[g], rank[v])
+            cand = [u for u in preds[v] if gpu_of[u] >= 0]
+            if k:
+                cand.append(self.gpu_ops[g][k - 1])
+            for u in cand:
+                if u not in queued:
+                    queued.add(u)
+                    heap.append((-rank[u], u))
+        heapq.heapify(heap)
+        cap = self.CAP
+        stail = self.stail
+        while heap and cap > 0:
+            cap -= 1
+            _, x = heapq.heappop(heap)
+            t = self._tail_of(x)
+            if t == stail[x]:
+                continue
+            stail[x] = t
+            g = gpu_of[x]
+            k = bisect_left(self.gpu_r[g], rank[x])
+            cand = [u for u in preds[x] if gpu_of[u] >= 0]
+            if k:
+                cand.append(self.gpu_ops[g][k - 1])
+            for u in cand:
+                if u not in queued:
+                    queued.add(u)
+                    heapq.heappush(heap, (-rank[u], u))
+
+    def _sync(self) -> None:
+        """Exact finish times and tails of the partial schedule, O(n + e)."""
+        self.synced = self.count
+        gpu_of = self.gpu_of
+        ins = self.timer.ins
+        cost = self.timer.cost
+        end = self.end
+        order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
+        free = [0.0] * self.timer.gpus
+        for v in order:
+            g = gpu_of[v]
+            t = free[g]
+            for u, row in ins[v]:
+                gu = gpu_of[u]
+                if gu >= 0:
+                    a = end[u] + row[gu][g]
+                    if a > t:
+                        t = a
+            t += cost[v]
+            end[v] = t
+            free[g] = t
+        self.lat = max(free)
+        stail = self.stail
+        follow = [-1] * self.timer.gpus
+        for v in reversed(order):
+            g = gpu_of[v]
+            nb = follow[g]
+            t = cost[nb] + stail[nb] if nb >= 0 else 0.0
+            for w, row in self.outs[v]:
+                gw = gpu_of[w]
+                if gw >= 0:
+                    a = row[g][gw] + cost[w] + stail[w]
+                    if a > t:
+                        t = a
+            stail[v] = t
+            follow[g] = v
 
 
 def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[list[list[int]]]:
@@ -279,6 +500,11 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     return Schedule.from_indices(graph, pad_gpus(best, gpus or G), algorithm, meta)
 
 
+def check_exact(exact) -> None:
+    if not isinstance(exact, bool):
+        raise HiosError(f"option exact must be true or false, got {exact!r}")
+
+
 def check_refine(refine) -> None:
     if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
         raise HiosError(f"option refine must be an integer >= 0 (passes), got {refine!r}")
@@ -286,12 +512,13 @@ def check_refine(refine) -> None:
 
 def hios_lp(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = True,
             window: int | None = None, streams: int | None = None, refine: int = DEFAULT_REFINE,
-            serialize_links: bool = False) -> Schedule:
+            serialize_links: bool = False, exact: bool = False) -> Schedule:
     window, streams = intra_options(window, streams)  # None: DEFAULT_WINDOW / DEFAULT_STREAMS of .intra_gpu
     check_refine(refine)
+    check_exact(exact)
     sim = Simulator(graph, search_machine(graph, machine), stage_model, serialize_links)
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
-    gpu_of, paths = longest_path_mapping(timer, rank)
-    return finish(graph, sim, timer, gpu_of, rank, "hios-lp", refine, intra, window, streams, {"paths": paths},
-                  machine.gpus)
+    gpu_of, paths = longest_path_mapping(timer, rank, exact)
+    return finish(graph, sim, timer, gpu_of, rank, "hios-lp", refine, intra, window, streams,
+                  {"paths": paths, "exact": exact}, machine.gpus)
