@@ -352,3 +352,34 @@ def test_cli_bad_arguments(tmp_path, capsys, args):
     save_graph(layered_dag(40, 80, 4, 0.8, 2), gpath)
     code, _, err = _cli(capsys, "simulate", gpath, *args)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+# -- issue 22: the fast placement (default) ---------------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=14), machines(), st.booleans())
+def test_fast_placement_gives_valid_deterministic_schedules(graph, machine, intra):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LP, "EXACT_BUDGET", 0)  # the fast rule from the second path on, even here
+        a = schedule(graph, machine, "hios-lp", intra=intra)
+        b = schedule(graph, machine, "hios-lp", intra=intra)
+    assert a.stages == b.stages
+    lat = check_schedule(graph, machine, a, grouped=intra)
+    assert lat <= sequential_latency(graph, machine)
+    assert a.meta["exact"] is False
+
+
+def test_fast_placement_used_beyond_the_budget(monkeypatch):
+    g = layered_dag(120, 240, 6, 0.8, 3)
+    m = Machine.preset(4)
+    exact = schedule(g, m, "hios-lp", exact=True)
+    assert schedule(g, m, "hios-lp").stages == exact.stages  # small graph: within the exact budget
+    monkeypatch.setattr(LP, "EXACT_BUDGET", 0)
+    fast = schedule(g, m, "hios-lp")
+    assert fast.stages != exact.stages  # the fast rule ran (and differs here)
+    assert check_schedule(g, m, fast, grouped=True) <= sequential_latency(g, m)
+
+
+def test_exact_option_checked():
+    with pytest.raises(HiosError, match="exact"):
+        schedule(layered_dag(10, 20, 2, 0.8, 1), Machine(2), "hios-lp", exact="yes")

@@ -17,8 +17,14 @@ Steps:
      latency of the partial schedule (the operators mapped so far plus the path; inputs from
      unmapped operators are ignored, as ``Simulator.run(stages, complete=False)`` does,
      including the transfers from operators mapped earlier on other GPUs).  Keep the GPU of
-     lowest latency; ties go to the lowest GPU index.  The evaluation is incremental: times of
-     operators ranked before the path's first operator do not change and are reused.
+     lowest latency; ties go to the lowest GPU index.  The evaluation is incremental: only the
+     operators whose finish time changes are re-timed, in rank order from the path on (times
+     of the others are reused), which gives the same latency as re-timing the whole partial
+     schedule.  This is O(n) per path: with ``exact=False`` (the default) it is used until
+     :data:`EXACT_BUDGET` re-timings per operator are spent (so small graphs are placed
+     exactly), then the fast rule of :class:`_FastPlacement` takes over: latency taken as
+     ``max(latency, longest path through the path)`` from kept finish times and schedule tails,
+     O(path x degree x log n) per GPU.  ``exact=True`` keeps the exact evaluation throughout.
   4. Mark the path mapped and repeat from 2 until every operator is mapped.
   5. Refine the mapping with at most ``refine`` passes of single-operator moves that never
      raise the latency (:mod:`.refine`).  ``refine=0`` skips steps 5 and 6 and gives the plain
