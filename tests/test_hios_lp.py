@@ -369,15 +369,23 @@ def test_fast_placement_gives_valid_deterministic_schedules(graph, machine, intr
     assert a.meta["exact"] is False
 
 
-def test_fast_placement_used_beyond_the_budget(monkeypatch):
-    g = layered_dag(120, 240, 6, 0.8, 3)
-    m = Machine.preset(4)
-    exact = schedule(g, m, "hios-lp", exact=True)
-    assert schedule(g, m, "hios-lp").stages == exact.stages  # small graph: within the exact budget
-    monkeypatch.setattr(LP, "EXACT_BUDGET", 0)
-    fast = schedule(g, m, "hios-lp")
-    assert fast.stages != exact.stages  # the fast rule ran (and differs here)
-    assert check_schedule(g, m, fast, grouped=True) <= sequential_latency(g, m)
+def test_fast_placement_with_exact_kept_times_chooses_as_the_exact_one(monkeypatch):
+    g = layered_dag(300, 600, 8, 0.8, 3)
+    timer = FastTimer(Simulator(g, Machine.preset(4)))
+    rank = lst_ranks(timer)
+    exact, paths = LP.longest_path_mapping(timer, rank, True)
+    calls = []
+    real = LP._FastPlacement.place
+    monkeypatch.setattr(LP._FastPlacement, "place", lambda self, path: calls.append(1) or real(self, path))
+    monkeypatch.setattr(LP, "EXACT_BUDGET", -1)  # the fast rule for every path
+    assert LP.longest_path_mapping(timer, rank, False) == (exact, paths)  # kept times exact: CAP > n
+    assert len(calls) == paths
+    monkeypatch.setattr(LP._FastPlacement, "CAP", 0)  # stale times: another, valid mapping
+    monkeypatch.setattr(LP._FastPlacement, "GROW", 1e9)
+    stale, _ = LP.longest_path_mapping(timer, rank, False)
+    assert stale != exact and min(stale) >= 0
+    s = schedule(g, Machine.preset(4), "hios-lp")
+    assert check_schedule(g, Machine.preset(4), s, grouped=True) <= sequential_latency(g, Machine.preset(4))
 
 
 def test_exact_option_checked():

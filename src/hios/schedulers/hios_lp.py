@@ -259,15 +259,16 @@ class _Placement:
 class _FastPlacement(_Placement):
     """Step 3 for the fast mode (the default): the latency of the path on each GPU is
     ``max(latency, longest path through the path's operators)``, the longest path through them
-    taken from the finish times of their producers and the schedule tails of their successors
-    (the longest path from an operator's finish to the end, through the next operator on its GPU
-    and its consumers) -- exact for a path of one operator when the kept times are exact.  O(path
-    length x degree x log n) per GPU.  After the choice, finish times are updated forward and
-    tails backward, each for at most ``CAP`` operators beyond the path (the rest stay stale:
-    the approximation), and every time the mapped set has grown by an eighth all are
-    recomputed in O(n + e)."""
+    taken from the kept finish times of their producers and the kept schedule tails of their
+    successors (the longest path from an operator's finish to the end, through the next
+    operator on its GPU and its consumers), and the mapped operators between two path operators
+    pushed back; O(path span x degree) per GPU.  With exact kept times this chooses exactly as
+    :class:`_Placement` does (checked on the scale graphs); the approximation is in keeping them:
+    after the choice, finish times are updated forward and tails backward, each over at most
+    ``CAP`` operators (the rest stay stale), and every time the mapped set has grown by an
+    eighth all are recomputed in O(n + e)."""
 
-    CAP = 48
+    CAP = 1000
     GROW = 1.125
 
     def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
@@ -364,8 +365,6 @@ class _FastPlacement(_Placement):
                 self.lat = t
         if best_lat > self.lat:
             self.lat = best_lat
-        for v in reversed(path):
-            stail[v] = self._tail_of(v)
         self._tails_back(path)
         self.count += len(path)
         if self.count >= 64 and self.count >= self.synced * self.GROW:
@@ -389,32 +388,27 @@ class _FastPlacement(_Placement):
         return t
 
     def _tails_back(self, path: list[int]) -> None:
-        """Schedule tails of the path's producers and of the operators before it on its GPU, and
-        backward from them, in reverse rank order, for at most ``CAP`` operators."""
+        """Schedule tails of the path's operators, then backward from them (their producers and
+        the operators before them on their GPU), in reverse rank order, stopping where a tail
+        does not change; at most ``CAP`` operators beyond the path."""
         rank = self.rank
         gpu_of = self.gpu_of
         preds = self.timer.graph.preds
-        heap = []
-        queued = set(path)
-        for v in path:
-            g = gpu_of[v]
-            k = bisect_left(self.gpu_r[g], rank[v])
-            cand = [u for u in preds[v] if gpu_of[u] >= 0]
-            if k:
-                cand.append(self.gpu_ops[g][k - 1])
-            for u in cand:
-                if u not in queued:
-                    queued.add(u)
-                    heap.append((-rank[u], u))
+        heap = [(-rank[v], v) for v in path]
         heapq.heapify(heap)
+        on_path = set(path)
+        queued = set(path)
         cap = self.CAP
         stail = self.stail
-        while heap and cap > 0:
-            cap -= 1
+        while heap:
             _, x = heapq.heappop(heap)
             t = self._tail_of(x)
-            if t == stail[x]:
-                continue
+            if x not in on_path:
+                if cap <= 0:
+                    continue  # left stale (path operators still pending are done)
+                cap -= 1
+                if t == stail[x]:
+                    continue
             stail[x] = t
             g = gpu_of[x]
             k = bisect_left(self.gpu_r[g], rank[x])
@@ -474,7 +468,7 @@ def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[l
 
 def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], rank: list[int],
            algorithm: str, refine: int, intra: bool, window: int, streams: int, meta: dict,
-           gpus: int | None = None) -> Schedule:
+           gpus: int | None = None, exact: bool = True) -> Schedule:
     """Steps 5-8 of HIOS-LP, shared with HIOS-MR.  Every choice between whole schedules here is
     made by ``sim``, so under its link model (``serialize_links`` included); ``gpus`` pads the
     result with empty GPUs (the machine's count when the search used fewer)."""
@@ -493,7 +487,7 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     meta.update({"ordered_latency": best_lat, "intra": bool(intra)})
     if intra:
         meta.update({"intra_window": window, "intra_streams": streams})
-        grouped, _ = improve_stages(timer, best, window, streams)
+        grouped, _ = improve_stages(timer, best, window, streams, exact=exact)
         lat = sim.run(grouped).latency
         if lat <= best_lat:
             best, best_lat = grouped, lat
@@ -527,4 +521,4 @@ def hios_lp(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = T
     rank = lst_ranks(timer)
     gpu_of, paths = longest_path_mapping(timer, rank, exact)
     return finish(graph, sim, timer, gpu_of, rank, "hios-lp", refine, intra, window, streams,
-                  {"paths": paths, "exact": exact}, machine.gpus)
+                  {"paths": paths, "exact": exact}, machine.gpus, exact)

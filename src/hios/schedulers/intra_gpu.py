@@ -37,7 +37,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import FastTimer, StageChain, check_intra_options
+from ._fastsim import INF, FastTimer, StageChain, check_intra_options
 
 __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
 
@@ -48,6 +48,10 @@ __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages
 DEFAULT_WINDOW = 4
 #: Most operators grouped into one stage (streams of one GPU used at once).
 DEFAULT_STREAMS = 4
+#: Fast mode: stages re-timed exactly (per operator of the graph) before the fast rule takes over.
+EXACT_WAVE_BUDGET = 100
+#: Fast mode: most stages whose times are updated forward (and tails backward) after a change.
+WAVE_CAP = 48
 
 
 def intra_options(window: int | None = None, streams: int | None = None) -> tuple[int, int]:
@@ -60,12 +64,14 @@ def intra_options(window: int | None = None, streams: int | None = None) -> tupl
 
 def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int | None = None,
                    streams: int | None = None, anc: list[int] | None = None,
-                   latency: float | None = None) -> tuple[list[list[list[int]]], float]:
+                   latency: float | None = None, exact: bool = True) -> tuple[list[list[list[int]]], float]:
     """Steps 1-3 on index stages; returns the new stages (the input is not modified) and the
-    latency the fast evaluator gives them.  Candidates are timed incrementally
-    (:class:`._fastsim.StageChain`): only the stages whose times a candidate changes are
-    re-timed, with the same result as timing the whole schedule.  ``latency`` is accepted for
-    compatibility and not needed."""
+    latency the fast evaluator gives them (in the fast mode, its latency after a last full
+    re-timing).  Candidates are timed incrementally (:class:`._fastsim.StageChain`): only the
+    stages whose times a candidate changes are re-timed, with the same result as timing the whole
+    schedule.  ``exact=False``: once :data:`EXACT_WAVE_BUDGET` re-timed stages per operator are
+    spent, the rest of the walk uses the fast rule (module docstring).  ``latency`` is accepted
+    for compatibility and not needed."""
     window, streams = intra_options(window, streams)
     try:
         chain = StageChain(timer, stages)
@@ -76,6 +82,10 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
         return chain.stages(), cur
     if anc is None:
         anc = timer.graph.ancestors_mask()
+    budget = INF if exact else EXACT_WAVE_BUDGET * timer.n
+    fast = False
+    since_sync = 0
+    sync_every = max(64, timer.n // 16)
     for gi in range(len(stages)):
         base = chain.first[gi]
         while base is not None:
@@ -83,6 +93,9 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
             if room <= 0:
                 base = base.next
                 continue
+            if not fast and chain.pops > budget:
+                fast = True
+                cur = chain.resync()
             win = [base]
             s = base.next
             while s is not None and len(win) < window:
@@ -98,14 +111,37 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                     cand = chain.regroup(base, [win[q] for q in pick])
                     if chain.deadlocks(cand):
                         continue
+                    if fast:
+                        est = chain.estimate(cand, cur)
+                        if est is None or est[0] > cur * (1.0 + 1e-12):
+                            continue
+                        if not est[1]:  # the window is not critical: the latency stays cur
+                            if best is None:
+                                best, best_lat = cand, est[0]
+                            break
+                        if best is None or est[0] < best_lat:
+                            best, best_lat = cand, est[0]
+                        continue
                     lat = chain.evaluate(cand, best_lat)
                     if lat < best_lat or (best is None and lat <= cur):
                         best, best_lat = cand, lat
+                else:
+                    continue
+                break
             if best is not None:
-                chain.commit(best)
-                cur = best_lat
+                if fast:
+                    chain.commit_estimated(best, WAVE_CAP)
+                    since_sync += 1
+                    if since_sync >= sync_every:
+                        cur = chain.resync()
+                        since_sync = 0
+                else:
+                    chain.commit(best)
+                    cur = best_lat
                 base = best.group
             base = base.next
+    if fast:
+        cur = chain.resync()
     return chain.stages(), cur
 
 
