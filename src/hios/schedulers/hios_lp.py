@@ -33,8 +33,8 @@ Steps:
      (earliest start first, ties by rank; :mod:`.list_order`), whichever the simulator finds
      faster (rank order on a tie).  Both orders are dependency-consistent.
   7. Unless ``intra=False``, apply the intra-GPU sliding window (:mod:`.intra_gpu`) with
-     ``window`` and ``streams``, walking each GPU in the order of step 6; keep its result only
-     if the simulator confirms it is not slower.
+     ``window`` and ``streams``, walking each GPU in the order of step 6 (its fast mode unless
+     ``exact=True``); keep its result only if the simulator confirms it is not slower.
   8. Simulate the result; if it is slower than running every operator in sequence on GPU 0,
      return that sequential schedule instead (so HIOS-LP is never worse than sequential).
 
@@ -44,6 +44,9 @@ machine's link model, ``serialize_links`` included, so the answer is never worse
 under the model it is evaluated with.  GPUs: on a uniform machine with more GPUs than the graph
 can use at once (:func:`._fastsim.usable_gpus`), the search runs on that many and the result is
 padded with empty GPUs, so the work does not grow with unusable GPUs.
+
+``exact=True`` gives today's (issue 22) results bit for bit, in O(n^2) time; the default fast mode
+is checked against it on quality by ``benchmarks/placement_quality.py``.
 
 ``meta`` records the number of paths, the latency after the mapping (``mapping_latency``), after
 refinement (``refined_latency``) and after ordering (``ordered_latency``), the moves made, the

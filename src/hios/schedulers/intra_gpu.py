@@ -21,6 +21,20 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
      except through the documented transfer-dedup difference of the fast evaluator), return the
      input unchanged.
 
+Fast mode (``exact=False``, what HIOS-LP uses unless ``exact=True``; HIOS-MR stays exact): step 3's
+re-timing of a candidate reaches a number of stages that grows with the schedule, so once
+:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent the rest of the walk uses an
+estimate instead (:meth:`._fastsim.StageChain.estimate`): the new finish times of the window's
+stages from the kept finish times of their producers, plus the kept schedule tails of their
+successors, give the longest path through the changed window in O(window x degree).  When no
+old window stage is critical the latency is unchanged as long as that path is not longer than
+it, and the first (smallest) such candidate is kept; when the window is critical, the candidate
+of shortest path through it, if not above the latency.  A candidate with a producer starting
+after the window's first stage (it might depend on the window) is skipped.  After a change,
+finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages, and all
+are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Exactness gives way
+here (the kept times may be stale); ``benchmarks/placement_quality.py`` measures the quality.
+
 ``window`` (default :data:`DEFAULT_WINDOW`) and ``streams`` (default :data:`DEFAULT_STREAMS`)
 bound the work: each position tries at most ``2 ** (window - 1) - 1`` candidates.  Every
 function here and in the HIOS mappers takes ``None`` for "the module constant at call time", so
