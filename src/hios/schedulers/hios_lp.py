@@ -149,6 +149,19 @@ def _path_step(v: int, in_w, gpu_of: list[int], dist: list[float], parent: list[
     parent[v] = par
 
 
+def _ready(t: float, inputs, gpu_of: list[int], new: dict[int, float], end: list[float], gpu: int) -> float:
+    """Latest of ``t`` and the arrival on ``gpu`` of every input from a mapped operator (its finish
+    from ``new`` if there, else ``end``)."""
+    for u, row in inputs:
+        gu = gpu_of[u]
+        if gu >= 0:
+            eu = new.get(u)
+            a = (end[u] if eu is None else eu) + row[gu][gpu]
+            if a > t:
+                t = a
+    return t
+
+
 class _Placement:
     """Step 3 for the exact mode: the partial schedule (each GPU in rank order, finish times kept)
     and the latency of adding a path to one GPU, re-timing only the operators whose finish time
@@ -179,18 +192,23 @@ class _Placement:
                 lat = max(self.lat, max(new.values()))
                 if best_g < 0 or lat < best_lat:
                     best_g, best_lat, best_new = gi, lat, new
-        rank = self.rank
-        end = self.end
         for v in path:
             gpu_of[v] = best_g
-            r = rank[v]
-            k = bisect_left(self.gpu_r[best_g], r)
-            self.gpu_r[best_g].insert(k, r)
-            self.gpu_ops[best_g].insert(k, v)
-        for v, t in best_new.items():
-            end[v] = t
+        self._insert(path, best_g, best_new)
         self.lat = best_lat
         return best_g
+
+    def _insert(self, path: list[int], gpu: int, new: dict[int, float]) -> None:
+        """Add the path (mapped to ``gpu``) to that GPU's rank order; keep the ``new`` finish times."""
+        rank = self.rank
+        for v in path:
+            r = rank[v]
+            k = bisect_left(self.gpu_r[gpu], r)
+            self.gpu_r[gpu].insert(k, r)
+            self.gpu_ops[gpu].insert(k, v)
+        end = self.end
+        for v, t in new.items():
+            end[v] = t
 
     def _retime(self, path: list[int], gi: int, cut: float, cap: int = -1) -> dict[int, float] | None:
         """New finish times of the operators that change when ``path`` runs on GPU ``gi``; None as
@@ -231,14 +249,7 @@ class _Placement:
                 t = new.get(p)
                 if t is None:
                     t = end[p]
-            for u, row in ins[x]:
-                gu = gpu_of[u]
-                if gu >= 0:
-                    eu = new.get(u)
-                    a = (end[u] if eu is None else eu) + row[gu][gx]
-                    if a > t:
-                        t = a
-            t += cost[x]
+            t = _ready(t, ins[x], gpu_of, new, end, gx) + cost[x]
             self.retimed += 1
             if t >= cut:
                 return None
@@ -327,14 +338,7 @@ class _FastPlacement(_Placement):
                         chain_t = tm
                 kprev = k
                 t = chain_t
-                for u, row in ins[v]:
-                    gu = gpu_of[u]
-                    if gu >= 0:
-                        eu = new.get(u)
-                        a = (end[u] if eu is None else eu) + row[gu][gi]
-                        if a > t:
-                            t = a
-                t += cost[v]
+                t = _ready(t, ins[v], gpu_of, new, end, gi) + cost[v]
                 new[v] = t
                 chain_t = t
                 out = 0.0
@@ -357,15 +361,8 @@ class _FastPlacement(_Placement):
         for v in path:
             gpu_of[v] = best_g
         new = self._retime(path, best_g, INF, self.CAP)
-        for v in path:
-            r = rank[v]
-            k = bisect_left(self.gpu_r[best_g], r)
-            self.gpu_r[best_g].insert(k, r)
-            self.gpu_ops[best_g].insert(k, v)
-        for v, t in new.items():
-            end[v] = t
-            if t > self.lat:
-                self.lat = t
+        self._insert(path, best_g, new)
+        self.lat = max(self.lat, max(new.values()))
         if best_lat > self.lat:
             self.lat = best_lat
         self._tails_back(path)
@@ -378,10 +375,14 @@ class _FastPlacement(_Placement):
         gx = self.gpu_of[x]
         k = bisect_left(self.gpu_r[gx], self.rank[x])
         o_list = self.gpu_ops[gx]
+        return self._tail_after(x, gx, o_list[k + 1] if k + 1 < len(o_list) else -1)
+
+    def _tail_after(self, x: int, gx: int, nb: int) -> float:
+        """Schedule tail of ``x`` on GPU ``gx`` followed there by ``nb`` (-1: none)."""
         cost = self.timer.cost
         stail = self.stail
-        t = cost[o_list[k + 1]] + stail[o_list[k + 1]] if k + 1 < len(o_list) else 0.0
         gpu_of = self.gpu_of
+        t = cost[nb] + stail[nb] if nb >= 0 else 0.0
         for w, row in self.outs[x]:
             gw = gpu_of[w]
             if gw >= 0:
@@ -432,32 +433,16 @@ class _FastPlacement(_Placement):
         end = self.end
         order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
         free = [0.0] * self.timer.gpus
+        none: dict[int, float] = {}
         for v in order:
             g = gpu_of[v]
-            t = free[g]
-            for u, row in ins[v]:
-                gu = gpu_of[u]
-                if gu >= 0:
-                    a = end[u] + row[gu][g]
-                    if a > t:
-                        t = a
-            t += cost[v]
-            end[v] = t
-            free[g] = t
+            end[v] = free[g] = _ready(free[g], ins[v], gpu_of, none, end, g) + cost[v]
         self.lat = max(free)
         stail = self.stail
         follow = [-1] * self.timer.gpus
         for v in reversed(order):
             g = gpu_of[v]
-            nb = follow[g]
-            t = cost[nb] + stail[nb] if nb >= 0 else 0.0
-            for w, row in self.outs[v]:
-                gw = gpu_of[w]
-                if gw >= 0:
-                    a = row[g][gw] + cost[w] + stail[w]
-                    if a > t:
-                        t = a
-            stail[v] = t
+            stail[v] = self._tail_after(v, g, follow[g])
             follow[g] = v
 
 
