@@ -222,3 +222,21 @@ def test_fast_mode_groups_on_a_layered_graph(monkeypatch):
     assert any(len(st) > 1 for sts in fast for st in sts)
     assert lat_fast <= timer.latency(idx)
     assert lat_fast <= lat_exact * 1.02  # measured: within 2 % of the exact walk here
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fast_mode_with_exact_kept_times_walks_as_the_exact_mode(monkeypatch, seed):
+    # with no caps the kept times stay exact, and the estimate decides only non-critical windows,
+    # where it is exact: the same stages as the exact walk
+    from hios.generate import layered_dag
+    from hios.schedulers import schedule
+    g = layered_dag(150, 300, 6, 0.8, seed)
+    m = Machine.preset(4)
+    base = schedule(g, m, "hios-lp", intra=False, exact=True)
+    timer = FastTimer(Simulator(g, m))
+    idx = base.indexed(g) + [[] for _ in range(4 - len(base.stages))]
+    exact, lat_exact = improve_stages(timer, idx)
+    for name, value in (("EXACT_WAVE_BUDGET", -1), ("WAVE_CAP", 10**9), ("FAST_WAVE_CAP", 10**9)):
+        monkeypatch.setattr(intra_module, name, value)
+    fast, lat_fast = improve_stages(timer, idx, exact=False)
+    assert (fast, lat_fast) == (exact, lat_exact)

@@ -270,6 +270,7 @@ class StageChain:
     def __init__(self, timer: FastTimer, stages: Sequence[Sequence[Sequence[int]]]):
         self.timer = timer
         self.pops = 0  # stages re-timed by spread(), for the work budget of the intra-GPU step
+        self.capped = False  # whether the last spread() stopped at its cap
         self.outs: list | None = None  # outs[u] = [(v, row)], built by the fast mode
         n = timer.n
         self.stage_of: list[Stage | None] = [None] * n
@@ -411,9 +412,10 @@ class StageChain:
                 todo.append(x)
         return False
 
-    def evaluate(self, c: Regroup, limit: float = INF) -> float:
+    def evaluate(self, c: Regroup, limit: float = INF, cap: int | None = None) -> float:
         """Latency of the schedule changed by ``c`` (also kept in ``c.latency``), or ``INF`` as soon
-        as a new finish time plus its stage's cost-only tail exceeds ``limit`` (beyond rounding)."""
+        as a new finish time plus its stage's cost-only tail exceeds ``limit`` (beyond rounding);
+        with ``cap``, also ``INF`` (and :attr:`capped` set) once more than ``cap`` stages change."""
         group = c.group
         chain = [group] + c.rest
         prev_of: dict[Stage, Stage | None] = {group: c.base.prev}
@@ -427,8 +429,9 @@ class StageChain:
             prev_of[c.after] = chain[-1]
             seeds.append(c.after)  # its previous stage changed
         c.latency = INF
-        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit)
-        if fins is None:
+        self.capped = False
+        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit, cap)
+        if fins is None or self.capped:
             return INF
         c.fins = fins
         last = list(self.last)
@@ -484,6 +487,7 @@ class StageChain:
             queued.discard(s)
             pops += 1
             if pops > cap:  # exact: cannot happen for a change that passed deadlocks(); never spin
+                self.capped = True
                 return fins if partial else None
             self.pops += 1
             p = prev_of[s] if s in prev_of else s.prev
@@ -611,19 +615,23 @@ class StageChain:
             x.fin + x.stl >= edge for x in c.rest)
         return through, critical
 
-    def commit_estimated(self, c: Regroup, cap: int) -> None:
-        """Fast mode: apply a change whose window times :meth:`estimate` computed; finish times
-        are then spread forward and tails backward, each over at most ``cap`` stages (the rest
-        stay stale until the next :meth:`resync`)."""
+    def commit_fast(self, c: Regroup, cap: int) -> None:
+        """Fast mode: apply a change evaluated by :meth:`evaluate` or :meth:`estimate` (then only
+        its window's times are known, and finish times are spread forward over at most ``cap``
+        stages); tails are updated backward over at most ``cap`` stages (the rest stay stale
+        until the next :meth:`resync`)."""
         old = list(c.picked) + [c.base]
+        estimated = c.latency == INF
         self.commit(c)
         chain = [c.group] + c.rest
         for s in reversed(chain):
             s.stl = self._stail(s)
         seeds = []
-        if c.after is not None:
+        if not estimated:
+            pass  # evaluate() re-timed every stage the change reaches
+        elif c.after is not None:
             seeds.append(c.after)
-        for s in chain:
+        for s in chain if estimated else []:
             for v in s.ops:
                 for w, _row in self.outs[v]:
                     sw = self.stage_of[w]

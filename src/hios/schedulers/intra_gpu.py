@@ -23,22 +23,19 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
 
 Fast mode (``exact=False``, what HIOS-LP uses unless ``exact=True``; HIOS-MR stays exact): step 3's
 re-timing of a candidate reaches a number of stages that grows with the schedule, so once
-:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent the rest of the walk uses an
-estimate instead (:meth:`._fastsim.StageChain.estimate`): the new finish times of the window's
-stages from the kept finish times of their producers, plus the kept schedule tails of their
-successors, give the longest path through the changed window in O(window x degree).  When no
-old window stage is critical the latency is unchanged as long as that path is not longer than
-it, and the first (smallest) such candidate is kept; when the window is critical, the candidate
-of shortest path through it, if not above the latency.  A candidate with a producer starting
-after the window's first stage (it might depend on the window) is skipped.  After a change,
-finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages, and all
-are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Exactness gives way
-here (the kept times may be stale); ``benchmarks/placement_quality.py`` measures the quality.
-
-``window`` (default :data:`DEFAULT_WINDOW`) and ``streams`` (default :data:`DEFAULT_STREAMS`)
-bound the work: each position tries at most ``2 ** (window - 1) - 1`` candidates.  Every
-function here and in the HIOS mappers takes ``None`` for "the module constant at call time", so
-the constants may be changed (e.g. from measurements) after import.
+:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent the rest of the walk first
+estimates each candidate (:meth:`._fastsim.StageChain.estimate`): the new finish times of the
+window's stages from the kept finish times of their producers, plus the kept schedule tails of
+their successors, give the longest path through the changed window in O(window x degree).  A
+candidate whose path is longer than the latency is rejected; when no old stage of its window is
+critical its latency is exactly the current one (kept times being exact), so it is taken only as
+the first such candidate, without re-timing.  A candidate of a critical window, or with a producer
+starting after the window's first stage (it might depend on the window), is re-timed as in step
+3 if that reaches at most :data:`FAST_WAVE_CAP` stages, else its estimate decides.  After a
+change, finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages,
+and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Exactness gives
+way only through stale kept times and capped re-timings; ``benchmarks/placement_quality.py``
+measures the quality against the exact mode.
 """
 
 from __future__ import annotations
@@ -66,6 +63,8 @@ DEFAULT_STREAMS = 4
 EXACT_WAVE_BUDGET = 100
 #: Fast mode: most stages whose times are updated forward (and tails backward) after a change.
 WAVE_CAP = 48
+#: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides.
+FAST_WAVE_CAP = 256
 
 
 def intra_options(window: int | None = None, streams: int | None = None) -> tuple[int, int]:
@@ -127,24 +126,26 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                         continue
                     if fast:
                         est = chain.estimate(cand, cur)
-                        if est is None or est[0] > cur * (1.0 + 1e-12):
-                            continue
-                        if not est[1]:  # the window is not critical: the latency stays cur
+                        if est is not None and est[0] > cur * (1.0 + 1e-12):
+                            continue  # a path through the window is longer than the latency
+                        if est is not None and not est[1]:  # the window is not critical: the latency stays cur
                             if best is None:
+                                best, best_lat = cand, cur
+                            continue
+                        lat = chain.evaluate(cand, best_lat, FAST_WAVE_CAP)
+                        if chain.capped:  # too far-reaching to re-time: the estimate decides
+                            if est is not None and (best is None or est[0] < best_lat):
+                                cand.latency = INF
                                 best, best_lat = cand, est[0]
-                            break
-                        if best is None or est[0] < best_lat:
-                            best, best_lat = cand, est[0]
-                        continue
-                    lat = chain.evaluate(cand, best_lat)
+                            continue
+                    else:
+                        lat = chain.evaluate(cand, best_lat)
                     if lat < best_lat or (best is None and lat <= cur):
                         best, best_lat = cand, lat
-                else:
-                    continue
-                break
             if best is not None:
                 if fast:
-                    chain.commit_estimated(best, WAVE_CAP)
+                    chain.commit_fast(best, WAVE_CAP)
+                    cur = chain.latency()  # from the kept finish times
                     since_sync += 1
                     if since_sync >= sync_every:
                         cur = chain.resync()
