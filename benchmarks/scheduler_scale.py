@@ -124,16 +124,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def fit_exponent(pts: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope of log(CPU s) against log(operators): t ~ n ** slope."""
+    pts = [(math.log(n), math.log(t)) for n, t in pts if t > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else None
+
+
 def slopes(rows: list[dict]) -> list[str]:
-    """Log-log slope of CPU time against operators between the two largest measured sizes."""
+    """Fitted exponent of CPU time against operators over the sizes from 1,000 operators on."""
     out = []
     for label in VARIANTS:
         for g in sorted({r["gpus"] for r in rows}):
             pts = sorted((r["operators"], r["cpu_s"]) for r in rows if r["algorithm"] == label and r["gpus"] == g
                          and r["operators"] >= 1000 and r["cpu_s"] > 0)
-            if len(pts) >= 2:
-                (n0, t0), (n1, t1) = pts[0], pts[-1]
-                out.append(f"{label}, {g} GPUs: slope {math.log(t1 / t0) / math.log(n1 / n0):.2f} ({n0}-{n1} ops)")
+            k = fit_exponent(pts)
+            if k is not None:
+                out.append(f"{label}, {g} GPUs: fitted exponent {k:.2f} over {len(pts)} sizes "
+                           f"({pts[0][0]}-{pts[-1][0]} ops)")
     return out
 
 
@@ -150,7 +162,9 @@ def plot(rows: list[dict], path: Path) -> None:
                          if r["algorithm"] == label and r["gpus"] == g)
             if not pts:
                 continue
-            axes[0][j].plot([p[0] for p in pts], [max(p[1], 1e-5) for p in pts], "o-", label=label)
+            k = fit_exponent([(p[0], p[1]) for p in pts if p[0] >= 1000])
+            name = label if k is None else f"{label} (n^{k:.2f} from 1,000)"
+            axes[0][j].plot([p[0] for p in pts], [max(p[1], 1e-5) for p in pts], "o-", label=name)
             mem = [(p[0], p[2]) for p in pts if p[2] is not None]
             if mem and panels == 2:
                 axes[1][j].plot([p[0] for p in mem], [max(p[1], 1e-3) for p in mem], "o-", label=label)

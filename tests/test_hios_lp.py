@@ -352,3 +352,42 @@ def test_cli_bad_arguments(tmp_path, capsys, args):
     save_graph(layered_dag(40, 80, 4, 0.8, 2), gpath)
     code, _, err = _cli(capsys, "simulate", gpath, *args)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+# -- issue 22: the fast placement (default) ---------------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=14), machines(), st.booleans())
+def test_fast_placement_gives_valid_deterministic_schedules(graph, machine, intra):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LP, "EXACT_BUDGET", 0)  # the fast rule from the second path on, even here
+        a = schedule(graph, machine, "hios-lp", intra=intra)
+        b = schedule(graph, machine, "hios-lp", intra=intra)
+    assert a.stages == b.stages
+    lat = check_schedule(graph, machine, a, grouped=intra)
+    assert lat <= sequential_latency(graph, machine)
+    assert a.meta["exact"] is False
+
+
+def test_fast_placement_with_exact_kept_times_chooses_as_the_exact_one(monkeypatch):
+    g = layered_dag(300, 600, 8, 0.8, 3)
+    timer = FastTimer(Simulator(g, Machine.preset(4)))
+    rank = lst_ranks(timer)
+    exact, paths = LP.longest_path_mapping(timer, rank, True)
+    calls = []
+    real = LP._FastPlacement.place
+    monkeypatch.setattr(LP._FastPlacement, "place", lambda self, path: calls.append(1) or real(self, path))
+    monkeypatch.setattr(LP, "EXACT_BUDGET", -1)  # the fast rule for every path
+    assert LP.longest_path_mapping(timer, rank, False) == (exact, paths)  # kept times exact: CAP > n
+    assert len(calls) == paths
+    monkeypatch.setattr(LP._FastPlacement, "CAP", 0)  # stale times: another, valid mapping
+    monkeypatch.setattr(LP._FastPlacement, "GROW", 1e9)
+    stale, _ = LP.longest_path_mapping(timer, rank, False)
+    assert stale != exact and min(stale) >= 0
+    s = schedule(g, Machine.preset(4), "hios-lp")
+    assert check_schedule(g, Machine.preset(4), s, grouped=True) <= sequential_latency(g, Machine.preset(4))
+
+
+def test_exact_option_checked():
+    with pytest.raises(HiosError, match="exact"):
+        schedule(layered_dag(10, 20, 2, 0.8, 1), Machine(2), "hios-lp", exact="yes")

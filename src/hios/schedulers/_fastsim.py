@@ -223,7 +223,7 @@ class Stage:
     """One stage of a :class:`StageChain`: its operators, duration, current finish time, the
     longest cost-only tail of its operators, and its neighbours on its GPU."""
 
-    __slots__ = ("ops", "gpu", "dur", "fin", "tail", "prev", "next")
+    __slots__ = ("ops", "gpu", "dur", "fin", "tail", "prev", "next", "stl")
 
     def __init__(self, ops: list[int], gpu: int, dur: float, tail: float):
         self.ops = ops
@@ -233,6 +233,7 @@ class Stage:
         self.tail = tail
         self.prev: Stage | None = None
         self.next: Stage | None = None
+        self.stl = 0.0  # schedule tail (fast mode of the intra-GPU step): longest path from fin to the end
 
 
 class Regroup:
@@ -268,6 +269,9 @@ class StageChain:
 
     def __init__(self, timer: FastTimer, stages: Sequence[Sequence[Sequence[int]]]):
         self.timer = timer
+        self.pops = 0  # stages re-timed by spread(), for the work budget of the intra-GPU step
+        self.capped = False  # whether the last spread() stopped at its cap
+        self.outs: list | None = None  # outs[u] = [(v, row)], built by the fast mode
         n = timer.n
         self.stage_of: list[Stage | None] = [None] * n
         self.gpu_of = [-1] * n
@@ -408,9 +412,10 @@ class StageChain:
                 todo.append(x)
         return False
 
-    def evaluate(self, c: Regroup, limit: float = INF) -> float:
+    def evaluate(self, c: Regroup, limit: float = INF, cap: int | None = None) -> float:
         """Latency of the schedule changed by ``c`` (also kept in ``c.latency``), or ``INF`` as soon
-        as a new finish time plus its stage's cost-only tail exceeds ``limit`` (beyond rounding)."""
+        as a new finish time plus its stage's cost-only tail exceeds ``limit`` (beyond rounding);
+        with ``cap``, also ``INF`` (and :attr:`capped` set) once more than ``cap`` stages change."""
         group = c.group
         chain = [group] + c.rest
         prev_of: dict[Stage, Stage | None] = {group: c.base.prev}
@@ -424,8 +429,9 @@ class StageChain:
             prev_of[c.after] = chain[-1]
             seeds.append(c.after)  # its previous stage changed
         c.latency = INF
-        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit)
-        if fins is None:
+        self.capped = False
+        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit, cap)
+        if fins is None or self.capped:
             return INF
         c.fins = fins
         last = list(self.last)
@@ -444,7 +450,7 @@ class StageChain:
         return lat
 
     def spread(self, seeds: list[Stage], prev_of: dict, next_of: dict, moved: dict, fresh: Stage | None,
-               limit: float = INF) -> dict | None:
+               limit: float = INF, cap: int | None = None) -> dict | None:
         """New finish times of the stages a change reaches: ``seeds`` are re-timed first, then every
         stage whose dependency's finish changed, in start-time order; ``prev_of`` / ``next_of`` /
         ``moved`` (operator -> stage) override the chain's structure; ``fresh`` is a stage with no
@@ -473,13 +479,17 @@ class StageChain:
         for s in seeds:
             push(s)
         pops = 0
-        cap = 8 * self.timer.n + 64
+        partial = cap is not None
+        if cap is None:
+            cap = 8 * self.timer.n + 64
         while heap:
             key, _, s = heapq.heappop(heap)
             queued.discard(s)
             pops += 1
-            if pops > cap:  # cannot happen for a change that passed deadlocks(); never spin
-                return None
+            if pops > cap:  # exact: cannot happen for a change that passed deadlocks(); never spin
+                self.capped = True
+                return fins if partial else None
+            self.pops += 1
             p = prev_of[s] if s in prev_of else s.prev
             t = 0.0 if p is None else fins.get(p, p.fin)
             g = s.gpu
@@ -511,6 +521,161 @@ class StageChain:
             if nx is not None:
                 push(nx)
         return fins
+
+    # -- fast mode of the intra-GPU step ---------------------------------------------------
+
+    def resync(self) -> float:
+        """Exact finish times and schedule tails of every stage, O(n + e); the latency."""
+        lists = []
+        for s in self.first:
+            row = []
+            while s is not None:
+                row.append(s)
+                s = s.next
+            lists.append(row)
+        self._time_all(lists)
+        if self.outs is None:
+            outs: list[list[tuple[int, tuple]]] = [[] for _ in range(self.timer.n)]
+            for v, iv in enumerate(self.timer.ins):
+                for u, row in iv:
+                    outs[u].append((v, row))
+            self.outs = outs
+        order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
+        for s in order:
+            s.stl = self._stail(s)
+        return self.latency()
+
+    def _stail(self, s: Stage) -> float:
+        """Longest path from the finish of ``s`` to the end, from its successors' kept tails."""
+        nx = s.next
+        t = nx.dur + nx.stl if nx is not None else 0.0
+        stage_of = self.stage_of
+        gpu_of = self.gpu_of
+        g = s.gpu
+        for v in s.ops:
+            for w, row in self.outs[v]:
+                sw = stage_of[w]
+                if sw is not s:
+                    a = row[g][gpu_of[w]] + sw.dur + sw.stl
+                    if a > t:
+                        t = a
+        return t
+
+    def estimate(self, c: Regroup, cur: float) -> tuple[float, bool] | None:
+        """Fast mode: (longest path through the changed window, whether an old window stage is
+        critical), from the kept finish times of the window's producers and the kept tails of its
+        successors, in O(window x degree).  With exact kept times, and when the window is not
+        critical, the new latency is ``max(cur, estimate)``.  None when a producer of the window
+        starts after ``base`` does (it might depend on the window: only a full re-timing knows)."""
+        base = c.base
+        g = base.gpu
+        start = base.fin - base.dur
+        start -= 1e-9 * (1.0 + abs(start))
+        chain = [c.group] + c.rest
+        new_fin: dict[Stage, float] = {}
+        moved = {v: c.group for v in c.group.ops}
+        inside = set(chain)
+        ins = self.timer.ins
+        stage_of = self.stage_of
+        gpu_of = self.gpu_of
+        p = base.prev
+        t_prev = p.fin if p is not None else 0.0
+        for s in chain:
+            t = t_prev
+            for v in s.ops:
+                for u, row in ins[v]:
+                    su = moved.get(u) or stage_of[u]
+                    f = new_fin.get(su)
+                    if f is None:
+                        if su.fin - su.dur >= start:
+                            return None
+                        f = su.fin
+                    a = f + row[gpu_of[u]][g]
+                    if a > t:
+                        t = a
+            t_prev = new_fin[s] = t + s.dur
+        through = 0.0
+        after = c.after
+        last = chain[-1]
+        for s in chain:
+            out = after.dur + after.stl if s is last and after is not None else 0.0
+            for v in s.ops:
+                for w, row in self.outs[v]:
+                    sw = moved.get(w) or stage_of[w]
+                    if sw not in inside:
+                        a = row[g][gpu_of[w]] + sw.dur + sw.stl
+                        if a > out:
+                            out = a
+            x = new_fin[s] + out
+            if x > through:
+                through = x
+        c.fins = new_fin
+        edge = cur * (1.0 - 1e-9)
+        critical = base.fin + base.stl >= edge or any(x.fin + x.stl >= edge for x in c.picked) or any(
+            x.fin + x.stl >= edge for x in c.rest)
+        return through, critical
+
+    def commit_fast(self, c: Regroup, cap: int) -> None:
+        """Fast mode: apply a change evaluated by :meth:`evaluate` or :meth:`estimate` (then only
+        its window's times are known, and finish times are spread forward over at most ``cap``
+        stages); tails are updated backward over at most ``cap`` stages (the rest stay stale
+        until the next :meth:`resync`)."""
+        old = list(c.picked) + [c.base]
+        estimated = c.latency == INF
+        self.commit(c)
+        chain = [c.group] + c.rest
+        for s in reversed(chain):
+            s.stl = self._stail(s)
+        seeds = []
+        if not estimated:
+            pass  # evaluate() re-timed every stage the change reaches
+        elif c.after is not None:
+            seeds.append(c.after)
+        for s in chain if estimated else []:
+            for v in s.ops:
+                for w, _row in self.outs[v]:
+                    sw = self.stage_of[w]
+                    if sw not in seeds and sw.gpu != s.gpu:
+                        seeds.append(sw)
+        if seeds:
+            fins = self.spread(seeds, {}, {}, {}, None, INF, cap)
+            end = self.end
+            for s, f in fins.items():
+                s.fin = f
+                for v in s.ops:
+                    end[v] = f
+        self._tails_back(chain, old, cap)
+
+    def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> None:
+        ins = self.timer.ins
+        stage_of = self.stage_of
+        heap: list = []
+        queued = set(chain) | set(old)
+        tick = 0
+
+        def push(x: Stage | None) -> None:
+            nonlocal tick
+            if x is not None and x not in queued:
+                queued.add(x)
+                tick += 1
+                heapq.heappush(heap, (-(x.fin - x.dur), tick, x))
+
+        for s in chain:
+            push(s.prev)
+            for v in s.ops:
+                for u, _row in ins[v]:
+                    push(stage_of[u])
+        while heap and cap > 0:
+            cap -= 1
+            _, _, x = heapq.heappop(heap)
+            t = self._stail(x)
+            if t == x.stl:
+                continue
+            x.stl = t
+            push(x.prev)
+            for v in x.ops:
+                for u, _row in ins[v]:
+                    push(stage_of[u])
 
     def commit(self, c: Regroup) -> None:
         """Apply an evaluated change."""

@@ -9,13 +9,22 @@ Steps:
      cost and edges by their (mean) transfer time.  Paths start at any operator whose
      predecessors are all mapped (or a source) and end anywhere, so several sources and sinks
      need nothing special; edges to operators mapped earlier are ignored by the search.  Ties go
-     to the path ending first in topological order.
+     to the path ending first in topological order.  The search is incremental: after a path
+     is mapped only its unmapped successors, and from them whatever changes, are recomputed
+     (in topological order, stopping where a distance does not change); the next path ends at
+     the top of a max-heap keyed by (-distance, topological position), stale entries skipped.
   3. Try the whole path on each GPU: insert it into that GPU's rank order and evaluate the
      latency of the partial schedule (the operators mapped so far plus the path; inputs from
      unmapped operators are ignored, as ``Simulator.run(stages, complete=False)`` does,
      including the transfers from operators mapped earlier on other GPUs).  Keep the GPU of
-     lowest latency; ties go to the lowest GPU index.  The evaluation is incremental: times of
-     operators ranked before the path's first operator do not change and are reused.
+     lowest latency; ties go to the lowest GPU index.  The evaluation is incremental: only the
+     operators whose finish time changes are re-timed, in rank order from the path on (times
+     of the others are reused), which gives the same latency as re-timing the whole partial
+     schedule.  This is O(n) per path: with ``exact=False`` (the default) it is used until
+     :data:`EXACT_BUDGET` re-timings per operator are spent (so small graphs are placed
+     exactly), then the fast rule of :class:`_FastPlacement` takes over: latency taken as
+     ``max(latency, longest path through the path)`` from kept finish times and schedule tails,
+     O(path x degree x log n) per GPU.  ``exact=True`` keeps the exact evaluation throughout.
   4. Mark the path mapped and repeat from 2 until every operator is mapped.
   5. Refine the mapping with at most ``refine`` passes of single-operator moves that never
      raise the latency (:mod:`.refine`).  ``refine=0`` skips steps 5 and 6 and gives the plain
@@ -24,8 +33,8 @@ Steps:
      (earliest start first, ties by rank; :mod:`.list_order`), whichever the simulator finds
      faster (rank order on a tie).  Both orders are dependency-consistent.
   7. Unless ``intra=False``, apply the intra-GPU sliding window (:mod:`.intra_gpu`) with
-     ``window`` and ``streams``, walking each GPU in the order of step 6; keep its result only
-     if the simulator confirms it is not slower.
+     ``window`` and ``streams``, walking each GPU in the order of step 6 (its fast mode unless
+     ``exact=True``); keep its result only if the simulator confirms it is not slower.
   8. Simulate the result; if it is slower than running every operator in sequence on GPU 0,
      return that sequential schedule instead (so HIOS-LP is never worse than sequential).
 
@@ -36,6 +45,9 @@ under the model it is evaluated with.  GPUs: on a uniform machine with more GPUs
 can use at once (:func:`._fastsim.usable_gpus`), the search runs on that many and the result is
 padded with empty GPUs, so the work does not grow with unusable GPUs.
 
+``exact=True`` gives today's (issue 22) results bit for bit, in O(n^2) time; the default fast mode
+is checked against it on quality by ``benchmarks/placement_quality.py``.
+
 ``meta`` records the number of paths, the latency after the mapping (``mapping_latency``), after
 refinement (``refined_latency``) and after ordering (``ordered_latency``), the moves made, the
 order chosen (``order``: "rank" or "list"), and ``fallback`` when step 8 applied.
@@ -43,6 +55,7 @@ order chosen (``order``: "rank" or "list"), and ``fallback`` when step 8 applied
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 
 from ..errors import HiosError
@@ -50,107 +63,387 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import FastTimer, lst_ranks, pad_gpus, search_machine
+from ._fastsim import INF, FastTimer, lst_ranks, pad_gpus, search_machine
 from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping
 
-__all__ = ["DEFAULT_REFINE", "longest_path_mapping", "stages_from_mapping", "finish", "check_refine",
-           "hios_lp"]
+__all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "longest_path_mapping", "stages_from_mapping", "finish",
+           "check_refine", "check_exact", "hios_lp"]
 
 #: Passes of the single-operator refinement (step 5) by default.
 DEFAULT_REFINE = 2
+#: The fast mode places paths exactly until this many re-timed operators per operator of the
+#: graph have been spent, then by the fast rule (so small graphs are placed exactly).
+EXACT_BUDGET = 64
 
 
-def longest_path_mapping(timer: FastTimer, rank: list[int]) -> tuple[list[int], int]:
-    """Steps 2-4: the GPU of every operator, and the number of paths mapped."""
+def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) -> tuple[list[int], int]:
+    """Steps 2-4: the GPU of every operator, and the number of paths mapped; ``exact=False``
+    places paths by the fast rule (:class:`_FastPlacement`)."""
     g = timer.graph
     n = timer.n
-    G = timer.gpus
     cost = timer.cost
-    ins = timer.ins
     in_w = timer.in_weight
-    topo = g.topo
+    succs = g.succs
+    pos = g.position
     gpu_of = [-1] * n
-    end = [0.0] * n
-    mapped: list[int] = []  # mapped operators by rank
-    mapped_r: list[int] = []  # their ranks
-    gpu_r: list[list[int]] = [[] for _ in range(G)]  # ranks of the operators of each GPU
-    gpu_ops: list[list[int]] = [[] for _ in range(G)]
-    rank_key = rank.__getitem__
-    unmapped = list(topo)
-    paths = 0
     dist = [0.0] * n
     parent = [-1] * n
-    while unmapped:
-        # Step 2: longest path over unmapped operators (topological order).
-        best_v, best_d = -1, -1.0
-        for v in unmapped:
-            d0 = 0.0
-            par = -1
-            for u, w in in_w[v]:
-                if gpu_of[u] < 0:
-                    x = dist[u] + w
-                    if x > d0 or par < 0 and x == d0:
-                        d0, par = x, u
-            d = d0 + cost[v]
-            dist[v] = d
-            parent[v] = par
-            if d > best_d:
-                best_d, best_v = d, v
+    place = _Placement(timer, rank, gpu_of)
+    budget = INF if exact else EXACT_BUDGET * n
+    heap: list[tuple[float, int, int]] = []  # (-distance, topological position, operator), lazily deleted
+    for v in g.topo:
+        _path_step(v, in_w, gpu_of, dist, parent, cost)
+        heap.append((-dist[v], pos[v], v))
+    heapq.heapify(heap)
+    paths = 0
+    left = n
+    while left:
+        # Step 2: the longest path over unmapped operators ends at the heap's top.
+        while True:
+            d, _, best_v = heapq.heappop(heap)
+            if gpu_of[best_v] < 0 and -d == dist[best_v]:
+                break
         path = []
         v = best_v
         while v >= 0:
             path.append(v)
             v = parent[v]
-        path.sort(key=rank_key)
+        path.sort(key=rank.__getitem__)
         paths += 1
-        # Step 3: evaluate the path on each GPU, reusing the times of operators ranked before it.
-        r0 = rank[path[0]]
-        i0 = bisect_left(mapped_r, r0)
-        seq = sorted(mapped[i0:] + path, key=rank_key)
-        free0 = []
-        for gi in range(G):
-            k = bisect_left(gpu_r[gi], r0)
-            free0.append(end[gpu_ops[gi][k - 1]] if k else 0.0)
-        best_g, best_lat, best_end = -1, 0.0, None
-        for gi in range(G):
+        # Steps 3-4: place the path on its best GPU.
+        if place.retimed > budget:
+            place = _FastPlacement.take_over(place)
+            budget = INF
+        place.place(path)
+        left -= len(path)
+        # Distances change only downstream of the path, in topological order, until nothing changes.
+        dirty = sorted({pos[w] for v in path for w in succs[v] if gpu_of[w] < 0})
+        queued = set(dirty)
+        topo = g.topo
+        while dirty:
+            v = topo[heapq.heappop(dirty)]
+            old = dist[v]
+            _path_step(v, in_w, gpu_of, dist, parent, cost)
+            if dist[v] != old:
+                heapq.heappush(heap, (-dist[v], pos[v], v))
+                for w in succs[v]:
+                    if gpu_of[w] < 0 and pos[w] not in queued:
+                        queued.add(pos[w])
+                        heapq.heappush(dirty, pos[w])
+    return gpu_of, paths
+
+
+def _path_step(v: int, in_w, gpu_of: list[int], dist: list[float], parent: list[int], cost: list[float]) -> None:
+    """Longest path over unmapped operators ending at ``v`` (its length and the operator before
+    ``v`` on it: the first unmapped producer, in input order, of greatest distance)."""
+    d0 = 0.0
+    par = -1
+    for u, w in in_w[v]:
+        if gpu_of[u] < 0:
+            x = dist[u] + w
+            if x > d0 or par < 0 and x == d0:
+                d0, par = x, u
+    dist[v] = d0 + cost[v]
+    parent[v] = par
+
+
+def _ready(t: float, inputs, gpu_of: list[int], new: dict[int, float], end: list[float], gpu: int) -> float:
+    """Latest of ``t`` and the arrival on ``gpu`` of every input from a mapped operator (its finish
+    from ``new`` if there, else ``end``)."""
+    for u, row in inputs:
+        gu = gpu_of[u]
+        if gu >= 0:
+            eu = new.get(u)
+            a = (end[u] if eu is None else eu) + row[gu][gpu]
+            if a > t:
+                t = a
+    return t
+
+
+class _Placement:
+    """Step 3 for the exact mode: the partial schedule (each GPU in rank order, finish times kept)
+    and the latency of adding a path to one GPU, re-timing only the operators whose finish time
+    changes (in rank order, from the path on), which gives the same times as re-timing every
+    operator ranked after the path."""
+
+    def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
+        self.timer = timer
+        self.rank = rank
+        self.gpu_of = gpu_of
+        self.end = [0.0] * timer.n
+        self.gpu_r: list[list[int]] = [[] for _ in range(timer.gpus)]  # ranks of each GPU's operators
+        self.gpu_ops: list[list[int]] = [[] for _ in range(timer.gpus)]
+        self.lat = 0.0
+        self.retimed = 0
+
+    def place(self, path: list[int]) -> int:
+        """Map ``path`` (sorted by rank) to the GPU of lowest latency (ties: lowest index)."""
+        gpu_of = self.gpu_of
+        best_g, best_lat, best_new = -1, 0.0, None
+        for gi in range(self.timer.gpus):
+            if best_g >= 0 and self.lat >= best_lat:
+                break  # no GPU can beat (nor, being higher, tie) the best so far
             for v in path:
                 gpu_of[v] = gi
-            e = end[:]
-            free = free0[:]
-            for v in seq:
-                gv = gpu_of[v]
-                t = free[gv]
-                for u, row in ins[v]:
-                    gu = gpu_of[u]
-                    if gu >= 0:
-                        a = e[u] + row[gu][gv]
-                        if a > t:
-                            t = a
-                t += cost[v]
-                if best_g >= 0 and t >= best_lat:
-                    break  # cannot beat (nor, being a higher GPU, tie) the best GPU so far
-                e[v] = t
-                free[gv] = t
-            else:
-                lat = max(free)
+            new = self._retime(path, gi, best_lat if best_g >= 0 else INF)
+            if new is not None:
+                lat = max(self.lat, max(new.values()))
                 if best_g < 0 or lat < best_lat:
-                    best_g, best_lat, best_end = gi, lat, e
-        # Step 4: commit.
+                    best_g, best_lat, best_new = gi, lat, new
         for v in path:
             gpu_of[v] = best_g
+        self._insert(path, best_g, best_new)
+        self.lat = best_lat
+        return best_g
+
+    def _insert(self, path: list[int], gpu: int, new: dict[int, float]) -> None:
+        """Add the path (mapped to ``gpu``) to that GPU's rank order; keep the ``new`` finish times."""
+        rank = self.rank
+        for v in path:
             r = rank[v]
-            k = bisect_left(mapped_r, r)
-            mapped_r.insert(k, r)
-            mapped.insert(k, v)
-            k = bisect_left(gpu_r[best_g], r)
-            gpu_r[best_g].insert(k, r)
-            gpu_ops[best_g].insert(k, v)
-        end = best_end
+            k = bisect_left(self.gpu_r[gpu], r)
+            self.gpu_r[gpu].insert(k, r)
+            self.gpu_ops[gpu].insert(k, v)
+        end = self.end
+        for v, t in new.items():
+            end[v] = t
+
+    def _retime(self, path: list[int], gi: int, cut: float, cap: int = -1) -> dict[int, float] | None:
+        """New finish times of the operators that change when ``path`` runs on GPU ``gi``; None as
+        soon as one reaches ``cut``; with ``cap >= 0``, those of the first ``cap`` operators
+        re-timed after the path (the rest left stale)."""
+        t_ = self.timer
+        ins = t_.ins
+        cost = t_.cost
+        succs = t_.graph.succs
+        rank = self.rank
+        gpu_of = self.gpu_of
+        end = self.end
+        gpu_r = self.gpu_r
+        gpu_ops = self.gpu_ops
+        path_r = [rank[v] for v in path]
+        new: dict[int, float] = {}
+        heap = [(rank[v], v) for v in path]  # already sorted by rank: a heap
+        queued = set(path)
+        fresh = queued.copy()
+        while heap:
+            r, x = heapq.heappop(heap)
+            gx = gpu_of[x]
+            # the operator before x on its GPU, in rank order (the path included on GPU gi)
+            k = bisect_left(gpu_r[gx], r)
+            p = gpu_ops[gx][k - 1] if k else -1
+            nx = gpu_ops[gx][k] if k < len(gpu_ops[gx]) and gpu_ops[gx][k] != x else (
+                gpu_ops[gx][k + 1] if k + 1 < len(gpu_ops[gx]) else -1)
+            if gx == gi:
+                j = bisect_left(path_r, r)
+                if j and (p < 0 or path_r[j - 1] > rank[p]):
+                    p = path[j - 1]
+                j2 = j + 1 if j < len(path) and path[j] == x else j
+                if j2 < len(path) and (nx < 0 or path_r[j2] < rank[nx]):
+                    nx = path[j2]
+            if p < 0:
+                t = 0.0
+            else:
+                t = new.get(p)
+                if t is None:
+                    t = end[p]
+            t = _ready(t, ins[x], gpu_of, new, end, gx) + cost[x]
+            self.retimed += 1
+            if t >= cut:
+                return None
+            if cap >= 0 and x not in fresh:
+                if cap == 0:
+                    break
+                cap -= 1
+            if x not in fresh and t == end[x]:
+                continue
+            new[x] = t
+            for w in succs[x]:
+                if gpu_of[w] >= 0 and w not in queued:
+                    queued.add(w)
+                    heapq.heappush(heap, (rank[w], w))
+            if nx >= 0 and nx not in queued:
+                queued.add(nx)
+                heapq.heappush(heap, (rank[nx], nx))
+        return new
+
+
+class _FastPlacement(_Placement):
+    """Step 3 for the fast mode (the default): the latency of the path on each GPU is
+    ``max(latency, longest path through the path's operators)``, the longest path through them
+    taken from the kept finish times of their producers and the kept schedule tails of their
+    successors (the longest path from an operator's finish to the end, through the next
+    operator on its GPU and its consumers), and the mapped operators between two path operators
+    pushed back; O(path span x degree) per GPU.  With exact kept times this chooses exactly as
+    :class:`_Placement` does (checked on the scale graphs); the approximation is in keeping them:
+    after the choice, finish times are updated forward and tails backward, each over at most
+    ``CAP`` operators (the rest stay stale), and every time the mapped set has grown by an
+    eighth all are recomputed in O(n + e)."""
+
+    CAP = 1000
+    GROW = 1.125
+
+    def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
+        super().__init__(timer, rank, gpu_of)
+        from .refine import _out_rows
+        self.outs = _out_rows(timer)
+        self.stail = [0.0] * timer.n
+        self.count = 0
+        self.synced = 0
+
+    @classmethod
+    def take_over(cls, exact: _Placement) -> "_FastPlacement":
+        """Continue the partial schedule of an exact placement."""
+        fast = cls(exact.timer, exact.rank, exact.gpu_of)
+        fast.end, fast.gpu_r, fast.gpu_ops = exact.end, exact.gpu_r, exact.gpu_ops
+        fast.count = sum(len(x) for x in exact.gpu_ops)
+        fast._sync()
+        return fast
+
+    def place(self, path: list[int]) -> int:
+        gpu_of = self.gpu_of
+        rank = self.rank
+        ins = self.timer.ins
+        cost = self.timer.cost
+        outs = self.outs
+        end = self.end
+        stail = self.stail
         on_path = set(path)
-        unmapped = [v for v in unmapped if v not in on_path]
-    return gpu_of, paths
+        best_g, best_lat = -1, 0.0
+        for gi in range(self.timer.gpus):
+            r_list = self.gpu_r[gi]
+            o_list = self.gpu_ops[gi]
+            new: dict[int, float] = {}
+            through = 0.0
+            for v in path:
+                gpu_of[v] = gi
+            chain_t = 0.0
+            kprev = -1
+            last = len(path) - 1
+            for i, v in enumerate(path):
+                k = bisect_left(r_list, rank[v])
+                if kprev < 0:
+                    chain_t = end[o_list[k - 1]] if k else 0.0
+                else:
+                    # mapped operators between the previous path operator and v: pushed back
+                    for j in range(kprev, k):
+                        m = o_list[j]
+                        tm = chain_t + cost[m]
+                        if end[m] > tm:
+                            tm = end[m]
+                        if tm + stail[m] > through:
+                            through = tm + stail[m]
+                        chain_t = tm
+                kprev = k
+                t = chain_t
+                t = _ready(t, ins[v], gpu_of, new, end, gi) + cost[v]
+                new[v] = t
+                chain_t = t
+                out = 0.0
+                if i == last and k < len(o_list):
+                    nb = o_list[k]
+                    out = cost[nb] + stail[nb]
+                for w, row in outs[v]:
+                    gw = gpu_of[w]
+                    if gw >= 0 and w not in on_path:
+                        x = row[gi][gw] + cost[w] + stail[w]
+                        if x > out:
+                            out = x
+                if t + out > through:
+                    through = t + out
+                if best_g >= 0 and through >= best_lat:
+                    break  # cannot beat (nor, being a higher GPU, tie) the best so far
+            lat = self.lat if self.lat > through else through
+            if best_g < 0 or lat < best_lat:
+                best_g, best_lat = gi, lat
+        for v in path:
+            gpu_of[v] = best_g
+        new = self._retime(path, best_g, INF, self.CAP)
+        self._insert(path, best_g, new)
+        self.lat = max(self.lat, max(new.values()))
+        if best_lat > self.lat:
+            self.lat = best_lat
+        self._tails_back(path)
+        self.count += len(path)
+        if self.count >= 64 and self.count >= self.synced * self.GROW:
+            self._sync()
+        return best_g
+
+    def _tail_of(self, x: int) -> float:
+        gx = self.gpu_of[x]
+        k = bisect_left(self.gpu_r[gx], self.rank[x])
+        o_list = self.gpu_ops[gx]
+        return self._tail_after(x, gx, o_list[k + 1] if k + 1 < len(o_list) else -1)
+
+    def _tail_after(self, x: int, gx: int, nb: int) -> float:
+        """Schedule tail of ``x`` on GPU ``gx`` followed there by ``nb`` (-1: none)."""
+        cost = self.timer.cost
+        stail = self.stail
+        gpu_of = self.gpu_of
+        t = cost[nb] + stail[nb] if nb >= 0 else 0.0
+        for w, row in self.outs[x]:
+            gw = gpu_of[w]
+            if gw >= 0:
+                a = row[gx][gw] + cost[w] + stail[w]
+                if a > t:
+                    t = a
+        return t
+
+    def _tails_back(self, path: list[int]) -> None:
+        """Schedule tails of the path's operators, then backward from them (their producers and
+        the operators before them on their GPU), in reverse rank order, stopping where a tail
+        does not change; at most ``CAP`` operators beyond the path."""
+        rank = self.rank
+        gpu_of = self.gpu_of
+        preds = self.timer.graph.preds
+        heap = [(-rank[v], v) for v in path]
+        heapq.heapify(heap)
+        on_path = set(path)
+        queued = set(path)
+        cap = self.CAP
+        stail = self.stail
+        while heap:
+            _, x = heapq.heappop(heap)
+            t = self._tail_of(x)
+            if x not in on_path:
+                if cap <= 0:
+                    continue  # left stale (path operators still pending are done)
+                cap -= 1
+                if t == stail[x]:
+                    continue
+            stail[x] = t
+            g = gpu_of[x]
+            k = bisect_left(self.gpu_r[g], rank[x])
+            cand = [u for u in preds[x] if gpu_of[u] >= 0]
+            if k:
+                cand.append(self.gpu_ops[g][k - 1])
+            for u in cand:
+                if u not in queued:
+                    queued.add(u)
+                    heapq.heappush(heap, (-rank[u], u))
+
+    def _sync(self) -> None:
+        """Exact finish times and tails of the partial schedule, O(n + e)."""
+        self.synced = self.count
+        gpu_of = self.gpu_of
+        ins = self.timer.ins
+        cost = self.timer.cost
+        end = self.end
+        order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
+        free = [0.0] * self.timer.gpus
+        none: dict[int, float] = {}
+        for v in order:
+            g = gpu_of[v]
+            end[v] = free[g] = _ready(free[g], ins[v], gpu_of, none, end, g) + cost[v]
+        self.lat = max(free)
+        stail = self.stail
+        follow = [-1] * self.timer.gpus
+        for v in reversed(order):
+            g = gpu_of[v]
+            stail[v] = self._tail_after(v, g, follow[g])
+            follow[g] = v
 
 
 def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[list[list[int]]]:
@@ -163,7 +456,7 @@ def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[l
 
 def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], rank: list[int],
            algorithm: str, refine: int, intra: bool, window: int, streams: int, meta: dict,
-           gpus: int | None = None) -> Schedule:
+           gpus: int | None = None, exact: bool = True) -> Schedule:
     """Steps 5-8 of HIOS-LP, shared with HIOS-MR.  Every choice between whole schedules here is
     made by ``sim``, so under its link model (``serialize_links`` included); ``gpus`` pads the
     result with empty GPUs (the machine's count when the search used fewer)."""
@@ -182,7 +475,7 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     meta.update({"ordered_latency": best_lat, "intra": bool(intra)})
     if intra:
         meta.update({"intra_window": window, "intra_streams": streams})
-        grouped, _ = improve_stages(timer, best, window, streams)
+        grouped, _ = improve_stages(timer, best, window, streams, exact=exact)
         lat = sim.run(grouped).latency
         if lat <= best_lat:
             best, best_lat = grouped, lat
@@ -195,6 +488,11 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     return Schedule.from_indices(graph, pad_gpus(best, gpus or G), algorithm, meta)
 
 
+def check_exact(exact) -> None:
+    if not isinstance(exact, bool):
+        raise HiosError(f"option exact must be true or false, got {exact!r}")
+
+
 def check_refine(refine) -> None:
     if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
         raise HiosError(f"option refine must be an integer >= 0 (passes), got {refine!r}")
@@ -202,12 +500,13 @@ def check_refine(refine) -> None:
 
 def hios_lp(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = True,
             window: int | None = None, streams: int | None = None, refine: int = DEFAULT_REFINE,
-            serialize_links: bool = False) -> Schedule:
+            serialize_links: bool = False, exact: bool = False) -> Schedule:
     window, streams = intra_options(window, streams)  # None: DEFAULT_WINDOW / DEFAULT_STREAMS of .intra_gpu
     check_refine(refine)
+    check_exact(exact)
     sim = Simulator(graph, search_machine(graph, machine), stage_model, serialize_links)
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
-    gpu_of, paths = longest_path_mapping(timer, rank)
-    return finish(graph, sim, timer, gpu_of, rank, "hios-lp", refine, intra, window, streams, {"paths": paths},
-                  machine.gpus)
+    gpu_of, paths = longest_path_mapping(timer, rank, exact)
+    return finish(graph, sim, timer, gpu_of, rank, "hios-lp", refine, intra, window, streams,
+                  {"paths": paths, "exact": exact}, machine.gpus, exact)

@@ -21,10 +21,21 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
      except through the documented transfer-dedup difference of the fast evaluator), return the
      input unchanged.
 
-``window`` (default :data:`DEFAULT_WINDOW`) and ``streams`` (default :data:`DEFAULT_STREAMS`)
-bound the work: each position tries at most ``2 ** (window - 1) - 1`` candidates.  Every
-function here and in the HIOS mappers takes ``None`` for "the module constant at call time", so
-the constants may be changed (e.g. from measurements) after import.
+Fast mode (``exact=False``, what HIOS-LP uses unless ``exact=True``; HIOS-MR stays exact): step 3's
+re-timing of a candidate reaches a number of stages that grows with the schedule, so once
+:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent the rest of the walk first
+estimates each candidate (:meth:`._fastsim.StageChain.estimate`): the new finish times of the
+window's stages from the kept finish times of their producers, plus the kept schedule tails of
+their successors, give the longest path through the changed window in O(window x degree).  A
+candidate whose path is longer than the latency is rejected; when no old stage of its window is
+critical its latency is exactly the current one (kept times being exact), so it is taken only as
+the first such candidate, without re-timing.  A candidate of a critical window, or with a producer
+starting after the window's first stage (it might depend on the window), is re-timed as in step
+3 if that reaches at most :data:`FAST_WAVE_CAP` stages, else its estimate decides.  After a
+change, finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages,
+and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Exactness gives
+way only through stale kept times and capped re-timings; ``benchmarks/placement_quality.py``
+measures the quality against the exact mode.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import FastTimer, StageChain, check_intra_options
+from ._fastsim import INF, FastTimer, StageChain, check_intra_options
 
 __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
 
@@ -48,6 +59,12 @@ __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages
 DEFAULT_WINDOW = 4
 #: Most operators grouped into one stage (streams of one GPU used at once).
 DEFAULT_STREAMS = 4
+#: Fast mode: stages re-timed exactly (per operator of the graph) before the fast rule takes over.
+EXACT_WAVE_BUDGET = 100
+#: Fast mode: most stages whose times are updated forward (and tails backward) after a change.
+WAVE_CAP = 48
+#: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides.
+FAST_WAVE_CAP = 256
 
 
 def intra_options(window: int | None = None, streams: int | None = None) -> tuple[int, int]:
@@ -60,12 +77,14 @@ def intra_options(window: int | None = None, streams: int | None = None) -> tupl
 
 def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int | None = None,
                    streams: int | None = None, anc: list[int] | None = None,
-                   latency: float | None = None) -> tuple[list[list[list[int]]], float]:
+                   latency: float | None = None, exact: bool = True) -> tuple[list[list[list[int]]], float]:
     """Steps 1-3 on index stages; returns the new stages (the input is not modified) and the
-    latency the fast evaluator gives them.  Candidates are timed incrementally
-    (:class:`._fastsim.StageChain`): only the stages whose times a candidate changes are
-    re-timed, with the same result as timing the whole schedule.  ``latency`` is accepted for
-    compatibility and not needed."""
+    latency the fast evaluator gives them (in the fast mode, its latency after a last full
+    re-timing).  Candidates are timed incrementally (:class:`._fastsim.StageChain`): only the
+    stages whose times a candidate changes are re-timed, with the same result as timing the whole
+    schedule.  ``exact=False``: once :data:`EXACT_WAVE_BUDGET` re-timed stages per operator are
+    spent, the rest of the walk uses the fast rule (module docstring).  ``latency`` is accepted
+    for compatibility and not needed."""
     window, streams = intra_options(window, streams)
     try:
         chain = StageChain(timer, stages)
@@ -76,6 +95,10 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
         return chain.stages(), cur
     if anc is None:
         anc = timer.graph.ancestors_mask()
+    budget = INF if exact else EXACT_WAVE_BUDGET * timer.n
+    fast = False
+    since_sync = 0
+    sync_every = max(64, timer.n // 16)
     for gi in range(len(stages)):
         base = chain.first[gi]
         while base is not None:
@@ -83,6 +106,9 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
             if room <= 0:
                 base = base.next
                 continue
+            if not fast and chain.pops > budget:
+                fast = True
+                cur = chain.resync()
             win = [base]
             s = base.next
             while s is not None and len(win) < window:
@@ -98,14 +124,39 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                     cand = chain.regroup(base, [win[q] for q in pick])
                     if chain.deadlocks(cand):
                         continue
-                    lat = chain.evaluate(cand, best_lat)
+                    if fast:
+                        est = chain.estimate(cand, cur)
+                        if est is not None and est[0] > cur * (1.0 + 1e-12):
+                            continue  # a path through the window is longer than the latency
+                        if est is not None and not est[1]:  # the window is not critical: the latency stays cur
+                            if best is None:
+                                best, best_lat = cand, cur
+                            continue
+                        lat = chain.evaluate(cand, best_lat, FAST_WAVE_CAP)
+                        if chain.capped:  # too far-reaching to re-time: the estimate decides
+                            if est is not None and (best is None or est[0] < best_lat):
+                                cand.latency = INF
+                                best, best_lat = cand, est[0]
+                            continue
+                    else:
+                        lat = chain.evaluate(cand, best_lat)
                     if lat < best_lat or (best is None and lat <= cur):
                         best, best_lat = cand, lat
             if best is not None:
-                chain.commit(best)
-                cur = best_lat
+                if fast:
+                    chain.commit_fast(best, WAVE_CAP)
+                    cur = chain.latency()  # from the kept finish times
+                    since_sync += 1
+                    if since_sync >= sync_every:
+                        cur = chain.resync()
+                        since_sync = 0
+                else:
+                    chain.commit(best)
+                    cur = best_lat
                 base = best.group
             base = base.next
+    if fast:
+        cur = chain.resync()
     return chain.stages(), cur
 
 

@@ -4,14 +4,19 @@ Each GPU runs its operators in one fixed dependency-consistent rank order (lates
 one operator per stage.  Steps:
   1. Time the whole mapping in rank order.
   2. For each operator in rank order, try it on every other GPU.  Only operators ranked at or
-     after it can change, so the times of the operators before it are reused and the rest are
-     recomputed in rank order; a candidate is abandoned as soon as one finish time plus the
-     longest cost-only path after that operator, or plus the work ranked after it on its GPU,
-     exceeds the best latency found so far.  A
+     after it can change, so the times of the operators before it are reused (the finish of the
+     last one on each GPU is kept while walking the order).  Moving v leaves every schedule
+     tail after v unchanged (the longest path from an operator's finish to the end, through
+     the next operator on its GPU and its consumers): v's new finish plus the longest path out
+     of it (through the next operator on the target GPU and v's consumers) is a lower bound
+     of the new latency, exact for every path through v, and a candidate whose bound exceeds
+     the best latency found so far is rejected in O(degree).  The others are re-timed in rank
+     order and abandoned as soon as one finish time plus the longest cost-only path after that
+     operator, or plus the work ranked after it on its GPU, exceeds the best latency.  A
      candidate is better when its latency is lower, or equal with a lower sum of all finish
      times (this lets the search cross the many plateaus where only a few operators decide the
      latency).  Move the operator to the best GPU (ties: lowest GPU index) if that beats the
-     current mapping.
+     current mapping; the tails are recomputed, O(n + e), after a move.
   3. Repeat step 2 for at most ``passes`` passes, stopping early after a pass with no move.
 
 Moves never raise the latency, and the rank order can never deadlock.
@@ -54,29 +59,19 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
     ins = timer.ins
     cost = timer.cost
     tail = timer.tail
+    outs = _out_rows(timer)
     lat, end = time_in_rank_order(timer, order, gpu_of)
     cur = (lat, sum(end))
     after = _work_after(order, gpu_of, cost, G)
+    stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
     moves = 0
     for _ in range(passes):
         moved = False
+        free0 = [0.0] * G  # finish of the last operator ranked before v on each GPU
+        last = [-1] * G  # that operator
         for k, v in enumerate(order):
             g0 = gpu_of[v]
-            # Finish time of the last operator ranked before v on each GPU.
-            free0 = [0.0] * G
-            found = [False] * G
-            seen = 0
-            j = k - 1
-            while j >= 0 and seen < G:
-                u = order[j]
-                gu = gpu_of[u]
-                if not found[gu]:
-                    found[gu] = True
-                    free0[gu] = end[u]
-                    seen += 1
-                j -= 1
             best, best_g, best_end = cur, g0, None
-            suffix = order[k + 1:]
             for h in range(G):
                 if h == g0:
                     continue
@@ -89,12 +84,22 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
                 t += cost[v]
                 if t + tail[v] > cut:
                     continue
+                # Everything ranked after v keeps its schedule tail: a path through v bounds the latency.
+                nb = nxt[last[h]] if last[h] >= 0 else first[h]
+                out = cost[nb] + stail[nb] if nb >= 0 else 0.0
+                for w, row in outs[v]:
+                    x = row[h][gpu_of[w]] + cost[w] + stail[w]
+                    if x > out:
+                        out = x
+                if t + out > cut * (1.0 + 1e-9):
+                    continue
                 gpu_of[v] = h
                 e = end[:]
                 e[v] = t
                 free = free0[:]
                 free[h] = t
-                for w in suffix:
+                for i in range(k + 1, n):
+                    w = order[i]
                     gw = gpu_of[w]
                     t = free[gw]
                     for u, row in ins[w]:
@@ -110,15 +115,50 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
                     key = (max(free), sum(e))
                     if key < best:
                         best, best_g, best_end = key, h, e
+                gpu_of[v] = g0
             gpu_of[v] = best_g
             if best_end is not None:
                 cur, end = best, best_end
                 after = _work_after(order, gpu_of, cost, G)
+                stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
                 moves += 1
                 moved = True
+            free0[best_g] = end[v]
+            last[best_g] = v
         if not moved:
             break
     return gpu_of, moves
+
+
+def _out_rows(timer: FastTimer) -> list[list[tuple[int, tuple]]]:
+    """outs[u] = [(v, row)] for every edge u -> v (``row`` as in ``timer.ins[v]``)."""
+    outs: list[list[tuple[int, tuple]]] = [[] for _ in range(timer.n)]
+    for v, iv in enumerate(timer.ins):
+        for u, row in iv:
+            outs[u].append((v, row))
+    return outs
+
+
+def _schedule_tails(order: list[int], gpu_of: list[int], cost: list[float], outs, gpus: int):
+    """For each operator, the longest path from its finish to the end of the schedule (the next
+    operator on its GPU and its consumers, with their transfers), that next operator (-1 for none)
+    and the first operator of each GPU (-1 for none)."""
+    n = len(order)
+    stail = [0.0] * n
+    nxt = [-1] * n
+    follow = [-1] * gpus
+    for v in reversed(order):
+        g = gpu_of[v]
+        nb = follow[g]
+        nxt[v] = nb
+        t = cost[nb] + stail[nb] if nb >= 0 else 0.0
+        for w, row in outs[v]:
+            x = row[g][gpu_of[w]] + cost[w] + stail[w]
+            if x > t:
+                t = x
+        stail[v] = t
+        follow[g] = v
+    return stail, nxt, follow
 
 
 def _work_after(order: list[int], gpu_of: list[int], cost: list[float], gpus: int) -> list[float]:
