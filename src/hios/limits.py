@@ -22,6 +22,9 @@ cost / time        1e9 ms          ~11.6 days per operator; sums of 1e5 of them 
 bytes              2**50 (1 PiB)   far above any tensor; keeps byte counts exact as floats
 time limit         86 400 s        a day for the optimal solver; ``inf`` would never return
 comm ratio         1e6             edge time = weight x ratio must stay below the time limit
+repeats            100 000         timed samples, warm-up calls, calls per sample, traced calls:
+                                   more would not finish in useful time
+timeout            86 400 s        a day for a distributed rank to wait for a peer
 =================  ==============  ==============================================================
 """
 
@@ -34,9 +37,9 @@ from .errors import HiosError
 
 __all__ = ["MAX_BATCH", "MAX_BYTES", "MAX_COMM_RATIO", "MAX_COST_MS", "MAX_EDGES", "MAX_GPUS",
            "MAX_IMAGE_SIZE", "MAX_INPUT_BYTES", "MAX_OPERATORS", "MAX_REPEATS", "MAX_STREAMS",
-           "MAX_TIME_LIMIT_S", "MAX_WINDOW", "WHY", "check_count", "check_gpus", "check_graph_size",
-           "check_input", "check_intra", "check_real", "check_schedule_request", "check_time_limit",
-           "number_problem"]
+           "MAX_TIMEOUT_S", "MAX_TIME_LIMIT_S", "MAX_WINDOW", "WHY", "check_count", "check_gpus",
+           "check_graph_size", "check_input", "check_intra", "check_real", "check_schedule_request",
+           "check_time_limit", "check_timeout", "check_timing", "number_problem"]
 
 MAX_OPERATORS = 100_000
 MAX_EDGES = 1_000_000
@@ -51,6 +54,7 @@ MAX_BYTES = 2 ** 50
 MAX_TIME_LIMIT_S = 86_400.0
 MAX_COMM_RATIO = 1e6
 MAX_REPEATS = 100_000
+MAX_TIMEOUT_S = 86_400.0
 
 WHY = {
     "operators": "the schedulers are at least quadratic in the operator count",
@@ -66,6 +70,7 @@ WHY = {
     "time_limit": "a longer solver run would not return in useful time",
     "comm_ratio": "edge times (weight x ratio) must stay within the cost limit",
     "repeats": "timing would not finish in useful time",
+    "timeout": "a peer that does not answer in a day is dead",
 }
 
 
@@ -125,6 +130,18 @@ def check_intra(window, streams) -> None:
 def check_time_limit(seconds) -> None:
     if seconds is not None:
         check_real("--time-limit", seconds, "time_limit", MAX_TIME_LIMIT_S, positive=True)
+
+
+def check_timeout(seconds) -> float:
+    """``--timeout`` of a distributed run: positive, finite, at most a day."""
+    return check_real("--timeout", seconds, "timeout", MAX_TIMEOUT_S, positive=True)
+
+
+def check_timing(warmup, repeats, inner=1) -> None:
+    """``--warmup`` (0 or more), ``--repeats`` and ``--inner`` (1 or more), each at most MAX_REPEATS."""
+    check_count("--warmup", warmup, "repeats", MAX_REPEATS, minimum=0)
+    check_count("--repeats", repeats, "repeats", MAX_REPEATS)
+    check_count("--inner", inner, "repeats", MAX_REPEATS)
 
 
 def check_input(image_size, batch, channels: int = 3, element_bytes: int = 4) -> None:

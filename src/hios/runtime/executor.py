@@ -117,6 +117,16 @@ def resolve_schedule(plan_or_schedule, graph: Graph, inputs: tuple) -> tuple[Sch
 
 
 # --------------------------------------------------------------------------- weight placement
+def _join_all(threads) -> None:
+    """Join every thread, waiting through further interrupts (each finishes its current segment)."""
+    for t in threads:
+        while t.is_alive():
+            try:
+                t.join()
+            except BaseException:  # a second Ctrl-C: keep waiting, the first one is being handled
+                continue
+
+
 def _clone_tree(m: nn.Module) -> nn.Module:
     """A copy of the module tree sharing tensors but not containers, so placing weights on a device
     never changes the captured model or another segment."""
@@ -493,8 +503,13 @@ class HiosModule(nn.Module):
         threads = [threading.Thread(target=worker, args=(steps,), daemon=True) for steps in per_stream.values()]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        except BaseException as exc:  # Ctrl-C/SIGTERM: stop the streams before unwinding, never leave
+            failed.append(exc)       # a thread inside torch while the interpreter exits (abort, 134)
+            _join_all(threads)
+            raise
         if failed:
             raise failed[0]
         return self._gather(env)
