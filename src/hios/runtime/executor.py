@@ -500,14 +500,16 @@ class HiosModule(nn.Module):
             except BaseException as exc:  # reported by the issuing thread
                 failed.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(steps,), daemon=True) for steps in per_stream.values()]
-        for t in threads:
-            t.start()
+        # Not daemons: the interpreter joins them before it exits, so none is left inside torch while
+        # it tears down (an abort, "terminate called without an active exception", exit 134).
+        threads = [threading.Thread(target=worker, args=(steps,)) for steps in per_stream.values()]
         try:
             for t in threads:
+                t.start()
+            for t in threads:
                 t.join()
-        except BaseException as exc:  # Ctrl-C/SIGTERM: stop the streams before unwinding, never leave
-            failed.append(exc)       # a thread inside torch while the interpreter exits (abort, 134)
+        except BaseException as exc:  # Ctrl-C/SIGTERM: the streams stop after their current segment
+            failed.append(exc)
             _join_all(threads)
             raise
         if failed:
