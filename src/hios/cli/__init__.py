@@ -48,10 +48,15 @@ def _terminate(signum, frame):
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds():
+def _sigterm_unwinds(args):
     """SIGTERM raises :class:`~hios.errors.Terminated` in the main thread while the command runs
-    (where SIGTERM has its default action; the previous handler is restored afterwards)."""
+    (where SIGTERM has its default action; the previous handler is restored afterwards).  Not in a
+    torchrun rank (``--backend distributed``): torchrun stops its ranks with SIGTERM, which must end
+    one blocked in a collective at once."""
     old = None
+    if getattr(args, "backend", None) == "distributed":
+        yield
+        return
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         old = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with warnings.catch_warnings(), _sigterm_unwinds():
+        with warnings.catch_warnings(), _sigterm_unwinds(args):
             warnings.showwarning = _show_warning
             return int(args.func(args) or 0)
     except (HiosError, MemoryError, RuntimeError) as e:

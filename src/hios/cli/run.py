@@ -242,9 +242,9 @@ def _run_local(args, timing, run, outputs) -> int:
     if selection is not None:
         result["selection"] = selection.to_dict()
         say(selection.summary())
-    if traced is not None:
-        result["trace"] = {"path": traced["path"], "segments": traced["table"]}
     failed = "check" in result and not result["check"]["ok"]
+    if traced is not None:
+        result["trace"] = {"path": None if failed else traced["path"], "segments": traced["table"]}
     if not failed:  # a run whose check fails leaves no trace or fed-back profile
         outputs.commit()
         if args.feedback_to:
