@@ -13,24 +13,11 @@ from pathlib import Path
 import pytest
 
 from hios import limits
-from cli_helpers import run  # noqa: E402
+from cli_helpers import TINY, cwd, files, run  # noqa: E402,F401 - cwd is a fixture
 from hios.cli import main
 from hios.errors import HiosError
 from hios.outputs import OutputSet, atomic_write_text, check_folder, check_output
 
-GOOD_TXT = "4\n0 1.0 0.8\n1 2.0 0.7\n2 1.5 0.9\n3 0.5 1.0\n4\n0 1 1.6\n0 2 1.2\n1 3 0.4\n2 3 0.4\n"
-TINY = "hios.runtime.dist_models:random_dag"
-
-
-@pytest.fixture
-def cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "g.txt").write_text(GOOD_TXT)
-    return tmp_path
-
-
-def files(d: Path) -> set[str]:
-    return {str(p.relative_to(d)) for p in d.rglob("*")}
 
 
 def refused(capsys, d, *argv, match=""):

@@ -33,8 +33,11 @@ def __getattr__(name: str):
     import importlib
     try:
         module = importlib.import_module(f".{_TORCH_API[name]}", __name__)
-    except ImportError as e:
-        raise HiosError(f"hios.{name} needs torch: pip install 'hios[torch]' ({e})") from None
+    except (ImportError, OSError, MemoryError) as e:
+        from .optional import import_failed, missing
+        if isinstance(e, ImportError) and missing(e, "torch"):
+            raise HiosError(f"hios.{name} needs torch: pip install 'hios[torch]' ({e})") from None
+        raise import_failed(e, "torch", f"hios.{name}") from None
     return getattr(module, name)
 
 __all__ = [

@@ -64,19 +64,24 @@ def _default_device(args) -> str:
 
 
 def context(args) -> str:
-    """"model M at S px, batch B on DEVICE" from a command's arguments (and its plan file)."""
+    """"model M at S px, batch B on DEVICE" from a command's arguments (and its plan file); for a
+    command on a graph file (``hios simulate``), "graph FILE"."""
     info = _plan_model(args.plan) if getattr(args, "plan", None) else {}
-    model = getattr(args, "model", None) or info.get("name") or "?"
+    model = getattr(args, "model", None) or info.get("name")
+    if model is None and getattr(args, "graph", None):
+        return f"graph {args.graph}"
     size = getattr(args, "image_size", None) or info.get("image_size")
     batch = info.get("batch") or getattr(args, "batch", None) or 1
     device = getattr(args, "devices", None) or getattr(args, "device", None) or _default_device(args)
-    size_s = f"{size} px" if size else "default size"
-    return f"model {model} at {size_s}, batch {batch} on {device}"
+    size_s = f"{size} px" if size else "its default size"
+    return f"model {model or '(not given)'} at {size_s}, batch {batch} on {device}"
 
 
 def describe(exc: BaseException, args) -> str:
     """One line for an out-of-memory ``exc`` raised by a command run with ``args``."""
     what = _first_line(exc) or type(exc).__name__
     what = re.sub(r"^out of memory( on \S+)?:?\s*", "", what)  # the runtime's own prefix
+    if getattr(args, "command", None) == "simulate" or (getattr(args, "graph", None) and not getattr(args, "model", None)):
+        return f"out of memory: {context(args)} ({what}); try a smaller graph or fewer GPUs"
     return (f"out of memory: {context(args)} ({what}); try a smaller --image-size or batch, "
             "or more or larger devices")

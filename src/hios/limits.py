@@ -25,6 +25,9 @@ comm ratio         1e6             edge time = weight x ratio must stay below th
 input file         256 MiB         every file hios reads (graph, schedule, plan, profile, run
                                    record, profile cache entry) is parsed whole in memory, at many
                                    times its size; the largest graph above is ~100 MiB of JSON
+repeats            100 000         timed samples, warm-up calls, calls per sample, traced calls:
+                                   more would not finish in useful time
+timeout            86 400 s        a day for a distributed rank to wait for a peer
 =================  ==============  ==============================================================
 """
 
@@ -37,9 +40,9 @@ from .errors import HiosError
 
 __all__ = ["MAX_BATCH", "MAX_BYTES", "MAX_COMM_RATIO", "MAX_COST_MS", "MAX_EDGES", "MAX_FILE_BYTES", "MAX_GPUS",
            "MAX_IMAGE_SIZE", "MAX_INPUT_BYTES", "MAX_OPERATORS", "MAX_REPEATS", "MAX_STREAMS",
-           "MAX_TIME_LIMIT_S", "MAX_WINDOW", "WHY", "check_count", "check_gpus", "check_graph_size",
-           "check_input", "check_intra", "check_real", "check_schedule_request", "check_time_limit",
-           "number_problem"]
+           "MAX_TIMEOUT_S", "MAX_TIME_LIMIT_S", "MAX_WINDOW", "WHY", "check_count", "check_gpus",
+           "check_graph_size", "check_input", "check_intra", "check_real", "check_schedule_request",
+           "check_time_limit", "check_timeout", "check_timing", "number_problem"]
 
 MAX_OPERATORS = 100_000
 MAX_EDGES = 1_000_000
@@ -55,6 +58,7 @@ MAX_TIME_LIMIT_S = 86_400.0
 MAX_COMM_RATIO = 1e6
 MAX_REPEATS = 100_000
 MAX_FILE_BYTES = 256 * 2 ** 20
+MAX_TIMEOUT_S = 86_400.0
 
 WHY = {
     "operators": "the schedulers are at least quadratic in the operator count",
@@ -71,6 +75,7 @@ WHY = {
     "comm_ratio": "edge times (weight x ratio) must stay within the cost limit",
     "repeats": "timing would not finish in useful time",
     "file_bytes": "a file is parsed whole in memory, at many times its size",
+    "timeout": "a peer that does not answer in a day is dead",
 }
 
 
@@ -130,6 +135,18 @@ def check_intra(window, streams) -> None:
 def check_time_limit(seconds) -> None:
     if seconds is not None:
         check_real("--time-limit", seconds, "time_limit", MAX_TIME_LIMIT_S, positive=True)
+
+
+def check_timeout(seconds) -> float:
+    """``--timeout`` of a distributed run: positive, finite, at most a day."""
+    return check_real("--timeout", seconds, "timeout", MAX_TIMEOUT_S, positive=True)
+
+
+def check_timing(warmup, repeats, inner=1) -> None:
+    """``--warmup`` (0 or more), ``--repeats`` and ``--inner`` (1 or more), each at most MAX_REPEATS."""
+    check_count("--warmup", warmup, "repeats", MAX_REPEATS, minimum=0)
+    check_count("--repeats", repeats, "repeats", MAX_REPEATS)
+    check_count("--inner", inner, "repeats", MAX_REPEATS)
 
 
 def check_input(image_size, batch, channels: int = 3, element_bytes: int = 4) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import HiosError
-from .limits import check_schedule_request
+from .limits import check_schedule_request, check_timing
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .runtime.devices import parse_devices
 from .runtime.levers import Levers
@@ -178,4 +178,5 @@ class TimingOptions:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise HiosError(f"--{name} must be an integer >= {low}, got {v!r}")
+        check_timing(self.warmup, self.repeats, self.inner)  # each at most hios.limits.MAX_REPEATS
 

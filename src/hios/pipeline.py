@@ -59,6 +59,19 @@ def _inputs(example_inputs) -> tuple:
     return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
 
+def _checked(where: str, model, example_inputs, pure: bool = True, **arguments) -> tuple:
+    """The front door's checks (:mod:`hios.frontend.model_checks`): ``arguments`` of the call, the
+    model and its example inputs (returned as a tuple) and, with ``pure``, that its forward changes
+    no input or buffer and draws no random numbers.  Each problem is a one-line HiosError."""
+    from .frontend.model_checks import check_arguments, check_inputs, check_pure
+    if arguments:
+        check_arguments(where, **arguments)
+    inputs = check_inputs(where, model, example_inputs)
+    if pure:
+        check_pure(where, model, inputs)
+    return inputs
+
+
 def _model_info(captured, info: dict | None) -> dict:
     """``{"name", "image_size", "batch", "dtype"}``: what a saved plan needs to rebuild its model."""
     x = next((t for t in captured.example_inputs if hasattr(t, "shape")), None)
@@ -102,9 +115,9 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
     from .timing import set_precision
 
     say = log or (lambda _m: None)
+    inputs = _checked("hios.plan_model", model, example_inputs)
     set_precision(cost.tf32)  # a profile taken here must see the run's precision
     source = resolve_source(cost)  # fails fast, before the capture, on a bad --cost
-    inputs = _inputs(example_inputs)
     say(f"capturing {name or type(model).__name__}...")
     captured = capture(model, inputs, name=name, progress=log is not None)
     if cost.source is None and source.kind == "analytic":
@@ -149,8 +162,9 @@ def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, cap
     ``captured`` when given.  Unchecked: :func:`checked_plan` is the front door's version."""
     from .runtime.executor import compile as build_runtime
     from .timing import set_precision
+    inputs = _checked("hios.run_plan", model, example_inputs, pure=captured is None)  # else checked when planned
     set_precision(run.tf32)
-    return build_runtime(model, _inputs(example_inputs), plan, options=run, captured=captured,
+    return build_runtime(model, inputs, plan, options=run, captured=captured,
                          clone_outputs=clone_outputs, progress=progress)
 
 
@@ -256,6 +270,9 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
     Optimized
         Call it like ``model``; ``.plan``, ``.save(path)``, ``.explain()``.
     """
+    _checked("hios.optimize", model, example_inputs, pure=False, gpus=gpus, algorithm=algorithm, choose=choose,
+             devices=devices, cost=cost, link=link, kernels=kernels, mode=mode, window=window, streams=streams,
+             flags={"serialize_links": serialize_links, "tf32": tf32, "progress": progress})
     run = RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32)
     device = run.devices[0] if run.devices else None
     sched = ScheduleOptions(gpus=gpus, algorithms=algorithm, serialize_links=serialize_links, window=window,
@@ -315,6 +332,8 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     >>> torch.allclose(again(x), model(x), rtol=1e-4, atol=1e-5)
     True
     """
+    _checked("hios.load", model, example_inputs, pure=False, devices=devices, kernels=kernels, mode=mode,
+             flags={"tf32": tf32, "progress": progress})
     plan = load_plan(path)
     build = checked_plan if check else run_plan
     runtime = build(model, example_inputs, plan, RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32),

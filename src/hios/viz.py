@@ -101,7 +101,8 @@ def write_gantt(path: str | Path, graph: Graph, schedule: Schedule, result: SimR
         ax.barh(ypos[(g, s)], t1 - t0, left=t0, height=0.8, color=cmap(g % 10), alpha=0.85,
                 edgecolor="black", linewidth=lw)
         if show_names and (t1 - t0) > 0.04 * span:
-            ax.text((t0 + t1) / 2, ypos[(g, s)], name, ha="center", va="center", fontsize=7, clip_on=True)
+            ax.text((t0 + t1) / 2, ypos[(g, s)], name, ha="center", va="center", fontsize=7, clip_on=True,
+                    parse_math=False)  # names are plain text, never mathtext
     for t in result.transfers:
         ax.barh(ypos[("x",) + xkey(t)], t.end - t.start, left=t.start, height=0.5,
                 color=cmap(t.src_gpu % 10), alpha=0.45, edgecolor="dimgray", linewidth=lw, hatch="//")
@@ -114,7 +115,7 @@ def write_gantt(path: str | Path, graph: Graph, schedule: Schedule, result: SimR
     ax.grid(axis="x", linestyle=":", linewidth=0.5)
     ax.set_xlabel("time (ms)")
     ax.set_title(title or f"{graph.name}: {schedule.algorithm}, {schedule.gpus} GPU(s), "
-                          f"latency {result.latency:.3f} ms", fontsize=10)
+                          f"latency {result.latency:.3f} ms", fontsize=10, parse_math=False)
     gpus_used = sorted({g for g, _ in rows})
     handles = [Patch(color=cmap(g % 10), label=f"GPU {g}") for g in gpus_used]
     if xrows:

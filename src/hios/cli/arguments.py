@@ -85,11 +85,14 @@ def add_run_args(p) -> None:
 
 
 def add_timing_args(p) -> None:
+    """--warmup/--repeats/--inner (None when not given: the defaults of :class:`TimingOptions`)."""
     d = TimingOptions()
-    p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed calls before timing (default {d.warmup})")
-    p.add_argument("--repeats", type=int, default=d.repeats,
-                   help=f"timed samples; the median is reported (default {d.repeats})")
-    p.add_argument("--inner", type=int, default=d.inner, help=f"calls per timed sample (default {d.inner})")
+    p.add_argument("--warmup", type=int, default=None,
+                   help=f"untimed calls before timing (default {d.warmup}; on CPU at most 2)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help=f"timed samples; the median is reported (default {d.repeats}; on CPU a third of it, at least 3)")
+    p.add_argument("--inner", type=int, default=None,
+                   help=f"calls per timed sample (default {d.inner}; on CPU 1)")
 
 
 def schedule_options(args) -> ScheduleOptions:
@@ -120,4 +123,5 @@ def run_options(args) -> RunOptions:
 
 
 def timing_options(args) -> TimingOptions:
-    return TimingOptions(args.warmup, args.repeats, args.inner)
+    given = {k: getattr(args, k) for k in ("warmup", "repeats", "inner") if getattr(args, k) is not None}
+    return TimingOptions(**given)

@@ -52,14 +52,14 @@ def check_device(device: str | None) -> None:
 
 
 def _check_outputs(args) -> None:
-    if args.output and Path(args.output).suffix != ".json":
+    if args.output and Path(args.output).suffix.lower() != ".json":
         raise HiosError(f"{args.output}: the plan is written as JSON; give a .json file name")
-    if args.save_graph and Path(args.save_graph).suffix not in (".json", ".txt"):
+    if args.save_graph and Path(args.save_graph).suffix.lower() not in (".json", ".txt"):
         raise HiosError(f"{args.save_graph}: unknown graph format (use .json or .txt)")
 
 
-def _save_graph(graph: Graph, machine, path: str) -> None:
-    if Path(path).suffix == ".txt":  # the HIOS text format needs edge times
+def _save_graph(graph: Graph, machine, path) -> None:
+    if Path(path).suffix.lower() == ".txt":  # the HIOS text format needs edge times
         graph = Graph(graph.ops, [Edge(e.src, e.dst, e.bytes, machine.link.transfer_ms(e.bytes))
                                   for e in graph.edges], graph.name, graph.meta)
     save_graph(graph, path)
@@ -95,7 +95,13 @@ def main(args) -> int:
     _check_outputs(args)
     if args.choose < 0:
         raise HiosError(f"--choose must be >= 0, got {args.choose}")
-    check_output_args(args, "plan")  # every output path, before any work
+    with check_output_args(args, "plan") as outputs:  # every output path, before any work
+        if args.cost and args.cost.lower() not in ("profile", *ANALYTIC_GPUS):
+            outputs.add_input(args.cost, "profile")
+        return _optimize(args, outputs)
+
+
+def _optimize(args, outputs) -> int:
     _refuse_unused(args)
     sched = schedule_options(args)
     cost = cost_options(args, args.device)
@@ -111,12 +117,12 @@ def main(args) -> int:
     plan, cmp = planned.plan, planned.comparison
     if args.choose:
         plan = _choose(args, model, example, plan, planned.captured, log)
-    if args.output:
-        plan.save(args.output)
-    if args.save_graph:
-        _save_graph(plan.graph, plan.machine, args.save_graph)
+    outputs.stage(args.output, plan.save)
+    outputs.stage(args.save_graph, lambda tmp: _save_graph(plan.graph, plan.machine, tmp))
     if not args.json:
         log(f"{plan.graph.name}: {len(plan.graph)} operators ({planned.captured.method}), costs from "
             f"{plan.cost_source}; best {cmp.best}" + (f" -> {args.output}" if args.output else ""))
-    emit(cmp, args, {"model": plan.model, "cost_source": plan.cost_source, "plan": args.output, "best": cmp.best})
+    emit(cmp, args, {"model": plan.model, "cost_source": plan.cost_source, "plan": args.output, "best": cmp.best},
+         outputs=outputs)
+    outputs.commit()
     return 0

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import HiosError
 from ..formats import save_graph
-from ..outputs import JSON, check_folder, check_output
+from ..limits import MAX_REPEATS, check_count
+from ..outputs import JSON, OutputSet
 from .arguments import add_kernels_arg, add_model_args, add_tf32_arg
 
 
@@ -29,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cache-dir", default=None, help="profile cache folder (default ~/.cache/hios/profiles)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the profile cache")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions per operator (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="warm-up calls per operator (default 3)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up calls per operator on a GPU (default 3; on CPU 1)")
     p.add_argument("--groups", type=int, default=24,
                    help="groups of independent operators timed concurrently (default 24; 0: none)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -45,7 +47,9 @@ def add_parser(sub) -> None:
 def _from_run(args) -> int:
     """--from-run: the run's plan costs with its measured segment times fed back."""
     from ..feedback import profile_from_run
-    check_output(args.output, JSON, "profile")
+    outputs = OutputSet()
+    outputs.add_input(args.from_run, "run record")
+    outputs.add(args.output, JSON, "profile")
     graph = None
     if args.model and args.image_size is None:
         raise HiosError("--from-run with --model needs --image-size")
@@ -62,15 +66,24 @@ def _from_run(args) -> int:
         from ..formats import graph_from_dict
         graph = graph_from_dict(rec["graph"], f"{args.from_run} (graph)")  # the costs the run's plan had
     g = profile_from_run(args.from_run, graph)
-    save_graph(g, args.output)
+    outputs.stage(args.output, lambda tmp: save_graph(g, tmp))
+    outputs.commit()
     fb = g.meta["profile"]["feedback"]
     print(f"{g.name}: {fb['segments']} measured segment(s) fed back from {args.from_run} (round {fb['rounds']}), "
           f"sum {g.total_work():.4f} ms -> {args.output}", file=sys.stderr)
     return 0
 
 
+def _warn_cpu_warmup(args) -> None:
+    """On CPU each operator is timed by wall clock after one warm-up call: --warmup is not used."""
+    import torch
+    cpu = args.device.startswith("cpu") if args.device else not torch.cuda.is_available()
+    if cpu and args.warmup is not None:
+        warnings.warn(f"--warmup {args.warmup} is not used on CPU: each operator is timed after one warm-up call")
+
+
 def main(args) -> int:
-    if Path(args.output).suffix != ".json":
+    if Path(args.output).suffix.lower() != ".json":
         raise HiosError(f"{args.output}: the profile is written as JSON; give a .json file name")
     if args.from_run:
         return _from_run(args)
@@ -78,26 +91,33 @@ def main(args) -> int:
         raise HiosError("give --model and --image-size (or --from-run RUN.json)")
     if args.image_size < 1 or args.batch < 1:
         raise HiosError(f"--image-size and --batch must be positive, got {args.image_size} and {args.batch}")
-    if args.repeats < 1 or args.warmup < 0 or args.groups < 0:
-        raise HiosError("--repeats must be >= 1, --warmup and --groups >= 0")
-    check_output(args.output, JSON, "profile")
-    check_folder(None if args.no_cache else args.cache_dir, "--cache-dir")
+    check_count("--repeats", args.repeats, "repeats", MAX_REPEATS)
+    if args.warmup is not None:
+        check_count("--warmup", args.warmup, "repeats", MAX_REPEATS, minimum=0)
+    if args.groups < 0:
+        raise HiosError(f"--groups must be >= 0, got {args.groups}")
+    outputs = OutputSet()
+    outputs.add(args.output, JSON, "profile")
+    from ..frontend.profile_cache import usable_cache_dir
+    cache_dir = False if args.no_cache else usable_cache_dir(args.cache_dir)  # warns and goes on without one
     from .model import build_model, model_label, require_torch
     require_torch("hios profile")
     from .optimize import check_device
     check_device(args.device)  # before the model is built
+    _warn_cpu_warmup(args)
     from ..frontend.profiler import ProfileSettings
     from ..pipeline import profile_model
 
     model, example = build_model(args)
-    settings = ProfileSettings(warmup=args.warmup, repeats=args.repeats, groups=args.groups,
-                               channels_last=args.channels_last)
+    settings = ProfileSettings(**({} if args.warmup is None else {"warmup": args.warmup}), repeats=args.repeats,
+                               groups=args.groups, channels_last=args.channels_last)
     res = profile_model(model, example, device=args.device, kernels=args.kernels, tf32=args.tf32, settings=settings,
-                        cache_dir=False if args.no_cache else args.cache_dir, name=model_label(args),
+                        cache_dir=cache_dir, name=model_label(args),
                         compile_workers=args.compile_workers, progress=not args.no_progress)
     g = res.graph
     g.meta.setdefault("model", {"name": args.model, "image_size": args.image_size, "batch": args.batch})
-    save_graph(g, args.output)
+    outputs.stage(args.output, lambda tmp: save_graph(g, tmp))
+    outputs.commit()
     prof = g.meta.get("profile", {})
     fit = (prof.get("stage_model") or {}).get("fit") or {}
     print(f"{g.name}: {len(g)} operators on {prof.get('device')} ({prof.get('kernels')} kernels), "

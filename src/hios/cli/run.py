@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 from ..errors import HiosError
 from ..runtime.run_report import format_report
@@ -125,37 +126,67 @@ def _check_devices(args, plan) -> None:
                          "the plan's profile, which --feedback-to would extend,")
 
 
-def _check_outputs(args) -> None:
-    """Refuse unwritable --trace / --feedback-to paths before anything runs (nothing half-written)."""
-    from pathlib import Path
+def _check_options(args) -> None:
+    """--trace-calls, --choose and --timeout in range (hios.limits), before anything runs."""
+    from ..limits import MAX_REPEATS, check_count, check_timeout
+    check_count("--trace-calls", args.trace_calls, "repeats", MAX_REPEATS)
+    if args.choose < 0:
+        raise HiosError(f"--choose must be >= 0, got {args.choose}")
+    if args.timeout is not None:
+        check_timeout(args.timeout)
+        if args.backend != "distributed":
+            raise HiosError("--timeout says how long a distributed rank waits for its peers; it needs "
+                            "--backend distributed")
 
-    from ..runtime.trace import check_writable
-    if args.trace_calls < 1:
-        raise HiosError(f"--trace-calls must be >= 1, got {args.trace_calls}")
-    from ..outputs import JSON, check_output
-    check_writable(args.trace)
-    check_output(args.feedback_to, JSON, "fed-back profile")
-    if args.trace and args.feedback_to and Path(args.trace).resolve() == Path(args.feedback_to).resolve():
-        raise HiosError(f"{args.trace}: --trace and --feedback-to name the same file")
+
+def _check_outputs(args):
+    """Refuse unwritable --trace / --feedback-to paths (or ones that would replace the plan or
+    profile this command reads) before anything runs; the returned
+    :class:`~hios.outputs.OutputSet` stages them, committed only after a passing check."""
+    from ..outputs import JSON, OutputSet
+    out = OutputSet()
+    out.add_input(args.plan, "plan")
+    if args.cost is not None and Path(args.cost).suffix.lower() == ".json":
+        out.add_input(args.cost, "profile")
+    out.add(args.trace, JSON, "trace")
+    out.add(args.feedback_to, JSON, "fed-back profile")
+    return out
+
+
+def _warn_cpu_overrides(args, run) -> None:
+    """On CPU a plan is timed by wall clock, one call per sample, after at most 2 warm-up calls:
+    say so when --inner or a larger --warmup was asked for."""
+    import torch
+    cuda = run.devices[0].startswith("cuda") if run.devices else torch.cuda.is_available()
+    if cuda:
+        return
+    if args.inner is not None and args.inner != 1:
+        warnings.warn(f"--inner {args.inner} is not used on CPU: wall-clock timing takes one call per sample")
+    if args.warmup is not None and args.warmup > 2:
+        warnings.warn(f"--warmup {args.warmup}: CPU timing makes at most 2 warm-up calls")
 
 
 def _choose(args, model, x, plan, run, timing, captured, say):
     """--choose K: time the candidates; run the fastest hios plan (and say if torch.compile won)."""
     from ..runtime.choose import choose_by_measurement, chosen_plan
-    if args.choose < 0:
-        raise HiosError(f"--choose must be >= 0, got {args.choose}")
     say(f"choosing by measurement among the {args.choose} best predicted plans and torch.compile...")
     sel, built, schedules = choose_by_measurement(model, x, plan, run, timing, args.choose, captured, say)
     chosen, best = chosen_plan(plan, sel, schedules)
     return built[best], chosen, sel
 
 
-def _trace(args, module, x, plan, say) -> dict:
-    """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's caches)."""
+def _trace(args, module, x, plan, say, outputs) -> dict:
+    """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's
+    caches); the files are staged in ``outputs`` and written only when the command succeeds."""
     from ..formats import save_graph
     from ..runtime.trace import format_table, trace_plan
     say(f"tracing {args.trace_calls} calls of the plan...")
-    traced = trace_plan(module, x, plan, args.trace, calls=args.trace_calls)
+    if args.trace:
+        traced = {}
+        outputs.stage(args.trace, lambda tmp: traced.update(trace_plan(module, x, plan, tmp, calls=args.trace_calls)))
+        traced["path"] = args.trace
+    else:
+        traced = trace_plan(module, x, plan, None, calls=args.trace_calls)
     say(format_table(traced["table"]))
     if args.feedback_to:
         from ..feedback import feed_back
@@ -163,8 +194,7 @@ def _trace(args, module, x, plan, say) -> dict:
         prof = dict(g.meta["profile"])
         prof.update(traced["record"]["settings"])
         g.meta = {**g.meta, "profile": prof}
-        save_graph(g, args.feedback_to)
-        say(f"measured segment times fed back -> {args.feedback_to}")
+        outputs.stage(args.feedback_to, lambda tmp: save_graph(g, tmp))
     return traced
 
 
@@ -191,12 +221,18 @@ def run_distributed(args) -> int:
 
 
 def main(args) -> int:
+    _check_options(args)
     if args.backend == "distributed":  # one process per GPU, started by torchrun
         return run_distributed(args)
     timing = timing_options(args)
     run = run_options(args)
-    _check_outputs(args)
-    require_torch("hios run")
+    with _check_outputs(args) as outputs:
+        require_torch("hios run")
+        _warn_cpu_overrides(args, run)
+        return _run_local(args, timing, run, outputs)
+
+
+def _run_local(args, timing, run, outputs) -> int:
     from ..pipeline import run_plan
     from ..runtime.measure import MeasureOptions, measure_plan
 
@@ -214,18 +250,23 @@ def main(args) -> int:
     notes = [str(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
-    traced = _trace(args, module, x, plan, say) if args.trace or args.feedback_to else None
+    traced = _trace(args, module, x, plan, say, outputs) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
     result["warnings"] = notes
     if selection is not None:
         result["selection"] = selection.to_dict()
         say(selection.summary())
+    failed = "check" in result and not result["check"]["ok"]
     if traced is not None:
-        result["trace"] = {"path": traced["path"], "segments": traced["table"]}
+        result["trace"] = {"path": None if failed else traced["path"], "segments": traced["table"]}
+    if not failed:  # a run whose check fails leaves no trace or fed-back profile
+        outputs.commit()
+        if args.feedback_to:
+            say(f"measured segment times fed back -> {args.feedback_to}")
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         print()
     else:
         print(format_report(result))
-    return 1 if "check" in result and not result["check"]["ok"] else 0
+    return 1 if failed else 0

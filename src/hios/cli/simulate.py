@@ -62,6 +62,8 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     with check_output_args(args, "schedule") as outputs:  # nothing is written unless all succeeds
+        outputs.add_input(args.graph, "input graph")
+        outputs.add_input(args.schedule, "input schedule")
         if args.schedule and args.algo is not None:
             raise HiosError("give either --schedule or --algo, not both")
         opts = schedule_options(args)

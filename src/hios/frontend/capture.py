@@ -46,6 +46,7 @@ import torch.utils._pytree as pytree
 from torch import nn
 
 from ..errors import HiosError
+from ..faults import is_out_of_memory
 from ..graph import Edge, Graph, Operator
 
 
@@ -182,6 +183,8 @@ def _check_runs(model: nn.Module, inputs: tuple, name: str) -> None:
         with torch.no_grad():
             model(*inputs)
     except Exception as e:
+        if is_out_of_memory(e):  # not a model that does not run: reported as out of memory
+            raise
         raise HiosError(f"{name} does not run on input(s) of shape {_shapes(inputs)}: "
                         f"{_describe(e, model)}") from None
 

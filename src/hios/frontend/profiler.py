@@ -81,7 +81,7 @@ from .compile_pool import _as_tuple, _fx_cache_hits, _inductor_compile, _pool_wa
 from ..optional import require  # noqa: E402
 from .probe import default_kernels, device_name, library_versions, resolve_device  # noqa: E402,F401
 from .profile_cache import (CACHE_FORMAT, CACHE_VERSION, cache_path, default_cache_dir, read_cache,  # noqa: E402,F401
-                            structure_hash, write_cache)
+                            structure_hash, usable_cache_dir, write_cache)
 from .profile_cache import cache_key as _cache_key  # noqa: E402
 
 __all__ = ["ProfileResult", "ProfileSettings", "cache_key", "measure_launch_overhead", "measure_transfers",
@@ -211,8 +211,9 @@ def profile_detailed(captured, device: str | None = "cuda:0", kernels: str | Non
     dname = device_name(dev)
     key = cache_key(captured, dname, kernels, s)
     path = None
+    cache_dir = usable_cache_dir(cache_dir)  # the default folder unusable: one warning, no cache
     if cache_dir is not False:
-        path = cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), key)
+        path = cache_path(Path(cache_dir), key)
         graph, reason = read_cache(path, key)
         if graph is not None:
             return ProfileResult(graph, from_cache=True, cache_path=str(path),

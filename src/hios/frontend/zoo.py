@@ -24,6 +24,7 @@ checking correctness and can hit slow denormal arithmetic on CPUs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -32,6 +33,7 @@ from typing import Callable
 
 from ..errors import HiosError
 from ..fields import show
+from ..faults import is_out_of_memory
 from ..limits import check_input
 from ..optional import require
 
@@ -75,40 +77,17 @@ _BUILDERS: dict[str, Callable] = {
 }
 
 
-def _import(mod_name: str):
-    """``importlib.import_module`` that also finds modules in the current folder (as ``python -m
-    hios`` does, and the ``hios`` script otherwise would not)."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.append(cwd)
-    try:
-        return importlib.import_module(mod_name)
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-
-
-def _failure(spec: str, what: str, e: BaseException) -> HiosError:
-    """One line for a factory whose import, attribute or call raised (or called ``sys.exit``)."""
-    if isinstance(e, SystemExit):
-        return HiosError(f"model spec {spec!r}: {what} called sys.exit({e.code!r})")
-    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
-    return HiosError(f"model spec {spec!r}: {what} failed: {type(e).__name__}" + (f": {first[:200]}" if first else ""))
-
-
 def _factory(spec: str) -> Callable:
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise HiosError(f"model spec {spec!r} must look like 'package.module:factory'")
     try:
-        mod = _import(mod_name)
-    except ImportError as e:
-        raise HiosError(f"model spec {spec!r}: cannot import {mod_name!r} ({type(e).__name__}: {e.msg})") from None
+        with _cwd_importable():
+            mod = importlib.import_module(mod_name)
     except MemoryError:
         raise
-    except (Exception, SystemExit) as e:  # the module's own code failed (SyntaxError, NameError, sys.exit...)
-        raise _failure(spec, f"importing {mod_name!r}", e) from None
+    except (Exception, SystemExit) as e:  # the module's own code runs here: any error, or sys.exit()
+        raise HiosError(f"model spec {spec!r}: cannot import {mod_name!r} ({_why(e)})") from None
     obj = mod
     for part in attr.split("."):
         try:
@@ -117,8 +96,8 @@ def _factory(spec: str) -> Callable:
             raise HiosError(f"model spec {spec!r}: {mod_name!r} has no attribute {attr!r}") from None
         except MemoryError:
             raise
-        except (Exception, SystemExit) as e:  # a property that raises
-            raise _failure(spec, f"reading {attr!r}", e) from None
+        except (Exception, SystemExit) as e:  # a property or module __getattr__ that raises
+            raise HiosError(f"model spec {spec!r}: reading {part!r} failed ({_why(e)})") from None
     if not callable(obj):
         raise HiosError(f"model spec {spec!r}: {attr!r} is not callable")
     return obj
@@ -135,8 +114,38 @@ def _call_factory(fn: Callable, spec: str, image_size: int, batch: int):
         return fn(**kwargs)
     except (HiosError, MemoryError):
         raise
-    except (Exception, SystemExit) as e:
-        raise _failure(spec, "the factory", e) from None
+    except Exception as e:
+        if is_out_of_memory(e):  # reported as out of memory by the CLI, with model, size and device
+            raise
+        raise HiosError(f"model spec {spec!r}: the factory failed: {_why(e)}") from None
+    except SystemExit as e:
+        raise HiosError(f"model spec {spec!r}: the factory failed: {_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    """``Type: first line`` of an exception (``sys.exit(N)`` as such)."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    if isinstance(e, SyntaxError) and e.lineno:
+        first = f"{e.msg} ({e.filename}, line {e.lineno})"
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+@contextlib.contextmanager
+def _cwd_importable():
+    """The current folder is searched for the factory's module, last (as ``python -m hios`` does,
+    first), so that ``hios`` and ``python -m hios`` find the same factories and nothing in the
+    current folder shadows an installed package."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
 
 
 def is_factory(name: str) -> bool:

@@ -119,6 +119,16 @@ def resolve_schedule(plan_or_schedule, graph: Graph, inputs: tuple) -> tuple[Sch
 
 
 # --------------------------------------------------------------------------- weight placement
+def _join_all(threads) -> None:
+    """Join every thread, waiting through further interrupts (each finishes its current segment)."""
+    for t in threads:
+        while t.is_alive():
+            try:
+                t.join()
+            except BaseException:  # a second Ctrl-C: keep waiting, the first one is being handled
+                continue
+
+
 def _clone_tree(m: nn.Module) -> nn.Module:
     """A copy of the module tree sharing tensors but not containers, so placing weights on a device
     never changes the captured model or another segment."""
@@ -494,11 +504,18 @@ class HiosModule(nn.Module):
             except BaseException as exc:  # reported by the issuing thread
                 failed.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(steps,), daemon=True) for steps in per_stream.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # Not daemons: the interpreter joins them before it exits, so none is left inside torch while
+        # it tears down (an abort, "terminate called without an active exception", exit 134).
+        threads = [threading.Thread(target=worker, args=(steps,)) for steps in per_stream.values()]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        except BaseException as exc:  # Ctrl-C/SIGTERM: the streams stop after their current segment
+            failed.append(exc)
+            _join_all(threads)
+            raise
         if failed:
             raise failed[0]
 
