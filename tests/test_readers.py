@@ -138,13 +138,13 @@ def test_plan_model_spec():
 # -- --model package.module:factory that fails in its own code -------------------------------------
 
 FACTORIES = [
-    ("def make(:\n", "make", "importing 'MOD' failed: SyntaxError"),
-    ("undefined_name\n", "make", "importing 'MOD' failed: NameError: name 'undefined_name' is not defined"),
-    ("raise RuntimeError('boom')\n", "make", "importing 'MOD' failed: RuntimeError: boom"),
-    ("import sys\nsys.exit(0)\n", "make", "importing 'MOD' called sys.exit(0)"),
-    ("def make(**kw):\n    import sys\n    sys.exit(0)\n", "make", "the factory called sys.exit(0)"),
+    ("def make(:\n", "make", "cannot import 'MOD' (SyntaxError"),
+    ("undefined_name\n", "make", "cannot import 'MOD' (NameError: name 'undefined_name' is not defined)"),
+    ("raise RuntimeError('boom')\n", "make", "cannot import 'MOD' (RuntimeError: boom)"),
+    ("import sys\nsys.exit(0)\n", "make", "cannot import 'MOD' (it called sys.exit(0))"),
+    ("def make(**kw):\n    import sys\n    sys.exit(0)\n", "make", "the factory failed: it called sys.exit(0)"),
     ("class C:\n    @property\n    def make(self):\n        raise ValueError('no model')\nc = C()\n", "c.make",
-     "reading 'c.make' failed: ValueError: no model"),
+     "reading 'make' failed (ValueError: no model)"),
 ]
 
 
