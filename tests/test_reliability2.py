@@ -187,7 +187,7 @@ def test_signal_during_cpu_timing_ends_cleanly(cwd, plan2, sig, code, word):
     pytest.importorskip("torch")
     shutil.copy(plan2, cwd / "p.json")
     before = files(cwd)
-    got, err = _interrupt(cwd, sig, ["run", "p.json", "--devices", "cpu,cpu", "--trace", "run.json",
+    got, err = _interrupt(cwd, sig, ["run", "p.json", "--trust-plan", "--devices", "cpu,cpu", "--trace", "run.json",
                                      "--no-baselines", "--repeats", "90000"], "timing the plan")
     assert got == code, err[-2000:]
     assert "terminate called" not in err and "Traceback" not in err, err[-2000:]
@@ -237,7 +237,7 @@ def test_run_writes_trace_and_feedback_only_after_a_passing_check(cwd, capsys):
 
 def test_run_writes_trace_and_feedback_after_a_passing_check(cwd, capsys, plan2):
     pytest.importorskip("torch")
-    code, _, err = run(capsys, "run", plan2, "--devices", "cpu,cpu", "--no-baselines", "--warmup", 0,
+    code, _, err = run(capsys, "run", plan2, "--trust-plan", "--devices", "cpu,cpu", "--no-baselines", "--warmup", 0,
                        "--repeats", 3, "--trace", "t.json", "--feedback-to", "f.json", "--trace-calls", 1)
     assert code == 0, err
     assert files(cwd) == {"g.txt", "t.json", "f.json"}
@@ -261,7 +261,7 @@ def test_run_writes_trace_and_feedback_after_a_passing_check(cwd, capsys, plan2)
     (["--timeout", "30"], "it needs --backend distributed"),
 ])
 def test_run_option_limits(cwd, capsys, plan2, argv, match):
-    refused(capsys, cwd, "run", plan2, "--devices", "cpu,cpu", *argv, match=match)
+    refused(capsys, cwd, "run", plan2, "--trust-plan", "--devices", "cpu,cpu", *argv, match=match)
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -276,7 +276,7 @@ def test_profile_option_limits(cwd, capsys, argv, match):
 
 def test_options_cpu_timing_overrides_are_warned_about(cwd, capsys, plan2):
     pytest.importorskip("torch")
-    code, _, err = run(capsys, "run", plan2, "--devices", "cpu,cpu", "--no-baselines", "--warmup", 4,
+    code, _, err = run(capsys, "run", plan2, "--trust-plan", "--devices", "cpu,cpu", "--no-baselines", "--warmup", 4,
                        "--inner", 3, "--repeats", 3)
     assert code == 0, err
     assert "warning: --inner 3 is not used on CPU" in err and "warning: --warmup 4: CPU timing makes at most 2" in err
