@@ -15,7 +15,7 @@ hios's TF32 tolerance, on the example input and on a fresh random one):
   × mode {graph: the CUDA-graph replay, stream: the same built segments issued on their streams
   without the graph} × devices {``cuda:0``, ``cuda:0,cuda:0``}.  These modules are built
   unchecked (``run_plan``), so that a wrong build shows here instead of being repaired;
-* ``hios.optimize`` then ``hios.load`` of the saved plan (googlenet, randwire), checked by hios
+* ``hios.optimize`` then ``hios.load`` of the saved plan (every zoo model), checked by hios
   itself and again here, with any warning they gave;
 * the README's flow (``hios optimize`` inception_v3 2048 px on 2 GPUs with the committed profile,
   then ``hios run plan.json --tf32 --devices cuda:0,cuda:0`` as written), ``hios run --trace``,
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
                     jobs.append(("job_levers", (name, size, d, group),
                                  [{"cell": f"{name} {size}", "levers": lv, "devices": d} for lv in group]))
     if not args.no_extra:
-        for name, size in (("googlenet", 224), ("randwire", 224)):
+        for name, size in MODELS:
             jobs.append(("job_front_door", (name, size),
                          [{"cell": f"{name} {size}", "levers": "defaults", "devices": "cuda:0", "mode": m}
                           for m in ("hios.optimize", "hios.load")]))
