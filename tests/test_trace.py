@@ -325,3 +325,39 @@ def test_profiler_warnings_stay_off_stderr(capsys):
         assert notes == ["profiler: CUPTI is not available"]
         with pytest.warns(UserWarning, match="hios: not the profiler's"), _profiling(notes):
             warnings.warn("hios: not the profiler's")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("kernels", ["eager", "inductor"])
+def test_cuda_graph_replay_segments_come_from_its_kernels(kernels, tmp_path, capfd):
+    """GPU: a graph-mode plan's trace measures the replay; nearly all of its kernel time is
+    attributed; the profiler says nothing on stderr."""
+    from hios.frontend.analytic import costed_graph
+    from hios.frontend.capture import capture
+    from hios.plan import Plan
+    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.trace import trace_plan
+    torch.manual_seed(0)
+    model = Branchy().eval().cuda()
+    x = torch.randn(1, 3, 32, 32, device="cuda")
+    cap = capture(model, (x,), "branchy")
+    graph = costed_graph(cap, "h100")
+    sched = random_stages(graph, 1, 3, random.Random(0))
+    m = hcompile(model, (x,), sched, "cuda:0", kernels=kernels, captured=cap)
+    assert m.mode == "graph" and max(m.program.streams) > 1
+    plan = Plan({"name": "branchy"}, "segments", Machine(1), graph, sched, {}, {})
+    capfd.readouterr()
+    out = trace_plan(m, (x,), plan, tmp_path / "t.json", calls=4)
+    err = capfd.readouterr().err
+    assert "Profiler" not in err and "profiler" not in err.lower(), err
+    rec, cov = out["record"], out["coverage"]
+    assert rec["clock"] == "graph_replay_kernels", out["note"]
+    assert cov["replays"] == 4 and cov["attributed_share"] >= 0.95, out["coverage_line"]
+    assert cov["unmatched_kernels"] == 0 and cov["missing_kernels"] == 0, out["coverage_line"]
+    data = json.loads((tmp_path / "t.json").read_text())
+    kern = [e for e in data["traceEvents"] if e.get("cat") == "kernel/graph"]
+    assert kern and all(e["args"]["segment"] is not None or e["args"]["outside_segments"] for e in kern)
+    assert "stream_mode_pass" in data["otherData"]
