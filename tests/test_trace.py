@@ -361,3 +361,87 @@ def test_cuda_graph_replay_segments_come_from_its_kernels(kernels, tmp_path, cap
     kern = [e for e in data["traceEvents"] if e.get("cat") == "kernel/graph"]
     assert kern and all(e["args"]["segment"] is not None or e["args"]["outside_segments"] for e in kern)
     assert "stream_mode_pass" in data["otherData"]
+
+
+class _FakeEvent:
+    """torch.cuda.Event stand-in: record() takes the next tick of a shared clock."""
+    clock = [0.0]
+
+    def __init__(self, enable_timing=False):
+        self.t = None
+
+    def record(self, stream=None):
+        _FakeEvent.clock[0] += 0.5
+        self.t = _FakeEvent.clock[0]
+
+    def elapsed_time(self, other):
+        return other.t - self.t
+
+
+class _FakeGraphModule:
+    """What record_run uses of a graph-mode HiosModule on a GPU, without a GPU."""
+    is_cuda, mode = True, "graph"
+
+    def __init__(self, fail_replay=False):
+        from types import SimpleNamespace
+        self.program = _program()
+        self.devices = ["cuda:0"]
+        self._graph = object()
+        self._static_in = [torch.zeros(1)]
+        self._segs = [SimpleNamespace(step=st, mem="cuda:0") for st in self.program.segments]
+        self.fail_replay = fail_replay
+        self.issued = []
+
+    def _check_inputs(self, inputs):
+        pass
+
+    def _run_segment(self, seg, env, first):
+        pass
+
+    def _issue(self, inputs):
+        self.issued.append(inputs)
+        for seg in self._segs:
+            self._run_segment(seg, {}, False)
+
+    def replay(self):
+        if self.fail_replay:
+            raise RuntimeError("CUDA error: not permitted")
+
+
+@pytest.mark.parametrize("case", ["attributed", "other kernels", "replay fails"])
+def test_record_run_of_a_graph_module_measures_the_replay(monkeypatch, case):
+    """The GPU path of record_run, its profiler exports replaced by the synthetic ones above."""
+    import hios.runtime.trace as trace
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    exports = iter([_stream_pass(2), _replay_pass(2, names={"conv": "other"} if case == "other kernels" else None)])
+
+    def fake_profile(body, path, notes):
+        body()
+        return next(exports)
+    monkeypatch.setattr(trace, "_profile", fake_profile)
+    m = _FakeGraphModule(fail_replay=case == "replay fails")
+    x = torch.ones(1)
+    tr = record_run(m, (x,), calls=2, warmup=1, kernels=True)
+    assert m.issued[0] == (x,) and all(i[0] is m._static_in[0] for i in m.issued[1:])  # taught on the graph's inputs
+    assert [s.step for s in tr.stream_segments or tr.segments if s.call == 0] == [0, 1, 2]
+    if case == "attributed":
+        assert tr.clock == "graph_replay_kernels" and "replay" in tr.measured
+        assert {(r.call, r.step): round(r.end_ms - r.start_ms, 6) for r in tr.segments} == {
+            (c, s): d for c in (0, 1) for s, d in ((0, 0.012), (1, 0.010), (2, 0.006))}
+        assert tr.call_ms() == pytest.approx([0.025, 0.025])
+        assert len(tr.stream_segments) == 6 and tr.coverage.attributed == pytest.approx(28 / 30)
+        assert {k.source for k in tr.kernels} == {"stream", "graph"}
+        rows = segment_table(tr, m.program, _graph_of(m.program))
+        assert rows[-1]["measured_ms"] == pytest.approx(0.025)
+        assert format_table(rows, tr.measured).startswith("meas ms: 2 CUDA-graph replay(s)")
+    else:
+        assert tr.clock == "cuda_events" and "NOT the CUDA-graph replay" in tr.note
+        assert ("only 26.7 % of its kernel time matched" if case == "other kernels" else
+                "graph replay not profiled: RuntimeError: CUDA error: not permitted") in tr.note
+        assert tr.segments and not tr.stream_segments
+
+
+def _graph_of(program):
+    from hios.graph import Graph, Operator
+    return Graph([Operator(n, 1.0) for st in program.segments for n in st.ops], [], "g")
