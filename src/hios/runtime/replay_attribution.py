@@ -17,11 +17,12 @@ Steps of :func:`attribute_replay` (one replay):
    signature is the lane's next expected one or one of the ``window`` after it (expected kernels
    the replay lacks are skipped and counted missing), it starts after the lane's previous kernel
    ended (one lane is one serial chain of the graph) and, when it opens a segment, after every
-   segment that one depends on has ended.  Among such lanes prefer: fewest skipped kernels, the
-   lane whose previous kernel ran on the same CUDA stream, the lane whose previous kernel ended
-   last (the tightest predecessor), then lane order.  When no lane qualifies, the dependency
-   condition is dropped (counted ``relaxed``); when still none does, the kernel stays
-   unattributed.
+   segment that one depends on has ended.  Among such lanes take the one with fewest skipped
+   kernels; among those (e.g. two identical branches) the one after which going on greedily over
+   the next ``lookahead`` kernels skips or leaves unattributed fewest, then the lane whose
+   previous kernel ran on the same CUDA stream, the lane whose previous kernel ended last (the
+   tightest predecessor), then lane order.  When no lane qualifies, the dependency condition is
+   dropped (counted ``relaxed``); when still none does, the kernel stays unattributed.
 3. Per segment: start (its first kernel's start), end (its last kernel's end) and busy time (the
    union of its kernels' intervals).  Per lane: the sum of its segments' spans and its busy time
    (union of the lane's kernels).  :func:`coverage` sums the replays: kernel time attributed to
@@ -34,7 +35,7 @@ Times are in any one unit (the callers use ms); ``tolerance`` absorbs the profil
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 __all__ = ["Coverage", "Lane", "LaneTime", "OUTSIDE", "ReplayAttribution", "ReplayKernel", "SegmentSpan",

@@ -23,8 +23,8 @@ Steps of :func:`record_run` (on a :class:`hios.runtime.executor.HiosModule`):
    whose ``hios/call<c>`` range does (:func:`attribute_kernels`).
 4. A graph-mode module runs its CUDA graph, not the stream-mode issue: the stream-mode pass of
    step 3 then only teaches each segment's kernel sequence, and ``calls`` replays of the graph are
-   profiled (each in a ``hios/call<c>`` range: its kernels carry the ``cudaGraphLaunch``'s
-   correlation id).  :mod:`hios.runtime.replay_attribution` attributes the replayed kernels to
+   profiled after one warm-up replay (each in a ``hios/call<c>`` range: its kernels carry the
+   ``cudaGraphLaunch``'s correlation id).  :mod:`hios.runtime.replay_attribution` attributes the replayed kernels to
    segments; each segment's start and end are those of its first and last kernel, relative to
    the replay's first kernel (:func:`replay_segments`).  These become the trace's segments
    (``clock="graph_replay_kernels"``), with the coverage of the attribution; the stream-mode
@@ -333,7 +333,8 @@ def _profile_kernels(module, inputs: tuple, calls: int, rec: _Recorder) -> _Prof
             data = _profile(replays, os.path.join(tmp, "graph.json"), out.notes)
             replayed = attribute_kernels(data, "graph")
         except Exception as e:  # noqa: BLE001 - the trace says so; the run goes on
-            out.notes.append(f"graph replay not profiled: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            first = str(e).splitlines()[0] if str(e) else ""
+            out.notes.append(f"graph replay not profiled: {type(e).__name__}: {first}")
             return out
     try:
         res = replay_segments(module.program, module.devices, out.kernels, replayed, calls)
