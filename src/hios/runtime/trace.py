@@ -6,7 +6,7 @@ Steps of :func:`record_run` (on a :class:`hios.runtime.executor.HiosModule`):
 1. Hook the module's segment runner for the duration of the recording (nothing else changes; the
    hook is removed afterwards, also on error).
 2. Issue ``calls`` forward passes through the module's stream program (the multi-stream,
-   event-synchronised launch path).  Each segment is timed where it runs:
+   event-synchronised launch path), without the profiler.  Each segment is timed where it runs:
 
    * CPU logical devices (each stream a thread): ``time.perf_counter`` before and after the
      segment, in its own thread;
@@ -16,20 +16,21 @@ Steps of :func:`record_run` (on a :class:`hios.runtime.executor.HiosModule`):
 
    Times are relative to the start of each call.  For a stream-mode module (and on CPU) these
    are the plan's times.
-3. CUDA with ``kernels=True``: the calls run under ``torch.profiler`` (CPU and CUDA activity;
-   its warnings are kept out of the user's way, :func:`_profiling`).  Every kernel (memory copies
-   and sets too) is attributed to the segment whose ``hios/seg<id>`` range on the launching
-   thread encloses the runtime call that launched it (same correlation id), and to the call
-   whose ``hios/call<c>`` range does (:func:`attribute_kernels`).
-4. A graph-mode module runs its CUDA graph, not the stream-mode issue: the stream-mode pass of
-   step 3 then only teaches each segment's kernel sequence, and ``calls`` replays of the graph are
-   profiled after one warm-up replay (each in a ``hios/call<c>`` range: its kernels carry the
-   ``cudaGraphLaunch``'s correlation id).  :mod:`hios.runtime.replay_attribution` attributes the replayed kernels to
-   segments; each segment's start and end are those of its first and last kernel, relative to
-   the replay's first kernel (:func:`replay_segments`).  These become the trace's segments
+3. CUDA with ``kernels=True``: ``calls`` more calls run under ``torch.profiler`` (CPU and CUDA
+   activity; its warnings are kept out of the user's way, :func:`_profiling`).  Every kernel
+   (memory copies and sets too) is attributed to the segment whose ``hios/seg<id>`` range on the
+   launching thread encloses the runtime call that launched it (same correlation id), and to the
+   call whose ``hios/call<c>`` range does (:func:`attribute_kernels`).
+4. A graph-mode module runs its CUDA graph, not the stream-mode issue: the profiled stream-mode
+   pass of step 3 (on the inputs the graph was captured on) then only teaches each segment's
+   kernel sequence, and ``calls`` replays of the graph are profiled after one warm-up replay
+   (each in a ``hios/call<c>`` range: its kernels carry the ``cudaGraphLaunch``'s correlation
+   id).  :mod:`hios.runtime.replay_attribution` attributes the replayed kernels to segments;
+   each segment's start and end are those of its first and last kernel, relative to the
+   replay's first kernel (:func:`replay_segments`).  These become the trace's segments
    (``clock="graph_replay_kernels"``), with the coverage of the attribution; the stream-mode
-   figures are kept apart, labelled (``stream_segments``).  If the replay cannot be attributed,
-   the trace says why and keeps the stream-mode figures, labelled as such.
+   figures of step 2 are kept apart, labelled (``stream_segments``).  If the replay cannot be
+   attributed, the trace says why and keeps the stream-mode figures, labelled as such.
 5. :func:`segment_table` compares each segment's median measured duration with the simulator's
    (first operator's start to last operator's end in the simulated schedule) and with its cost
    alone; :func:`chrome_trace` lays the last call's measured segments, its kernels and the
@@ -239,10 +240,9 @@ def record_run(module, inputs, calls: int = 5, warmup: int = 1, kernels: bool = 
         for _ in range(warmup):
             module._issue(inputs)
         rec = _Recorder(module, cuda)
-        if cuda and kernels:
-            prof = _profile_kernels(module, inputs, calls, rec)
-        else:
-            _issue_calls(module, inputs, calls, rec)
+        _issue_calls(module, inputs, calls, rec)  # timed without the profiler's overhead
+        if cuda and kernels:  # its own pass: the profiler slows the issue down many times
+            prof = _profile_kernels(module, inputs, calls, _Recorder(module, cuda))
     issued = rec.records()
     if not cuda:
         return RunTrace(issued, calls, "wall", module.mode, [], "CPU logical devices: each stream a thread, "
@@ -250,8 +250,8 @@ def record_run(module, inputs, calls: int = 5, warmup: int = 1, kernels: bool = 
     if prof.replay is not None:
         segs, kern = prof.replay
         return RunTrace(segs, calls, "graph_replay_kernels", module.mode, prof.kernels + kern,
-                        "; ".join(["segments measured in the graph replay; the stream-mode pass (kept apart as "
-                                   "stream_segments) only taught each segment's kernels"] + prof.notes),
+                        "; ".join(["segments measured in the graph replay; the same program issued in stream mode "
+                                   "(stream_segments, kept apart) is not the plan's timing"] + prof.notes),
                         stream_segments=issued, coverage=prof.coverage)
     note = "stream-mode issue timed by CUDA events on each segment's stream"
     if getattr(module, "_graph", None) is not None:
@@ -624,8 +624,8 @@ def chrome_trace(trace: RunTrace, program, graph, schedule=None, result=None, ex
     if trace.stream_segments:
         calls = _call_ms(trace.stream_segments)
         other["stream_mode_pass"] = {
-            "what": "the stream-mode issue that taught each segment's kernels, timed by CUDA events under the "
-                    "profiler: not the plan's timing",
+            "what": "the same program issued in stream mode from Python, timed by CUDA events: not the plan's "
+                    "timing (the plan runs as a CUDA-graph replay)",
             "segment_median_ms": {str(k): statistics.median(v) for k, v in _durations(trace.stream_segments).items()},
             "call_median_ms": statistics.median(calls) if calls else None}
     out = {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
