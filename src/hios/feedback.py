@@ -33,9 +33,8 @@ from .errors import HiosError
 from .graph import Graph
 
 __all__ = ["RUN_FORMAT", "RUN_VERSION", "SETTING_KEYS", "alone_ms", "check_feedback_target", "check_profile_of",
-           "check_run_record",
-           "check_settings", "feed_back", "profile_from_run", "profile_mismatch", "profile_settings", "read_run_record",
-           "run_record", "runtime_settings", "settings_mismatch", "split_cost"]
+           "check_run_record", "check_settings", "feed_back", "profile_from_run", "profile_mismatch",
+           "profile_settings", "read_run_record", "run_record", "runtime_settings", "settings_mismatch", "split_cost"]
 
 RUN_FORMAT = "hios-run"
 RUN_VERSION = 1
