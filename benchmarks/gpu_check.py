@@ -18,7 +18,8 @@ hios's TF32 tolerance, on the example input and on a fresh random one):
 * ``hios.optimize`` then ``hios.load`` of the saved plan (every zoo model), checked by hios
   itself and again here, with any warning they gave;
 * the README's flow (``hios optimize`` inception_v3 2048 px on 2 GPUs with the committed profile,
-  then ``hios run plan.json --tf32 --devices cuda:0,cuda:0`` as written), ``hios run --trace``,
+  then ``hios run plan.json --tf32 --devices cuda:0,cuda:0`` as written), ``hios run --trace``
+  (:mod:`benchmarks.trace_check`: the trace measures the graph replay, within issue 20's bars),
   ``hios run --choose 2``, the distributed backend with NCCL on one rank (``torchrun``), and the
   unit tests that need a GPU (``pytest -k 'gpu or cuda'``; a skip there counts as a failure).
 
@@ -190,9 +191,9 @@ def _cli_jobs(tmp: str) -> list[tuple]:
          [[py, "-m", "hios", "optimize", "--model", "inception_v3", "--image-size", "2048", "--gpus", "2", "--algo",
            "all", "--cost", profile, "--tf32", "-o", plan],
           [py, "-m", "hios", "run", plan, "--tf32", "--devices", "cuda:0,cuda:0"]], 420),
-        ("hios run --trace (googlenet 224)",
-         [[py, "-m", "hios", "run", "--model", "googlenet", "--image-size", "224", "--gpus", "1", "--tf32", "--costs",
-           "h200", "--no-baselines", "--trace", os.path.join(tmp, "trace.json")]], 300),
+        ("hios run --trace (googlenet 224: replay attributed, bars of benchmarks/trace_check.py)",
+         [[py, "benchmarks/trace_check.py", "--model", "googlenet", "--image-size", "224", "--trace",
+           os.path.join(tmp, "trace.json")]], 300),
         ("hios run --choose 2 (inception_v3 299)",
          [[py, "-m", "hios", "run", "--model", "inception_v3", "--image-size", "299", "--gpus", "1", "--tf32",
            "--costs", "h200", "--no-baselines", "--choose", "2"]], 400),
@@ -202,7 +203,7 @@ def _cli_jobs(tmp: str) -> list[tuple]:
            "--no-baselines"]], 300),
         ("GPU-only unit tests (pytest -k 'gpu or cuda')",
          [[py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "gpu or cuda", "tests/test_levers.py",
-           "tests/test_verify.py", "tests/test_runtime.py"]], 300),
+           "tests/test_verify.py", "tests/test_runtime.py", "tests/test_trace.py"]], 300),
     ]
 
 

@@ -126,7 +126,12 @@ def run_point(model_name: str, size: int, args, dev, s: TimingOptions, out: Path
         row["kernel_trace_error"] = f"{type(e).__name__}: {str(e)[:160]}"
         tr = record_run(mod_a, x, calls=args.trace_calls)
     row.update(kernel_stats(tr))
-    row["stream_issue_call_ms"] = statistics.median(tr.call_ms())
+    issued = tr.stream_segments or tr.segments  # graph mode: tr.segments are the replay's
+    row["stream_issue_call_ms"] = statistics.median(
+        max(r.end_ms for r in issued if r.call == c) for c in sorted({r.call for r in issued}))
+    row["trace_segments_from"] = tr.clock
+    if tr.coverage is not None:
+        row["replay_attributed"] = tr.coverage.attributed
     alone = {k: seg_times[k] for k in seg_times}
     ivs = [Interval((r.call, r.step), (r.call, r.mem), r.start_ms, r.end_ms) for r in tr.segments]
     try:

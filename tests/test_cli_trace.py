@@ -115,3 +115,86 @@ def test_optimize_chooses_by_measurement(tmp_path, capsys):
     assert plan.meta["chosen_by_measurement"] == sel["winner"]  # on CPU only plans are candidates
     assert sel["measured_ms"][sel["winner"]] == min(sel["measured_ms"].values())
     assert main(["run", str(out), "--devices", ",".join(["cpu"] * plan.machine.gpus), *FAST]) == 0
+
+
+# -- bad output paths and feedback targets: one line, exit 2, nothing written, before the work ----------
+
+def _no_work(monkeypatch):
+    """Fail the test if the plan is compiled (the expensive part of 'hios run')."""
+    import hios.pipeline
+
+    def compiled(*a, **k):
+        raise AssertionError("the plan was compiled before the bad output was refused")
+    monkeypatch.setattr(hios.pipeline, "run_plan", compiled)
+
+
+def _unwritable_cases(tmp_path):
+    (tmp_path / "folder.json").mkdir()
+    cases = [("missing/x.json", "does not exist"), ("folder.json", "it is a folder")]
+    import os
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        cases.append(("ro/x.json", "is not writable"))
+    return cases
+
+
+@pytest.mark.parametrize("flag,what", [("--trace", "trace"), ("--feedback-to", "fed-back profile")])
+def test_unwritable_trace_and_feedback_paths(traced, capsys, tmp_path, monkeypatch, flag, what):
+    d, plan, trace, prof, rc = traced
+    _no_work(monkeypatch)
+    import hios.cli.run as cli_run
+    monkeypatch.setattr(cli_run, "make_plan", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("the model was built before the bad output was refused")))
+    for path, match in _unwritable_cases(tmp_path):
+        line = _error(capsys, ["run", str(plan), "--devices", "cpu,cpu", flag, str(tmp_path / path), *FAST],
+                      match)
+        assert f"cannot write the {what}" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["folder.json"], ["folder.json", "ro"])
+    assert not (tmp_path / "missing").exists() and list((tmp_path / "folder.json").iterdir()) == []
+    if (tmp_path / "ro").exists():
+        assert list((tmp_path / "ro").iterdir()) == []
+
+
+def _profile_like(prof, tmp_path, **change):
+    """A copy of the fed-back profile ``prof`` with ``change`` applied (name, profile settings)."""
+    data = json.loads(prof.read_text())
+    if "name" in change:
+        data["name"] = change.pop("name")
+    if "drop_edge" in change:
+        change.pop("drop_edge")
+        data["edges"] = data["edges"][1:]
+    data["meta"]["profile"].update(change)
+    out = tmp_path / "old.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"name": "inception_v3-299"}, "would replace the profile of model 'inception_v3-299' with one of"),
+    ({"drop_edge": True}, "would replace a profile of another graph of"),
+    ({"memory_format": "channels_last"}, "was measured with memory_format=channels_last, this run uses "
+                                         "memory_format=contiguous; --feedback-to would replace it"),
+])
+def test_feedback_to_a_profile_of_another_model_or_settings_is_refused(traced, capsys, tmp_path, monkeypatch,
+                                                                      change, match):
+    d, plan, trace, prof, rc = traced
+    old = _profile_like(prof, tmp_path, **change)
+    text = old.read_text()
+    _no_work(monkeypatch)
+    _error(capsys, ["run", str(plan), "--devices", "cpu,cpu", "--feedback-to", str(old), "--trace",
+                    str(tmp_path / "t.json"), *FAST], match)
+    assert old.read_text() == text and sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+
+
+def test_feedback_to_the_same_models_profile_replaces_it(traced, capsys, tmp_path):
+    d, plan, trace, prof, rc = traced
+    old = _profile_like(prof, tmp_path)
+    assert main(["run", str(plan), "--devices", "cpu,cpu", "--feedback-to", str(old), "--trace-calls", "1",
+                 *FAST]) == 0
+    err = capsys.readouterr().err
+    assert f"measured segment times fed back -> {old}" in err
+    assert "meas ms: the stream issue on CPU threads, wall clock" in err
+    assert "Profiler" not in err and "graph replay attribution" not in err
+    assert json.loads(old.read_text())["meta"]["profile"]["feedback"]["source"] == "hios run"

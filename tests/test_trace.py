@@ -182,3 +182,268 @@ def test_best_compile_baseline():
         "compile_freezing"
     assert best_compile({"compile": {"median_ms": 0.5}, "compile_freezing": {"error": "x"}})[0] == "compile"
     assert best_compile({"eager": {"median_ms": 1.0}}) is None
+
+
+# -- graph replay: kernels attributed from synthetic profiler traces (what a GPU run exports) -------------
+
+def _annotation(name, ts, dur, tid=7):
+    return {"ph": "X", "cat": "user_annotation", "name": name, "pid": 1, "tid": tid, "ts": ts, "dur": dur}
+
+
+def _launch(name, ts, corr, tid=7):
+    return {"ph": "X", "cat": "cuda_runtime", "name": name, "pid": 1, "tid": tid, "ts": ts, "dur": 1,
+            "args": {"correlation": corr}}
+
+
+def _kernel(name, ts, dur, corr, stream, grid=(1, 1, 1)):
+    return {"ph": "X", "cat": "kernel", "name": name, "pid": 0, "tid": stream, "ts": ts, "dur": dur,
+            "args": {"correlation": corr, "device": 0, "stream": stream, "grid": list(grid), "block": [128, 1, 1]}}
+
+
+def _program():
+    from hios.runtime.segmenting import ExecProgram, SegmentStep
+    seg = (lambda i, s, waits=(), record=None: SegmentStep(i, 0, s, (f"op{i}a", f"op{i}b"), waits, record, (), (), 0))
+    return ExecProgram(1, [2], [seg(0, 0, record=0), seg(1, 1, (0,)), seg(2, 0)], 1, ["cuda:0"])
+
+
+#: segment -> its kernels (name, grid); seg0 and seg1 launch the same convolution kernel.
+KERNELS = {0: [("conv", (4, 1, 1)), ("relu", (2, 1, 1))], 1: [("conv", (4, 1, 1))], 2: [("gemm", (8, 1, 1))]}
+LANE = {0: 20, 1: 21, 2: 20}
+
+
+def _stream_pass(calls=2):
+    """The stream-mode issue: per call a hios/call range, the input copy, then each segment's range
+    around its launches; kernels on the segments' own streams."""
+    evs, corr, t = [], 100, 0.0
+    for c in range(calls):
+        evs.append(_annotation(f"hios/call{c}", t, 90))
+        evs += [_launch("cudaLaunchKernel", t + 1, corr), _kernel("copy", 5000 + t, 2, corr, 20)]
+        corr += 1
+        for seg, ks in KERNELS.items():
+            evs.append(_annotation(f"hios/seg{seg}", t + 10 + 20 * seg, 15))
+            for j, (name, grid) in enumerate(ks):
+                evs += [_launch("cudaLaunchKernel", t + 11 + 20 * seg + j, corr),
+                        _kernel(name, 5000 + t + 10 + 20 * seg + 5 * j, 4, corr, LANE[seg], grid)]
+                corr += 1
+        t += 100
+    return {"traceEvents": evs}
+
+
+def _replay_pass(calls=2, names=None):
+    """Graph replays: one cudaGraphLaunch per hios/call range; every kernel carries its correlation
+    id and runs on the launch stream (7).  Per replay (µs from its start): copy 0-2, seg0 conv 2-12,
+    relu 12-14; seg1 conv 15-25 (after seg0); seg2 gemm 14-20 (beside seg1)."""
+    rows = [("copy", 0, 2, (1, 1, 1)), ("conv", 2, 10, (4, 1, 1)), ("relu", 12, 2, (2, 1, 1)),
+            ("gemm", 14, 6, (8, 1, 1)), ("conv", 15, 10, (4, 1, 1))]
+    evs = []
+    for c in range(calls):
+        t = 1000.0 * c
+        evs += [_annotation(f"hios/call{c}", t, 50), _launch("cudaGraphLaunch", t + 1, 900 + c)]
+        for name, a, d, grid in rows:
+            evs.append(_kernel((names or {}).get(name, name), 9000 + t + a, d, 900 + c, 7, grid))
+    return {"traceEvents": evs}
+
+
+def test_kernels_are_tied_to_their_call_and_segment():
+    ks = attribute_kernels(_stream_pass(), "stream")
+    assert [(k.name, k.call, k.segment, k.outside) for k in ks[:5]] == [
+        ("copy", 0, None, True), ("conv", 0, 0, False), ("relu", 0, 0, False), ("conv", 0, 1, False),
+        ("gemm", 0, 2, False)]
+    assert ks[0].shape == "grid [1, 1, 1] block [128, 1, 1]"
+    rs = attribute_kernels(_replay_pass(), "graph")
+    assert [k.call for k in rs] == [0] * 5 + [1] * 5 and all(k.segment is None for k in rs)
+
+
+def test_replay_segments_from_the_replayed_kernels():
+    from hios.runtime.trace import RunTrace, chrome_trace, replay_segments
+    prog = _program()
+    stream = attribute_kernels(_stream_pass(), "stream")
+    res = replay_segments(prog, ["cuda:0"], stream, attribute_kernels(_replay_pass(), "graph"), 2)
+    assert res.why_not == "" and res.caveat == ""
+    got = {(r.call, r.step): (r.start_ms, r.end_ms) for r in res.segments}
+    for c in range(2):  # times from the replay's first kernel, in ms
+        assert got[(c, 0)] == pytest.approx((0.002, 0.014))
+        assert got[(c, 1)] == pytest.approx((0.015, 0.025))
+        assert got[(c, 2)] == pytest.approx((0.014, 0.020))
+    assert [(k.name, k.segment, k.outside) for k in res.kernels[:5]] == [
+        ("copy", None, True), ("conv", 0, False), ("relu", 0, False), ("gemm", 2, False), ("conv", 1, False)]
+    cov = res.coverage
+    assert cov.replays == 2 and cov.kernels == 10 and cov.missing == 0
+    assert cov.attributed == pytest.approx(28 / 30) and cov.to_dict()["outside_share"] == pytest.approx(2 / 30)
+    assert cov.lane_ratio((0, 0)) == pytest.approx(1.0) and cov.lane_ratio((0, 1)) == pytest.approx(1.0)
+    # the Chrome trace lays the last replay's kernels under its segments
+    from hios.graph import Graph, Operator
+    graph = Graph([Operator(n, 1.0) for st in prog.segments for n in st.ops], [], "g")
+    tr = RunTrace(res.segments, 2, "graph_replay_kernels", "graph", stream + res.kernels, "n",
+                  stream_segments=[], coverage=cov)
+    data = chrome_trace(tr, prog, graph)
+    segs = {e["args"]["ops"][0]: e for e in data["traceEvents"] if e.get("cat") == "segment"}
+    kern = [e for e in data["traceEvents"] if e.get("cat") == "kernel/graph"]
+    assert len(kern) == 5 and {e["args"]["call"] for e in kern} == {1}
+    for e in kern:
+        if e["args"]["segment"] is not None:
+            s = segs[f"op{e['args']['segment']}a"]
+            assert s["ts"] - 1e-6 <= e["ts"] and e["ts"] + e["dur"] <= s["ts"] + s["dur"] + 1e-6
+            assert e["args"]["ops"] == s["args"]["ops"]
+    assert data["otherData"]["coverage"]["attributed_share"] == pytest.approx(28 / 30)
+    assert "replay" in data["otherData"]["measured"]
+
+
+def test_a_replay_that_does_not_match_is_said_so_not_used():
+    from hios.runtime.trace import replay_segments
+    stream = attribute_kernels(_stream_pass(), "stream")
+    odd = {"conv": "implicit_gemm", "relu": "fused", "gemm": "cutlass"}
+    res = replay_segments(_program(), ["cuda:0"], stream, attribute_kernels(_replay_pass(names=odd), "graph"), 2)
+    assert res.why_not.startswith("graph replay not attributed: only 0.0 % of its kernel time matched")
+    none = replay_segments(_program(), ["cuda:0"], stream, [], 2)
+    assert none.why_not == "graph replay not attributed: the profiler recorded no kernel of the replay"
+
+
+def test_names_alone_when_launch_shapes_differ():
+    """A replay whose kernels report other launch shapes is matched by name."""
+    from hios.runtime.trace import replay_segments
+    data = _replay_pass()
+    for e in data["traceEvents"]:
+        if e["cat"] == "kernel":
+            e["args"]["grid"] = [99, 1, 1]
+    res = replay_segments(_program(), ["cuda:0"], attribute_kernels(_stream_pass(), "stream"),
+                          attribute_kernels(data, "graph"), 2)
+    assert res.why_not == "" and res.coverage.attributed == pytest.approx(28 / 30)
+
+
+def test_profiler_warnings_stay_off_stderr(capsys):
+    import warnings
+    from hios.runtime.trace import _profiling
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        with _profiling(notes):
+            warnings.warn_explicit("Warning: Profiler clears events at the end of each cycle. Only events from the "
+                                   "current cycle will be reported.", UserWarning, "/x/torch/profiler/profiler.py", 1)
+            warnings.warn_explicit("CUPTI is not available", UserWarning, "/x/torch/autograd/profiler.py", 2)
+        assert capsys.readouterr().err == ""
+        assert notes == ["profiler: CUPTI is not available"]
+        with pytest.warns(UserWarning, match="hios: not the profiler's"), _profiling(notes):
+            warnings.warn("hios: not the profiler's")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("kernels", ["eager", "inductor"])
+def test_cuda_graph_replay_segments_come_from_its_kernels(kernels, tmp_path, capfd):
+    """GPU: a graph-mode plan's trace measures the replay; nearly all of its kernel time is
+    attributed; the profiler says nothing on stderr."""
+    from hios.frontend.analytic import costed_graph
+    from hios.frontend.capture import capture
+    from hios.plan import Plan
+    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.trace import trace_plan
+    torch.manual_seed(0)
+    model = Branchy().eval().cuda()
+    x = torch.randn(1, 3, 32, 32, device="cuda")
+    cap = capture(model, (x,), "branchy")
+    graph = costed_graph(cap, "h100")
+    sched = random_stages(graph, 1, 3, random.Random(0))
+    m = hcompile(model, (x,), sched, "cuda:0", kernels=kernels, captured=cap)
+    assert m.mode == "graph" and max(m.program.streams) > 1
+    plan = Plan({"name": "branchy"}, "segments", Machine(1), graph, sched, {}, {})
+    capfd.readouterr()
+    out = trace_plan(m, (x,), plan, tmp_path / "t.json", calls=4)
+    err = capfd.readouterr().err
+    assert "Profiler" not in err and "profiler" not in err.lower(), err
+    rec, cov = out["record"], out["coverage"]
+    assert rec["clock"] == "graph_replay_kernels", out["note"]
+    assert cov["replays"] == 4 and cov["attributed_share"] >= 0.95, out["coverage_line"]
+    data = json.loads((tmp_path / "t.json").read_text())
+    launched = {e["args"]["segment"] for e in data["traceEvents"] if e.get("cat") == "kernel/stream"} - {None}
+    assert launched and launched <= {s["step"] for s in rec["segments"]}  # every segment with kernels measured
+    assert all(s["measured_ms"] > 0 for s in rec["segments"])
+    assert [e for e in data["traceEvents"] if e.get("cat") == "kernel/graph"]
+    assert "stream_mode_pass" in data["otherData"]
+
+
+class _FakeEvent:
+    """torch.cuda.Event stand-in: record() takes the next tick of a shared clock."""
+    clock = [0.0]
+
+    def __init__(self, enable_timing=False):
+        self.t = None
+
+    def record(self, stream=None):
+        _FakeEvent.clock[0] += 0.5
+        self.t = _FakeEvent.clock[0]
+
+    def elapsed_time(self, other):
+        return other.t - self.t
+
+
+class _FakeGraphModule:
+    """What record_run uses of a graph-mode HiosModule on a GPU, without a GPU."""
+    is_cuda, mode = True, "graph"
+
+    def __init__(self, fail_replay=False):
+        from types import SimpleNamespace
+        self.program = _program()
+        self.devices = ["cuda:0"]
+        self._graph = object()
+        self._static_in = [torch.zeros(1)]
+        self._segs = [SimpleNamespace(step=st, mem="cuda:0") for st in self.program.segments]
+        self.fail_replay = fail_replay
+        self.issued = []
+
+    def _check_inputs(self, inputs):
+        pass
+
+    def _run_segment(self, seg, env, first):
+        pass
+
+    def _issue(self, inputs):
+        self.issued.append(inputs)
+        for seg in self._segs:
+            self._run_segment(seg, {}, False)
+
+    def replay(self):
+        if self.fail_replay:
+            raise RuntimeError("CUDA error: not permitted")
+
+
+@pytest.mark.parametrize("case", ["attributed", "other kernels", "replay fails"])
+def test_record_run_of_a_graph_module_measures_the_replay(monkeypatch, case):
+    """The GPU path of record_run, its profiler exports replaced by the synthetic ones above."""
+    import hios.runtime.trace as trace
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    exports = iter([_stream_pass(2), _replay_pass(2, names={"conv": "other"} if case == "other kernels" else None)])
+
+    def fake_profile(body, path, notes):
+        body()
+        return next(exports)
+    monkeypatch.setattr(trace, "_profile", fake_profile)
+    m = _FakeGraphModule(fail_replay=case == "replay fails")
+    x = torch.ones(1)
+    tr = record_run(m, (x,), calls=2, warmup=1, kernels=True)
+    # warm-up and the timed calls on x, then the profiled pass on the inputs the graph was captured on
+    assert m.issued[:3] == [(x,)] * 3 and len(m.issued) == 5 and all(i[0] is m._static_in[0] for i in m.issued[3:])
+    assert [s.step for s in tr.stream_segments or tr.segments if s.call == 0] == [0, 1, 2]
+    if case == "attributed":
+        assert tr.clock == "graph_replay_kernels" and "replay" in tr.measured
+        assert {(r.call, r.step): round(r.end_ms - r.start_ms, 6) for r in tr.segments} == {
+            (c, s): d for c in (0, 1) for s, d in ((0, 0.012), (1, 0.010), (2, 0.006))}
+        assert tr.call_ms() == pytest.approx([0.025, 0.025])
+        assert len(tr.stream_segments) == 6 and tr.coverage.attributed == pytest.approx(28 / 30)
+        assert {k.source for k in tr.kernels} == {"stream", "graph"}
+        rows = segment_table(tr, m.program, _graph_of(m.program))
+        assert rows[-1]["measured_ms"] == pytest.approx(0.025)
+        assert format_table(rows, tr.measured).startswith("meas ms: 2 CUDA-graph replay(s)")
+    else:
+        assert tr.clock == "cuda_events" and "NOT the CUDA-graph replay" in tr.note
+        assert ("only 26.7 % of its kernel time matched" if case == "other kernels" else
+                "graph replay not profiled: RuntimeError: CUDA error: not permitted") in tr.note
+        assert tr.segments and not tr.stream_segments
+
+
+def _graph_of(program):
+    from hios.graph import Graph, Operator
+    return Graph([Operator(n, 1.0) for st in program.segments for n in st.ops], [], "g")

@@ -18,7 +18,9 @@ Steps of :func:`feed_back`:
    run.
 
 :func:`check_settings` refuses (one line) a profile or run record measured under other runtime
-settings than the run's; :func:`read_run_record` also refuses a record of another model.
+settings than the run's; :func:`read_run_record` also refuses a record of another model;
+:func:`check_feedback_target` refuses to replace a profile of another model or other settings
+with a fed-back one.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from typing import Sequence
 from .errors import HiosError
 from .graph import Graph
 
-__all__ = ["RUN_FORMAT", "RUN_VERSION", "SETTING_KEYS", "alone_ms", "check_profile_of", "check_run_record",
-           "check_settings", "feed_back", "profile_from_run", "profile_mismatch", "profile_settings", "read_run_record",
-           "run_record", "runtime_settings", "settings_mismatch", "split_cost"]
+__all__ = ["RUN_FORMAT", "RUN_VERSION", "SETTING_KEYS", "alone_ms", "check_feedback_target", "check_profile_of",
+           "check_run_record", "check_settings", "feed_back", "profile_from_run", "profile_mismatch",
+           "profile_settings", "read_run_record", "run_record", "runtime_settings", "settings_mismatch", "split_cost"]
 
 RUN_FORMAT = "hios-run"
 RUN_VERSION = 1
@@ -87,6 +89,30 @@ def check_profile_of(graph: Graph, run: dict, what: str = "the plan's profile") 
     why = profile_mismatch(graph, run, what)
     if why:
         raise HiosError(f"{why}; re-profile with the run's settings")
+
+
+def check_feedback_target(path: str | Path | None, graph: Graph, run: dict, flag: str = "--feedback-to") -> None:
+    """Refuse (one line) to replace the profile at ``path`` with ``graph``'s fed-back costs when it
+    is the profile of another model (name or structure) or was measured under other settings than
+    ``run``.  None, a missing file and a file that is no hios graph pass (an output replaces it)."""
+    if path is None or not Path(path).is_file():
+        return
+    from .formats import load_graph
+    from .frontend.profiler import structure_hash
+    try:
+        old = load_graph(path)
+    except HiosError:
+        return
+    fix = f"give {flag} another file (or remove it)"
+    if old.name != graph.name:
+        raise HiosError(f"{path}: {flag} would replace the profile of model {old.name!r} with one of "
+                        f"{graph.name!r}; {fix}")
+    if structure_hash(old) != structure_hash(graph):
+        raise HiosError(f"{path}: {flag} would replace a profile of another graph of {graph.name!r} (operators or "
+                        f"edges differ); {fix}")
+    why = profile_mismatch(old, run, f"the profile in {path}")
+    if why:
+        raise HiosError(f"{why}; {flag} would replace it with this run's times; {fix}")
 
 
 # -- the run record -------------------------------------------------------------------------------

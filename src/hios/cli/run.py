@@ -112,18 +112,20 @@ def _refuse_planning_options(args) -> None:
 
 
 def _check_devices(args, plan) -> None:
-    """Fail fast, before any model is built, on devices the plan cannot run on, and on a
-    --feedback-to that would mix a profile's measurements with this run's of other settings."""
+    """Fail fast, before any model is built, on devices the plan cannot run on, on a --feedback-to
+    that would mix a profile's measurements with this run's of other settings, and on one that
+    would replace a profile of another model or other settings."""
     import torch
     from ..runtime.devices import logical_devices, used_gpus
     devs = logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
                            torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if args.feedback_to:
-        from ..feedback import check_profile_of, runtime_settings
+        from ..feedback import check_feedback_target, check_profile_of, runtime_settings
         opts = run_options(args).resolve(devs)
-        check_profile_of(plan.graph, runtime_settings(opts.kernels, opts.channels_last,
-                                                      "tf32" if opts.tf32 else "fp32", devs[0].split(":")[0]),
-                         "the plan's profile, which --feedback-to would extend,")
+        settings = runtime_settings(opts.kernels, opts.channels_last, "tf32" if opts.tf32 else "fp32",
+                                    devs[0].split(":")[0])
+        check_profile_of(plan.graph, settings, "the plan's profile, which --feedback-to would extend,")
+        check_feedback_target(args.feedback_to, plan.graph, settings)
 
 
 def _check_options(args) -> None:
@@ -187,7 +189,11 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
         traced["path"] = args.trace
     else:
         traced = trace_plan(module, x, plan, None, calls=args.trace_calls)
-    say(format_table(traced["table"]))
+    say(format_table(traced["table"], traced["measured"]))
+    if traced["coverage_line"]:
+        say(f"graph replay attribution: {traced['coverage_line']}")
+    if traced["note"] and traced["record"]["clock"] != "wall":
+        say(f"trace: {traced['note']}")
     if args.feedback_to:
         from ..feedback import feed_back
         g = feed_back(plan.graph, traced["record"]["segments"], 0.0, args.trace or "hios run")
@@ -259,7 +265,8 @@ def _run_local(args, timing, run, outputs) -> int:
         say(selection.summary())
     failed = "check" in result and not result["check"]["ok"]
     if traced is not None:
-        result["trace"] = {"path": None if failed else traced["path"], "segments": traced["table"]}
+        result["trace"] = {"path": None if failed else traced["path"], "measured": traced["measured"],
+                           "note": traced["note"], "coverage": traced["coverage"], "segments": traced["table"]}
     if not failed:  # a run whose check fails leaves no trace or fed-back profile
         outputs.commit()
         if args.feedback_to:
