@@ -378,7 +378,9 @@ def test_fast_placement_with_exact_kept_times_chooses_as_the_exact_one(monkeypat
     real = LP._FastPlacement.place
     monkeypatch.setattr(LP._FastPlacement, "place", lambda self, path: calls.append(1) or real(self, path))
     monkeypatch.setattr(LP, "EXACT_BUDGET", -1)  # the fast rule for every path
-    assert LP.longest_path_mapping(timer, rank, False) == (exact, paths)  # kept times exact: CAP > n
+    monkeypatch.setattr(LP._FastPlacement, "CAP", 10**9)  # kept times exact
+    monkeypatch.setattr(LP, "DIST_DEPTH", None)  # exact longest paths
+    assert LP.longest_path_mapping(timer, rank, False) == (exact, paths)
     assert len(calls) == paths
     monkeypatch.setattr(LP._FastPlacement, "CAP", 0)  # stale times: another, valid mapping
     monkeypatch.setattr(LP._FastPlacement, "GROW", 1e9)

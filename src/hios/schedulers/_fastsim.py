@@ -23,6 +23,10 @@ from ..errors import HiosError
 from ..simulator import Simulator
 
 INF = float("inf")
+#: The fast modes spend exact work budgets of so many re-timed operators per operator, counted
+#: up to this many operators: graphs this small are scheduled as the exact mode does, larger
+#: ones spend the same (constant) exact work first, then follow the fast rules.
+BUDGET_OPS = 500
 
 
 def check_intra_options(window, streams) -> None:

@@ -63,10 +63,10 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import INF, FastTimer, lst_ranks, pad_gpus, search_machine
+from ._fastsim import BUDGET_OPS, INF, FastTimer, lst_ranks, pad_gpus, search_machine
 from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
-from .refine import refine_mapping
+from .refine import refine_mapping, refine_mapping_budget, refine_mapping_fast
 
 __all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "longest_path_mapping", "stages_from_mapping", "finish",
            "check_refine", "check_exact", "hios_lp"]
@@ -76,6 +76,11 @@ DEFAULT_REFINE = 2
 #: The fast mode places paths exactly until this many re-timed operators per operator of the
 #: graph have been spent, then by the fast rule (so small graphs are placed exactly).
 EXACT_BUDGET = 64
+#: The fast mode refines exactly until this many re-timed operators per operator of the graph have
+#: been spent, then finishes with the fast refinement (:func:`.refine.refine_mapping_fast`).
+EXACT_REFINE_BUDGET = 50
+#: The fast mode updates the longest-path distances this many levels below a mapped path.
+DIST_DEPTH = 2
 
 
 def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) -> tuple[list[int], int]:
@@ -91,7 +96,8 @@ def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) 
     dist = [0.0] * n
     parent = [-1] * n
     place = _Placement(timer, rank, gpu_of)
-    budget = INF if exact else EXACT_BUDGET * n
+    budget = INF if exact else EXACT_BUDGET * min(n, BUDGET_OPS)
+    depth = None  # exact distances until the fast placement takes over
     heap: list[tuple[float, int, int]] = []  # (-distance, topological position, operator), lazily deleted
     for v in g.topo:
         _path_step(v, in_w, gpu_of, dist, parent, cost)
@@ -116,22 +122,42 @@ def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) 
         if place.retimed > budget:
             place = _FastPlacement.take_over(place)
             budget = INF
+            depth = DIST_DEPTH
         place.place(path)
         left -= len(path)
-        # Distances change only downstream of the path, in topological order, until nothing changes.
+        # Distances change only downstream of the path, in topological order, until nothing changes
+        # (the fast mode stops DIST_DEPTH levels below the path: deeper distances stay upper bounds).
         dirty = sorted({pos[w] for v in path for w in succs[v] if gpu_of[w] < 0})
         queued = set(dirty)
         topo = g.topo
-        while dirty:
-            v = topo[heapq.heappop(dirty)]
-            old = dist[v]
-            _path_step(v, in_w, gpu_of, dist, parent, cost)
-            if dist[v] != old:
-                heapq.heappush(heap, (-dist[v], pos[v], v))
-                for w in succs[v]:
-                    if gpu_of[w] < 0 and pos[w] not in queued:
-                        queued.add(pos[w])
-                        heapq.heappush(dirty, pos[w])
+        if depth is None or depth >= n:
+            while dirty:
+                v = topo[heapq.heappop(dirty)]
+                old = dist[v]
+                _path_step(v, in_w, gpu_of, dist, parent, cost)
+                if dist[v] != old:
+                    heapq.heappush(heap, (-dist[v], pos[v], v))
+                    for w in succs[v]:
+                        if gpu_of[w] < 0 and pos[w] not in queued:
+                            queued.add(pos[w])
+                            heapq.heappush(dirty, pos[w])
+        else:
+            level = dict.fromkeys(dirty, 1)
+            while dirty:
+                p = heapq.heappop(dirty)
+                v = topo[p]
+                old = dist[v]
+                _path_step(v, in_w, gpu_of, dist, parent, cost)
+                if dist[v] != old:
+                    heapq.heappush(heap, (-dist[v], p, v))
+                    lv = level[p] + 1
+                    if lv <= depth:
+                        for w in succs[v]:
+                            pw = pos[w]
+                            if gpu_of[w] < 0 and pw not in queued:
+                                queued.add(pw)
+                                level[pw] = lv
+                                heapq.heappush(dirty, pw)
     return gpu_of, paths
 
 
@@ -282,8 +308,8 @@ class _FastPlacement(_Placement):
     ``CAP`` operators (the rest stay stale), and every time the mapped set has grown by an
     eighth all are recomputed in O(n + e)."""
 
-    CAP = 1000
-    GROW = 1.125
+    CAP = 0
+    GROW = 1.5
 
     def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
         super().__init__(timer, rank, gpu_of)
@@ -462,7 +488,13 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     result with empty GPUs (the machine's count when the search used fewer)."""
     G = timer.gpus
     meta["mapping_latency"] = sim.run(stages_from_mapping(gpu_of, rank, G)).latency
-    gpu_of, moves = refine_mapping(timer, rank, gpu_of, refine)
+    if exact:
+        gpu_of, moves = refine_mapping(timer, rank, gpu_of, refine)
+    else:
+        gpu_of, moves, done = refine_mapping_budget(timer, rank, gpu_of, refine, EXACT_REFINE_BUDGET * min(timer.n, BUDGET_OPS))
+        if not done:
+            gpu_of, more = refine_mapping_fast(timer, rank, gpu_of, refine)
+            moves += more
     stages = stages_from_mapping(gpu_of, rank, G)
     best, best_lat = stages, sim.run(stages).latency
     meta.update({"refine_passes": refine, "refine_moves": moves, "refined_latency": best_lat, "order": "rank"})

@@ -48,7 +48,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import INF, FastTimer, StageChain, check_intra_options
+from ._fastsim import BUDGET_OPS, INF, FastTimer, StageChain, check_intra_options
 
 __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
 
@@ -62,9 +62,9 @@ DEFAULT_STREAMS = 4
 #: Fast mode: stages re-timed exactly (per operator of the graph) before the fast rule takes over.
 EXACT_WAVE_BUDGET = 100
 #: Fast mode: most stages whose times are updated forward (and tails backward) after a change.
-WAVE_CAP = 48
+WAVE_CAP = 4
 #: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides.
-FAST_WAVE_CAP = 256
+FAST_WAVE_CAP = 0
 
 
 def intra_options(window: int | None = None, streams: int | None = None) -> tuple[int, int]:
@@ -95,7 +95,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
         return chain.stages(), cur
     if anc is None:
         anc = timer.graph.ancestors_mask()
-    budget = INF if exact else EXACT_WAVE_BUDGET * timer.n
+    budget = INF if exact else EXACT_WAVE_BUDGET * min(timer.n, BUDGET_OPS)
     fast = False
     since_sync = 0
     sync_every = max(64, timer.n // 16)

@@ -50,11 +50,21 @@ def time_in_rank_order(timer: FastTimer, order: list[int], gpu_of: list[int]) ->
 
 def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:
     """Steps 1-3; returns the new mapping (the input list is not modified) and the number of moves."""
+    gpu_of, moves, _ = refine_mapping_budget(timer, rank, gpu_of, passes)
+    return gpu_of, moves
+
+
+def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2,
+                          budget: float = float("inf")) -> tuple[list[int], int, bool]:
+    """:func:`refine_mapping` stopped once about ``budget`` operators have been re-timed (a candidate
+    re-timing, or the tails recomputed after a move, counts its operators); also returns whether
+    it finished (then the result is that of :func:`refine_mapping`).  Every move made is kept."""
     G = timer.gpus
     n = timer.n
     gpu_of = list(gpu_of)
     if G < 2 or passes < 1:
-        return gpu_of, 0
+        return gpu_of, 0, True
+    work = 0
     order = sorted(range(n), key=rank.__getitem__)
     ins = timer.ins
     cost = timer.cost
@@ -93,11 +103,14 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
                         out = x
                 if t + out > cut * (1.0 + 1e-9):
                     continue
+                if work > budget:
+                    return gpu_of, moves, False
                 gpu_of[v] = h
                 e = end[:]
                 e[v] = t
                 free = free0[:]
                 free[h] = t
+                i = k
                 for i in range(k + 1, n):
                     w = order[i]
                     gw = gpu_of[w]
@@ -116,8 +129,10 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
                     if key < best:
                         best, best_g, best_end = key, h, e
                 gpu_of[v] = g0
+                work += i - k
             gpu_of[v] = best_g
             if best_end is not None:
+                work += 2 * n
                 cur, end = best, best_end
                 after = _work_after(order, gpu_of, cost, G)
                 stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
@@ -127,7 +142,7 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
             last[best_g] = v
         if not moved:
             break
-    return gpu_of, moves
+    return gpu_of, moves, True
 
 
 def _out_rows(timer: FastTimer) -> list[list[tuple[int, tuple]]]:
@@ -171,3 +186,92 @@ def _work_after(order: list[int], gpu_of: list[int], cost: list[float], gpus: in
         after[v] = acc[g]
         acc[g] += cost[v]
     return after
+
+
+
+def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:
+    """The fast refinement (HIOS-LP's default), O(passes x (n x GPUs x degree)).
+
+    Each pass times the mapping and computes every schedule tail once, then walks the operators in
+    rank order keeping each GPU's last finish time, so every operator ranked before the one
+    visited, ``v``, has its exact finish time under the moves already made, and every operator
+    ranked after it its exact schedule tail (moves before an operator never change its tail).
+    The longest path through ``v`` on GPU ``h``, ``P_h`` (its finish there plus the longest path
+    out, through the next operator on ``h`` and its consumers), is therefore exact, and every
+    path not through ``v`` is no longer than before: a move with ``P_h`` at most the latency
+    never raises it.  The choice (lowest GPU on ties) is by (``max(P_h, L)``, local change) where
+    ``L`` is just below the latency, so a critical ``v`` (``P`` at the latency) goes where the
+    path through it is shortest, and a non-critical one where it finishes earliest counting the
+    delay it causes to the next operator on the new GPU (finish times of later operators are
+    those of the pass's start: the approximation of this mode).  Stops after a pass without a
+    move."""
+    G = timer.gpus
+    n = timer.n
+    gpu_of = list(gpu_of)
+    if G < 2 or passes < 1:
+        return gpu_of, 0
+    order = sorted(range(n), key=rank.__getitem__)
+    ins = timer.ins
+    cost = timer.cost
+    tail = timer.tail
+    outs = _out_rows(timer)
+    moves = 0
+    for _ in range(passes):
+        lat, end = time_in_rank_order(timer, order, gpu_of)
+        stail, nxt, cur_next = _schedule_tails(order, gpu_of, cost, outs, G)
+        thr = lat * (1.0 - 1e-9)
+        cut = lat * (1.0 + 1e-12)
+        free = [0.0] * G
+        moved = False
+        for v in order:
+            g0 = gpu_of[v]
+            iv = ins[v]
+            t0 = free[g0]
+            for u, row in iv:
+                a = end[u] + row[gpu_of[u]][g0]
+                if a > t0:
+                    t0 = a
+            t0 += cost[v]
+            end[v] = t0
+            p0 = t0 + stail[v]
+            best_key = (p0 if p0 > thr else thr, 0.0)
+            best_g, best_t = g0, t0
+            ov = outs[v]
+            for h in range(G):
+                if h == g0:
+                    continue
+                t = free[h]
+                for u, row in iv:
+                    a = end[u] + row[gpu_of[u]][h]
+                    if a > t:
+                        t = a
+                t += cost[v]
+                if t + tail[v] > cut:
+                    continue
+                nb = cur_next[h]
+                out = cost[nb] + stail[nb] if nb >= 0 else 0.0
+                for w, row in ov:
+                    x = row[h][gpu_of[w]] + cost[w] + stail[w]
+                    if x > out:
+                        out = x
+                p = t + out
+                if p > cut:
+                    continue
+                delta = t - t0
+                if nb >= 0:
+                    late = t - (end[nb] - cost[nb])
+                    if late > 0.0:
+                        delta += late
+                key = (p if p > thr else thr, delta)
+                if key < best_key:
+                    best_key, best_g, best_t = key, h, t
+            cur_next[g0] = nxt[v]
+            if best_g != g0:
+                gpu_of[v] = best_g
+                end[v] = best_t
+                moves += 1
+                moved = True
+            free[best_g] = end[v]
+        if not moved:
+            break
+    return gpu_of, moves
