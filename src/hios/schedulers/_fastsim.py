@@ -29,6 +29,13 @@ INF = float("inf")
 BUDGET_OPS = 500
 
 
+def decayed(value: int, n: int, floor: int = 0) -> int:
+    """A cap of the fast modes: ``value`` at :data:`BUDGET_OPS` operators, scaled by
+    ``(BUDGET_OPS / n) ** 2`` (larger on smaller graphs, where it costs little), at least ``floor``.
+    Work bounded by ``cap`` per step over O(n) steps is then O(n) overall."""
+    return max(floor, int(value * (BUDGET_OPS / max(n, 1)) ** 2))
+
+
 def check_intra_options(window, streams) -> None:
     for name, v in (("window", window), ("streams", streams)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:

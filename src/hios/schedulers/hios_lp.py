@@ -63,7 +63,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import BUDGET_OPS, INF, FastTimer, lst_ranks, pad_gpus, search_machine
+from ._fastsim import BUDGET_OPS, INF, decayed, FastTimer, lst_ranks, pad_gpus, search_machine
 from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping, refine_mapping_budget, refine_mapping_fast
@@ -78,9 +78,11 @@ DEFAULT_REFINE = 2
 EXACT_BUDGET = 64
 #: The fast mode refines exactly until this many re-timed operators per operator of the graph have
 #: been spent, then finishes with the fast refinement (:func:`.refine.refine_mapping_fast`).
-EXACT_REFINE_BUDGET = 50
-#: The fast mode updates the longest-path distances this many levels below a mapped path.
-DIST_DEPTH = 2
+EXACT_REFINE_BUDGET = 500
+#: The fast placement updates the longest-path distances this many levels below a mapped path
+#: (at :data:`._fastsim.BUDGET_OPS` operators; scaled by :func:`._fastsim.decayed`, at least 2;
+#: None: all the way, as the exact mode).
+DIST_DEPTH = 64
 
 
 def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) -> tuple[list[int], int]:
@@ -122,7 +124,7 @@ def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) 
         if place.retimed > budget:
             place = _FastPlacement.take_over(place)
             budget = INF
-            depth = DIST_DEPTH
+            depth = None if DIST_DEPTH is None else decayed(DIST_DEPTH, n, 2)
         place.place(path)
         left -= len(path)
         # Distances change only downstream of the path, in topological order, until nothing changes
@@ -308,7 +310,7 @@ class _FastPlacement(_Placement):
     ``CAP`` operators (the rest stay stale), and every time the mapped set has grown by an
     eighth all are recomputed in O(n + e)."""
 
-    CAP = 0
+    CAP = 1000  # at BUDGET_OPS operators, scaled by decayed()
     GROW = 1.5
 
     def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
@@ -316,6 +318,7 @@ class _FastPlacement(_Placement):
         from .refine import _out_rows
         self.outs = _out_rows(timer)
         self.stail = [0.0] * timer.n
+        self.cap = decayed(self.CAP, timer.n)
         self.count = 0
         self.synced = 0
 
@@ -386,7 +389,7 @@ class _FastPlacement(_Placement):
                 best_g, best_lat = gi, lat
         for v in path:
             gpu_of[v] = best_g
-        new = self._retime(path, best_g, INF, self.CAP)
+        new = self._retime(path, best_g, INF, self.cap)
         self._insert(path, best_g, new)
         self.lat = max(self.lat, max(new.values()))
         if best_lat > self.lat:
@@ -428,7 +431,7 @@ class _FastPlacement(_Placement):
         heapq.heapify(heap)
         on_path = set(path)
         queued = set(path)
-        cap = self.CAP
+        cap = self.cap
         stail = self.stail
         while heap:
             _, x = heapq.heappop(heap)

@@ -48,7 +48,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import BUDGET_OPS, INF, FastTimer, StageChain, check_intra_options
+from ._fastsim import BUDGET_OPS, INF, decayed, FastTimer, StageChain, check_intra_options
 
 __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
 
@@ -62,9 +62,9 @@ DEFAULT_STREAMS = 4
 #: Fast mode: stages re-timed exactly (per operator of the graph) before the fast rule takes over.
 EXACT_WAVE_BUDGET = 100
 #: Fast mode: most stages whose times are updated forward (and tails backward) after a change.
-WAVE_CAP = 4
+WAVE_CAP = 48
 #: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides.
-FAST_WAVE_CAP = 0
+FAST_WAVE_CAP = 256
 
 
 def intra_options(window: int | None = None, streams: int | None = None) -> tuple[int, int]:
@@ -96,6 +96,8 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
     if anc is None:
         anc = timer.graph.ancestors_mask()
     budget = INF if exact else EXACT_WAVE_BUDGET * min(timer.n, BUDGET_OPS)
+    wave_cap = decayed(WAVE_CAP, timer.n, 4)
+    fast_wave_cap = decayed(FAST_WAVE_CAP, timer.n)
     fast = False
     since_sync = 0
     sync_every = max(64, timer.n // 16)
@@ -132,7 +134,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                             if best is None:
                                 best, best_lat = cand, cur
                             continue
-                        lat = chain.evaluate(cand, best_lat, FAST_WAVE_CAP)
+                        lat = chain.evaluate(cand, best_lat, fast_wave_cap)
                         if chain.capped:  # too far-reaching to re-time: the estimate decides
                             if est is not None and (best is None or est[0] < best_lat):
                                 cand.latency = INF
@@ -144,7 +146,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                         best, best_lat = cand, lat
             if best is not None:
                 if fast:
-                    chain.commit_fast(best, WAVE_CAP)
+                    chain.commit_fast(best, wave_cap)
                     cur = chain.latency()  # from the kept finish times
                     since_sync += 1
                     if since_sync >= sync_every:
