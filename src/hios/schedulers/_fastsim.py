@@ -23,10 +23,16 @@ from ..errors import HiosError
 from ..simulator import Simulator
 
 INF = float("inf")
-#: The fast modes spend exact work budgets of so many re-timed operators per operator, counted
-#: up to this many operators: graphs this small are scheduled as the exact mode does, larger
-#: ones spend the same (constant) exact work first, then follow the fast rules.
+#: Size scale of the fast modes' budgets and caps (:func:`exact_budget`, :func:`decayed`): graphs
+#: up to about this many operators are scheduled nearly as the exact mode does; beyond, the
+#: exact work and the caps shrink as ``(BUDGET_OPS / n) ** 2``, so their total work stays O(n).
 BUDGET_OPS = 500
+
+
+def exact_budget(per_op: float, n: int) -> float:
+    """Exact work a fast mode may spend first: ``per_op`` re-timed operators per operator up to
+    :data:`BUDGET_OPS` operators, then shrinking as ``(BUDGET_OPS / n) ** 2``."""
+    return per_op * min(n, BUDGET_OPS) * min(1.0, (BUDGET_OPS / max(n, 1)) ** 2)
 
 
 def decayed(value: int, n: int, floor: int = 0) -> int:

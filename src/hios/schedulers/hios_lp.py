@@ -63,7 +63,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import BUDGET_OPS, INF, decayed, FastTimer, lst_ranks, pad_gpus, search_machine
+from ._fastsim import INF, decayed, exact_budget, FastTimer, lst_ranks, pad_gpus, search_machine
 from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping, refine_mapping_budget, refine_mapping_fast
@@ -98,7 +98,7 @@ def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) 
     dist = [0.0] * n
     parent = [-1] * n
     place = _Placement(timer, rank, gpu_of)
-    budget = INF if exact else EXACT_BUDGET * min(n, BUDGET_OPS)
+    budget = INF if exact else exact_budget(EXACT_BUDGET, n)
     depth = None  # exact distances until the fast placement takes over
     heap: list[tuple[float, int, int]] = []  # (-distance, topological position, operator), lazily deleted
     for v in g.topo:
@@ -494,7 +494,7 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     if exact:
         gpu_of, moves = refine_mapping(timer, rank, gpu_of, refine)
     else:
-        gpu_of, moves, done = refine_mapping_budget(timer, rank, gpu_of, refine, EXACT_REFINE_BUDGET * min(timer.n, BUDGET_OPS))
+        gpu_of, moves, done = refine_mapping_budget(timer, rank, gpu_of, refine, exact_budget(EXACT_REFINE_BUDGET, timer.n))
         if not done:
             gpu_of, more = refine_mapping_fast(timer, rank, gpu_of, refine)
             moves += more

@@ -48,7 +48,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import BUDGET_OPS, INF, decayed, FastTimer, StageChain, check_intra_options
+from ._fastsim import INF, decayed, exact_budget, FastTimer, StageChain, check_intra_options
 
 __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
 
@@ -95,7 +95,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
         return chain.stages(), cur
     if anc is None:
         anc = timer.graph.ancestors_mask()
-    budget = INF if exact else EXACT_WAVE_BUDGET * min(timer.n, BUDGET_OPS)
+    budget = INF if exact else exact_budget(EXACT_WAVE_BUDGET, timer.n)
     wave_cap = decayed(WAVE_CAP, timer.n, 4)
     fast_wave_cap = decayed(FAST_WAVE_CAP, timer.n)
     fast = False
