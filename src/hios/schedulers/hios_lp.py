@@ -13,6 +13,10 @@ Steps:
      is mapped only its unmapped successors, and from them whatever changes, are recomputed
      (in topological order, stopping where a distance does not change); the next path ends at
      the top of a max-heap keyed by (-distance, topological position), stale entries skipped.
+     Once the fast placement of step 3 has taken over (``exact=False``), the recomputation
+     stops :data:`DIST_DEPTH` levels below the path (scaled by :func:`._fastsim.decayed`, at
+     least 2): deeper distances stay upper bounds, and the paths found are long, not always
+     the longest.
   3. Try the whole path on each GPU: insert it into that GPU's rank order and evaluate the
      latency of the partial schedule (the operators mapped so far plus the path; inputs from
      unmapped operators are ignored, as ``Simulator.run(stages, complete=False)`` does,
@@ -21,14 +25,18 @@ Steps:
      operators whose finish time changes are re-timed, in rank order from the path on (times
      of the others are reused), which gives the same latency as re-timing the whole partial
      schedule.  This is O(n) per path: with ``exact=False`` (the default) it is used until
-     :data:`EXACT_BUDGET` re-timings per operator are spent (so small graphs are placed
-     exactly), then the fast rule of :class:`_FastPlacement` takes over: latency taken as
+     :data:`EXACT_BUDGET` re-timings per operator are spent (:func:`._fastsim.exact_budget`:
+     small graphs are placed exactly, large ones spend a shrinking constant), then the fast
+     rule of :class:`_FastPlacement` takes over: latency taken as
      ``max(latency, longest path through the path)`` from kept finish times and schedule tails,
      O(path x degree x log n) per GPU.  ``exact=True`` keeps the exact evaluation throughout.
   4. Mark the path mapped and repeat from 2 until every operator is mapped.
   5. Refine the mapping with at most ``refine`` passes of single-operator moves that never
      raise the latency (:mod:`.refine`).  ``refine=0`` skips steps 5 and 6 and gives the plain
-     longest-path mapping, each GPU in rank order.
+     longest-path mapping, each GPU in rank order.  With ``exact=False`` the exact refinement
+     runs until :data:`EXACT_REFINE_BUDGET` re-timings per operator are spent (the whole of it
+     on small graphs), then the fast refinement (:func:`.refine.refine_mapping_fast`, O(n x
+     GPUs x degree) per pass) continues from its result.
   6. Order each GPU's operators either by rank or in the order a list scheduler starts them
      (earliest start first, ties by rank; :mod:`.list_order`), whichever the simulator finds
      faster (rank order on a tie).  Both orders are dependency-consistent.
@@ -46,7 +54,10 @@ can use at once (:func:`._fastsim.usable_gpus`), the search runs on that many an
 padded with empty GPUs, so the work does not grow with unusable GPUs.
 
 ``exact=True`` gives today's (issue 22) results bit for bit, in O(n^2) time; the default fast mode
-is checked against it on quality by ``benchmarks/placement_quality.py``.
+is checked against it on quality by ``benchmarks/placement_quality.py``.  Its exact budgets and
+caps are set by :data:`._fastsim.BUDGET_OPS`: graphs up to about that many operators are
+scheduled nearly as the exact mode does, larger ones in near-linear time
+(``benchmarks/scheduler_scale.py``).
 
 ``meta`` records the number of paths, the latency after the mapping (``mapping_latency``), after
 refinement (``refined_latency``) and after ordering (``ordered_latency``), the moves made, the
@@ -68,16 +79,17 @@ from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping, refine_mapping_budget, refine_mapping_fast
 
-__all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "longest_path_mapping", "stages_from_mapping", "finish",
-           "check_refine", "check_exact", "hios_lp"]
+__all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "EXACT_REFINE_BUDGET", "DIST_DEPTH", "longest_path_mapping",
+           "stages_from_mapping", "finish", "check_refine", "check_exact", "hios_lp"]
 
 #: Passes of the single-operator refinement (step 5) by default.
 DEFAULT_REFINE = 2
 #: The fast mode places paths exactly until this many re-timed operators per operator of the
-#: graph have been spent, then by the fast rule (so small graphs are placed exactly).
+#: graph have been spent (:func:`._fastsim.exact_budget`), then by the fast rule.
 EXACT_BUDGET = 64
 #: The fast mode refines exactly until this many re-timed operators per operator of the graph have
-#: been spent, then finishes with the fast refinement (:func:`.refine.refine_mapping_fast`).
+#: been spent (:func:`._fastsim.exact_budget`), then finishes with the fast refinement
+#: (:func:`.refine.refine_mapping_fast`).
 EXACT_REFINE_BUDGET = 500
 #: The fast placement updates the longest-path distances this many levels below a mapped path
 #: (at :data:`._fastsim.BUDGET_OPS` operators; scaled by :func:`._fastsim.decayed`, at least 2;
@@ -307,10 +319,11 @@ class _FastPlacement(_Placement):
     pushed back; O(path span x degree) per GPU.  With exact kept times this chooses exactly as
     :class:`_Placement` does (checked on the scale graphs); the approximation is in keeping them:
     after the choice, finish times are updated forward and tails backward, each over at most
-    ``CAP`` operators (the rest stay stale), and every time the mapped set has grown by an
-    eighth all are recomputed in O(n + e)."""
+    ``CAP`` operators beyond the path (``CAP`` at :data:`._fastsim.BUDGET_OPS` operators, scaled
+    by :func:`._fastsim.decayed`; the rest stay stale), and every time the mapped set has grown
+    by ``GROW`` all are recomputed in O(n + e)."""
 
-    CAP = 1000  # at BUDGET_OPS operators, scaled by decayed()
+    CAP = 1000
     GROW = 1.5
 
     def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):

@@ -23,7 +23,8 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
 
 Fast mode (``exact=False``, what HIOS-LP uses unless ``exact=True``; HIOS-MR stays exact): step 3's
 re-timing of a candidate reaches a number of stages that grows with the schedule, so once
-:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent the rest of the walk first
+:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent (:func:`._fastsim.exact_budget`:
+the whole walk on small graphs, a shrinking constant on large ones) the rest of the walk first
 estimates each candidate (:meth:`._fastsim.StageChain.estimate`): the new finish times of the
 window's stages from the kept finish times of their producers, plus the kept schedule tails of
 their successors, give the longest path through the changed window in O(window x degree).  A
@@ -33,7 +34,9 @@ the first such candidate, without re-timing.  A candidate of a critical window, 
 starting after the window's first stage (it might depend on the window), is re-timed as in step
 3 if that reaches at most :data:`FAST_WAVE_CAP` stages, else its estimate decides.  After a
 change, finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages,
-and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Exactness gives
+and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Both caps are
+their value at :data:`._fastsim.BUDGET_OPS` operators, scaled by :func:`._fastsim.decayed` (at
+least 4 and 0), so that their work stays O(n) on large graphs.  Exactness gives
 way only through stale kept times and capped re-timings; ``benchmarks/placement_quality.py``
 measures the quality against the exact mode.
 """
@@ -61,9 +64,11 @@ DEFAULT_WINDOW = 4
 DEFAULT_STREAMS = 4
 #: Fast mode: stages re-timed exactly (per operator of the graph) before the fast rule takes over.
 EXACT_WAVE_BUDGET = 100
-#: Fast mode: most stages whose times are updated forward (and tails backward) after a change.
+#: Fast mode: most stages whose times are updated forward (and tails backward) after a change
+#: (at BUDGET_OPS operators; scaled by decayed()).
 WAVE_CAP = 48
-#: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides.
+#: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides
+#: (at BUDGET_OPS operators; scaled by decayed()).
 FAST_WAVE_CAP = 256
 
 

@@ -19,14 +19,18 @@ one operator per stage.  Steps:
      current mapping; the tails are recomputed, O(n + e), after a move.
   3. Repeat step 2 for at most ``passes`` passes, stopping early after a pass with no move.
 
-Moves never raise the latency, and the rank order can never deadlock.
+Moves never raise the latency, and the rank order can never deadlock.  Each move costs O(n) (the
+tails), and a candidate's re-timing up to O(n): O(n^2) on large graphs.
+
+The fast refinement (:func:`refine_mapping_fast`, HIOS-LP's default after a bounded exact start,
+:func:`refine_mapping_budget`) makes the same kind of moves in O(n x GPUs x degree) per pass.
 """
 
 from __future__ import annotations
 
 from ._fastsim import FastTimer
 
-__all__ = ["time_in_rank_order", "refine_mapping"]
+__all__ = ["time_in_rank_order", "refine_mapping", "refine_mapping_budget", "refine_mapping_fast"]
 
 
 def time_in_rank_order(timer: FastTimer, order: list[int], gpu_of: list[int]) -> tuple[float, list[float]]:
