@@ -8,7 +8,7 @@ from hios.errors import HiosError
 from hios.generate import layered_dag
 from hios.machine import Link, Machine
 from hios.schedulers import ALGORITHMS, schedule
-from hios.schedulers._fastsim import FastTimer, lst_ranks
+from hios.schedulers.timing_engine import FastTimer, lst_ranks
 from hios.simulator import Simulator
 
 from sched_helpers import check_schedule, machines, make_graph, sequential_latency
@@ -449,7 +449,7 @@ def test_budgeted_exact_refine_is_the_exact_one_or_a_prefix_of_it(graph, machine
 
 def _all_fast(mp):
     """Every fast rule from the start, whatever the graph's size (no exact budgets, small caps)."""
-    mp.setattr(importlib.import_module("hios.schedulers._fastsim"), "BUDGET_OPS", 1)
+    mp.setattr(importlib.import_module("hios.schedulers.timing_engine"), "BUDGET_OPS", 1)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -485,7 +485,7 @@ def test_fast_mode_throughout_on_a_layered_graph(seed):
 
 
 def test_fast_budgets_and_caps_shrink_with_the_graph():
-    from hios.schedulers._fastsim import BUDGET_OPS, decayed, exact_budget
+    from hios.schedulers.timing_engine import BUDGET_OPS, decayed, exact_budget
     assert exact_budget(10, 100) == 1000 and exact_budget(10, BUDGET_OPS) == 10 * BUDGET_OPS
     sizes = [BUDGET_OPS, 2 * BUDGET_OPS, 10 * BUDGET_OPS, 40 * BUDGET_OPS]
     work = [exact_budget(10, n) for n in sizes]

@@ -14,7 +14,7 @@ Steps:
      (in topological order, stopping where a distance does not change); the next path ends at
      the top of a max-heap keyed by (-distance, topological position), stale entries skipped.
      Once the fast placement of step 3 has taken over (``exact=False``), the recomputation
-     stops :data:`DIST_DEPTH` levels below the path (scaled by :func:`._fastsim.decayed`, at
+     stops :data:`DIST_DEPTH` levels below the path (scaled by :func:`.timing_engine.decayed`, at
      least 2): deeper distances stay upper bounds, and the paths found are long, not always
      the longest.
   3. Try the whole path on each GPU: insert it into that GPU's rank order and evaluate the
@@ -25,7 +25,7 @@ Steps:
      operators whose finish time changes are re-timed, in rank order from the path on (times
      of the others are reused), which gives the same latency as re-timing the whole partial
      schedule.  This is O(n) per path: with ``exact=False`` (the default) it is used until
-     :data:`EXACT_BUDGET` re-timings per operator are spent (:func:`._fastsim.exact_budget`:
+     :data:`EXACT_BUDGET` re-timings per operator are spent (:func:`.timing_engine.exact_budget`:
      small graphs are placed exactly, large ones spend a shrinking constant), then the fast
      rule of :class:`_FastPlacement` takes over: latency taken as
      ``max(latency, longest path through the path)`` from kept finish times and schedule tails,
@@ -50,12 +50,12 @@ Link model: the searches of steps 2-7 time transfers without link serialization 
 evaluator); every choice between whole schedules in steps 6-8 is made by the simulator under the
 machine's link model, ``serialize_links`` included, so the answer is never worse than sequential
 under the model it is evaluated with.  GPUs: on a uniform machine with more GPUs than the graph
-can use at once (:func:`._fastsim.usable_gpus`), the search runs on that many and the result is
+can use at once (:func:`.timing_engine.usable_gpus`), the search runs on that many and the result is
 padded with empty GPUs, so the work does not grow with unusable GPUs.
 
 ``exact=True`` gives today's (issue 22) results bit for bit, in O(n^2) time; the default fast mode
 is checked against it on quality by ``benchmarks/placement_quality.py``.  Its exact budgets and
-caps are set by :data:`._fastsim.BUDGET_OPS`: graphs up to about that many operators are
+caps are set by :data:`.timing_engine.BUDGET_OPS`: graphs up to about that many operators are
 scheduled nearly as the exact mode does, larger ones in near-linear time
 (``benchmarks/scheduler_scale.py``).
 
@@ -74,7 +74,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import INF, decayed, exact_budget, FastTimer, lst_ranks, pad_gpus, search_machine
+from .timing_engine import INF, decayed, exact_budget, FastTimer, lst_ranks, pad_gpus, search_machine
 from .intra_gpu import improve_stages, intra_options
 from .list_order import list_schedule_order
 from .refine import refine_mapping, refine_mapping_budget, refine_mapping_fast
@@ -85,14 +85,14 @@ __all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "EXACT_REFINE_BUDGET", "DIST_DEPTH"
 #: Passes of the single-operator refinement (step 5) by default.
 DEFAULT_REFINE = 2
 #: The fast mode places paths exactly until this many re-timed operators per operator of the
-#: graph have been spent (:func:`._fastsim.exact_budget`), then by the fast rule.
+#: graph have been spent (:func:`.timing_engine.exact_budget`), then by the fast rule.
 EXACT_BUDGET = 64
 #: The fast mode refines exactly until this many re-timed operators per operator of the graph have
-#: been spent (:func:`._fastsim.exact_budget`), then finishes with the fast refinement
+#: been spent (:func:`.timing_engine.exact_budget`), then finishes with the fast refinement
 #: (:func:`.refine.refine_mapping_fast`).
 EXACT_REFINE_BUDGET = 500
 #: The fast placement updates the longest-path distances this many levels below a mapped path
-#: (at :data:`._fastsim.BUDGET_OPS` operators; scaled by :func:`._fastsim.decayed`, at least 2;
+#: (at :data:`.timing_engine.BUDGET_OPS` operators; scaled by :func:`.timing_engine.decayed`, at least 2;
 #: None: all the way, as the exact mode).
 DIST_DEPTH = 64
 
@@ -319,8 +319,8 @@ class _FastPlacement(_Placement):
     pushed back; O(path span x degree) per GPU.  With exact kept times this chooses exactly as
     :class:`_Placement` does (checked on the scale graphs); the approximation is in keeping them:
     after the choice, finish times are updated forward and tails backward, each over at most
-    ``CAP`` operators beyond the path (``CAP`` at :data:`._fastsim.BUDGET_OPS` operators, scaled
-    by :func:`._fastsim.decayed`; the rest stay stale), and every time the mapped set has grown
+    ``CAP`` operators beyond the path (``CAP`` at :data:`.timing_engine.BUDGET_OPS` operators, scaled
+    by :func:`.timing_engine.decayed`; the rest stay stale), and every time the mapped set has grown
     by ``GROW`` all are recomputed in O(n + e)."""
 
     CAP = 1000

@@ -35,7 +35,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import FastTimer, lst_ranks, search_machine
+from .timing_engine import FastTimer, lst_ranks, search_machine
 from .hios_lp import DEFAULT_REFINE, check_refine, finish
 from .intra_gpu import intra_options
 

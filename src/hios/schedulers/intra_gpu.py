@@ -11,7 +11,7 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
      stage it jumps over.
   3. Evaluate each candidate on the whole multi-GPU schedule (all GPUs at once: a group on one
      GPU changes when its outputs reach the others).  The evaluation is incremental
-     (:class:`._fastsim.StageChain`): the schedule's stage times are kept, and a candidate
+     (:class:`.timing_engine.StageChain`): the schedule's stage times are kept, and a candidate
      re-times only the stages it changes and those its changed finish times reach, giving the
      same latency as timing the whole schedule.  A candidate whose stage order deadlocks across
      GPUs (the group waits for a stage that waits for it) is rejected.  Keep the
@@ -23,9 +23,9 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
 
 Fast mode (``exact=False``, what HIOS-LP uses unless ``exact=True``; HIOS-MR stays exact): step 3's
 re-timing of a candidate reaches a number of stages that grows with the schedule, so once
-:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent (:func:`._fastsim.exact_budget`:
+:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent (:func:`.timing_engine.exact_budget`:
 the whole walk on small graphs, a shrinking constant on large ones) the rest of the walk first
-estimates each candidate (:meth:`._fastsim.StageChain.estimate`): the new finish times of the
+estimates each candidate (:meth:`.timing_engine.StageChain.estimate`): the new finish times of the
 window's stages from the kept finish times of their producers, plus the kept schedule tails of
 their successors, give the longest path through the changed window in O(window x degree).  A
 candidate whose path is longer than the latency is rejected; when no old stage of its window is
@@ -35,7 +35,7 @@ starting after the window's first stage (it might depend on the window), is re-t
 3 if that reaches at most :data:`FAST_WAVE_CAP` stages, else its estimate decides.  After a
 change, finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages,
 and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Both caps are
-their value at :data:`._fastsim.BUDGET_OPS` operators, scaled by :func:`._fastsim.decayed` (at
+their value at :data:`.timing_engine.BUDGET_OPS` operators, scaled by :func:`.timing_engine.decayed` (at
 least 4 and 0), so that their work stays O(n) on large graphs.  Exactness gives
 way only through stale kept times and capped re-timings; ``benchmarks/placement_quality.py``
 measures the quality against the exact mode.
@@ -51,7 +51,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import INF, decayed, exact_budget, FastTimer, StageChain, check_intra_options
+from .timing_engine import INF, decayed, exact_budget, FastTimer, StageChain, check_intra_options
 
 __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
 
@@ -85,7 +85,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                    latency: float | None = None, exact: bool = True) -> tuple[list[list[list[int]]], float]:
     """Steps 1-3 on index stages; returns the new stages (the input is not modified) and the
     latency the fast evaluator gives them (in the fast mode, its latency after a last full
-    re-timing).  Candidates are timed incrementally (:class:`._fastsim.StageChain`): only the
+    re-timing).  Candidates are timed incrementally (:class:`.timing_engine.StageChain`): only the
     stages whose times a candidate changes are re-timed, with the same result as timing the whole
     schedule.  ``exact=False``: once :data:`EXACT_WAVE_BUDGET` re-timed stages per operator are
     spent, the rest of the walk uses the fast rule (module docstring).  ``latency`` is accepted

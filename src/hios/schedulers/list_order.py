@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 
-from ._fastsim import FastTimer
+from .timing_engine import FastTimer
 
 __all__ = ["list_schedule_order"]
 

@@ -28,7 +28,7 @@ The fast refinement (:func:`refine_mapping_fast`, HIOS-LP's default after a boun
 
 from __future__ import annotations
 
-from ._fastsim import FastTimer
+from .timing_engine import FastTimer
 
 __all__ = ["time_in_rank_order", "refine_mapping", "refine_mapping_budget", "refine_mapping_fast"]
 
