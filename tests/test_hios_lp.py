@@ -8,6 +8,7 @@ from hios.errors import HiosError
 from hios.generate import layered_dag
 from hios.machine import Link, Machine
 from hios.schedulers import ALGORITHMS, schedule
+from hios.schedulers.mapping_steps import stages_from_mapping
 from hios.schedulers.timing_engine import FastTimer, lst_ranks
 from hios.simulator import Simulator
 
@@ -195,7 +196,7 @@ def test_refine_repairs_a_bad_mapping():
     new, moves = refine_mapping(timer, rank, start, passes=3)
     assert start == [0] * len(g.ops)  # input untouched
     assert moves > 0
-    lat = sim.run(LP.stages_from_mapping(new, rank, 2)).latency
+    lat = sim.run(stages_from_mapping(new, rank, 2)).latency
     assert lat < 6.0 and lat <= 3 + 2 * CHEAP + 1e-9
 
 
@@ -208,7 +209,7 @@ def test_list_order_fills_the_idle_gap():
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
     gpu_of = [1, 0, 0, 0]  # p on GPU 1; x, z, y on GPU 0
-    by_rank = LP.stages_from_mapping(gpu_of, rank, 2)
+    by_rank = stages_from_mapping(gpu_of, rank, 2)
     listed = list_schedule_order(timer, gpu_of, rank)
     names = lambda sts: [g.ops[st[0]].name for st in sts]  # noqa: E731
     assert names(by_rank[0]) == ["x", "y", "z"]
@@ -228,9 +229,9 @@ def test_refine_and_list_order_never_hurt(graph, machine, seed):
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
     gpu_of = [rng.randrange(machine.gpus) for _ in graph.ops]
-    before = sim.run(LP.stages_from_mapping(gpu_of, rank, machine.gpus)).latency
+    before = sim.run(stages_from_mapping(gpu_of, rank, machine.gpus)).latency
     new, _ = refine_mapping(timer, rank, gpu_of, passes=2)
-    after = sim.run(LP.stages_from_mapping(new, rank, machine.gpus)).latency
+    after = sim.run(stages_from_mapping(new, rank, machine.gpus)).latency
     assert after <= before
     listed = list_schedule_order(timer, new, rank)
     assert sorted(v for sts in listed for st in sts for v in st) == list(range(len(graph.ops)))
@@ -240,7 +241,7 @@ def test_refine_and_list_order_never_hurt(graph, machine, seed):
 
 def reference_refine(timer, rank, gpu_of, passes):
     """Step 5 written plainly: every candidate move timed from scratch, no pruning."""
-    from hios.schedulers.refine import time_in_rank_order
+    from hios.schedulers.timing_engine import time_in_rank_order
     gpu_of = list(gpu_of)
     order = sorted(range(timer.n), key=rank.__getitem__)
     lat, end = time_in_rank_order(timer, order, gpu_of)
@@ -407,7 +408,7 @@ def test_fast_refine_repairs_a_bad_mapping():
     new, moves = refine_mapping_fast(timer, rank, start, passes=3)
     assert start == [0] * len(g.ops)  # input untouched
     assert moves > 0
-    lat = sim.run(LP.stages_from_mapping(new, rank, 2)).latency
+    lat = sim.run(stages_from_mapping(new, rank, 2)).latency
     assert lat <= 3 + 2 * CHEAP + 1e-9
 
 
@@ -415,7 +416,8 @@ def test_fast_refine_repairs_a_bad_mapping():
 @given(dags(max_nodes=16), machines(max_gpus=4), st.integers(0, 2**31), st.integers(1, 3))
 def test_fast_refine_never_raises_the_latency_and_is_deterministic(graph, machine, seed, passes):
     import random as _random
-    from hios.schedulers.refine import refine_mapping_fast, time_in_rank_order
+    from hios.schedulers.refine import refine_mapping_fast
+    from hios.schedulers.timing_engine import time_in_rank_order
     rng = _random.Random(seed)
     timer = FastTimer(Simulator(graph, machine))
     rank = lst_ranks(timer)
@@ -434,7 +436,8 @@ def test_fast_refine_never_raises_the_latency_and_is_deterministic(graph, machin
 @given(dags(max_nodes=16), machines(max_gpus=4), st.integers(0, 2**31))
 def test_budgeted_exact_refine_is_the_exact_one_or_a_prefix_of_it(graph, machine, seed):
     import random as _random
-    from hios.schedulers.refine import refine_mapping, refine_mapping_budget, time_in_rank_order
+    from hios.schedulers.refine import refine_mapping, refine_mapping_budget
+    from hios.schedulers.timing_engine import time_in_rank_order
     rng = _random.Random(seed)
     timer = FastTimer(Simulator(graph, machine))
     rank = lst_ranks(timer)

@@ -9,7 +9,7 @@ from hios.generate import layered_dag
 from hios.machine import Machine
 from hios.schedulers import ALGORITHMS, schedule
 from hios.schedulers.timing_engine import FastTimer, lst_ranks
-from hios.schedulers.refine import time_in_rank_order
+from hios.schedulers.timing_engine import time_in_rank_order
 from hios.simulator import Simulator
 
 from sched_helpers import check_schedule, machines, make_graph, sequential_latency

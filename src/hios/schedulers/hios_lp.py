@@ -69,28 +69,19 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 
-from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from .timing_engine import INF, decayed, exact_budget, FastTimer, lst_ranks, pad_gpus, search_machine
-from .intra_gpu import improve_stages, intra_options
-from .list_order import list_schedule_order
-from .refine import refine_mapping, refine_mapping_budget, refine_mapping_fast
+from .timing_engine import INF, FastTimer, decayed, exact_budget, finish_in_order, lst_ranks, out_rows, search_machine
+from .intra_gpu import intra_options
+from .mapping_steps import DEFAULT_REFINE, check_exact, check_refine, finish
 
-__all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "EXACT_REFINE_BUDGET", "DIST_DEPTH", "longest_path_mapping",
-           "stages_from_mapping", "finish", "check_refine", "check_exact", "hios_lp"]
+__all__ = ["EXACT_BUDGET", "DIST_DEPTH", "longest_path_mapping", "hios_lp"]
 
-#: Passes of the single-operator refinement (step 5) by default.
-DEFAULT_REFINE = 2
 #: The fast mode places paths exactly until this many re-timed operators per operator of the
 #: graph have been spent (:func:`.timing_engine.exact_budget`), then by the fast rule.
 EXACT_BUDGET = 64
-#: The fast mode refines exactly until this many re-timed operators per operator of the graph have
-#: been spent (:func:`.timing_engine.exact_budget`), then finishes with the fast refinement
-#: (:func:`.refine.refine_mapping_fast`).
-EXACT_REFINE_BUDGET = 500
 #: The fast placement updates the longest-path distances this many levels below a mapped path
 #: (at :data:`.timing_engine.BUDGET_OPS` operators; scaled by :func:`.timing_engine.decayed`, at least 2;
 #: None: all the way, as the exact mode).
@@ -328,8 +319,7 @@ class _FastPlacement(_Placement):
 
     def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
         super().__init__(timer, rank, gpu_of)
-        from .refine import _out_rows
-        self.outs = _out_rows(timer)
+        self.outs = out_rows(timer)
         self.stail = [0.0] * timer.n
         self.cap = decayed(self.CAP, timer.n)
         self.count = 0
@@ -470,15 +460,10 @@ class _FastPlacement(_Placement):
         """Exact finish times and tails of the partial schedule, O(n + e)."""
         self.synced = self.count
         gpu_of = self.gpu_of
-        ins = self.timer.ins
-        cost = self.timer.cost
         end = self.end
         order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
         free = [0.0] * self.timer.gpus
-        none: dict[int, float] = {}
-        for v in order:
-            g = gpu_of[v]
-            end[v] = free[g] = _ready(free[g], ins[v], gpu_of, none, end, g) + cost[v]
+        finish_in_order(self.timer, order, gpu_of, end, free)
         self.lat = max(free)
         stail = self.stail
         follow = [-1] * self.timer.gpus
@@ -486,64 +471,6 @@ class _FastPlacement(_Placement):
             g = gpu_of[v]
             stail[v] = self._tail_after(v, g, follow[g])
             follow[g] = v
-
-
-def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[list[list[int]]]:
-    """One operator per stage, each GPU in rank order."""
-    stages: list[list[list[int]]] = [[] for _ in range(gpus)]
-    for v in sorted(range(len(gpu_of)), key=rank.__getitem__):
-        stages[gpu_of[v]].append([v])
-    return stages
-
-
-def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], rank: list[int],
-           algorithm: str, refine: int, intra: bool, window: int, streams: int, meta: dict,
-           gpus: int | None = None, exact: bool = True) -> Schedule:
-    """Steps 5-8 of HIOS-LP, shared with HIOS-MR.  Every choice between whole schedules here is
-    made by ``sim``, so under its link model (``serialize_links`` included); ``gpus`` pads the
-    result with empty GPUs (the machine's count when the search used fewer)."""
-    G = timer.gpus
-    meta["mapping_latency"] = sim.run(stages_from_mapping(gpu_of, rank, G)).latency
-    if exact:
-        gpu_of, moves = refine_mapping(timer, rank, gpu_of, refine)
-    else:
-        gpu_of, moves, done = refine_mapping_budget(timer, rank, gpu_of, refine, exact_budget(EXACT_REFINE_BUDGET, timer.n))
-        if not done:
-            gpu_of, more = refine_mapping_fast(timer, rank, gpu_of, refine)
-            moves += more
-    stages = stages_from_mapping(gpu_of, rank, G)
-    best, best_lat = stages, sim.run(stages).latency
-    meta.update({"refine_passes": refine, "refine_moves": moves, "refined_latency": best_lat, "order": "rank"})
-    if refine > 0:
-        listed = list_schedule_order(timer, gpu_of, rank)
-        lat = sim.run(listed).latency
-        if lat < best_lat:
-            best, best_lat = listed, lat
-            meta["order"] = "list"
-    meta.update({"ordered_latency": best_lat, "intra": bool(intra)})
-    if intra:
-        meta.update({"intra_window": window, "intra_streams": streams})
-        grouped, _ = improve_stages(timer, best, window, streams, exact=exact)
-        lat = sim.run(grouped).latency
-        if lat <= best_lat:
-            best, best_lat = grouped, lat
-    seq = [[[i] for i in graph.topo]] + [[] for _ in range(G - 1)]
-    seq_lat = sim.run(seq).latency
-    if best_lat > seq_lat:
-        meta["fallback"] = "sequential"
-        best, best_lat = seq, seq_lat
-    meta["latency"] = best_lat
-    return Schedule.from_indices(graph, pad_gpus(best, gpus or G), algorithm, meta)
-
-
-def check_exact(exact) -> None:
-    if not isinstance(exact, bool):
-        raise HiosError(f"option exact must be true or false, got {exact!r}")
-
-
-def check_refine(refine) -> None:
-    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
-        raise HiosError(f"option refine must be an integer >= 0 (passes), got {refine!r}")
 
 
 def hios_lp(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = True,

@@ -28,28 +28,9 @@ The fast refinement (:func:`refine_mapping_fast`, HIOS-LP's default after a boun
 
 from __future__ import annotations
 
-from .timing_engine import FastTimer
+from .timing_engine import FastTimer, arrival, finish_in_order, out_rows, time_in_rank_order
 
-__all__ = ["time_in_rank_order", "refine_mapping", "refine_mapping_budget", "refine_mapping_fast"]
-
-
-def time_in_rank_order(timer: FastTimer, order: list[int], gpu_of: list[int]) -> tuple[float, list[float]]:
-    """Latency and finish times of a complete mapping, each GPU running its operators in ``order``."""
-    end = [0.0] * timer.n
-    free = [0.0] * timer.gpus
-    ins = timer.ins
-    cost = timer.cost
-    for v in order:
-        gv = gpu_of[v]
-        t = free[gv]
-        for u, row in ins[v]:
-            a = end[u] + row[gpu_of[u]][gv]
-            if a > t:
-                t = a
-        t += cost[v]
-        end[v] = t
-        free[gv] = t
-    return (max(free) if free else 0.0), end
+__all__ = ["refine_mapping", "refine_mapping_budget", "refine_mapping_fast"]
 
 
 def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:
@@ -73,10 +54,10 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
     ins = timer.ins
     cost = timer.cost
     tail = timer.tail
-    outs = _out_rows(timer)
+    outs = out_rows(timer)
     lat, end = time_in_rank_order(timer, order, gpu_of)
     cur = (lat, sum(end))
-    after = _work_after(order, gpu_of, cost, G)
+    bound = _bounds(order, gpu_of, cost, tail, G)
     stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
     moves = 0
     for _ in range(passes):
@@ -90,12 +71,7 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
                 if h == g0:
                     continue
                 cut = best[0] * (1.0 + 1e-12)  # beyond rounding of the tail sums
-                t = free0[h]
-                for u, row in ins[v]:
-                    a = end[u] + row[gpu_of[u]][h]
-                    if a > t:
-                        t = a
-                t += cost[v]
+                t = arrival(ins[v], gpu_of, end, h, free0[h]) + cost[v]
                 if t + tail[v] > cut:
                     continue
                 # Everything ranked after v keeps its schedule tail: a path through v bounds the latency.
@@ -114,31 +90,19 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
                 e[v] = t
                 free = free0[:]
                 free[h] = t
-                i = k
-                for i in range(k + 1, n):
-                    w = order[i]
-                    gw = gpu_of[w]
-                    t = free[gw]
-                    for u, row in ins[w]:
-                        a = e[u] + row[gpu_of[u]][gw]
-                        if a > t:
-                            t = a
-                    t += cost[w]
-                    if t + tail[w] > cut or t + after[w] > cut:
-                        break
-                    e[w] = t
-                    free[gw] = t
-                else:
+                # Re-time the rest in rank order; abandoned once a finish plus its bound passes the cut.
+                stop = finish_in_order(timer, order, gpu_of, e, free, k + 1, bound, cut)
+                if stop == n:
                     key = (max(free), sum(e))
                     if key < best:
                         best, best_g, best_end = key, h, e
                 gpu_of[v] = g0
-                work += i - k
+                work += min(stop, n - 1) - k
             gpu_of[v] = best_g
             if best_end is not None:
                 work += 2 * n
                 cur, end = best, best_end
-                after = _work_after(order, gpu_of, cost, G)
+                bound = _bounds(order, gpu_of, cost, tail, G)
                 stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
                 moves += 1
                 moved = True
@@ -147,15 +111,6 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
         if not moved:
             break
     return gpu_of, moves, True
-
-
-def _out_rows(timer: FastTimer) -> list[list[tuple[int, tuple]]]:
-    """outs[u] = [(v, row)] for every edge u -> v (``row`` as in ``timer.ins[v]``)."""
-    outs: list[list[tuple[int, tuple]]] = [[] for _ in range(timer.n)]
-    for v, iv in enumerate(timer.ins):
-        for u, row in iv:
-            outs[u].append((v, row))
-    return outs
 
 
 def _schedule_tails(order: list[int], gpu_of: list[int], cost: list[float], outs, gpus: int):
@@ -180,17 +135,17 @@ def _schedule_tails(order: list[int], gpu_of: list[int], cost: list[float], outs
     return stail, nxt, follow
 
 
-def _work_after(order: list[int], gpu_of: list[int], cost: list[float], gpus: int) -> list[float]:
-    """Cost of the operators ranked after each operator on its GPU: any schedule in this order
-    ends at least that long after the operator's finish."""
-    after = [0.0] * len(order)
+def _bounds(order: list[int], gpu_of: list[int], cost: list[float], tail: list[float], gpus: int) -> list[float]:
+    """For each operator, the larger of its cost-only tail and the cost of the operators ranked
+    after it on its GPU: any schedule in this order ends at least that long after its finish."""
+    bound = [0.0] * len(order)
     acc = [0.0] * gpus
     for v in reversed(order):
         g = gpu_of[v]
-        after[v] = acc[g]
-        acc[g] += cost[v]
-    return after
-
+        a = acc[g]
+        bound[v] = a if a > tail[v] else tail[v]
+        acc[g] = a + cost[v]
+    return bound
 
 
 def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:
@@ -218,7 +173,7 @@ def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], pa
     ins = timer.ins
     cost = timer.cost
     tail = timer.tail
-    outs = _out_rows(timer)
+    outs = out_rows(timer)
     moves = 0
     for _ in range(passes):
         lat, end = time_in_rank_order(timer, order, gpu_of)
@@ -230,12 +185,7 @@ def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], pa
         for v in order:
             g0 = gpu_of[v]
             iv = ins[v]
-            t0 = free[g0]
-            for u, row in iv:
-                a = end[u] + row[gpu_of[u]][g0]
-                if a > t0:
-                    t0 = a
-            t0 += cost[v]
+            t0 = arrival(iv, gpu_of, end, g0, free[g0]) + cost[v]
             end[v] = t0
             p0 = t0 + stail[v]
             best_key = (p0 if p0 > thr else thr, 0.0)
@@ -244,12 +194,7 @@ def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], pa
             for h in range(G):
                 if h == g0:
                     continue
-                t = free[h]
-                for u, row in iv:
-                    a = end[u] + row[gpu_of[u]][h]
-                    if a > t:
-                        t = a
-                t += cost[v]
+                t = arrival(iv, gpu_of, end, h, free[h]) + cost[v]
                 if t + tail[v] > cut:
                     continue
                 nb = cur_next[h]
