@@ -8,7 +8,8 @@ from hios.errors import HiosError
 from hios.generate import layered_dag
 from hios.machine import Link, Machine
 from hios.schedulers import ALGORITHMS, schedule
-from hios.schedulers._fastsim import FastTimer, lst_ranks
+from hios.schedulers.mapping_steps import stages_from_mapping
+from hios.schedulers.timing_engine import FastTimer, lst_ranks
 from hios.simulator import Simulator
 
 from sched_helpers import check_schedule, machines, make_graph, sequential_latency
@@ -195,7 +196,7 @@ def test_refine_repairs_a_bad_mapping():
     new, moves = refine_mapping(timer, rank, start, passes=3)
     assert start == [0] * len(g.ops)  # input untouched
     assert moves > 0
-    lat = sim.run(LP.stages_from_mapping(new, rank, 2)).latency
+    lat = sim.run(stages_from_mapping(new, rank, 2)).latency
     assert lat < 6.0 and lat <= 3 + 2 * CHEAP + 1e-9
 
 
@@ -208,7 +209,7 @@ def test_list_order_fills_the_idle_gap():
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
     gpu_of = [1, 0, 0, 0]  # p on GPU 1; x, z, y on GPU 0
-    by_rank = LP.stages_from_mapping(gpu_of, rank, 2)
+    by_rank = stages_from_mapping(gpu_of, rank, 2)
     listed = list_schedule_order(timer, gpu_of, rank)
     names = lambda sts: [g.ops[st[0]].name for st in sts]  # noqa: E731
     assert names(by_rank[0]) == ["x", "y", "z"]
@@ -228,9 +229,9 @@ def test_refine_and_list_order_never_hurt(graph, machine, seed):
     timer = FastTimer(sim)
     rank = lst_ranks(timer)
     gpu_of = [rng.randrange(machine.gpus) for _ in graph.ops]
-    before = sim.run(LP.stages_from_mapping(gpu_of, rank, machine.gpus)).latency
+    before = sim.run(stages_from_mapping(gpu_of, rank, machine.gpus)).latency
     new, _ = refine_mapping(timer, rank, gpu_of, passes=2)
-    after = sim.run(LP.stages_from_mapping(new, rank, machine.gpus)).latency
+    after = sim.run(stages_from_mapping(new, rank, machine.gpus)).latency
     assert after <= before
     listed = list_schedule_order(timer, new, rank)
     assert sorted(v for sts in listed for st in sts for v in st) == list(range(len(graph.ops)))
@@ -240,7 +241,7 @@ def test_refine_and_list_order_never_hurt(graph, machine, seed):
 
 def reference_refine(timer, rank, gpu_of, passes):
     """Step 5 written plainly: every candidate move timed from scratch, no pruning."""
-    from hios.schedulers.refine import time_in_rank_order
+    from hios.schedulers.timing_engine import time_in_rank_order
     gpu_of = list(gpu_of)
     order = sorted(range(timer.n), key=rank.__getitem__)
     lat, end = time_in_rank_order(timer, order, gpu_of)
@@ -378,7 +379,9 @@ def test_fast_placement_with_exact_kept_times_chooses_as_the_exact_one(monkeypat
     real = LP._FastPlacement.place
     monkeypatch.setattr(LP._FastPlacement, "place", lambda self, path: calls.append(1) or real(self, path))
     monkeypatch.setattr(LP, "EXACT_BUDGET", -1)  # the fast rule for every path
-    assert LP.longest_path_mapping(timer, rank, False) == (exact, paths)  # kept times exact: CAP > n
+    monkeypatch.setattr(LP._FastPlacement, "CAP", 10**9)  # kept times exact
+    monkeypatch.setattr(LP, "DIST_DEPTH", None)  # exact longest paths
+    assert LP.longest_path_mapping(timer, rank, False) == (exact, paths)
     assert len(calls) == paths
     monkeypatch.setattr(LP._FastPlacement, "CAP", 0)  # stale times: another, valid mapping
     monkeypatch.setattr(LP._FastPlacement, "GROW", 1e9)
@@ -391,3 +394,104 @@ def test_fast_placement_with_exact_kept_times_chooses_as_the_exact_one(monkeypat
 def test_exact_option_checked():
     with pytest.raises(HiosError, match="exact"):
         schedule(layered_dag(10, 20, 2, 0.8, 1), Machine(2), "hios-lp", exact="yes")
+
+
+# -- issue 22: the fast refinement and the fast rules throughout ---------------------------
+
+def test_fast_refine_repairs_a_bad_mapping():
+    from hios.schedulers.refine import refine_mapping_fast
+    g = two_chains(CHEAP)
+    sim = Simulator(g, Machine(2))
+    timer = FastTimer(sim)
+    rank = lst_ranks(timer)
+    start = [0] * len(g.ops)  # both chains on GPU 0: latency 6
+    new, moves = refine_mapping_fast(timer, rank, start, passes=3)
+    assert start == [0] * len(g.ops)  # input untouched
+    assert moves > 0
+    lat = sim.run(stages_from_mapping(new, rank, 2)).latency
+    assert lat <= 3 + 2 * CHEAP + 1e-9
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=16), machines(max_gpus=4), st.integers(0, 2**31), st.integers(1, 3))
+def test_fast_refine_never_raises_the_latency_and_is_deterministic(graph, machine, seed, passes):
+    import random as _random
+    from hios.schedulers.refine import refine_mapping_fast
+    from hios.schedulers.timing_engine import time_in_rank_order
+    rng = _random.Random(seed)
+    timer = FastTimer(Simulator(graph, machine))
+    rank = lst_ranks(timer)
+    order = sorted(range(timer.n), key=rank.__getitem__)
+    gpu_of = [rng.randrange(machine.gpus) for _ in graph.ops]
+    before, _ = time_in_rank_order(timer, order, gpu_of)
+    new, moves = refine_mapping_fast(timer, rank, gpu_of, passes)
+    assert (new, moves) == refine_mapping_fast(timer, rank, gpu_of, passes)
+    assert len(new) == len(gpu_of) and all(0 <= h < machine.gpus for h in new)
+    assert moves == 0 or new != gpu_of
+    after, _ = time_in_rank_order(timer, order, new)
+    assert after <= before * (1 + 1e-9)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=16), machines(max_gpus=4), st.integers(0, 2**31))
+def test_budgeted_exact_refine_is_the_exact_one_or_a_prefix_of_it(graph, machine, seed):
+    import random as _random
+    from hios.schedulers.refine import refine_mapping, refine_mapping_budget
+    from hios.schedulers.timing_engine import time_in_rank_order
+    rng = _random.Random(seed)
+    timer = FastTimer(Simulator(graph, machine))
+    rank = lst_ranks(timer)
+    order = sorted(range(timer.n), key=rank.__getitem__)
+    gpu_of = [rng.randrange(machine.gpus) for _ in graph.ops]
+    full, moves = refine_mapping(timer, rank, gpu_of, 2)
+    assert refine_mapping_budget(timer, rank, gpu_of, 2) == (full, moves, True)
+    cut, cut_moves, done = refine_mapping_budget(timer, rank, gpu_of, 2, budget=0)
+    assert cut_moves <= moves and (not done or (cut, cut_moves) == (full, moves))
+    assert time_in_rank_order(timer, order, cut)[0] <= time_in_rank_order(timer, order, gpu_of)[0]
+
+
+def _all_fast(mp):
+    """Every fast rule from the start, whatever the graph's size (no exact budgets, small caps)."""
+    mp.setattr(importlib.import_module("hios.schedulers.timing_engine"), "BUDGET_OPS", 1)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=18), machines(), st.booleans(), st.booleans())
+def test_fast_mode_throughout_gives_valid_deterministic_schedules(graph, machine, intra, serialize):
+    with pytest.MonkeyPatch.context() as mp:
+        _all_fast(mp)
+        a = schedule(graph, machine, "hios-lp", intra=intra, serialize_links=serialize)
+        b = schedule(graph, machine, "hios-lp", intra=intra, serialize_links=serialize)
+    drop = lambda meta: {k: v for k, v in meta.items() if k != "optimize_seconds"}  # noqa: E731
+    assert a.stages == b.stages and drop(a.meta) == drop(b.meta)
+    check_schedule(graph, machine, a, grouped=intra)
+    seq = Simulator(graph, machine, serialize_links=serialize).simulate(schedule(graph, machine, "sequential"))
+    assert Simulator(graph, machine, serialize_links=serialize).simulate(a).latency <= seq.latency
+    assert a.meta["exact"] is False
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fast_mode_throughout_on_a_layered_graph(seed):
+    # every fast rule on a 600-operator graph: a valid schedule, deterministic, and the refinement
+    # repairs what the cheap placement leaves (measured here: within 3 % of the exact mode)
+    g = layered_dag(600, 1200, 11, 0.8, seed)
+    m = Machine.preset(4)
+    with pytest.MonkeyPatch.context() as mp:
+        _all_fast(mp)
+        a = schedule(g, m, "hios-lp")
+        b = schedule(g, m, "hios-lp")
+    assert a.stages == b.stages
+    lat = check_schedule(g, m, a, grouped=True)
+    assert a.meta["refine_moves"] > 0
+    assert lat <= sequential_latency(g, m)
+    assert lat <= schedule(g, m, "hios-lp", exact=True).meta["latency"] * 1.03
+
+
+def test_fast_budgets_and_caps_shrink_with_the_graph():
+    from hios.schedulers.timing_engine import BUDGET_OPS, decayed, exact_budget
+    assert exact_budget(10, 100) == 1000 and exact_budget(10, BUDGET_OPS) == 10 * BUDGET_OPS
+    sizes = [BUDGET_OPS, 2 * BUDGET_OPS, 10 * BUDGET_OPS, 40 * BUDGET_OPS]
+    work = [exact_budget(10, n) for n in sizes]
+    assert work == sorted(work, reverse=True) and work[-1] < work[0] / 1000
+    assert [decayed(1000, n) for n in sizes] == [1000, 250, 10, 0]
+    assert decayed(48, 40 * BUDGET_OPS, 4) == 4 and decayed(48, 10, 4) > 48

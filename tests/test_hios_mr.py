@@ -8,8 +8,8 @@ from hios.errors import HiosError
 from hios.generate import layered_dag
 from hios.machine import Machine
 from hios.schedulers import ALGORITHMS, schedule
-from hios.schedulers._fastsim import FastTimer, lst_ranks
-from hios.schedulers.refine import time_in_rank_order
+from hios.schedulers.timing_engine import FastTimer, lst_ranks
+from hios.schedulers.timing_engine import time_in_rank_order
 from hios.simulator import Simulator
 
 from sched_helpers import check_schedule, machines, make_graph, sequential_latency

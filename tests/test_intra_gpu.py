@@ -11,7 +11,7 @@ from hios.errors import HiosError
 from hios.machine import Machine
 from hios.schedule import Schedule
 from hios.schedulers import ALGORITHMS
-from hios.schedulers._fastsim import INF, FastTimer
+from hios.schedulers.timing_engine import INF, FastTimer
 from hios.schedulers.intra_gpu import DEFAULT_STREAMS, DEFAULT_WINDOW, improve_stages, intra_gpu, intra_options
 from hios.simulator import ScheduleError, Simulator
 

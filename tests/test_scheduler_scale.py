@@ -17,7 +17,7 @@ from hios.generate import layered_dag
 from hios.graph import GraphError
 from hios.machine import Machine
 from hios.schedulers import schedule
-from hios.schedulers._fastsim import FastTimer, StageChain
+from hios.schedulers.timing_engine import FastTimer, StageChain
 from hios.schedulers.intra_gpu import _may_group
 from hios.simulator import Simulator
 
@@ -163,7 +163,7 @@ def test_many_gpus_cost_no_more_than_ten(algo):
 
 
 def test_usable_gpus_bound():
-    from hios.schedulers._fastsim import usable_gpus
+    from hios.schedulers.timing_engine import usable_gpus
     from sched_helpers import make_graph
     chain = make_graph({"a": 1, "b": 1, "c": 1}, [("a", "b", 0), ("b", "c", 0)])
     assert usable_gpus(chain) == 1

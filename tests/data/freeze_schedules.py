@@ -31,8 +31,9 @@ from hios.formats import load_graph  # noqa: E402
 from hios.generate import layered_dag  # noqa: E402
 from hios.machine import Machine  # noqa: E402
 from hios.schedulers import schedule  # noqa: E402
-from hios.schedulers._fastsim import FastTimer, lst_ranks, search_machine  # noqa: E402
-from hios.schedulers.hios_lp import longest_path_mapping, stages_from_mapping  # noqa: E402
+from hios.schedulers.timing_engine import FastTimer, lst_ranks, search_machine  # noqa: E402
+from hios.schedulers.hios_lp import longest_path_mapping  # noqa: E402
+from hios.schedulers.mapping_steps import stages_from_mapping  # noqa: E402
 from hios.schedulers.hios_mr import min_finish_mapping  # noqa: E402
 from hios.schedulers.intra_gpu import improve_stages  # noqa: E402
 from hios.schedulers.list_order import list_schedule_order  # noqa: E402

@@ -22,7 +22,7 @@ Steps:
      ``meta['heft_estimate']`` that of step 4), so HEFT is never worse than sequential.
 
 On a uniform machine with more GPUs than the graph can use at once, only that many are searched
-(:func:`._fastsim.search_machine`); the result is padded back with empty GPUs.
+(:func:`.timing_engine.search_machine`); the result is padded back with empty GPUs.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import pad_gpus, search_machine
+from .timing_engine import pad_gpus, search_machine
 
 __all__ = ["mean_transfer_ms", "upward_rank", "heft"]
 

@@ -13,6 +13,10 @@ Steps:
      is mapped only its unmapped successors, and from them whatever changes, are recomputed
      (in topological order, stopping where a distance does not change); the next path ends at
      the top of a max-heap keyed by (-distance, topological position), stale entries skipped.
+     Once the fast placement of step 3 has taken over (``exact=False``), the recomputation
+     stops :data:`DIST_DEPTH` levels below the path (scaled by :func:`.timing_engine.decayed`, at
+     least 2): deeper distances stay upper bounds, and the paths found are long, not always
+     the longest.
   3. Try the whole path on each GPU: insert it into that GPU's rank order and evaluate the
      latency of the partial schedule (the operators mapped so far plus the path; inputs from
      unmapped operators are ignored, as ``Simulator.run(stages, complete=False)`` does,
@@ -21,14 +25,18 @@ Steps:
      operators whose finish time changes are re-timed, in rank order from the path on (times
      of the others are reused), which gives the same latency as re-timing the whole partial
      schedule.  This is O(n) per path: with ``exact=False`` (the default) it is used until
-     :data:`EXACT_BUDGET` re-timings per operator are spent (so small graphs are placed
-     exactly), then the fast rule of :class:`_FastPlacement` takes over: latency taken as
+     :data:`EXACT_BUDGET` re-timings per operator are spent (:func:`.timing_engine.exact_budget`:
+     small graphs are placed exactly, large ones spend a shrinking constant), then the fast
+     rule of :class:`_FastPlacement` takes over: latency taken as
      ``max(latency, longest path through the path)`` from kept finish times and schedule tails,
      O(path x degree x log n) per GPU.  ``exact=True`` keeps the exact evaluation throughout.
   4. Mark the path mapped and repeat from 2 until every operator is mapped.
   5. Refine the mapping with at most ``refine`` passes of single-operator moves that never
      raise the latency (:mod:`.refine`).  ``refine=0`` skips steps 5 and 6 and gives the plain
-     longest-path mapping, each GPU in rank order.
+     longest-path mapping, each GPU in rank order.  With ``exact=False`` the exact refinement
+     runs until :data:`EXACT_REFINE_BUDGET` re-timings per operator are spent (the whole of it
+     on small graphs), then the fast refinement (:func:`.refine.refine_mapping_fast`, O(n x
+     GPUs x degree) per pass) continues from its result.
   6. Order each GPU's operators either by rank or in the order a list scheduler starts them
      (earliest start first, ties by rank; :mod:`.list_order`), whichever the simulator finds
      faster (rank order on a tie).  Both orders are dependency-consistent.
@@ -42,11 +50,14 @@ Link model: the searches of steps 2-7 time transfers without link serialization 
 evaluator); every choice between whole schedules in steps 6-8 is made by the simulator under the
 machine's link model, ``serialize_links`` included, so the answer is never worse than sequential
 under the model it is evaluated with.  GPUs: on a uniform machine with more GPUs than the graph
-can use at once (:func:`._fastsim.usable_gpus`), the search runs on that many and the result is
+can use at once (:func:`.timing_engine.usable_gpus`), the search runs on that many and the result is
 padded with empty GPUs, so the work does not grow with unusable GPUs.
 
 ``exact=True`` gives today's (issue 22) results bit for bit, in O(n^2) time; the default fast mode
-is checked against it on quality by ``benchmarks/placement_quality.py``.
+is checked against it on quality by ``benchmarks/placement_quality.py``.  Its exact budgets and
+caps are set by :data:`.timing_engine.BUDGET_OPS`: graphs up to about that many operators are
+scheduled nearly as the exact mode does, larger ones in near-linear time
+(``benchmarks/scheduler_scale.py``).
 
 ``meta`` records the number of paths, the latency after the mapping (``mapping_latency``), after
 refinement (``refined_latency``) and after ordering (``ordered_latency``), the moves made, the
@@ -58,24 +69,23 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 
-from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import INF, FastTimer, lst_ranks, pad_gpus, search_machine
-from .intra_gpu import improve_stages, intra_options
-from .list_order import list_schedule_order
-from .refine import refine_mapping
+from .timing_engine import INF, FastTimer, decayed, exact_budget, finish_in_order, lst_ranks, out_rows, search_machine
+from .intra_gpu import intra_options
+from .mapping_steps import DEFAULT_REFINE, check_exact, check_refine, finish
 
-__all__ = ["DEFAULT_REFINE", "EXACT_BUDGET", "longest_path_mapping", "stages_from_mapping", "finish",
-           "check_refine", "check_exact", "hios_lp"]
+__all__ = ["EXACT_BUDGET", "DIST_DEPTH", "longest_path_mapping", "hios_lp"]
 
-#: Passes of the single-operator refinement (step 5) by default.
-DEFAULT_REFINE = 2
 #: The fast mode places paths exactly until this many re-timed operators per operator of the
-#: graph have been spent, then by the fast rule (so small graphs are placed exactly).
+#: graph have been spent (:func:`.timing_engine.exact_budget`), then by the fast rule.
 EXACT_BUDGET = 64
+#: The fast placement updates the longest-path distances this many levels below a mapped path
+#: (at :data:`.timing_engine.BUDGET_OPS` operators; scaled by :func:`.timing_engine.decayed`, at least 2;
+#: None: all the way, as the exact mode).
+DIST_DEPTH = 64
 
 
 def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) -> tuple[list[int], int]:
@@ -91,7 +101,8 @@ def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) 
     dist = [0.0] * n
     parent = [-1] * n
     place = _Placement(timer, rank, gpu_of)
-    budget = INF if exact else EXACT_BUDGET * n
+    budget = INF if exact else exact_budget(EXACT_BUDGET, n)
+    depth = None  # exact distances until the fast placement takes over
     heap: list[tuple[float, int, int]] = []  # (-distance, topological position, operator), lazily deleted
     for v in g.topo:
         _path_step(v, in_w, gpu_of, dist, parent, cost)
@@ -116,22 +127,42 @@ def longest_path_mapping(timer: FastTimer, rank: list[int], exact: bool = True) 
         if place.retimed > budget:
             place = _FastPlacement.take_over(place)
             budget = INF
+            depth = None if DIST_DEPTH is None else decayed(DIST_DEPTH, n, 2)
         place.place(path)
         left -= len(path)
-        # Distances change only downstream of the path, in topological order, until nothing changes.
+        # Distances change only downstream of the path, in topological order, until nothing changes
+        # (the fast mode stops DIST_DEPTH levels below the path: deeper distances stay upper bounds).
         dirty = sorted({pos[w] for v in path for w in succs[v] if gpu_of[w] < 0})
         queued = set(dirty)
         topo = g.topo
-        while dirty:
-            v = topo[heapq.heappop(dirty)]
-            old = dist[v]
-            _path_step(v, in_w, gpu_of, dist, parent, cost)
-            if dist[v] != old:
-                heapq.heappush(heap, (-dist[v], pos[v], v))
-                for w in succs[v]:
-                    if gpu_of[w] < 0 and pos[w] not in queued:
-                        queued.add(pos[w])
-                        heapq.heappush(dirty, pos[w])
+        if depth is None or depth >= n:
+            while dirty:
+                v = topo[heapq.heappop(dirty)]
+                old = dist[v]
+                _path_step(v, in_w, gpu_of, dist, parent, cost)
+                if dist[v] != old:
+                    heapq.heappush(heap, (-dist[v], pos[v], v))
+                    for w in succs[v]:
+                        if gpu_of[w] < 0 and pos[w] not in queued:
+                            queued.add(pos[w])
+                            heapq.heappush(dirty, pos[w])
+        else:
+            level = dict.fromkeys(dirty, 1)
+            while dirty:
+                p = heapq.heappop(dirty)
+                v = topo[p]
+                old = dist[v]
+                _path_step(v, in_w, gpu_of, dist, parent, cost)
+                if dist[v] != old:
+                    heapq.heappush(heap, (-dist[v], p, v))
+                    lv = level[p] + 1
+                    if lv <= depth:
+                        for w in succs[v]:
+                            pw = pos[w]
+                            if gpu_of[w] < 0 and pw not in queued:
+                                queued.add(pw)
+                                level[pw] = lv
+                                heapq.heappush(dirty, pw)
     return gpu_of, paths
 
 
@@ -279,17 +310,18 @@ class _FastPlacement(_Placement):
     pushed back; O(path span x degree) per GPU.  With exact kept times this chooses exactly as
     :class:`_Placement` does (checked on the scale graphs); the approximation is in keeping them:
     after the choice, finish times are updated forward and tails backward, each over at most
-    ``CAP`` operators (the rest stay stale), and every time the mapped set has grown by an
-    eighth all are recomputed in O(n + e)."""
+    ``CAP`` operators beyond the path (``CAP`` at :data:`.timing_engine.BUDGET_OPS` operators, scaled
+    by :func:`.timing_engine.decayed`; the rest stay stale), and every time the mapped set has grown
+    by ``GROW`` all are recomputed in O(n + e)."""
 
     CAP = 1000
-    GROW = 1.125
+    GROW = 1.5
 
     def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
         super().__init__(timer, rank, gpu_of)
-        from .refine import _out_rows
-        self.outs = _out_rows(timer)
+        self.outs = out_rows(timer)
         self.stail = [0.0] * timer.n
+        self.cap = decayed(self.CAP, timer.n)
         self.count = 0
         self.synced = 0
 
@@ -360,7 +392,7 @@ class _FastPlacement(_Placement):
                 best_g, best_lat = gi, lat
         for v in path:
             gpu_of[v] = best_g
-        new = self._retime(path, best_g, INF, self.CAP)
+        new = self._retime(path, best_g, INF, self.cap)
         self._insert(path, best_g, new)
         self.lat = max(self.lat, max(new.values()))
         if best_lat > self.lat:
@@ -402,7 +434,7 @@ class _FastPlacement(_Placement):
         heapq.heapify(heap)
         on_path = set(path)
         queued = set(path)
-        cap = self.CAP
+        cap = self.cap
         stail = self.stail
         while heap:
             _, x = heapq.heappop(heap)
@@ -428,15 +460,10 @@ class _FastPlacement(_Placement):
         """Exact finish times and tails of the partial schedule, O(n + e)."""
         self.synced = self.count
         gpu_of = self.gpu_of
-        ins = self.timer.ins
-        cost = self.timer.cost
         end = self.end
         order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
         free = [0.0] * self.timer.gpus
-        none: dict[int, float] = {}
-        for v in order:
-            g = gpu_of[v]
-            end[v] = free[g] = _ready(free[g], ins[v], gpu_of, none, end, g) + cost[v]
+        finish_in_order(self.timer, order, gpu_of, end, free)
         self.lat = max(free)
         stail = self.stail
         follow = [-1] * self.timer.gpus
@@ -444,58 +471,6 @@ class _FastPlacement(_Placement):
             g = gpu_of[v]
             stail[v] = self._tail_after(v, g, follow[g])
             follow[g] = v
-
-
-def stages_from_mapping(gpu_of: list[int], rank: list[int], gpus: int) -> list[list[list[int]]]:
-    """One operator per stage, each GPU in rank order."""
-    stages: list[list[list[int]]] = [[] for _ in range(gpus)]
-    for v in sorted(range(len(gpu_of)), key=rank.__getitem__):
-        stages[gpu_of[v]].append([v])
-    return stages
-
-
-def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], rank: list[int],
-           algorithm: str, refine: int, intra: bool, window: int, streams: int, meta: dict,
-           gpus: int | None = None, exact: bool = True) -> Schedule:
-    """Steps 5-8 of HIOS-LP, shared with HIOS-MR.  Every choice between whole schedules here is
-    made by ``sim``, so under its link model (``serialize_links`` included); ``gpus`` pads the
-    result with empty GPUs (the machine's count when the search used fewer)."""
-    G = timer.gpus
-    meta["mapping_latency"] = sim.run(stages_from_mapping(gpu_of, rank, G)).latency
-    gpu_of, moves = refine_mapping(timer, rank, gpu_of, refine)
-    stages = stages_from_mapping(gpu_of, rank, G)
-    best, best_lat = stages, sim.run(stages).latency
-    meta.update({"refine_passes": refine, "refine_moves": moves, "refined_latency": best_lat, "order": "rank"})
-    if refine > 0:
-        listed = list_schedule_order(timer, gpu_of, rank)
-        lat = sim.run(listed).latency
-        if lat < best_lat:
-            best, best_lat = listed, lat
-            meta["order"] = "list"
-    meta.update({"ordered_latency": best_lat, "intra": bool(intra)})
-    if intra:
-        meta.update({"intra_window": window, "intra_streams": streams})
-        grouped, _ = improve_stages(timer, best, window, streams, exact=exact)
-        lat = sim.run(grouped).latency
-        if lat <= best_lat:
-            best, best_lat = grouped, lat
-    seq = [[[i] for i in graph.topo]] + [[] for _ in range(G - 1)]
-    seq_lat = sim.run(seq).latency
-    if best_lat > seq_lat:
-        meta["fallback"] = "sequential"
-        best, best_lat = seq, seq_lat
-    meta["latency"] = best_lat
-    return Schedule.from_indices(graph, pad_gpus(best, gpus or G), algorithm, meta)
-
-
-def check_exact(exact) -> None:
-    if not isinstance(exact, bool):
-        raise HiosError(f"option exact must be true or false, got {exact!r}")
-
-
-def check_refine(refine) -> None:
-    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
-        raise HiosError(f"option refine must be an integer >= 0 (passes), got {refine!r}")
 
 
 def hios_lp(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = True,

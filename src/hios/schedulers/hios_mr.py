@@ -24,7 +24,7 @@ Steps:
   7. Simulate the result; if it is slower than running every operator in sequence on GPU 0,
      return that sequential schedule instead.
 
-Steps 4-7 are those of HIOS-LP (:func:`hios.schedulers.hios_lp.finish`); ``meta`` records the
+Steps 4-7 are shared with HIOS-LP (:func:`.mapping_steps.finish`); ``meta`` records the
 same fields.  As in HIOS-LP, the final choices are made under the machine's link model
 (``serialize_links`` included) and unusable spare GPUs are left out of the search.
 """
@@ -35,8 +35,8 @@ from ..graph import Graph
 from ..machine import Machine
 from ..schedule import Schedule
 from ..simulator import Simulator
-from ._fastsim import FastTimer, lst_ranks, search_machine
-from .hios_lp import DEFAULT_REFINE, check_refine, finish
+from .timing_engine import FastTimer, arrival, lst_ranks, search_machine
+from .mapping_steps import DEFAULT_REFINE, check_refine, finish
 from .intra_gpu import intra_options
 
 __all__ = ["min_finish_mapping", "hios_mr"]
@@ -69,18 +69,9 @@ def min_finish_mapping(timer: FastTimer, rank: list[int]) -> list[int]:
             if st is None:
                 continue
             gpu_of, end, free, lat, used = st
-            arr = []
-            for u, row in ins[v]:
-                gu = gpu_of[u]
-                if gu >= 0:
-                    arr.append((end[u], row[gu]))
+            iv = ins[v]
             for g2 in range(min(G, used + 1) if uniform else G):
-                t = free[g2]
-                for eu, r in arr:
-                    a = eu + r[g2]
-                    if a > t:
-                        t = a
-                fin = t + cost[v]
+                fin = arrival(iv, gpu_of, end, g2, free[g2]) + cost[v]
                 key = (fin, fin if fin > lat else lat)
                 if best_key[g2] is None or key < best_key[g2]:
                     best_key[g2] = key

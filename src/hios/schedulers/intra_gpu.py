@@ -11,7 +11,7 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
      stage it jumps over.
   3. Evaluate each candidate on the whole multi-GPU schedule (all GPUs at once: a group on one
      GPU changes when its outputs reach the others).  The evaluation is incremental
-     (:class:`._fastsim.StageChain`): the schedule's stage times are kept, and a candidate
+     (:class:`.timing_engine.StageChain`): the schedule's stage times are kept, and a candidate
      re-times only the stages it changes and those its changed finish times reach, giving the
      same latency as timing the whole schedule.  A candidate whose stage order deadlocks across
      GPUs (the group waits for a stage that waits for it) is rejected.  Keep the
@@ -23,8 +23,8 @@ GPU its operators in latest-start-time order, or in list-scheduling order when t
 
 Fast mode (``exact=False``, what HIOS-LP uses unless ``exact=True``; HIOS-MR stays exact): step 3's
 re-timing of a candidate reaches a number of stages that grows with the schedule, so once
-:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent the rest of the walk first
-estimates each candidate (:meth:`._fastsim.StageChain.estimate`): the new finish times of the
+:data:`EXACT_WAVE_BUDGET` re-timed stages per operator are spent (:func:`.timing_engine.exact_budget`;
+0 by default: from the first window) the rest of the walk first estimates each candidate (:meth:`.timing_engine.StageChain.estimate`): the new finish times of the
 window's stages from the kept finish times of their producers, plus the kept schedule tails of
 their successors, give the longest path through the changed window in O(window x degree).  A
 candidate whose path is longer than the latency is rejected; when no old stage of its window is
@@ -33,7 +33,12 @@ the first such candidate, without re-timing.  A candidate of a critical window, 
 starting after the window's first stage (it might depend on the window), is re-timed as in step
 3 if that reaches at most :data:`FAST_WAVE_CAP` stages, else its estimate decides.  After a
 change, finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages,
-and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Exactness gives
+and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Both caps are
+their value at :data:`.timing_engine.BUDGET_OPS` operators, scaled by :func:`.timing_engine.decayed` (at
+least 4 and 0), so that their work stays O(n) on large graphs; on small graphs they exceed the
+schedule, the kept times stay exact, and the walk makes the exact walk's choices at a fraction
+of its re-timing (HIOS-LP's schedules with the exact budget 100 and 0: the same on 106 of the
+108 cases of ``tests/data/freeze_schedules.py``, the same latency on all).  Exactness gives
 way only through stale kept times and capped re-timings; ``benchmarks/placement_quality.py``
 measures the quality against the exact mode.
 """
@@ -48,7 +53,7 @@ from ..machine import Machine
 from ..schedule import Schedule
 from ..errors import HiosError
 from ..simulator import ScheduleError, Simulator
-from ._fastsim import INF, FastTimer, StageChain, check_intra_options
+from .timing_engine import INF, decayed, exact_budget, FastTimer, StageChain, check_intra_options
 
 __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages", "intra_gpu"]
 
@@ -59,11 +64,14 @@ __all__ = ["DEFAULT_WINDOW", "DEFAULT_STREAMS", "intra_options", "improve_stages
 DEFAULT_WINDOW = 4
 #: Most operators grouped into one stage (streams of one GPU used at once).
 DEFAULT_STREAMS = 4
-#: Fast mode: stages re-timed exactly (per operator of the graph) before the fast rule takes over.
-EXACT_WAVE_BUDGET = 100
-#: Fast mode: most stages whose times are updated forward (and tails backward) after a change.
+#: Fast mode: stages re-timed exactly (per operator of the graph) before the fast rule takes over;
+#: 0: the fast rule from the first window (exact anyway while the scaled caps exceed the graph).
+EXACT_WAVE_BUDGET = 0
+#: Fast mode: most stages whose times are updated forward (and tails backward) after a change
+#: (at BUDGET_OPS operators; scaled by decayed()).
 WAVE_CAP = 48
-#: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides.
+#: Fast mode: most stages a candidate of a critical window may re-time; beyond, its estimate decides
+#: (at BUDGET_OPS operators; scaled by decayed()).
 FAST_WAVE_CAP = 256
 
 
@@ -80,7 +88,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                    latency: float | None = None, exact: bool = True) -> tuple[list[list[list[int]]], float]:
     """Steps 1-3 on index stages; returns the new stages (the input is not modified) and the
     latency the fast evaluator gives them (in the fast mode, its latency after a last full
-    re-timing).  Candidates are timed incrementally (:class:`._fastsim.StageChain`): only the
+    re-timing).  Candidates are timed incrementally (:class:`.timing_engine.StageChain`): only the
     stages whose times a candidate changes are re-timed, with the same result as timing the whole
     schedule.  ``exact=False``: once :data:`EXACT_WAVE_BUDGET` re-timed stages per operator are
     spent, the rest of the walk uses the fast rule (module docstring).  ``latency`` is accepted
@@ -95,7 +103,9 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
         return chain.stages(), cur
     if anc is None:
         anc = timer.graph.ancestors_mask()
-    budget = INF if exact else EXACT_WAVE_BUDGET * timer.n
+    budget = INF if exact else exact_budget(EXACT_WAVE_BUDGET, timer.n)
+    wave_cap = decayed(WAVE_CAP, timer.n, 4)
+    fast_wave_cap = decayed(FAST_WAVE_CAP, timer.n)
     fast = False
     since_sync = 0
     sync_every = max(64, timer.n // 16)
@@ -132,7 +142,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                             if best is None:
                                 best, best_lat = cand, cur
                             continue
-                        lat = chain.evaluate(cand, best_lat, FAST_WAVE_CAP)
+                        lat = chain.evaluate(cand, best_lat, fast_wave_cap)
                         if chain.capped:  # too far-reaching to re-time: the estimate decides
                             if est is not None and (best is None or est[0] < best_lat):
                                 cand.latency = INF
@@ -144,7 +154,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                         best, best_lat = cand, lat
             if best is not None:
                 if fast:
-                    chain.commit_fast(best, WAVE_CAP)
+                    chain.commit_fast(best, wave_cap)
                     cur = chain.latency()  # from the kept finish times
                     since_sync += 1
                     if since_sync >= sync_every:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 
-from ._fastsim import FastTimer
+from .timing_engine import FastTimer, arrival
 
 __all__ = ["list_schedule_order"]
 
@@ -69,10 +69,5 @@ def list_schedule_order(timer: FastTimer, gpu_of: list[int], rank: list[int]) ->
             missing[w] -= 1
             if missing[w] == 0:
                 gw = gpu_of[w]
-                t = 0.0
-                for u, row in ins[w]:
-                    a = end[u] + row[gpu_of[u]][gw]
-                    if a > t:
-                        t = a
-                heapq.heappush(waiting[gw], (t, rank[w], w))
+                heapq.heappush(waiting[gw], (arrival(ins[w], gpu_of, end, gw), rank[w], w))
     return stages

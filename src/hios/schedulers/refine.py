@@ -19,50 +19,45 @@ one operator per stage.  Steps:
      current mapping; the tails are recomputed, O(n + e), after a move.
   3. Repeat step 2 for at most ``passes`` passes, stopping early after a pass with no move.
 
-Moves never raise the latency, and the rank order can never deadlock.
+Moves never raise the latency, and the rank order can never deadlock.  Each move costs O(n) (the
+tails), and a candidate's re-timing up to O(n): O(n^2) on large graphs.
+
+The fast refinement (:func:`refine_mapping_fast`, HIOS-LP's default after a bounded exact start,
+:func:`refine_mapping_budget`) makes the same kind of moves in O(n x GPUs x degree) per pass.
 """
 
 from __future__ import annotations
 
-from ._fastsim import FastTimer
+from .timing_engine import FastTimer, arrival, finish_in_order, out_rows, time_in_rank_order
 
-__all__ = ["time_in_rank_order", "refine_mapping"]
-
-
-def time_in_rank_order(timer: FastTimer, order: list[int], gpu_of: list[int]) -> tuple[float, list[float]]:
-    """Latency and finish times of a complete mapping, each GPU running its operators in ``order``."""
-    end = [0.0] * timer.n
-    free = [0.0] * timer.gpus
-    ins = timer.ins
-    cost = timer.cost
-    for v in order:
-        gv = gpu_of[v]
-        t = free[gv]
-        for u, row in ins[v]:
-            a = end[u] + row[gpu_of[u]][gv]
-            if a > t:
-                t = a
-        t += cost[v]
-        end[v] = t
-        free[gv] = t
-    return (max(free) if free else 0.0), end
+__all__ = ["refine_mapping", "refine_mapping_budget", "refine_mapping_fast"]
 
 
 def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:
     """Steps 1-3; returns the new mapping (the input list is not modified) and the number of moves."""
+    gpu_of, moves, _ = refine_mapping_budget(timer, rank, gpu_of, passes)
+    return gpu_of, moves
+
+
+def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2,
+                          budget: float = float("inf")) -> tuple[list[int], int, bool]:
+    """:func:`refine_mapping` stopped once about ``budget`` operators have been re-timed (a candidate
+    re-timing, or the tails recomputed after a move, counts its operators); also returns whether
+    it finished (then the result is that of :func:`refine_mapping`).  Every move made is kept."""
     G = timer.gpus
     n = timer.n
     gpu_of = list(gpu_of)
     if G < 2 or passes < 1:
-        return gpu_of, 0
+        return gpu_of, 0, True
+    work = 0
     order = sorted(range(n), key=rank.__getitem__)
     ins = timer.ins
     cost = timer.cost
     tail = timer.tail
-    outs = _out_rows(timer)
+    outs = out_rows(timer)
     lat, end = time_in_rank_order(timer, order, gpu_of)
     cur = (lat, sum(end))
-    after = _work_after(order, gpu_of, cost, G)
+    bound = _bounds(order, gpu_of, cost, tail, G)
     stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
     moves = 0
     for _ in range(passes):
@@ -76,12 +71,7 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
                 if h == g0:
                     continue
                 cut = best[0] * (1.0 + 1e-12)  # beyond rounding of the tail sums
-                t = free0[h]
-                for u, row in ins[v]:
-                    a = end[u] + row[gpu_of[u]][h]
-                    if a > t:
-                        t = a
-                t += cost[v]
+                t = arrival(ins[v], gpu_of, end, h, free0[h]) + cost[v]
                 if t + tail[v] > cut:
                     continue
                 # Everything ranked after v keeps its schedule tail: a path through v bounds the latency.
@@ -93,33 +83,26 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
                         out = x
                 if t + out > cut * (1.0 + 1e-9):
                     continue
+                if work > budget:
+                    return gpu_of, moves, False
                 gpu_of[v] = h
                 e = end[:]
                 e[v] = t
                 free = free0[:]
                 free[h] = t
-                for i in range(k + 1, n):
-                    w = order[i]
-                    gw = gpu_of[w]
-                    t = free[gw]
-                    for u, row in ins[w]:
-                        a = e[u] + row[gpu_of[u]][gw]
-                        if a > t:
-                            t = a
-                    t += cost[w]
-                    if t + tail[w] > cut or t + after[w] > cut:
-                        break
-                    e[w] = t
-                    free[gw] = t
-                else:
+                # Re-time the rest in rank order; abandoned once a finish plus its bound passes the cut.
+                stop = finish_in_order(timer, order, gpu_of, e, free, k + 1, bound, cut)
+                if stop == n:
                     key = (max(free), sum(e))
                     if key < best:
                         best, best_g, best_end = key, h, e
                 gpu_of[v] = g0
+                work += min(stop, n - 1) - k
             gpu_of[v] = best_g
             if best_end is not None:
+                work += 2 * n
                 cur, end = best, best_end
-                after = _work_after(order, gpu_of, cost, G)
+                bound = _bounds(order, gpu_of, cost, tail, G)
                 stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
                 moves += 1
                 moved = True
@@ -127,16 +110,7 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
             last[best_g] = v
         if not moved:
             break
-    return gpu_of, moves
-
-
-def _out_rows(timer: FastTimer) -> list[list[tuple[int, tuple]]]:
-    """outs[u] = [(v, row)] for every edge u -> v (``row`` as in ``timer.ins[v]``)."""
-    outs: list[list[tuple[int, tuple]]] = [[] for _ in range(timer.n)]
-    for v, iv in enumerate(timer.ins):
-        for u, row in iv:
-            outs[u].append((v, row))
-    return outs
+    return gpu_of, moves, True
 
 
 def _schedule_tails(order: list[int], gpu_of: list[int], cost: list[float], outs, gpus: int):
@@ -161,13 +135,92 @@ def _schedule_tails(order: list[int], gpu_of: list[int], cost: list[float], outs
     return stail, nxt, follow
 
 
-def _work_after(order: list[int], gpu_of: list[int], cost: list[float], gpus: int) -> list[float]:
-    """Cost of the operators ranked after each operator on its GPU: any schedule in this order
-    ends at least that long after the operator's finish."""
-    after = [0.0] * len(order)
+def _bounds(order: list[int], gpu_of: list[int], cost: list[float], tail: list[float], gpus: int) -> list[float]:
+    """For each operator, the larger of its cost-only tail and the cost of the operators ranked
+    after it on its GPU: any schedule in this order ends at least that long after its finish."""
+    bound = [0.0] * len(order)
     acc = [0.0] * gpus
     for v in reversed(order):
         g = gpu_of[v]
-        after[v] = acc[g]
-        acc[g] += cost[v]
-    return after
+        a = acc[g]
+        bound[v] = a if a > tail[v] else tail[v]
+        acc[g] = a + cost[v]
+    return bound
+
+
+def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:
+    """The fast refinement (HIOS-LP's default), O(passes x (n x GPUs x degree)).
+
+    Each pass times the mapping and computes every schedule tail once, then walks the operators in
+    rank order keeping each GPU's last finish time, so every operator ranked before the one
+    visited, ``v``, has its exact finish time under the moves already made, and every operator
+    ranked after it its exact schedule tail (moves before an operator never change its tail).
+    The longest path through ``v`` on GPU ``h``, ``P_h`` (its finish there plus the longest path
+    out, through the next operator on ``h`` and its consumers), is therefore exact, and every
+    path not through ``v`` is no longer than before: a move with ``P_h`` at most the latency
+    never raises it.  The choice (lowest GPU on ties) is by (``max(P_h, L)``, local change) where
+    ``L`` is just below the latency, so a critical ``v`` (``P`` at the latency) goes where the
+    path through it is shortest, and a non-critical one where it finishes earliest counting the
+    delay it causes to the next operator on the new GPU (finish times of later operators are
+    those of the pass's start: the approximation of this mode).  Stops after a pass without a
+    move."""
+    G = timer.gpus
+    n = timer.n
+    gpu_of = list(gpu_of)
+    if G < 2 or passes < 1:
+        return gpu_of, 0
+    order = sorted(range(n), key=rank.__getitem__)
+    ins = timer.ins
+    cost = timer.cost
+    tail = timer.tail
+    outs = out_rows(timer)
+    moves = 0
+    for _ in range(passes):
+        lat, end = time_in_rank_order(timer, order, gpu_of)
+        stail, nxt, cur_next = _schedule_tails(order, gpu_of, cost, outs, G)
+        thr = lat * (1.0 - 1e-9)
+        cut = lat * (1.0 + 1e-12)
+        free = [0.0] * G
+        moved = False
+        for v in order:
+            g0 = gpu_of[v]
+            iv = ins[v]
+            t0 = arrival(iv, gpu_of, end, g0, free[g0]) + cost[v]
+            end[v] = t0
+            p0 = t0 + stail[v]
+            best_key = (p0 if p0 > thr else thr, 0.0)
+            best_g, best_t = g0, t0
+            ov = outs[v]
+            for h in range(G):
+                if h == g0:
+                    continue
+                t = arrival(iv, gpu_of, end, h, free[h]) + cost[v]
+                if t + tail[v] > cut:
+                    continue
+                nb = cur_next[h]
+                out = cost[nb] + stail[nb] if nb >= 0 else 0.0
+                for w, row in ov:
+                    x = row[h][gpu_of[w]] + cost[w] + stail[w]
+                    if x > out:
+                        out = x
+                p = t + out
+                if p > cut:
+                    continue
+                delta = t - t0
+                if nb >= 0:
+                    late = t - (end[nb] - cost[nb])
+                    if late > 0.0:
+                        delta += late
+                key = (p if p > thr else thr, delta)
+                if key < best_key:
+                    best_key, best_g, best_t = key, h, t
+            cur_next[g0] = nxt[v]
+            if best_g != g0:
+                gpu_of[v] = best_g
+                end[v] = best_t
+                moves += 1
+                moved = True
+            free[best_g] = end[v]
+        if not moved:
+            break
+    return gpu_of, moves

@@ -1,5 +1,11 @@
-"""Shared search machinery of the HIOS schedulers: a fast latency evaluator and the
-latest-start-time order.
+"""Timing engine of the schedulers' searches: a fast latency evaluator, the one kernel that times
+operators in a fixed per-GPU order, the incremental stage timing of the intra-GPU step, the
+latest-start-time order, and the budgets of the fast modes.
+
+:func:`arrival` and :func:`finish_in_order` are the rank-order timing kernel: an operator starts
+when its GPU is free and every input has arrived (the producer's finish plus the transfer between
+their GPUs), and the operators of one GPU run in the given order.  The refinement, the placement's
+resynchronisation, the list ordering and HIOS-MR's dynamic program all time operators with them.
 
 :class:`FastTimer` computes the latency of a staged schedule (given by operator index) under the
 same rules as :class:`hios.simulator.Simulator` without link serialization, but without building
@@ -22,13 +28,93 @@ from typing import Sequence
 from ..errors import HiosError
 from ..simulator import Simulator
 
+__all__ = ["INF", "BUDGET_OPS", "exact_budget", "decayed", "check_intra_options", "arrival", "finish_in_order",
+           "time_in_rank_order", "out_rows", "FastTimer", "lst_ranks", "usable_gpus", "search_machine", "pad_gpus", "Stage",
+           "Regroup", "StageChain"]
+
 INF = float("inf")
+#: Size scale of the fast modes' budgets and caps (:func:`exact_budget`, :func:`decayed`): graphs
+#: up to about this many operators are scheduled nearly as the exact mode does; beyond, the
+#: exact work and the caps shrink as ``(BUDGET_OPS / n) ** 2``, so their total work stays O(n).
+BUDGET_OPS = 500
+
+
+def exact_budget(per_op: float, n: int) -> float:
+    """Exact work a fast mode may spend first: ``per_op`` re-timed operators per operator up to
+    :data:`BUDGET_OPS` operators, then shrinking as ``(BUDGET_OPS / n) ** 2``."""
+    return per_op * min(n, BUDGET_OPS) * min(1.0, (BUDGET_OPS / max(n, 1)) ** 2)
+
+
+def decayed(value: int, n: int, floor: int = 0) -> int:
+    """A cap of the fast modes: ``value`` at :data:`BUDGET_OPS` operators, scaled by
+    ``(BUDGET_OPS / n) ** 2`` (larger on smaller graphs, where it costs little), at least ``floor``.
+    Work bounded by ``cap`` per step over O(n) steps is then O(n) overall."""
+    return max(floor, int(value * (BUDGET_OPS / max(n, 1)) ** 2))
 
 
 def check_intra_options(window, streams) -> None:
     for name, v in (("window", window), ("streams", streams)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise HiosError(f"intra-GPU option {name} must be an integer >= 1, got {v!r}")
+
+
+def arrival(inputs, gpu_of: list[int], end: list[float], gpu: int, t: float = 0.0) -> float:
+    """Latest of ``t`` and the arrival on ``gpu`` of every input ``(u, row)`` of an operator
+    (``FastTimer.ins[v]``): the producer's finish ``end[u]`` plus ``row[gpu_of[u]][gpu]``.
+    Producers not mapped yet (``gpu_of[u] < 0``) are ignored."""
+    for u, row in inputs:
+        gu = gpu_of[u]
+        if gu >= 0:
+            a = end[u] + row[gu][gpu]
+            if a > t:
+                t = a
+    return t
+
+
+def finish_in_order(timer: "FastTimer", order: list[int], gpu_of: list[int], end: list[float], free: list[float],
+                    lo: int = 0, bound: list[float] | None = None, cut: float = INF) -> int:
+    """Time ``order[lo:]`` in place, one operator per stage, each GPU running its operators in
+    that order: ``end[v]`` (finish of each operator) and ``free[g]`` (finish of each GPU's last
+    operator so far) are read for what came before ``lo`` and updated.  Producers not mapped are
+    ignored.  With ``bound``, stops before setting the first operator whose finish plus
+    ``bound[v]`` exceeds ``cut`` and returns its index; returns ``len(order)`` when all are timed."""
+    ins = timer.ins
+    cost = timer.cost
+    if bound is None:
+        bound, cut = [0.0] * len(end), INF
+    for i in range(lo, len(order)):
+        v = order[i]
+        g = gpu_of[v]
+        t = free[g]
+        for u, row in ins[v]:
+            gu = gpu_of[u]
+            if gu >= 0:
+                a = end[u] + row[gu][g]
+                if a > t:
+                    t = a
+        t += cost[v]
+        if t + bound[v] > cut:
+            return i
+        end[v] = t
+        free[g] = t
+    return len(order)
+
+
+def time_in_rank_order(timer: "FastTimer", order: list[int], gpu_of: list[int]) -> tuple[float, list[float]]:
+    """Latency and finish times of a complete mapping, each GPU running its operators in ``order``."""
+    end = [0.0] * timer.n
+    free = [0.0] * timer.gpus
+    finish_in_order(timer, order, gpu_of, end, free)
+    return (max(free) if free else 0.0), end
+
+
+def out_rows(timer: "FastTimer") -> list[list[tuple[int, tuple]]]:
+    """``outs[u] = [(v, row)]`` for every edge u -> v (``row`` as in ``timer.ins[v]``)."""
+    outs: list[list[tuple[int, tuple]]] = [[] for _ in range(timer.n)]
+    for v, iv in enumerate(timer.ins):
+        for u, row in iv:
+            outs[u].append((v, row))
+    return outs
 
 
 class FastTimer:
@@ -535,11 +621,7 @@ class StageChain:
             lists.append(row)
         self._time_all(lists)
         if self.outs is None:
-            outs: list[list[tuple[int, tuple]]] = [[] for _ in range(self.timer.n)]
-            for v, iv in enumerate(self.timer.ins):
-                for u, row in iv:
-                    outs[u].append((v, row))
-            self.outs = outs
+            self.outs = out_rows(self.timer)
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
         for s in order:
             s.stl = self._stail(s)
