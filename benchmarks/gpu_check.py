@@ -17,7 +17,7 @@ hios's TF32 tolerance, on the example input and on a fresh random one):
   unchecked (``run_plan``), so that a wrong build shows here instead of being repaired;
 * ``hios.optimize`` then ``hios.load`` of the saved plan (every zoo model), checked by hios
   itself and again here, with any warning they gave;
-* the README's flow (``hios optimize`` inception_v3 2048 px on 2 GPUs with the committed profile,
+* the README's flow (``hios optimize`` inception_v3 2048 px on 2 GPUs with the committed H200 profile,
   then ``hios run plan.json --tf32 --devices cuda:0,cuda:0`` as written), ``hios run --trace``
   (:mod:`benchmarks.trace_check`: the trace measures the graph replay, within issue 20's bars),
   ``hios run --choose 2``, the distributed backend with NCCL on one rank (``torchrun``), and the
@@ -150,13 +150,28 @@ def job_front_door(model_name: str, size: int) -> list[dict]:
     return rows
 
 
-def job_cli(name: str, commands: list[list[str]], timeout: float) -> list[dict]:
-    """Commands run in order; the cell passes when each exits 0 and the last one's check passed."""
+def _junit_counts(path: str) -> dict[str, int]:
+    """tests / failures / errors / skipped of a pytest ``--junitxml`` report (empty when unreadable)."""
+    import xml.etree.ElementTree as ET
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    return {} if suite is None else {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+
+
+def job_cli(name: str, commands: list[list[str]], timeout: float, log: str | None = None) -> list[dict]:
+    """Commands run in order; the cell passes when each exits 0 and the last one's check passed
+    (for pytest: every selected test ran and passed, read from its JUnit report).  With ``log``,
+    every command's whole output is written there."""
     t0 = time.time()
     row = {"cell": name, "levers": "defaults", "devices": "", "mode": "cli"}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH"))
                                                      if p), PYTHONUNBUFFERED="1")
-    out = ""
+    out, whole = "", []
+    junit = os.path.join(tempfile.mkdtemp(), "junit.xml")
+    commands = [c + [f"--junitxml={junit}"] if "pytest" in c else c for c in commands]
     for cmd in commands:
         left = timeout - (time.time() - t0)
         try:
@@ -165,28 +180,34 @@ def job_cli(name: str, commands: list[list[str]], timeout: float) -> list[dict]:
             row["error"] = f"timed out after {timeout:.0f} s: {' '.join(cmd[:6])}"
             break
         out = p.stdout + p.stderr
+        whole.append(f"$ {' '.join(cmd)}\n{out}")
         if p.returncode != 0:
             last = [ln for ln in out.splitlines() if ln.strip() and "%|" not in ln][-1:] or ["(no output)"]
             row["error"] = f"exit {p.returncode}: {last[0][:200]}"
             break
     else:
         if "pytest" in commands[-1]:  # the GPU-only tests: every one must run (a skip is not a pass)
-            summary = [ln.strip("= ") for ln in out.splitlines() if " passed" in ln or " failed" in ln][-1:]
-            row["note"] = summary[0][:200] if summary else "no pytest summary"
-            row["ok_cli"] = bool(summary) and "passed" in summary[0] and "skipped" not in summary[0]
+            n = _junit_counts(junit)
+            row["note"] = (f"{n['tests']} tests: {n['failures']} failed, {n['errors']} errors, {n['skipped']} skipped"
+                           if n else "no pytest report")
+            row["ok_cli"] = bool(n) and n["tests"] > 0 and n["failures"] + n["errors"] + n["skipped"] == 0
         else:
             checks = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("check:")]
             row["note"] = checks[-1][:200] if checks else "no check line"
             row["ok_cli"] = bool(checks) and all(c.endswith("OK") for c in checks)
     row["seconds"] = round(time.time() - t0, 1)
+    if log:
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, "w") as f:
+            f.write("\n".join(whole))
     return [row]
 
 
-def _cli_jobs(tmp: str) -> list[tuple]:
+def _cli_jobs(tmp: str, logs: str) -> list[tuple]:
     py = sys.executable
     plan = os.path.join(tmp, "plan.json")
-    profile = "benchmarks/profiles/inception_v3-2048-inductor-h100.json"
-    return [
+    profile = "benchmarks/profiles/inception_v3-2048-inductor-h200.json"
+    cells = [
         ("README flow (inception_v3 2048, 2 logical devices)",
          [[py, "-m", "hios", "optimize", "--model", "inception_v3", "--image-size", "2048", "--gpus", "2", "--algo",
            "all", "--cost", profile, "--tf32", "-o", plan],
@@ -202,9 +223,10 @@ def _cli_jobs(tmp: str) -> list[tuple]:
            "--backend", "distributed", "--model", "googlenet", "--image-size", "224", "--costs", "h200", "--tf32",
            "--no-baselines"]], 300),
         ("GPU-only unit tests (pytest -k 'gpu or cuda')",
-         [[py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "gpu or cuda", "tests/test_levers.py",
+         [[py, "-m", "pytest", "-p", "no:cacheprovider", "-k", "gpu or cuda", "tests/test_levers.py",
            "tests/test_verify.py", "tests/test_runtime.py", "tests/test_trace.py"]], 300),
     ]
+    return [(name, cmds, limit, os.path.join(logs, f"cli{i}.log")) for i, (name, cmds, limit) in enumerate(cells)]
 
 
 def _verdict(row: dict, tol: float) -> str:
@@ -244,7 +266,7 @@ def main(argv=None) -> int:
     want = [m for m in args.models.split(",") if m]
     jobs: list[tuple[str, tuple, list[dict]]] = []  # (function, args, placeholder rows)
     if not args.no_extra:
-        readme, *rest = _cli_jobs(tmp)
+        readme, *rest = _cli_jobs(tmp, os.path.join(args.out, "logs"))
         jobs.append(("job_cli", readme, [{"cell": readme[0], "levers": "defaults", "devices": "", "mode": "cli"}]))
     for name, size in MODELS:
         if name in want:

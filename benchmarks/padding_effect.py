@@ -79,7 +79,9 @@ def measure(name: str, size: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    ap.add_argument("--models", default=",".join(f"{m}:{s}" for m, s in MODELS), help="comma list of MODEL:SIZE")
     args = ap.parse_args(argv)
+    models = [(m, int(s)) for m, s in (p.split(":") for p in args.models.split(",") if p)]
     import torch
     if not torch.cuda.is_available():
         print("padding_effect: error: needs a CUDA GPU", file=sys.stderr)
@@ -87,9 +89,9 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     ctx = mp.get_context("spawn")
     lock = ctx.Lock()
-    threads = max(1, (os.cpu_count() or 2) // len(MODELS))
-    with ctx.Pool(len(MODELS), initializer=_init, initargs=(lock, threads)) as pool:
-        rows = pool.starmap(measure, MODELS)
+    threads = max(1, (os.cpu_count() or 2) // len(models))
+    with ctx.Pool(len(models), initializer=_init, initargs=(lock, threads)) as pool:
+        rows = pool.starmap(measure, models)
     device = torch.cuda.get_device_name(0)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     with open(os.path.join(args.out, "padding_effect.csv"), "w", newline="") as f:
