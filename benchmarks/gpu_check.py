@@ -49,7 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _levers(name: str):
-    from hios.runtime.levers import Levers
+    from hios.program.levers import Levers
     return {"defaults": Levers(), "none": Levers(fuse_epilogues=False),
             "merge_segments": Levers(fuse_epilogues=False, merge_segments=True),
             "concat_inplace": Levers(fuse_epilogues=False, concat_inplace=True),
@@ -72,7 +72,7 @@ def _setup(model_name: str, size: int):
     import torch
 
     from hios.frontend.zoo import build
-    from hios.timing import set_precision
+    from hios.cost.timing import set_precision
     set_precision(True)
     model, (x,) = build(model_name, size)
     ref_model = __import__("copy").deepcopy(model).cuda().eval()
@@ -83,7 +83,7 @@ def _setup(model_name: str, size: int):
 
 
 def _rel(out, ref) -> float:
-    from hios.runtime.bench import compare_outputs
+    from hios.runtime.measure.bench import compare_outputs
     return compare_outputs(out, ref, 1.0).rel
 
 
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from hios.runtime.bench import RTOL_TF32
+    from hios.runtime.measure.bench import RTOL_TF32
     if not torch.cuda.is_available():
         print("gpu_check: error: needs a CUDA GPU", file=sys.stderr)
         return 2

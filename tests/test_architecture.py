@@ -83,8 +83,8 @@ def test_nothing_below_the_cli_imports_it():
 
 
 @pytest.mark.parametrize("code", [
-    "import hios, hios.graph, hios.formats, hios.machine, hios.costmodel, hios.simulator, hios.schedulers, "
-    "hios.report, hios.options, hios.plan, hios.runtime.segmenting",
+    "import hios, hios.graph, hios.formats, hios.machine, hios.cost.costmodel, hios.simulator, hios.schedulers, "
+    "hios.report, hios.options, hios.plan, hios.program.segmenting",
     "from hios.cli import main; import sys, os, tempfile; d = tempfile.mkdtemp(); p = os.path.join(d, 'g.txt');"
     " main(['generate', '--nodes', '20', '--edges', '30', '--layers', '3', '-o', p]);"
     " main(['simulate', p, '--gpus', '2', '--algo', 'all'])",
@@ -113,9 +113,9 @@ def test_every_library_module_declares_its_public_names():
 
 def test_declared_names_exist():
     import importlib
-    torch_free = ["hios", "hios.graph", "hios.formats", "hios.machine", "hios.costmodel", "hios.simulator",
+    torch_free = ["hios", "hios.graph", "hios.formats", "hios.machine", "hios.cost.costmodel", "hios.simulator",
                   "hios.schedulers", "hios.report", "hios.options", "hios.plan", "hios.limits", "hios.outputs",
-                  "hios.selection", "hios.concurrency", "hios.costfit", "hios.feedback", "hios.runtime.segmenting"]
+                  "hios.selection", "hios.cost.concurrency", "hios.cost.fitting", "hios.cost.feedback", "hios.program.segmenting"]
     for name in torch_free:
         mod = importlib.import_module(name)
         absent = [n for n in mod.__all__ if not hasattr(mod, n) and not (name == "hios" and n in mod._TORCH_API)]

@@ -23,9 +23,9 @@ from hypothesis import given, settings
 
 from hios import Machine, layered_dag, schedule
 from hios.errors import HiosError
-from hios.runtime.dist_program import INPUT, build_rank_programs
-from hios.runtime.dist_watchdog import Watchdog
-from hios.runtime.segmenting import stream_program
+from hios.runtime.distributed.program import INPUT, build_rank_programs
+from hios.runtime.distributed.watchdog import Watchdog
+from hios.program.segmenting import stream_program
 from strategies import graph_and_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,8 +310,8 @@ def test_watchdog_blame_and_lost_store():
 
 # --------------------------------------------------------------------------- start-up checks
 def test_signatures_and_launch_env():
-    from hios.runtime.dist_check import compare_signatures
-    from hios.runtime.dist_launch import launch_env, parse_fault
+    from hios.runtime.distributed.check import compare_signatures
+    from hios.runtime.distributed.launch import launch_env, parse_fault
     same = {"world": 2, "hash": "a" * 64, "plan_hash": "p", "model": {"name": "m"}, "options": {}}
     assert compare_signatures({0: same, 1: dict(same)}) is None
     other = dict(same, hash="b" * 64, plan_hash="q")
@@ -331,7 +331,7 @@ def test_signatures_and_launch_env():
 def test_distributed_job_refuses_what_it_cannot_honour():
     from hios.options import RunOptions
     from hios.runtime.distributed import DistributedJob
-    from hios.runtime.levers import Levers
+    from hios.program.levers import Levers
     job = DistributedJob(plan_file="p.json", run=RunOptions(sync="stage"))
     assert job.signature_options("gloo")["sync"] == "stage"  # every rank must agree on it
     for kw, msg in [({}, "give a plan file or --model"),
@@ -372,7 +372,7 @@ def test_rank0_reuses_the_capture_of_planning(monkeypatch):
 
 def test_wire_layout_roundtrip():
     torch = pytest.importorskip("torch")
-    from hios.runtime.dist_wire import Wire, from_wire, to_wire, wire_buffer
+    from hios.runtime.distributed.wire import Wire, from_wire, to_wire, wire_buffer
     x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
     w = Wire.of(x)
     assert w.perm == (0, 2, 3, 1)
@@ -388,7 +388,7 @@ def test_wire_layout_roundtrip():
 
 
 # --------------------------------------------------------------------------- building a rank's part
-DAG = "hios.runtime.dist_models:random_dag"
+DAG = "hios.testing.dist_models:random_dag"
 
 
 def _levels_schedule(graph):
@@ -416,7 +416,7 @@ def test_sync_stage_reaches_the_rank_programs():
     from hios.frontend import zoo
     from hios.frontend.capture import capture
     from hios.options import SYNC_MODES, RunOptions
-    from hios.runtime.dist_build import build_rank
+    from hios.runtime.distributed.build import build_rank
     m, x = zoo.build(DAG, 16)
     cap = capture(m, x, DAG)
     sched = _levels_schedule(cap.graph)

@@ -301,7 +301,7 @@ def test_out_of_memory_is_one_line_naming_model_size_device(cwd, capsys, monkeyp
 
 def test_runtime_oom_message_gets_the_plan_context(cwd, capsys, monkeypatch, plan2):
     pytest.importorskip("torch")
-    import hios.runtime.executor as ex
+    import hios.runtime.local.executor as ex
 
     def boom(*a, **k):
         raise HiosError("out of memory on cuda:0 while preparing the plan: CUDA out of memory.")
@@ -329,7 +329,7 @@ def test_other_runtime_errors_are_not_swallowed(cwd, monkeypatch):
 
 def test_check_failure_exits_1_with_the_difference(cwd, capsys):
     pytest.importorskip("torch")
-    code, out, err = run(capsys, "run", "--model", "hios.runtime.fault_models:noisy", "--image-size", 16,
+    code, out, err = run(capsys, "run", "--model", "hios.testing.fault_models:noisy", "--image-size", 16,
                          "--costs", "h100", "--devices", "cpu", "--no-baselines", "--warmup", 0, "--repeats", 1,
                          "--inner", 1, "--json")
     assert code == 1, err

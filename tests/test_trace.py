@@ -15,18 +15,18 @@ torch = pytest.importorskip("torch")
 from test_runtime import Branchy, random_stages  # noqa: E402
 
 from hios.errors import HiosError  # noqa: E402
-from hios.feedback import feed_back, read_run_record, run_record, runtime_settings  # noqa: E402
+from hios.cost.feedback import feed_back, read_run_record, run_record, runtime_settings  # noqa: E402
 from hios.machine import Machine  # noqa: E402
-from hios.runtime.trace import (SIM_PID, attribute_kernels, check_writable, chrome_trace, format_table,  # noqa: E402
+from hios.runtime.measure.trace import (SIM_PID, attribute_kernels, check_writable, chrome_trace, format_table,  # noqa: E402
                                 record_run, segment_table, write_trace)
 from hios.simulator import Simulator  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def traced():
-    from hios.frontend.analytic import costed_graph
+    from hios.cost.analytic import costed_graph
     from hios.frontend.capture import capture
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     torch.manual_seed(0)
     model = Branchy().eval()
     x = torch.randn(1, 3, 16, 16)
@@ -153,8 +153,8 @@ def test_kernel_attribution_from_a_profiler_trace():
 
 def test_segments_timed_as_built_become_the_profile_and_plans_are_checked_against_it(traced):
     from hios.plan import Plan
-    from hios.runtime.executor import compile as hcompile
-    from hios.runtime.segment_profile import segment_profile
+    from hios.runtime.local.executor import compile as hcompile
+    from hios.runtime.measure.segment_profile import segment_profile
     m, x, graph, sched, tr, res, ok = traced
     g, times = segment_profile(m, (x,), graph, repeats=4)
     assert sorted(times) == sorted(s.id for s in m.program.segments)
@@ -177,7 +177,7 @@ def test_segments_timed_as_built_become_the_profile_and_plans_are_checked_agains
 
 
 def test_best_compile_baseline():
-    from hios.runtime.bench import best_compile
+    from hios.runtime.measure.bench import best_compile
     assert best_compile({"compile": {"median_ms": 0.5}, "compile_freezing": {"median_ms": 0.46}})[0] == \
         "compile_freezing"
     assert best_compile({"compile": {"median_ms": 0.5}, "compile_freezing": {"error": "x"}})[0] == "compile"

@@ -1,13 +1,13 @@
 """hios: hierarchical inter-operator scheduling of DAG-structured neural networks over GPUs and streams.
 
 Layers, each in its own module: graph model (:mod:`hios.graph`, :mod:`hios.formats`,
-:mod:`hios.generate`) → cost model (:mod:`hios.machine`, :mod:`hios.costmodel`) → schedulers
+:mod:`hios.generate`) → cost model (:mod:`hios.machine`, :mod:`hios.cost.costmodel`) → schedulers
 (:mod:`hios.schedulers`) → simulator (:mod:`hios.simulator`) → PyTorch capture/profiler
 (:mod:`hios.frontend`) → runtime (:mod:`hios.runtime`) → CLI (:mod:`hios.cli`).
 """
 
 from .bounds import LowerBounds, critical_path, lower_bounds
-from .costmodel import HIOSStageModel, MeasuredStageModel
+from .cost.costmodel import HIOSStageModel, MeasuredStageModel
 from .errors import HiosError
 from .formats import load_graph, save_graph
 from .generate import layered_dag
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 #: The parts of the API that need torch, imported when first used (torch is an optional extra).
 _TORCH_API = {"optimize": "pipeline", "load": "pipeline", "plan_model": "pipeline", "Optimized": "pipeline",
-              "capture": "frontend.capture", "compile": "runtime.executor"}
+              "capture": "frontend.capture", "compile": "runtime.local.executor"}
 
 
 def __getattr__(name: str):

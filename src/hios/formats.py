@@ -225,7 +225,7 @@ def read_profile_meta(f: Field) -> dict:
 
 
 def read_stage_model(f: Field) -> dict:
-    """A stage model as :meth:`~hios.costmodel.HIOSStageModel.to_dict` and its siblings write it
+    """A stage model as :meth:`~hios.cost.costmodel.HIOSStageModel.to_dict` and its siblings write it
     (``{}``: the default HIOS model): ``type`` hios, measured or concurrency, with ``alpha`` in [0, 1], measured
     ``groups`` (``{"costs": [ms...], "time": ms}``) or ``beta`` in [0, 1] and ``overhead_ms``."""
     d = f.obj()
@@ -466,7 +466,7 @@ def read_cache_entry(path: str | Path, fmt: str, version: int) -> tuple[dict, st
     "graph": <hios graph>}`` read and checked field by field: ``(key, hash, graph as JSON, graph)``.
     Any problem (unreadable, not a regular file, too big, invalid JSON, a bad field) is a one-line
     GraphError naming the file and the field; whether the key and hash match is the cache's
-    business (:mod:`hios.frontend.profile_cache`)."""
+    business (:mod:`hios.cost.profile_cache`)."""
     f = Field(read_json(path, "profile cache entry"), str(path))
     if not isinstance(f.value, dict) or f.value.get("format") != fmt:
         raise f.problem(f"not a hios profile cache entry (expected \"format\": \"{fmt}\")")

@@ -30,9 +30,9 @@ from typing import Sequence
 from .errors import HiosError
 from .limits import check_schedule_request, check_timing
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
-from .runtime.devices import parse_devices
-from .runtime.levers import Levers
-from .runtime.segmenting import SYNC_MODES
+from .program.devices import parse_devices
+from .program.levers import Levers
+from .program.segmenting import SYNC_MODES
 
 __all__ = ["ANALYTIC_GPUS", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
            "ScheduleOptions", "TimingOptions"]
@@ -62,7 +62,7 @@ class CostOptions:
     ``source``: None (profile on a present GPU, else the analytic H100 model), ``"profile"``
     (measure on ``device``), an analytic GPU name (:data:`ANALYTIC_GPUS`, any case), or the path of
     a profile written by ``hios profile``.  ``kernels`` and ``tf32`` say how a profile measures;
-    ``alpha`` is the HIOS stage model's alpha (None: :data:`~hios.costmodel.DEFAULT_ALPHA` for
+    ``alpha`` is the HIOS stage model's alpha (None: :data:`~hios.cost.costmodel.DEFAULT_ALPHA` for
     analytic costs, the fitted alpha of a measured profile; given, it overrides the fit).
     """
 
@@ -131,7 +131,7 @@ class RunOptions:
     ``kernels``: Inductor (default on CUDA) or eager (default on CPU).  ``mode``: CUDA graph (default
     on CUDA) or stream.  ``channels_last``: NHWC weights and activations (default: with Inductor on
     CUDA).  ``tf32``: TF32 tensor cores for convolutions and matrix products.  ``levers``: what
-    shortens the critical path (:class:`hios.runtime.levers.Levers`: fused convolution epilogues
+    shortens the critical path (:class:`hios.program.levers.Levers`: fused convolution epilogues
     by default; concatenation in place, merged segments, stream priorities on request)."""
 
     devices: tuple[str, ...] | None = None

@@ -5,11 +5,11 @@ inputs and returns a module that computes the same function faster.  The steps, 
 that the CLI and the benchmarks use too:
 
   1. :func:`plan_model` — capture (:func:`hios.frontend.capture.capture`: operators, BN folded,
-     chains fused), cost (:func:`hios.frontend.costing.cost_captured`: measured profile, analytic
+     chains fused), cost (:func:`hios.cost.costing.cost_captured`: measured profile, analytic
      GPU model or a profile file), schedule with every requested algorithm and keep the fastest
      predicted one (:func:`hios.report.compare`), and wrap it all as a :class:`~hios.plan.Plan`.
   2. :func:`run_plan` — build the runtime for a plan on logical devices
-     (:func:`hios.runtime.executor.compile`), reusing the capture of step 1.
+     (:func:`hios.runtime.local.executor.compile`), reusing the capture of step 1.
   3. :class:`Optimized` — the module returned by :func:`optimize` and :func:`load`: it runs the
      plan and carries it (``.plan``, ``.save(path)``, ``.explain()``).
 
@@ -18,7 +18,7 @@ Examples
 Two logical CPU devices, each stream a thread (on a GPU leave ``devices`` out):
 
 >>> import torch, hios
->>> from hios.runtime.dist_models import random_dag
+>>> from hios.testing.dist_models import random_dag
 >>> model = random_dag(image_size=16)
 >>> x = torch.randn(1, 3, 16, 16)
 >>> fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100")
@@ -111,8 +111,8 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
         ``.captured``, ``.plan`` and ``.comparison``.
     """
     from .frontend.capture import capture
-    from .frontend.costing import cost_captured, resolve_source
-    from .timing import set_precision
+    from .cost.costing import cost_captured, resolve_source
+    from .cost.timing import set_precision
 
     say = log or (lambda _m: None)
     inputs = _checked("hios.plan_model", model, example_inputs)
@@ -144,11 +144,11 @@ def profile_model(model, example_inputs, *, device: str | None = None, kernels: 
                   tf32: bool = False, settings=None, cache_dir=None, name: str | None = None,
                   compile_workers: int | None = None, progress: bool = True):
     """Capture ``model`` and measure every operator (and concurrent groups, launch overhead,
-    copies) on ``device``: :func:`hios.frontend.profiler.profile_detailed` of the capture.  Returns
-    its :class:`~hios.frontend.profiler.ProfileResult` (``.graph`` is the costed graph)."""
+    copies) on ``device``: :func:`hios.cost.profiler.profile_detailed` of the capture.  Returns
+    its :class:`~hios.cost.profiler.ProfileResult` (``.graph`` is the costed graph)."""
     from .frontend.capture import capture
-    from .frontend.profiler import profile_detailed
-    from .timing import set_precision
+    from .cost.profiler import profile_detailed
+    from .cost.timing import set_precision
     set_precision(tf32)
     captured = capture(model, _inputs(example_inputs), name=name)
     return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
@@ -157,11 +157,11 @@ def profile_model(model, example_inputs, *, device: str | None = None, kernels: 
 
 def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
              clone_outputs: bool = True, progress: bool = False):
-    """Step 2: the runtime module (:class:`hios.runtime.executor.HiosModule`) for ``plan`` (a
+    """Step 2: the runtime module (:class:`hios.runtime.local.executor.HiosModule`) for ``plan`` (a
     :class:`~hios.plan.Plan`, a :class:`~hios.schedule.Schedule`, or None for one stream), reusing
     ``captured`` when given.  Unchecked: :func:`checked_plan` is the front door's version."""
-    from .runtime.executor import compile as build_runtime
-    from .timing import set_precision
+    from .runtime.local.executor import compile as build_runtime
+    from .cost.timing import set_precision
     inputs = _checked("hios.run_plan", model, example_inputs, pure=captured is None)  # else checked when planned
     set_precision(run.tf32)
     return build_runtime(model, inputs, plan, options=run, captured=captured,
@@ -172,9 +172,9 @@ def checked_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *,
                  progress: bool = False, built=None):
     """:func:`run_plan`, checked once against ``model(*example_inputs)``; a wrong build is rebuilt
     without the lever or segment at fault, with one warning, or refused with a HiosError
-    (:func:`hios.runtime.verify.verified`).  ``built``: a runtime of this plan made already."""
+    (:func:`hios.runtime.local.verify.verified`).  ``built``: a runtime of this plan made already."""
     from .frontend.capture import capture
-    from .runtime.verify import verified
+    from .runtime.local.verify import verified
     inputs = _inputs(example_inputs)
     if captured is None:
         captured = built.captured if built is not None else capture(model, inputs)
@@ -255,7 +255,7 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
         With ``choose=K > 0``, time the K best predicted candidate plans (algorithms, window and
         stream counts, N devices or one) and, on CUDA, ``torch.compile`` reduce-overhead with and
         without freezing, on the device, and keep the fastest measured
-        (:func:`hios.runtime.choose.choose_by_measurement`); ``.selection`` says who won and by how
+        (:func:`hios.runtime.measure.choose.choose_by_measurement`); ``.selection`` says who won and by how
         much.  If torch.compile wins, the returned module runs it, so the result is never slower.
     check : bool
         Check the built module once against ``model(*example_inputs)`` (default).  A wrong build is
@@ -294,9 +294,9 @@ def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, 
     import warnings
 
     from .options import TimingOptions
-    from .runtime.choose import choose_by_measurement, chosen_plan
-    from .runtime.verify import check_against, reference
-    from .timing import set_precision
+    from .runtime.measure.choose import choose_by_measurement, chosen_plan
+    from .runtime.local.verify import check_against, reference
+    from .cost.timing import set_precision
     set_precision(run.tf32)
     inputs = _inputs(example_inputs)
     sel, built, schedules = choose_by_measurement(model, inputs, planned.plan, run, TimingOptions(),
@@ -324,7 +324,7 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     Examples
     --------
     >>> import os, tempfile, torch, hios
-    >>> from hios.runtime.dist_models import random_dag
+    >>> from hios.testing.dist_models import random_dag
     >>> model, x = random_dag(image_size=16), torch.randn(1, 3, 16, 16)
     >>> path = os.path.join(tempfile.mkdtemp(), "plan.json")
     >>> hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100").save(path)

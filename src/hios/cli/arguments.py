@@ -4,10 +4,10 @@ options (:mod:`hios.options`).  Nothing below the CLI sees an argparse ``Namespa
 from __future__ import annotations
 
 from ..machine import DEFAULT_LINK, LINK_PRESETS
-from ..costmodel import DEFAULT_ALPHA
+from ..cost.costmodel import DEFAULT_ALPHA
 from ..options import ANALYTIC_GPUS, KERNELS, MODES, CostOptions, RunOptions, ScheduleOptions, TimingOptions
-from ..runtime.levers import PRIORITIES, Levers
-from ..runtime.segmenting import SYNC_MODES
+from ..program.levers import PRIORITIES, Levers
+from ..program.segmenting import SYNC_MODES
 from ..schedulers import ALGORITHMS
 
 MODEL_HELP = "inception_v3, googlenet, squeezenet1_1, nasnetalarge, randwire or package.module:factory"
@@ -105,7 +105,7 @@ def schedule_options(args) -> ScheduleOptions:
 
 def stage_model(args):
     """The HIOS stage model of ``--alpha`` (checked)."""
-    from ..costmodel import HIOSStageModel
+    from ..cost.costmodel import HIOSStageModel
     alpha = CostOptions(alpha=args.alpha).alpha
     return HIOSStageModel(DEFAULT_ALPHA if alpha is None else alpha)
 

@@ -46,7 +46,7 @@ def check_device(device: str | None) -> None:
     """``--device`` names a device that exists here (cpu or cuda:N)."""
     if device is None:
         return
-    from ..runtime.devices import logical_devices, parse_devices
+    from ..program.devices import logical_devices, parse_devices
     import torch
     logical_devices(parse_devices(device), 1, 1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
@@ -68,7 +68,7 @@ def _save_graph(graph: Graph, machine, path) -> None:
 def _choose(args, model, example, plan, captured, log):
     """--choose K: the fastest measured candidate plan (the selection goes into the plan's meta)."""
     from ..options import RunOptions, TimingOptions
-    from ..runtime.choose import choose_by_measurement, chosen_plan
+    from ..runtime.measure.choose import choose_by_measurement, chosen_plan
     devices = (args.device,) * plan.machine.gpus if args.device else None
     sel, _built, schedules = choose_by_measurement(model, example, plan, RunOptions(devices=devices, kernels=args.kernels, tf32=args.tf32),
                                                    TimingOptions(), args.choose, captured, log)

@@ -5,7 +5,7 @@ of the same model, plus the simulator's prediction.
 Either ``hios run plan.json`` (a plan from ``hios optimize``) or ``hios run --model M --image-size S
 --gpus N --algo A`` (the plan is made here by :func:`hios.pipeline.plan_model`, whose capture the
 runtime reuses).  Steps: get the plan → check the devices → build (and capture) the model → compile
-the plan (:func:`hios.pipeline.run_plan`) → measure it (:func:`hios.runtime.measure.measure_plan`) →
+the plan (:func:`hios.pipeline.run_plan`) → measure it (:func:`hios.runtime.measure.plan.measure_plan`) →
 print the report.  ``--backend distributed`` hands the same options to one process per GPU.
 """
 
@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import HiosError
-from ..runtime.run_report import format_report
+from ..runtime.measure.record import format_report
 from .arguments import (add_cost_args, add_model_args, add_run_args, add_tf32_arg, add_timing_args, cost_options,
                         run_options, schedule_options, timing_options)
 from .model import build_model, log, require_torch
@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     add_tf32_arg(p)
     add_timing_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    g = p.add_argument_group("what really ran (hios.runtime.trace, hios.feedback)")
+    g = p.add_argument_group("what really ran (hios.runtime.measure.trace, hios.cost.feedback)")
     g.add_argument("--trace", metavar="FILE", help="write the kernels/segments that ran, per device and stream, "
                                                    "beside the simulator's trace of the plan (Chrome/Perfetto JSON; "
                                                    "'hios profile --from-run FILE' reads it back)")
@@ -115,11 +115,11 @@ def _check_devices(args, plan) -> None:
     """Fail fast, before any model is built, on devices the plan cannot run on, and on a
     --feedback-to that would mix a profile's measurements with this run's of other settings."""
     import torch
-    from ..runtime.devices import logical_devices, used_gpus
+    from ..program.devices import logical_devices, used_gpus
     devs = logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
                            torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if args.feedback_to:
-        from ..feedback import check_profile_of, runtime_settings
+        from ..cost.feedback import check_profile_of, runtime_settings
         opts = run_options(args).resolve(devs)
         check_profile_of(plan.graph, runtime_settings(opts.kernels, opts.channels_last,
                                                       "tf32" if opts.tf32 else "fp32", devs[0].split(":")[0]),
@@ -168,7 +168,7 @@ def _warn_cpu_overrides(args, run) -> None:
 
 def _choose(args, model, x, plan, run, timing, captured, say):
     """--choose K: time the candidates; run the fastest hios plan (and say if torch.compile won)."""
-    from ..runtime.choose import choose_by_measurement, chosen_plan
+    from ..runtime.measure.choose import choose_by_measurement, chosen_plan
     say(f"choosing by measurement among the {args.choose} best predicted plans and torch.compile...")
     sel, built, schedules = choose_by_measurement(model, x, plan, run, timing, args.choose, captured, say)
     chosen, best = chosen_plan(plan, sel, schedules)
@@ -179,7 +179,7 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's
     caches); the files are staged in ``outputs`` and written only when the command succeeds."""
     from ..formats import save_graph
-    from ..runtime.trace import format_table, trace_plan
+    from ..runtime.measure.trace import format_table, trace_plan
     say(f"tracing {args.trace_calls} calls of the plan...")
     if args.trace:
         traced = {}
@@ -189,7 +189,7 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
         traced = trace_plan(module, x, plan, None, calls=args.trace_calls)
     say(format_table(traced["table"]))
     if args.feedback_to:
-        from ..feedback import feed_back
+        from ..cost.feedback import feed_back
         g = feed_back(plan.graph, traced["record"]["segments"], 0.0, args.trace or "hios run")
         prof = dict(g.meta["profile"])
         prof.update(traced["record"]["settings"])
@@ -234,7 +234,7 @@ def main(args) -> int:
 
 def _run_local(args, timing, run, outputs) -> int:
     from ..pipeline import run_plan
-    from ..runtime.measure import MeasureOptions, measure_plan
+    from ..runtime.measure.plan import MeasureOptions, measure_plan
 
     say = (lambda m: None) if args.json else log
     plan, captured, model, x = make_plan(args, say)

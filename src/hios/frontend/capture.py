@@ -776,7 +776,7 @@ def capture(model: nn.Module, example_inputs, name: str | None = None, progress:
     Examples
     --------
     >>> import torch, hios
-    >>> from hios.runtime.dist_models import random_dag
+    >>> from hios.testing.dist_models import random_dag
     >>> captured = hios.capture(random_dag(image_size=16), torch.randn(1, 3, 16, 16))
     >>> captured.method, len(captured.graph) > 1
     ('symbolic_trace', True)
