@@ -4,10 +4,12 @@ The CLI turns its arguments into these; the library validates them once, in ``__
 every backend reads only the fields it names.  A value that a backend cannot honour is refused with
 a :class:`~hios.errors.HiosError` that names the option.  Torch-free.
 
-* :class:`CostOptions` — where operator costs come from (measured profile, analytic GPU model, file).
+* :class:`CostOptions` — where operator costs come from (measured profile, analytic GPU model, file);
+  defined in :mod:`hios.cost.options`, beside the step that reads it.
 * :class:`ScheduleOptions` — the machine (GPUs, link) and the scheduling algorithms with their knobs.
 * :class:`RunOptions` — how a plan runs: devices, kernels, CUDA-graph or stream mode, synchronization.
-* :class:`TimingOptions` — warm-up, repeats and calls per sample of every timing.
+* :class:`TimingOptions` — warm-up, repeats and calls per sample of every timing (also
+  :mod:`hios.cost.options`).
 
 Examples
 --------
@@ -27,8 +29,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .cost.options import ANALYTIC_GPUS, KERNELS, CostOptions, TimingOptions, _at_least, _choice
 from .errors import HiosError
-from .limits import check_schedule_request, check_timing
+from .limits import check_schedule_request
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .program.devices import parse_devices
 from .program.levers import Levers
@@ -37,47 +40,8 @@ from .program.segmenting import SYNC_MODES
 __all__ = ["ANALYTIC_GPUS", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
            "ScheduleOptions", "TimingOptions"]
 
-#: GPUs with an analytic cost model (``--cost h100``).
-ANALYTIC_GPUS = ("h100", "a100", "v100", "h200")
-#: Kernels a segment runs: Inductor-compiled, or the captured ATen operators as they are.
-KERNELS = ("inductor", "eager")
 #: ``graph``: the whole program replayed as one CUDA graph; ``stream``: launched from Python.
 MODES = ("graph", "stream")
-
-
-def _choice(value: str | None, choices: Sequence[str], option: str) -> None:
-    if value is not None and value not in choices:
-        raise HiosError(f"{option} {value!r}: choose from {', '.join(choices)}")
-
-
-def _at_least(value: int | None, low: int, option: str) -> None:
-    if value is not None and value < low:
-        raise HiosError(f"{option} must be at least {low}, got {value}")
-
-
-@dataclass(frozen=True)
-class CostOptions:
-    """Where operator costs come from.
-
-    ``source``: None (profile on a present GPU, else the analytic H100 model), ``"profile"``
-    (measure on ``device``), an analytic GPU name (:data:`ANALYTIC_GPUS`, any case), or the path of
-    a profile written by ``hios profile``.  ``kernels`` and ``tf32`` say how a profile measures;
-    ``alpha`` is the HIOS stage model's alpha (None: :data:`~hios.cost.costmodel.DEFAULT_ALPHA` for
-    analytic costs, the fitted alpha of a measured profile; given, it overrides the fit).
-    """
-
-    source: str | None = None
-    device: str | None = None
-    kernels: str | None = None
-    tf32: bool = False
-    alpha: float | None = None
-
-    def __post_init__(self):
-        _choice(self.kernels, KERNELS, "--kernels")
-        if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
-            raise HiosError(f"--alpha must be in [0, 1], got {self.alpha}")
-        if self.source is not None and self.source.lower() in ANALYTIC_GPUS:
-            object.__setattr__(self, "source", self.source.lower())
 
 
 @dataclass(frozen=True)
@@ -162,21 +126,3 @@ class RunOptions:
             raise HiosError("CUDA-graph mode (--mode graph) needs CUDA devices; use --mode stream on CPU")
         cl = self.channels_last if self.channels_last is not None else (kernels == "inductor" and cuda)
         return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32, self.levers)
-
-
-@dataclass(frozen=True)
-class TimingOptions:
-    """``warmup`` untimed calls, then ``repeats`` samples of ``inner`` back-to-back calls; the median
-    sample over ``inner`` is reported."""
-
-    warmup: int = 5
-    repeats: int = 30
-    inner: int = 5
-
-    def __post_init__(self):
-        for name, low in (("warmup", 0), ("repeats", 1), ("inner", 1)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise HiosError(f"--{name} must be an integer >= {low}, got {v!r}")
-        check_timing(self.warmup, self.repeats, self.inner)  # each at most hios.limits.MAX_REPEATS
-

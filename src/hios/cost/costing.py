@@ -23,7 +23,7 @@ from .costmodel import DEFAULT_ALPHA, HIOSStageModel, StageModel
 from ..errors import HiosError
 from ..formats import load_graph
 from ..graph import Graph
-from ..options import ANALYTIC_GPUS, CostOptions
+from .options import ANALYTIC_GPUS, CostOptions
 
 __all__ = ["Costed", "cost_captured", "resolve_source"]
 

@@ -43,7 +43,7 @@ from typing import Any
 from .fitting import calibrate, fit_alpha, fit_transfer  # noqa: F401 - fitting lives beside the cost model
 from ..errors import HiosError
 from ..graph import Graph, Operator
-from ..options import KERNELS
+from .options import KERNELS
 from .timing import (TimingStats, cuda_graph_concurrent_time, cuda_graph_time, event_time, precision_state,
                       wall_time)
 

@@ -107,7 +107,7 @@ def cpu_name() -> str:
 
 
 def _check_counts(warmup: int, repeats: int, inner: int) -> None:
-    from ..options import TimingOptions
+    from .options import TimingOptions
     TimingOptions(warmup, repeats, inner)  # validates
 
 
