@@ -1,6 +1,6 @@
 """GPU fault cases of ``hios run``: each must end cleanly, with the exit code and message it promises.
 
-Cases (each runs the real CLI in a subprocess, with ``--costs h100`` so that nothing is profiled, and
+Cases (each runs the real CLI in a subprocess, with ``--cost h100`` so that nothing is profiled, and
 ``--kernels eager`` so that nothing waits for Inductor):
   * ``oom-capped`` — out of memory while compiling/running a plan: the process may use only
     ``--cap-gib`` GiB of the GPU (``torch.cuda.set_per_process_memory_fraction``, set by a small
@@ -39,7 +39,7 @@ WRAPPER = ("import sys, torch; torch.cuda.set_per_process_memory_fraction({frac}
 
 
 def cases(a) -> list[dict]:
-    run = ["run", "--costs", "h100", "--kernels", "eager", "--no-baselines", "--warmup", "1", "--repeats", "3", "--inner", "1",
+    run = ["run", "--cost", "h100", "--kernels", "eager", "--no-baselines", "--warmup", "1", "--repeats", "3", "--inner", "1",
            "--devices", a.device]
     out = []
     try:

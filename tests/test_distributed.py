@@ -506,7 +506,7 @@ def test_torchrun_output_equals_model(tmp_path, model, size, ranks, sync):
 def test_torchrun_rank0_makes_the_plan():
     """--model instead of a plan file: rank 0 makes the plan (analytic H100 costs) and shares it."""
     _needs_torch()
-    p, _ = _torchrun(2, ["--model", DAG, "--image-size", "16", "--gpus", "2", "--algo", "hios-mr", "--costs",
+    p, _ = _torchrun(2, ["--model", DAG, "--image-size", "16", "--gpus", "2", "--algo", "hios-mr", "--cost",
                          "h100", "--json", "--timeout", "30"], timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout[p.stdout.index("{"):])

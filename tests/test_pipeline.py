@@ -114,7 +114,7 @@ def test_sync_stage_reaches_the_program(model_x):
 
 def test_cli_run_model_form_captures_once(count_captures, capsys):
     from hios.cli import main
-    rc = main(["run", "--model", "hios.testing.dist_models:random_dag", "--image-size", "16", "--costs", "h100",
+    rc = main(["run", "--model", "hios.testing.dist_models:random_dag", "--image-size", "16", "--cost", "h100",
                "--devices", "cpu", "--json", "--no-baselines", "--warmup", "0", "--repeats", "2", "--inner", "1"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["check"]["ok"]
     assert len(count_captures) == 1

@@ -330,7 +330,7 @@ def test_other_runtime_errors_are_not_swallowed(cwd, monkeypatch):
 def test_check_failure_exits_1_with_the_difference(cwd, capsys):
     pytest.importorskip("torch")
     code, out, err = run(capsys, "run", "--model", "hios.testing.fault_models:noisy", "--image-size", 16,
-                         "--costs", "h100", "--devices", "cpu", "--no-baselines", "--warmup", 0, "--repeats", 1,
+                         "--cost", "h100", "--devices", "cpu", "--no-baselines", "--warmup", 0, "--repeats", 1,
                          "--inner", 1, "--json")
     assert code == 1, err
     d = json.loads(out)

@@ -227,7 +227,7 @@ def test_stale_temp_files_of_killed_runs_are_cleaned(cwd, capsys):
 def test_run_writes_trace_and_feedback_only_after_a_passing_check(cwd, capsys):
     pytest.importorskip("torch")
     code, out, err = run(capsys, "run", "--model", "hios.testing.fault_models:noisy", "--image-size", 16,
-                         "--costs", "h100", "--devices", "cpu", "--no-baselines", "--warmup", 0, "--repeats", 1,
+                         "--cost", "h100", "--devices", "cpu", "--no-baselines", "--warmup", 0, "--repeats", 1,
                          "--trace", "t.json", "--feedback-to", "f.json", "--trace-calls", 1, "--json")
     assert code == 1, err
     assert json.loads(out)["check"]["ok"] is False

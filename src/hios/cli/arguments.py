@@ -48,8 +48,8 @@ def add_model_args(p, required: bool = True) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
 
 
-def add_cost_args(p, flag: str = "--cost") -> None:
-    p.add_argument(flag, dest="cost", default=None, metavar="profile|" + "|".join(ANALYTIC_GPUS) + "|FILE",
+def add_cost_args(p) -> None:
+    p.add_argument("--cost", dest="cost", default=None, metavar="profile|" + "|".join(ANALYTIC_GPUS) + "|FILE",
                    help="operator costs: measure on a GPU (profile), the analytic model of a GPU, or a "
                         "measured profile file (default: profile when a GPU is present, else h100)")
 

@@ -11,6 +11,7 @@ print the report.  ``--backend distributed`` hands the same options to one proce
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
@@ -38,7 +39,8 @@ def add_parser(sub) -> None:
     g.add_argument("--algo", default=None, help="scheduling algorithm (default: the optimizer's)")
     g.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
     g.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
-    add_cost_args(g, "--costs")
+    add_cost_args(g)
+    g.add_argument("--costs", dest="cost", default=None, help=argparse.SUPPRESS)  # the old spelling of --cost
     add_run_args(p)
     p.add_argument("--check", dest="check", action="store_true", default=True,
                    help="compare the output with model(x) (default)")
@@ -107,7 +109,7 @@ PLANNING_OPTIONS = ("gpus", "algo", "window", "streams", "cost", "image_size")
 def _refuse_planning_options(args) -> None:
     for k in PLANNING_OPTIONS:
         if getattr(args, k) is not None:
-            flag = "--costs" if k == "cost" else "--" + k.replace("_", "-")
+            flag = "--" + k.replace("_", "-")
             raise HiosError(f"{flag} shapes a plan made with --model; the plan file {args.plan} was made already")
 
 
