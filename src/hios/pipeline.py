@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bounds import lower_bounds
+from .frontend.model_checks import as_inputs
 from .optional import require
 from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
@@ -53,10 +54,6 @@ class Planned:
     captured: Any
     plan: Plan
     comparison: Comparison
-
-
-def _inputs(example_inputs) -> tuple:
-    return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
 
 def _checked(where: str, model, example_inputs, pure: bool = True, **arguments) -> tuple:
@@ -150,7 +147,7 @@ def profile_model(model, example_inputs, *, device: str | None = None, kernels: 
     from .cost.profiler import profile_detailed
     from .cost.timing import set_precision
     set_precision(tf32)
-    captured = capture(model, _inputs(example_inputs), name=name)
+    captured = capture(model, as_inputs(example_inputs), name=name)
     return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
                             compile_workers=compile_workers)
 
@@ -175,7 +172,7 @@ def checked_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *,
     (:func:`hios.runtime.local.verify.verified`).  ``built``: a runtime of this plan made already."""
     from .frontend.capture import capture
     from .runtime.local.verify import verified
-    inputs = _inputs(example_inputs)
+    inputs = as_inputs(example_inputs)
     if captured is None:
         captured = built.captured if built is not None else capture(model, inputs)
     if built is not None:
@@ -298,7 +295,7 @@ def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, 
     from .runtime.local.verify import check_against, reference
     from .cost.timing import set_precision
     set_precision(run.tf32)
-    inputs = _inputs(example_inputs)
+    inputs = as_inputs(example_inputs)
     sel, built, schedules = choose_by_measurement(model, inputs, planned.plan, run, TimingOptions(),
                                                   top, planned.captured, log or (lambda _m: None))
     plan, best = chosen_plan(planned.plan, sel, schedules)

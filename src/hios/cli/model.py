@@ -23,6 +23,11 @@ def model_label(args) -> str:
     return f"{args.model.split(':')[-1]}-{args.image_size}"
 
 
+def model_info(args, image_size: int | None = None) -> dict:
+    """What a plan records of the model (``hios run plan.json`` rebuilds a zoo model from it)."""
+    return {"name": args.model, "image_size": image_size or args.image_size, "batch": args.batch}
+
+
 def build_model(args, name: str | None = None, image_size: int | None = None, batch: int | None = None):
     """(model, example inputs) for the arguments (or the given overrides), with a progress line."""
     from ..frontend.zoo import build

@@ -46,9 +46,9 @@ def check_device(device: str | None) -> None:
     """``--device`` names a device that exists here (cpu or cuda:N)."""
     if device is None:
         return
+    from ..cost.probe import cuda_device_count
     from ..program.devices import logical_devices, parse_devices
-    import torch
-    logical_devices(parse_devices(device), 1, 1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    logical_devices(parse_devices(device), 1, 1, cuda_device_count())
 
 
 def _check_outputs(args) -> None:
@@ -106,13 +106,13 @@ def _optimize(args, outputs) -> int:
     sched = schedule_options(args)
     cost = cost_options(args, args.device)
     check_profile_file(cost.source, args.model, args.image_size, args.batch, ("profile", *ANALYTIC_GPUS))
-    from .model import build_model, log, model_label, require_torch
+    from .model import build_model, log, model_info, model_label, require_torch
     require_torch("hios optimize")
     check_device(args.device)
     from ..pipeline import plan_model
     model, example = build_model(args)
     planned = plan_model(model, example, schedule=sched, cost=cost, name=model_label(args),
-                         model_info={"name": args.model, "image_size": args.image_size, "batch": args.batch},
+                         model_info=model_info(args),
                          log=log)
     plan, cmp = planned.plan, planned.comparison
     if args.choose:

@@ -21,7 +21,7 @@ from ..errors import HiosError
 from ..runtime.measure.record import format_report
 from .arguments import (add_cost_args, add_model_args, add_run_args, add_tf32_arg, add_timing_args, cost_options,
                         run_options, schedule_options, timing_options)
-from .model import build_model, log, require_torch
+from .model import build_model, log, model_info, require_torch
 
 DEFAULT_IMAGE_SIZE = 299
 
@@ -98,7 +98,7 @@ def make_plan(args, log=log):
     planned = plan_model(model, x, schedule=schedule_options(args),
                          cost=cost_options(args, run.devices[0] if run.devices else None),
                          name=f"{args.model.split(':')[-1]}-{size}",
-                         model_info={"name": args.model, "image_size": size, "batch": args.batch}, log=log)
+                         model_info=model_info(args, size), log=log)
     return planned.plan, planned.captured, model, x
 
 
@@ -116,10 +116,10 @@ def _refuse_planning_options(args) -> None:
 def _check_devices(args, plan) -> None:
     """Fail fast, before any model is built, on devices the plan cannot run on, and on a
     --feedback-to that would mix a profile's measurements with this run's of other settings."""
-    import torch
+    from ..cost.probe import cuda_device_count
     from ..program.devices import logical_devices, used_gpus
     devs = logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
-                           torch.cuda.device_count() if torch.cuda.is_available() else 0)
+                           cuda_device_count())
     if args.feedback_to:
         from ..cost.feedback import check_profile_of, runtime_settings
         opts = run_options(args).resolve(devs)

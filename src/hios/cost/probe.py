@@ -9,7 +9,13 @@ from ..errors import HiosError
 from ..optional import require
 from .timing import cpu_name
 
-__all__ = ["default_kernels", "device_name", "library_versions", "resolve_device"]
+__all__ = ["cuda_device_count", "default_kernels", "device_name", "library_versions", "resolve_device"]
+
+
+def cuda_device_count() -> int:
+    """The CUDA devices present (0 without CUDA)."""
+    torch = require("torch", "the runtime")
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def resolve_device(device: str | None):

@@ -48,6 +48,7 @@ from torch import nn
 from ..errors import HiosError
 from ..faults import is_out_of_memory
 from ..graph import Edge, Graph, Operator
+from .model_checks import as_inputs
 
 
 @dataclass
@@ -783,7 +784,7 @@ def capture(model: nn.Module, example_inputs, name: str | None = None, progress:
     """
     if not isinstance(model, nn.Module):
         raise HiosError(f"capture expects a torch.nn.Module, got {type(model).__name__}")
-    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    inputs = as_inputs(example_inputs)
     name = name or type(model).__name__
     model.eval()
     gm, method, why = _trace(model, inputs, name)

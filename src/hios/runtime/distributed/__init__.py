@@ -195,12 +195,13 @@ def build_and_capture(plan, captured=None, model=None, inputs=None, *, given: st
     match the capture."""
     from ...frontend import zoo
     from ...frontend.capture import capture
+    from ...frontend.model_checks import as_inputs
     from ..local.executor import check_plan_graph, check_plan_inputs
     spec = plan.model
     if model is None or inputs is None:
         name = zoo.plan_model_spec(spec["name"], given, trust, where)
         model, inputs = zoo.build(name, int(spec["image_size"]), int(spec.get("batch", 1) or 1))
-    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    inputs = as_inputs(inputs)
     captured = captured or capture(model, inputs, spec["name"])
     check_plan_graph(plan.graph, captured.graph)
     check_plan_inputs(spec, plan.graph, tuple(captured.example_inputs))

@@ -44,6 +44,8 @@ from torch import nn
 from ...errors import HiosError
 from ...graph import Graph
 from ...formats import read_json
+from ...cost.probe import cuda_device_count
+from ...frontend.model_checks import as_inputs
 from ...options import RunOptions
 from ...schedule import PLAN_FORMAT, Schedule, schedule_from_json
 from ...program.devices import logical_devices, used_gpus
@@ -691,13 +693,12 @@ def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=Non
         options = RunOptions(devices=devices, **knobs)
     elif devices is not None or knobs:
         raise HiosError("give run options either as options=RunOptions(...) or as keywords, not both")
-    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    inputs = as_inputs(example_inputs)
     if captured is None:
         captured = capture(model, inputs, name)
     graph = captured.graph
     sched, _plan = resolve_schedule(plan_or_schedule, graph, tuple(captured.example_inputs))
-    devs = logical_devices(options.devices, max(sched.gpus, 1), used_gpus(sched.stages),
-                           torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    devs = logical_devices(options.devices, max(sched.gpus, 1), used_gpus(sched.stages), cuda_device_count())
     options = options.resolve(devs)
     if _plan is not None:  # a plan runs with any settings; its predictions hold for its profile's only
         from ...cost.feedback import profile_mismatch, runtime_settings

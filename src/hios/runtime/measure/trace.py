@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import HiosError
+from ...frontend.model_checks import as_inputs
 
 __all__ = ["KERNEL_PID", "KernelRecord", "RunTrace", "SIM_PID", "SegmentRecord", "attribute_kernels",
            "check_writable", "chrome_trace", "format_table", "record_run", "segment_table",
@@ -179,7 +180,7 @@ def record_run(module, inputs, calls: int = 5, warmup: int = 1, kernels: bool = 
     import torch
     if calls < 1:
         raise HiosError(f"trace calls must be >= 1, got {calls}")
-    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    inputs = as_inputs(inputs)
     module._check_inputs(inputs)
     cuda = bool(module.is_cuda)
     with torch.no_grad():
@@ -387,7 +388,7 @@ def trace_plan(module, inputs, plan, path: str | Path | None = None, calls: int 
     from .segment_profile import time_segments
     if path is not None:
         check_writable(path)
-    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    inputs = as_inputs(inputs)
     dev = module.devices[0]
     inputs = tuple(t.to(dev) if hasattr(t, "to") else t for t in inputs)
     alone = time_segments(module, inputs) if time_alone else None
