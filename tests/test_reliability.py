@@ -74,6 +74,7 @@ def test_profile_cache_dir_is_a_file(cwd, capsys):
 
 
 def test_optimize_image_size_limit_before_allocating(cwd, capsys):
+    pytest.importorskip("torch")  # hios optimize asks for torch first
     err = refused(capsys, cwd, "optimize", "--model", TINY, "--image-size", 30000, "--cost", "h100",
                   "-o", "p.json", match="image size 30000")
     assert f"limit of {limits.MAX_IMAGE_SIZE}" in err
@@ -84,6 +85,7 @@ def test_optimize_image_size_limit_before_allocating(cwd, capsys):
 @pytest.fixture(scope="module")
 def plan2(tmp_path_factory):
     """A 2-GPU plan of the tiny model, costed with '--cost H100' (upper case is accepted)."""
+    pytest.importorskip("torch")
     d = tmp_path_factory.mktemp("plan")
     p = d / "p2.json"
     code = main(["optimize", "--model", TINY, "--image-size", "16", "--gpus", "2", "--cost", "H100",

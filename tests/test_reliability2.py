@@ -43,6 +43,7 @@ def refused(capsys, d, *argv, match=""):
 
 @pytest.fixture(scope="module")
 def plan2(tmp_path_factory):
+    pytest.importorskip("torch")
     d = tmp_path_factory.mktemp("plan")
     from hios.cli import main
     assert main(["optimize", "--model", TINY, "--image-size", "16", "--gpus", "2", "--cost", "h100",
