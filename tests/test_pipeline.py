@@ -120,6 +120,29 @@ def test_cli_run_model_form_captures_once(count_captures, capsys):
     assert len(count_captures) == 1
 
 
+@pytest.mark.parametrize("right", [True, False])
+def test_one_rule_for_a_torch_compile_winner(model_x, monkeypatch, right):
+    """choose_plan (both CLI commands and hios.optimize): the plan keeps the fastest hios candidate; a
+    faster torch.compile is the module to run only when it matches model(x)."""
+    import hios.runtime.local.verify as verify
+    import hios.runtime.measure.choose as choose
+    from hios.pipeline import choose_plan, plan_model
+    from hios.selection import Selection
+    model, x = model_x
+    plan = plan_model(model, x, schedule=ScheduleOptions(gpus=2), cost=CostOptions(source="h100")).plan
+    sel = Selection("torch.compile", {"torch.compile": 1.0, "hios-lp": 2.0}, {}, {"hios-lp": 2.0}, 2.0, 0.1)
+    built = {"torch.compile": "compiled", "hios-lp": "planned"}
+    monkeypatch.setattr(choose, "choose_by_measurement", lambda *a, **k: (sel, built, {"hios-lp": plan.schedule}))
+    monkeypatch.setattr(verify, "check_against", lambda *a, **k: type("C", (), {"ok": right, "rel": 0.5})())
+    if right:
+        c = choose_plan(model, x, plan, check=True)
+    else:
+        with pytest.warns(UserWarning, match="torch.compile differed from model"):
+            c = choose_plan(model, x, plan, check=True)
+    assert c.best == "hios-lp" and c.plan.meta["chosen_by_measurement"] == "hios-lp" and c.plan_module == "planned"
+    assert c.module == ("compiled" if right else "planned") and "torch.compile measured faster" in c.note
+
+
 def test_optimize_can_choose_by_measurement(model_x):
     model, x = model_x
     fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100", choose=2)

@@ -43,7 +43,8 @@ from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
 
-__all__ = ["Optimized", "Planned", "checked_plan", "load", "optimize", "plan_model", "profile_model", "run_plan"]
+__all__ = ["Chosen", "Optimized", "Planned", "checked_plan", "choose_plan", "load", "optimize", "plan_model",
+           "profile_model", "run_plan"]
 
 
 @dataclass
@@ -284,32 +285,65 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
     return Optimized(runtime, planned.plan, planned.comparison)
 
 
-def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, log, check: bool) -> Optimized:
-    """``optimize(choose=K)``: the fastest measured of the K best plans and torch.compile; with
-    ``check``, a torch.compile winner that differs from ``model(x)`` gives way to the best plan,
-    and the plan is checked (and rebuilt where wrong) as :func:`checked_plan` does."""
+@dataclass
+class Chosen:
+    """What :func:`choose_plan` found.  ``plan``: the plan with the fastest measured hios candidate
+    (the whole selection in its meta); ``plan_module``: that candidate built; ``module``: the fastest
+    measured candidate that runs right (``torch.compile`` may win, checked against ``model(x)`` when
+    asked); ``note``: one line when torch.compile measured faster than every plan, else None."""
+
+    plan: Plan
+    best: str
+    plan_module: Any
+    module: Any
+    selection: Any
+    note: str | None
+
+
+def choose_plan(model, example_inputs, plan: Plan, run: RunOptions = RunOptions(), timing=None, *, top: int = 3,
+                captured=None, check: bool = False, log: Callable[[str], None] | None = None) -> Chosen:
+    """Choose by measurement, the one path of ``hios optimize --choose``, ``hios run --choose`` and
+    ``hios.optimize(choose=K)``: time the ``top`` best predicted candidate plans and, on CUDA,
+    ``torch.compile`` (:func:`hios.runtime.measure.choose.choose_by_measurement`); the plan keeps the
+    fastest hios candidate (a plan cannot hold torch.compile).  A torch.compile winner is the
+    :attr:`Chosen.module` only if, with ``check``, it matches ``model(x)``; otherwise (with one
+    warning) the fastest plan is."""
     import warnings
 
-    from .options import TimingOptions
-    from .runtime.measure.choose import choose_by_measurement, chosen_plan
-    from .runtime.local.verify import check_against, reference
+    from .cost.options import TimingOptions
     from .cost.timing import set_precision
+    from .runtime.local.verify import check_against, reference
+    from .runtime.measure.choose import choose_by_measurement, chosen_plan
+    say = log or (lambda _m: None)
     set_precision(run.tf32)
     inputs = as_inputs(example_inputs)
-    sel, built, schedules = choose_by_measurement(model, inputs, planned.plan, run, TimingOptions(),
-                                                  top, planned.captured, log or (lambda _m: None))
-    plan, best = chosen_plan(planned.plan, sel, schedules)
+    say(f"choosing by measurement among the {top} best predicted plans and torch.compile...")
+    sel, built, schedules = choose_by_measurement(model, inputs, plan, run, timing or TimingOptions(), top,
+                                                  captured, say)
+    chosen, best = chosen_plan(plan, sel, schedules)
     winner = sel.winner if sel.winner in built else best
+    note = None
+    if winner != best:
+        note = (f"note: {winner} measured faster than every hios plan ({sel.measured_ms[winner]:.4f} against "
+                f"{sel.measured_ms[best]:.4f} ms); the plan keeps the fastest hios candidate, {best}")
     if check and winner != best:
         chk = check_against(built[winner], inputs, reference(model, inputs), run.tf32)
         if not chk.ok:
             warnings.warn(f"hios: {winner} differed from model(x) (relative error {chk.rel:.3g}); running the "
-                          f"fastest plan, {best}, instead", stacklevel=2)
+                          f"fastest plan, {best}, instead", stacklevel=3)
             winner = best
-    module = built[winner]
-    if check and winner == best:
-        module = checked_plan(model, inputs, plan, run, captured=planned.captured, built=module)
-    return Optimized(module, plan, planned.comparison, sel)
+    return Chosen(chosen, best, built[best], built[winner], sel, note)
+
+
+def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, log, check: bool) -> Optimized:
+    """``optimize(choose=K)``: :func:`choose_plan`; the plan (when it won) is checked and rebuilt
+    where wrong as :func:`checked_plan` does."""
+    inputs = as_inputs(example_inputs)
+    c = choose_plan(model, inputs, planned.plan, run, top=top, captured=planned.captured, check=check, log=log)
+    module = c.module
+    if check and module is c.plan_module:
+        module = checked_plan(model, inputs, c.plan, run, captured=planned.captured, built=module)
+    return Optimized(module, c.plan, planned.comparison, c.selection)
 
 
 def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str | None = None,

@@ -67,17 +67,15 @@ def _save_graph(graph: Graph, machine, path) -> None:
 
 def _choose(args, model, example, plan, captured, log):
     """--choose K: the fastest measured candidate plan (the selection goes into the plan's meta)."""
-    from ..options import RunOptions, TimingOptions
-    from ..runtime.measure.choose import choose_by_measurement, chosen_plan
+    from ..options import RunOptions
+    from ..pipeline import choose_plan
     devices = (args.device,) * plan.machine.gpus if args.device else None
-    sel, _built, schedules = choose_by_measurement(model, example, plan, RunOptions(devices=devices, kernels=args.kernels, tf32=args.tf32),
-                                                   TimingOptions(), args.choose, captured, log)
-    chosen, best = chosen_plan(plan, sel, schedules)
-    log(sel.summary())
-    if sel.winner != best:
-        log(f"note: {sel.winner} measured faster than every hios plan ({sel.measured_ms[sel.winner]:.4f} against "
-            f"{sel.measured_ms[best]:.4f} ms); the plan keeps the fastest hios candidate, {best}")
-    return chosen
+    chosen = choose_plan(model, example, plan, RunOptions(devices=devices, kernels=args.kernels, tf32=args.tf32),
+                         top=args.choose, captured=captured, log=log)
+    log(chosen.selection.summary())
+    if chosen.note:
+        log(chosen.note)
+    return chosen.plan
 
 
 def _refuse_unused(args) -> None:

@@ -169,12 +169,13 @@ def _warn_cpu_overrides(args, run) -> None:
 
 
 def _choose(args, model, x, plan, run, timing, captured, say):
-    """--choose K: time the candidates; run the fastest hios plan (and say if torch.compile won)."""
-    from ..runtime.measure.choose import choose_by_measurement, chosen_plan
-    say(f"choosing by measurement among the {args.choose} best predicted plans and torch.compile...")
-    sel, built, schedules = choose_by_measurement(model, x, plan, run, timing, args.choose, captured, say)
-    chosen, best = chosen_plan(plan, sel, schedules)
-    return built[best], chosen, sel
+    """--choose K: time the candidates; run the fastest hios plan, which is what ``hios run`` measures
+    (torch.compile is among its baselines), and say if torch.compile won."""
+    from ..pipeline import choose_plan
+    chosen = choose_plan(model, x, plan, run, timing, top=args.choose, captured=captured, log=say)
+    if chosen.note:
+        say(chosen.note)
+    return chosen.plan_module, chosen.plan, chosen.selection
 
 
 def _trace(args, module, x, plan, say, outputs) -> dict:
