@@ -330,3 +330,22 @@ def test_gpu_inductor_graph_mode(branchy):
     x2 = torch.randn_like(x).cuda()
     with torch.no_grad():
         _close(m(x2), model(x2))
+
+
+# ----------------------------------------------------------------------------- the run record
+def test_run_record_json_has_what_each_run_says():
+    """RunRecord.to_dict: check and baselines only when they ran (a distributed run says
+    ``baselines: null``), levers for a local run, backend and ranks for a distributed one."""
+    from hios.runtime.measure.record import Distributed, RunRecord, format_report
+    head = dict(model="m", image_size=16, batch=1, devices=["cpu"], device_name="cpu", algorithm="hios-lp",
+                kernels="eager", mode="stream", fallback_reason=None, tf32=False,
+                program={"devices": 1, "streams": [1], "segments": 1, "transfers": 0, "batches": 0})
+    local = RunRecord(**head, levers="none", plan_call={"median_ms": 1.0})
+    d = local.to_dict()
+    assert "check" not in d and "baselines" not in d and "backend" not in d and d["levers"] == "none"
+    assert not local.failed and "simulator prediction" in format_report(local)
+    chk = {"ok": False, "max_abs_diff": 1.0, "output_scale": 1.0, "relative": 1.0, "tolerance": 1e-4}
+    dist = RunRecord(**head, check=chk, distributed=Distributed("gloo", 2, [{"rank": 0}]))
+    d = dist.to_dict()
+    assert dist.failed and d["backend"] == "distributed" and d["baselines"] is None and d["max_abs_diff"] == 1.0
+    assert d["ranks"] == [{"rank": 0}] and "levers" not in d and "FAILED" in format_report(dist)

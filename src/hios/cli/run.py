@@ -219,7 +219,7 @@ def run_distributed(args) -> int:
                          timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json)
     code, result = run(job)
     if result is not None:
-        print(json.dumps(result, indent=1, default=str) if args.json else format_result(result), flush=True)
+        print(json.dumps(result.to_dict(), indent=1, default=str) if args.json else format_result(result), flush=True)
     return code
 
 
@@ -256,19 +256,19 @@ def _run_local(args, timing, run, outputs) -> int:
     traced = _trace(args, module, x, plan, say, outputs) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
-    result["warnings"] = notes
+    result.warnings = notes
     if selection is not None:
-        result["selection"] = selection.to_dict()
+        result.selection = selection.to_dict()
         say(selection.summary())
-    failed = "check" in result and not result["check"]["ok"]
+    failed = result.failed
     if traced is not None:
-        result["trace"] = {"path": None if failed else traced["path"], "segments": traced["table"]}
+        result.trace = {"path": None if failed else traced["path"], "segments": traced["table"]}
     if not failed:  # a run whose check fails leaves no trace or fed-back profile
         outputs.commit()
         if args.feedback_to:
             say(f"measured segment times fed back -> {args.feedback_to}")
     if args.json:
-        json.dump(result, sys.stdout, indent=1)
+        json.dump(result.to_dict(), sys.stdout, indent=1)
         print()
     else:
         print(format_report(result))

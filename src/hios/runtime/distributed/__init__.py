@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 from ...errors import HiosError
 from ...options import RunOptions, TimingOptions
+from ..measure.record import RunRecord
 from .build import RankPart, build_rank
 from .check import check_signatures, check_world
 from .launch import (DEFAULT_TIMEOUT, Ctx, DistError, close, connect, fail, init_process_group, inject_fault,
@@ -102,7 +103,7 @@ class DistributedJob:
                 "levers": self.run.levers.label()}
 
 
-def run(job: DistributedJob) -> tuple[int, dict | None]:
+def run(job: DistributedJob) -> tuple[int, RunRecord | None]:
     """This rank's part of the job: ``(exit code, rank 0's result record or None)``.  A failure
     ends the process at once with one line on stderr (see :func:`~.launch.fail`)."""
     from ...cost.timing import set_precision
@@ -115,10 +116,10 @@ def run(job: DistributedJob) -> tuple[int, dict | None]:
     except Exception as e:
         fail(ctx, launch.rank, e)
     close(ctx)
-    return (1 if result is not None and "check" in result and not result["check"]["ok"] else 0), result
+    return (1 if result is not None and result.failed else 0), result
 
 
-def run_rank(ctx: Ctx, job: DistributedJob) -> dict | None:
+def run_rank(ctx: Ctx, job: DistributedJob) -> RunRecord | None:
     """Steps 2-9 on this rank; rank 0 returns the result record."""
     ctx.phase("setup:plan")
     plan, plan_dict, made = get_plan(ctx, job)

@@ -4,7 +4,7 @@ Steps:
   1. :func:`rank_record`: what a rank ran (device, host, segments, operators, weights it holds,
      sends, receives, CUDA graph or not) and its median call time.
   2. The ranks all-gather their records through the store (:meth:`~.launch.Ctx.gather`).
-  3. :func:`result_record` (rank 0): the single-process ``hios run`` record (:mod:`.run_report`)
+  3. :func:`result_record` (rank 0): the single-process ``hios run`` record (:class:`~hios.runtime.measure.record.RunRecord`)
      plus the backend, the world size and the ranks; rank 0's timings are the ones reported,
      since a call on rank 0 spans sending the input to holding the output.
   4. :func:`format_result`: the single-process report plus one line per rank.
@@ -16,7 +16,7 @@ import os
 
 from .build import RankPart
 from .launch import Ctx
-from ..measure.record import format_report
+from ..measure.record import Distributed, RunRecord, format_report
 
 __all__ = ["format_result", "rank_record", "result_record"]
 
@@ -33,7 +33,7 @@ def rank_record(ctx: Ctx, part: RankPart, cuda_graph: bool, call_ms: float) -> d
 
 
 def result_record(ctx: Ctx, plan, part: RankPart, ranks: list[dict], *, kernels: str, mode: str,
-                  fallback_reason: str | None, tf32: bool, call, replay, check) -> dict:
+                  fallback_reason: str | None, tf32: bool, call, replay, check) -> RunRecord:
     """Step 3: ``call``/``replay`` are rank 0's timings (replay None without a CUDA graph),
     ``check`` its :class:`~hios.runtime.measure.bench.CheckResult` (None with ``--no-check``)."""
     from ..measure.bench import predicted_latency
@@ -41,29 +41,25 @@ def result_record(ctx: Ctx, plan, part: RankPart, ranks: list[dict], *, kernels:
     summary.update({"transfers": len(part.program.transfers), "batches": len(part.program.batches),
                     "segments": len(part.exec_program.segments)})
     spec = plan.model
-    result: dict = {
-        "backend": "distributed", "comm_backend": ctx.backend, "world_size": ctx.world,
-        "model": spec.get("name"), "image_size": spec.get("image_size"), "batch": spec.get("batch", 1),
-        "devices": [f"rank {r['rank']}: {r['device']}@{r['host']}" for r in ranks],
-        "device_name": ranks[0]["device_name"], "algorithm": plan.schedule.algorithm, "kernels": kernels,
-        "mode": mode, "fallback_reason": fallback_reason, "tf32": tf32, "program": summary,
-        "warnings": [n for r in ranks for n in r["notes"]],
-        "plan_call": call.to_dict(), "plan_replay": replay.to_dict() if replay else None,
-        "baselines": None, "predicted_ms": predicted_latency(plan), "cost_source": plan.cost_source,
-        "ranks": ranks,
-    }
-    if check is not None:
-        result["max_abs_diff"] = check.max_abs_diff
-        result["check"] = check.to_dict()
-    return result
+    return RunRecord(
+        model=spec.get("name"), image_size=spec.get("image_size"), batch=spec.get("batch", 1),
+        devices=[f"rank {r['rank']}: {r['device']}@{r['host']}" for r in ranks],
+        device_name=ranks[0]["device_name"], algorithm=plan.schedule.algorithm, kernels=kernels,
+        mode=mode, fallback_reason=fallback_reason, tf32=tf32, program=summary,
+        warnings=[n for r in ranks for n in r["notes"]],
+        plan_call=call.to_dict(), plan_replay=replay.to_dict() if replay else None,
+        predicted_ms=predicted_latency(plan), cost_source=plan.cost_source,
+        check=check.to_dict() if check is not None else None,
+        distributed=Distributed(comm_backend=ctx.backend, world_size=ctx.world, ranks=ranks))
 
 
-def format_result(res: dict) -> str:
+def format_result(res: RunRecord) -> str:
     """Step 4: the single-process report, plus the ranks."""
-    lines = [f"backend distributed: {res['world_size']} rank(s), {res['comm_backend']}; "
-             f"{res['program']['transfers']} value(s) cross ranks in {res['program']['batches']} batch(es)",
+    dist = res.distributed
+    lines = [f"backend distributed: {dist.world_size} rank(s), {dist.comm_backend}; "
+             f"{res.program['transfers']} value(s) cross ranks in {res.program['batches']} batch(es)",
              format_report(res)]
-    for r in res["ranks"]:
+    for r in dist.ranks:
         lines.append(f"  rank {r['rank']} on {r['device']} ({r['device_name']}, {r['host']}): {r['operators']} operators "
                      f"in {r['segments']} segments, {r['weights_bytes'] / 2**20:.2f} MiB of weights, "
                      f"{r['sends']} sends, {r['recvs']} receives" + (", CUDA graph" if r["cuda_graph"] else ""))

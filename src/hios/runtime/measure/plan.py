@@ -1,5 +1,4 @@
-"""Measure a compiled plan as ``hios run`` reports it: the run record of
-:mod:`hios.runtime.measure.record`.
+"""Measure a compiled plan as ``hios run`` reports it: the :class:`~hios.runtime.measure.record.RunRecord`.
 
 Steps of :func:`measure_plan`:
 
@@ -22,6 +21,7 @@ import torch
 
 from ...options import TimingOptions
 from .bench import RTOL_FP32, RTOL_TF32, baselines, compare_outputs, predicted_latency, time_call, time_replay
+from .record import RunRecord
 
 __all__ = ["MeasureOptions", "describe", "measure_plan"]
 
@@ -37,15 +37,15 @@ class MeasureOptions:
     tf32: bool = False
 
 
-def describe(module, plan, info: dict, tf32: bool) -> dict:
+def describe(module, plan, info: dict, tf32: bool) -> RunRecord:
     """Step 1: the head of the run record."""
     dev = torch.device(module.devices[0])
-    return {"model": info.get("name"), "image_size": info.get("image_size"), "batch": info.get("batch"),
-            "devices": module.devices,
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-            "algorithm": plan.schedule.algorithm, "kernels": module.kernels, "mode": module.mode,
-            "fallback_reason": module.fallback_reason, "tf32": tf32, "levers": module.levers.label(),
-            "program": module.program.summary()}
+    return RunRecord(model=info.get("name"), image_size=info.get("image_size"), batch=info.get("batch"),
+                     devices=module.devices,
+                     device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+                     algorithm=plan.schedule.algorithm, kernels=module.kernels, mode=module.mode,
+                     fallback_reason=module.fallback_reason, tf32=tf32, levers=module.levers.label(),
+                     program=module.program.summary())
 
 
 def check(module, model, x: tuple, tf32: bool) -> dict:
@@ -55,25 +55,24 @@ def check(module, model, x: tuple, tf32: bool) -> dict:
 
 
 def measure_plan(module, model, x: tuple, plan, info: dict, opts: MeasureOptions = MeasureOptions(),
-                 log: Callable[[str], None] = lambda _m: None) -> dict:
+                 log: Callable[[str], None] = lambda _m: None) -> RunRecord:
     """Steps 1–5 for a compiled plan ``module`` of ``model`` (moved to the plan's first device
     here) on inputs ``x``; returns the run record."""
     dev = torch.device(module.devices[0])
     x = tuple(t.to(dev) for t in x)
     model = model.to(dev).eval()
-    result = describe(module, plan, info, opts.tf32)
+    record = describe(module, plan, info, opts.tf32)
     with torch.no_grad():
         if opts.check:
-            result["check"] = check(module, model, x, opts.tf32)
-            result["max_abs_diff"] = result["check"]["max_abs_diff"]
+            record.check = check(module, model, x, opts.tf32)
         log("timing the plan...")
-        result["plan_call"] = time_call(module, x, dev, opts.timing).to_dict()
+        record.plan_call = time_call(module, x, dev, opts.timing).to_dict()
         rep = time_replay(module, dev, opts.timing)
-        result["plan_replay"] = rep.to_dict() if rep else None
+        record.plan_replay = rep.to_dict() if rep else None
         if opts.baselines:
             which = ("eager", "cuda_graph", "compile", "compile_freezing") if dev.type == "cuda" else ("eager",)
-            result["baselines"] = baselines(model, x, dev, opts.timing, which,
-                                            progress=lambda b: log(f"timing baseline {b}..."))
-    result["predicted_ms"] = predicted_latency(plan)
-    result["cost_source"] = plan.cost_source
-    return result
+            record.baselines = baselines(model, x, dev, opts.timing, which,
+                                         progress=lambda b: log(f"timing baseline {b}..."))
+    record.predicted_ms = predicted_latency(plan)
+    record.cost_source = plan.cost_source
+    return record
