@@ -334,10 +334,10 @@ def test_distributed_job_refuses_what_it_cannot_honour():
     from hios.program.levers import Levers
     job = DistributedJob(plan_file="p.json", run=RunOptions(sync="stage"))
     assert job.signature_options("gloo")["sync"] == "stage"  # every rank must agree on it
-    for kw, msg in [({}, "give a plan file or --model"),
+    for kw, msg in [({}, "give a plan file or model"),
                     ({"plan_file": "p.json", "make_plan": lambda: None}, "not both"),
-                    ({"plan_file": "p.json", "timeout": 0}, "--timeout must be positive"),
-                    ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "--devices is for the local"),
+                    ({"plan_file": "p.json", "timeout": 0}, "timeout must be positive"),
+                    ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "devices is for the local"),
                     ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda"),
                     ({"plan_file": "p.json", "run": RunOptions(levers=Levers(concat_inplace=True))}, "local backend"),
                     ({"plan_file": "p.json", "run": RunOptions(levers=Levers(priority="stream0"))}, "local backend")]:
@@ -565,6 +565,7 @@ def test_torchrun_failed_rank_stops_the_others(tmp_path, fault):
     assert not any(ln.startswith("hios run: error: rank 1:") for ln in lines)
     if fault == "hang":
         assert any("gave up after waiting" in ln and "rank 1 is stuck in phase 'run'" in ln for ln in lines)
+        assert any(f"(--timeout {timeout})" in ln for ln in lines)  # the CLI names the option by its flag
     else:
         assert any("rank 1 stopped" in ln for ln in lines)
 

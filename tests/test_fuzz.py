@@ -184,7 +184,7 @@ def test_plan_nested(text):
 @fuzz(60)
 @given(corrupt_nested({**graph_to_dict(GRAPH), "meta": {"profile": PROFILE_META}}, [("meta", "profile")]))
 def test_profile_nested(text):
-    """Mutations inside ``meta.profile``: the graph loads and calibrates (costfit, the consumer
+    """Mutations inside ``meta.profile``: the graph loads and calibrates (hios.cost.fitting, the consumer
     that crashed), or one line; ``simulate`` of it is clean."""
     from hios.cost.fitting import calibrate
     from hios.formats import load_graph

@@ -77,21 +77,22 @@ def test_load_refuses_a_plan_of_another_model(model_x, tmp_path):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: ScheduleOptions(gpus=0), "--gpus must be at least 1"),
+    (lambda: ScheduleOptions(gpus=0), "gpus must be at least 1"),
     (lambda: ScheduleOptions(algorithms="hios-lp,nope"), "unknown algorithm 'nope'"),
-    (lambda: ScheduleOptions(time_limit=float("inf")), "--time-limit must be positive"),
-    (lambda: ScheduleOptions(link="carrier-pigeon"), "--link 'carrier-pigeon'"),
-    (lambda: CostOptions(alpha=2), "--alpha must be in"),
-    (lambda: CostOptions(kernels="fast"), "--kernels 'fast'"),
+    (lambda: ScheduleOptions(time_limit=float("inf")), "time_limit must be positive"),
+    (lambda: ScheduleOptions(link="carrier-pigeon"), "link 'carrier-pigeon'"),
+    (lambda: CostOptions(alpha=2), "alpha must be in"),
+    (lambda: CostOptions(kernels="fast"), "kernels 'fast'"),
     (lambda: RunOptions(devices="gpu:0"), "unsupported device"),
-    (lambda: RunOptions(sync="never"), "--sync 'never'"),
+    (lambda: RunOptions(sync="never"), "sync 'never'"),
     (lambda: RunOptions(mode="graph").resolve(["cpu"]), "needs CUDA devices"),
-    (lambda: TimingOptions(repeats=0), "--repeats must be an integer >= 1"),
+    (lambda: TimingOptions(repeats=0), "repeats must be an integer >= 1"),
 ])
 def test_options_refuse_bad_values_in_one_line(make, match):
+    """One line naming the option by its field (the CLI maps fields to its flags)."""
     with pytest.raises(HiosError, match=match) as e:
         make()
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and "--" not in str(e.value) and "\x1f" not in str(e.value)
 
 
 def test_run_options_defaults_follow_the_devices():
@@ -151,3 +152,19 @@ def test_optimize_can_choose_by_measurement(model_x):
     assert fast.plan.meta["chosen_by_measurement"] in sel.measured_ms
     with torch.no_grad():
         assert torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_optimize_leaves_torch_flags_and_runs_calls_in_its_precision(model_x):
+    """The library flips no global flag for good: hios.optimize restores torch's TF32 flags, and
+    the module it returns runs each call in the precision it was planned for."""
+    from hios.cost.timing import precision, precision_state
+    from hios.pipeline import Optimized
+    model, x = model_x
+    with precision(False):
+        fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100", tf32=True)
+        assert precision_state() == "fp32" and fast.tf32 is True and fast.runtime.tf32 is True
+        with torch.no_grad():
+            assert torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
+        assert precision_state() == "fp32"
+        assert Optimized(lambda *a: precision_state(), fast.plan, tf32=True)(x) == "tf32"
+        assert precision_state() == "fp32"

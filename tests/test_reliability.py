@@ -342,7 +342,7 @@ def test_check_failure_exits_1_with_the_difference(cwd, capsys):
 # -- the limits module itself ------------------------------------------------------------------------
 
 def test_limits_messages_name_value_limit_and_reason():
-    with pytest.raises(HiosError, match=r"--window 17 is above the limit of 16 \(the intra-GPU step"):
+    with pytest.raises(HiosError, match=r"^window 17 is above the limit of 16 \(the intra-GPU step"):
         limits.check_intra(17, None)
     with pytest.raises(HiosError, match="must be an integer"):
         limits.check_gpus(2.5)

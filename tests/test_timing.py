@@ -123,3 +123,19 @@ def test_graph_time_excludes_host_launch_latency():
     st = cuda_graph_time(lambda v: v.add_(1.0), (x,), warmup=2, repeats=20, inner=1)
     # one tiny kernel: a few microseconds of GPU time, not the host's ~10 us graph launch
     assert st.median_ms < 0.008
+
+
+def test_precision_is_a_block_that_restores_torch_flags():
+    pytest.importorskip("torch")
+    from hios.cost.timing import precision, precision_state
+    before = precision_state()
+    with precision(True):
+        assert precision_state() == "tf32"
+        with precision(False):
+            assert precision_state() == "fp32"
+        assert precision_state() == "tf32"
+    assert precision_state() == before
+    with pytest.raises(ValueError):
+        with precision(True):
+            raise ValueError("inside")
+    assert precision_state() == before

@@ -20,7 +20,7 @@ Examples
 >>> ScheduleOptions(window=0)
 Traceback (most recent call last):
     ...
-hios.errors.HiosError: --window must be at least 1, got 0
+hios.errors.HiosError: window must be at least 1, got 0
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .cost.options import ANALYTIC_GPUS, KERNELS, CostOptions, TimingOptions, _at_least, _choice
-from .errors import HiosError
+from .errors import HiosError, option
 from .limits import check_schedule_request
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
 from .program.devices import parse_devices
@@ -63,12 +63,12 @@ class ScheduleOptions:
 
     def __post_init__(self):
         from .schedulers import parse_algorithms
-        _at_least(self.gpus, 1, "--gpus")
-        _choice(self.link, tuple(LINK_PRESETS), "--link")
-        _at_least(self.window, 1, "--window")
-        _at_least(self.streams, 1, "--streams")
+        _at_least(self.gpus, 1, option("gpus"))
+        _choice(self.link, tuple(LINK_PRESETS), option("link"))
+        _at_least(self.window, 1, option("window"))
+        _at_least(self.streams, 1, option("streams"))
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
-            raise HiosError(f"--time-limit must be positive and finite (seconds), got {self.time_limit}")
+            raise HiosError(f"{option('time_limit')} must be positive and finite (seconds), got {self.time_limit}")
         check_schedule_request(self.gpus, self.window, self.streams, self.time_limit, self.algorithms)
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
         object.__setattr__(self, "every", [a.strip() for a in algos] == ["all"])
@@ -109,9 +109,9 @@ class RunOptions:
     def __post_init__(self):
         devices = parse_devices(self.devices)
         object.__setattr__(self, "devices", tuple(devices) if devices else None)
-        _choice(self.kernels, KERNELS, "--kernels")
-        _choice(self.mode, MODES, "--mode")
-        _choice(self.sync, SYNC_MODES, "--sync")
+        _choice(self.kernels, KERNELS, option("kernels"))
+        _choice(self.mode, MODES, option("mode"))
+        _choice(self.sync, SYNC_MODES, option("sync"))
 
     def on_cuda(self) -> bool:
         """Whether the run is on CUDA devices (None: decided by the machine, see :func:`resolve`)."""
@@ -123,6 +123,7 @@ class RunOptions:
         kernels = self.kernels or ("inductor" if cuda else "eager")
         mode = self.mode or ("graph" if cuda else "stream")
         if mode == "graph" and not cuda:
-            raise HiosError("CUDA-graph mode (--mode graph) needs CUDA devices; use --mode stream on CPU")
+            raise HiosError(f"CUDA-graph mode ({option('mode', 'graph')}) needs CUDA devices; "
+                            f"use {option('mode', 'stream')} on CPU")
         cl = self.channels_last if self.channels_last is not None else (kernels == "inductor" and cuda)
         return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32, self.levers)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bounds import lower_bounds
+from .errors import option, render
 from .frontend.model_checks import as_inputs
 from .optional import require
 from .options import CostOptions, RunOptions, ScheduleOptions
@@ -110,17 +111,17 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
     """
     from .frontend.capture import capture
     from .cost.costing import cost_captured, resolve_source
-    from .cost.timing import set_precision
+    from .cost.timing import precision
 
     say = log or (lambda _m: None)
     inputs = _checked("hios.plan_model", model, example_inputs)
-    set_precision(cost.tf32)  # a profile taken here must see the run's precision
-    source = resolve_source(cost)  # fails fast, before the capture, on a bad --cost
-    say(f"capturing {name or type(model).__name__}...")
-    captured = capture(model, inputs, name=name, progress=log is not None)
-    if cost.source is None and source.kind == "analytic":
-        say("no GPU found: costing with the analytic H100 model (--cost h100)")
-    costed = cost_captured(captured, cost, source, progress=log is not None)
+    with precision(cost.tf32):  # a profile taken here must see the run's precision
+        source = resolve_source(cost)  # fails fast, before the capture, on a bad --cost
+        say(f"capturing {name or type(model).__name__}...")
+        captured = capture(model, inputs, name=name, progress=log is not None)
+        if cost.source is None and source.kind == "analytic":
+            say(render(f"no GPU found: costing with the analytic H100 model ({option('cost', 'h100')})"))
+        costed = cost_captured(captured, cost, source, progress=log is not None)
     machine = schedule.machine()
     algos = schedule.algorithms_for(costed.graph)
     cmp = compare(costed.graph, machine, algos, schedule.scheduler_kwargs(), costed.stage_model,
@@ -146,11 +147,11 @@ def profile_model(model, example_inputs, *, device: str | None = None, kernels: 
     its :class:`~hios.cost.profiler.ProfileResult` (``.graph`` is the costed graph)."""
     from .frontend.capture import capture
     from .cost.profiler import profile_detailed
-    from .cost.timing import set_precision
-    set_precision(tf32)
-    captured = capture(model, as_inputs(example_inputs), name=name)
-    return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
-                            compile_workers=compile_workers)
+    from .cost.timing import precision
+    with precision(tf32):
+        captured = capture(model, as_inputs(example_inputs), name=name)
+        return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
+                                compile_workers=compile_workers)
 
 
 def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
@@ -159,11 +160,13 @@ def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, cap
     :class:`~hios.plan.Plan`, a :class:`~hios.schedule.Schedule`, or None for one stream), reusing
     ``captured`` when given.  Unchecked: :func:`checked_plan` is the front door's version."""
     from .runtime.local.executor import compile as build_runtime
-    from .cost.timing import set_precision
+    from .cost.timing import precision
     inputs = _checked("hios.run_plan", model, example_inputs, pure=captured is None)  # else checked when planned
-    set_precision(run.tf32)
-    return build_runtime(model, inputs, plan, options=run, captured=captured,
-                         clone_outputs=clone_outputs, progress=progress)
+    with precision(run.tf32):  # warm-up and CUDA-graph capture in the run's precision
+        module = build_runtime(model, inputs, plan, options=run, captured=captured,
+                               clone_outputs=clone_outputs, progress=progress)
+    module.tf32 = run.tf32  # and every call
+    return module
 
 
 def checked_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
@@ -171,16 +174,18 @@ def checked_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *,
     """:func:`run_plan`, checked once against ``model(*example_inputs)``; a wrong build is rebuilt
     without the lever or segment at fault, with one warning, or refused with a HiosError
     (:func:`hios.runtime.local.verify.verified`).  ``built``: a runtime of this plan made already."""
+    from .cost.timing import precision
     from .frontend.capture import capture
     from .runtime.local.verify import verified
     inputs = as_inputs(example_inputs)
-    if captured is None:
-        captured = built.captured if built is not None else capture(model, inputs)
-    if built is not None:
-        run = replace(run, devices=tuple(built.devices), levers=built.levers)
-    return verified(lambda lv: run_plan(model, inputs, plan, replace(run, levers=lv), captured=captured,
-                                        progress=progress),
-                    model, inputs, run.levers, tf32=run.tf32, name=captured.graph.name, built=built)
+    with precision(run.tf32):  # model(x), the reference, in the run's precision
+        if captured is None:
+            captured = built.captured if built is not None else capture(model, inputs)
+        if built is not None:
+            run = replace(run, devices=tuple(built.devices), levers=built.levers)
+        return verified(lambda lv: run_plan(model, inputs, plan, replace(run, levers=lv), captured=captured,
+                                            progress=progress),
+                        model, inputs, run.levers, tf32=run.tf32, name=captured.graph.name, built=built)
 
 
 class Optimized(require("torch.nn", "hios.optimize").Module):
@@ -188,15 +193,21 @@ class Optimized(require("torch.nn", "hios.optimize").Module):
     :meth:`save`, run it again with :func:`load`), ``.runtime`` (the executor module: program,
     devices, CUDA graph) and, when it was planned here, ``.comparison`` (:meth:`explain`)."""
 
-    def __init__(self, runtime, plan: Plan, comparison: Comparison | None = None, selection=None):
+    def __init__(self, runtime, plan: Plan, comparison: Comparison | None = None, selection=None,
+                 tf32: bool | None = None):
         super().__init__()
         self.runtime = runtime
         self.plan = plan
         self.comparison = comparison
         self.selection = selection  # hios.selection.Selection when chosen by measurement
+        self.tf32 = tf32  # the precision calls run in (None: torch's flags as they are)
 
     def forward(self, *inputs):
-        return self.runtime(*inputs)
+        if self.tf32 is None:
+            return self.runtime(*inputs)
+        from .cost.timing import precision
+        with precision(self.tf32):
+            return self.runtime(*inputs)
 
     def save(self, path: str | Path) -> None:
         """Write the plan as JSON (the format ``hios run`` and :func:`load` read)."""
@@ -282,7 +293,7 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
         return _chosen(model, example_inputs, planned, run, choose, log, check)
     build = checked_plan if check else run_plan
     runtime = build(model, example_inputs, planned.plan, run, captured=planned.captured, progress=progress)
-    return Optimized(runtime, planned.plan, planned.comparison)
+    return Optimized(runtime, planned.plan, planned.comparison, tf32=run.tf32)
 
 
 @dataclass
@@ -311,23 +322,24 @@ def choose_plan(model, example_inputs, plan: Plan, run: RunOptions = RunOptions(
     import warnings
 
     from .cost.options import TimingOptions
-    from .cost.timing import set_precision
+    from .cost.timing import precision
     from .runtime.local.verify import check_against, reference
     from .runtime.measure.choose import choose_by_measurement, chosen_plan
     say = log or (lambda _m: None)
-    set_precision(run.tf32)
     inputs = as_inputs(example_inputs)
     say(f"choosing by measurement among the {top} best predicted plans and torch.compile...")
-    sel, built, schedules = choose_by_measurement(model, inputs, plan, run, timing or TimingOptions(), top,
-                                                  captured, say)
-    chosen, best = chosen_plan(plan, sel, schedules)
-    winner = sel.winner if sel.winner in built else best
+    with precision(run.tf32):
+        sel, built, schedules = choose_by_measurement(model, inputs, plan, run, timing or TimingOptions(), top,
+                                                      captured, say)
+        chosen, best = chosen_plan(plan, sel, schedules)
+        winner = sel.winner if sel.winner in built else best
+        chk = check_against(built[winner], inputs, reference(model, inputs), run.tf32) \
+            if check and winner != best else None
     note = None
     if winner != best:
         note = (f"note: {winner} measured faster than every hios plan ({sel.measured_ms[winner]:.4f} against "
                 f"{sel.measured_ms[best]:.4f} ms); the plan keeps the fastest hios candidate, {best}")
-    if check and winner != best:
-        chk = check_against(built[winner], inputs, reference(model, inputs), run.tf32)
+    if chk is not None:
         if not chk.ok:
             warnings.warn(f"hios: {winner} differed from model(x) (relative error {chk.rel:.3g}); running the "
                           f"fastest plan, {best}, instead", stacklevel=3)
@@ -343,7 +355,7 @@ def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, 
     module = c.module
     if check and module is c.plan_module:
         module = checked_plan(model, inputs, c.plan, run, captured=planned.captured, built=module)
-    return Optimized(module, c.plan, planned.comparison, c.selection)
+    return Optimized(module, c.plan, planned.comparison, c.selection, tf32=run.tf32)
 
 
 def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str | None = None,
@@ -369,4 +381,4 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     build = checked_plan if check else run_plan
     runtime = build(model, example_inputs, plan, RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32),
                     progress=progress)
-    return Optimized(runtime, plan)
+    return Optimized(runtime, plan, tf32=tf32)

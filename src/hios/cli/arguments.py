@@ -1,14 +1,31 @@
-"""Argument groups shared by the sub-commands, and their translation into the library's typed
-options (:mod:`hios.options`).  Nothing below the CLI sees an argparse ``Namespace``."""
+"""Argument groups shared by the sub-commands, their translation into the library's typed
+options (:mod:`hios.options`), and back: the library names options by their fields
+(:func:`hios.errors.option`), the CLI by its flags (:func:`flag`, :func:`cli_text`).  Nothing below
+the CLI sees an argparse ``Namespace`` or knows a flag."""
 
 from __future__ import annotations
 
+from ..errors import raw_message, render
 from ..machine import DEFAULT_LINK, LINK_PRESETS
 from ..cost.costmodel import DEFAULT_ALPHA
 from ..options import ANALYTIC_GPUS, KERNELS, MODES, CostOptions, RunOptions, ScheduleOptions, TimingOptions
 from ..program.levers import PRIORITIES, Levers
 from ..program.segmenting import SYNC_MODES
 from ..schedulers import ALGORITHMS
+
+#: Option fields whose flag is not ``--`` and the field with dashes.
+FLAGS = {"algorithm": "--algo", "algorithms": "--algo", "source": "--cost", "output": "-o"}
+
+
+def flag(field: str) -> str:
+    """The flag of an option field: ``time_limit`` -> ``--time-limit``, ``algorithm`` -> ``--algo``."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def cli_text(message) -> str:
+    """A library message (an exception, a warning or a string) with the options it names as flags."""
+    return render(raw_message(message) if isinstance(message, BaseException) else str(message), flag)
+
 
 MODEL_HELP = "inception_v3, googlenet, squeezenet1_1, nasnetalarge, randwire or package.module:factory"
 

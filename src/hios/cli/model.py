@@ -10,8 +10,9 @@ from ..optional import require
 
 
 def log(message: str) -> None:
-    """A progress message: one line on stderr (stdout carries the result)."""
-    print(message, file=sys.stderr)
+    """A progress message: one line on stderr (stdout carries the result), options named by flag."""
+    from .arguments import cli_text
+    print(cli_text(message), file=sys.stderr)
 
 
 def require_torch(command: str) -> None:

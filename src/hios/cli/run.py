@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..errors import HiosError
 from ..runtime.measure.record import format_report
-from .arguments import (add_cost_args, add_model_args, add_run_args, add_tf32_arg, add_timing_args, cost_options,
-                        run_options, schedule_options, timing_options)
+from .arguments import (add_cost_args, add_model_args, add_run_args, add_tf32_arg, add_timing_args, cli_text,
+                        cost_options, flag, run_options, schedule_options, timing_options)
 from .model import build_model, log, model_info, require_torch
 
 DEFAULT_IMAGE_SIZE = 299
@@ -109,8 +109,7 @@ PLANNING_OPTIONS = ("gpus", "algo", "window", "streams", "cost", "image_size")
 def _refuse_planning_options(args) -> None:
     for k in PLANNING_OPTIONS:
         if getattr(args, k) is not None:
-            flag = "--" + k.replace("_", "-")
-            raise HiosError(f"{flag} shapes a plan made with --model; the plan file {args.plan} was made already")
+            raise HiosError(f"{flag(k)} shapes a plan made with --model; the plan file {args.plan} was made already")
 
 
 def _check_devices(args, plan) -> None:
@@ -207,16 +206,17 @@ def run_distributed(args) -> int:
     from functools import partial
 
     from ..runtime.distributed import DEFAULT_TIMEOUT, DistributedJob, format_result, run
-    for flag, v in (("--trace", args.trace), ("--feedback-to", args.feedback_to), ("--choose", args.choose)):
+    for name, v in (("--trace", args.trace), ("--feedback-to", args.feedback_to), ("--choose", args.choose)):
         if v:
-            raise HiosError(f"{flag} runs with the local backend only; leave it out with --backend distributed")
+            raise HiosError(f"{name} runs with the local backend only; leave it out with --backend distributed")
     if args.plan:
         _refuse_planning_options(args)
     say = (lambda m: None) if args.json else log
     job = DistributedJob(plan_file=args.plan, make_plan=None if args.plan else partial(make_plan, args, say),
                          model=args.model, trust_plan=args.trust_plan,
                          run=run_options(args), timing=timing_options(args), check=args.check, device=args.device,
-                         timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json)
+                         timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json,
+                         flag=flag)
     code, result = run(job)
     if result is not None:
         print(json.dumps(result.to_dict(), indent=1, default=str) if args.json else format_result(result), flush=True)
@@ -232,7 +232,9 @@ def main(args) -> int:
     with _check_outputs(args) as outputs:
         require_torch("hios run")
         _warn_cpu_overrides(args, run)
-        return _run_local(args, timing, run, outputs)
+        from ..cost.timing import precision
+        with precision(run.tf32):  # the plan, its check and the baselines in one precision
+            return _run_local(args, timing, run, outputs)
 
 
 def _run_local(args, timing, run, outputs) -> int:
@@ -250,7 +252,7 @@ def _run_local(args, timing, run, outputs) -> int:
             say("compiling the plan (segments, warm-up, capture)...")
             module = run_plan(model, x, plan, run, captured=captured, clone_outputs=False, progress=not args.json)
             selection = None
-    notes = [str(w.message) for w in caught if "hios" in str(w.message)]
+    notes = [cli_text(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
     traced = _trace(args, module, x, plan, say, outputs) if args.trace or args.feedback_to else None

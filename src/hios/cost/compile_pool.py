@@ -30,10 +30,6 @@ __all__ = ["INDUCTOR_OPTIONS", "lift", "signature"]
 INDUCTOR_OPTIONS = {"comprehensive_padding": False}
 
 
-def _as_tuple(out) -> tuple:
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
-
-
 def _params_of(module) -> tuple[list[str], list]:
     named = list(module.named_parameters()) + list(module.named_buffers())
     return [n for n, _ in named], [t.detach() for _, t in named]
@@ -44,11 +40,13 @@ def lift(module, inputs: Sequence) -> tuple[Any, list]:
     torch = require("torch", "the profiler")
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.func import functional_call
+
+    from ..frontend.model_checks import as_inputs
     names, params = _params_of(module)
     k = len(params)
 
     def flat_fn(*flat):
-        return _as_tuple(functional_call(module, dict(zip(names, flat[:k])), tuple(flat[k:])))
+        return as_inputs(functional_call(module, dict(zip(names, flat[:k])), tuple(flat[k:])))
 
     with torch.no_grad():
         gm = make_fx(flat_fn)(*params, *inputs)

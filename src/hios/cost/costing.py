@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .costmodel import DEFAULT_ALPHA, HIOSStageModel, StageModel
-from ..errors import HiosError
+from ..errors import HiosError, HiosWarning, option
 from ..formats import load_graph
 from ..graph import Graph
 from .options import ANALYTIC_GPUS, CostOptions
@@ -60,13 +60,13 @@ def resolve_source(opts: CostOptions) -> _Source:
         return _Source("analytic", "h100")
     if src == "profile":
         if opts.device is None and not _gpu_present():
-            raise HiosError("--cost profile needs a GPU and none is available; use --cost h100 (analytic) "
-                            "or a measured profile file")
+            raise HiosError(f"{option('cost', 'profile')} needs a GPU and none is available; use "
+                            f"{option('cost', 'h100')} (analytic) or a measured profile file")
         return _Source("profile")
     if src in ANALYTIC_GPUS:
         return _Source("analytic", src)
     if not Path(src).is_file():
-        raise HiosError(f"--cost {src!r} is neither 'profile', a GPU ({', '.join(ANALYTIC_GPUS)}) nor an existing file")
+        raise HiosError(f"{option('cost')} {src!r} is neither 'profile', a GPU ({', '.join(ANALYTIC_GPUS)}) nor an existing file")
     return _Source("file", measured=load_graph(src), where=src)
 
 
@@ -124,7 +124,8 @@ def _from_file(captured, source: _Source, opts: CostOptions) -> Costed:
         return Costed(graph, where, _hios_model(opts))
     run_precision = "tf32" if opts.tf32 else "fp32"
     if prof.get("precision") and _conv_tf32(prof["precision"]) != opts.tf32:
-        warnings.warn(f"hios: profile {source.where} was measured in {prof['precision']} precision, this run "
-                      f"uses {run_precision} (--tf32 selects tf32): predicted times may be off", stacklevel=2)
+        warnings.warn(HiosWarning(f"hios: profile {source.where} was measured in {prof['precision']} precision, "
+                                  f"this run uses {run_precision} ({option('tf32')} selects tf32): predicted times "
+                                  "may be off"), stacklevel=2)
     graph, stage = _calibrated(graph, opts)
     return Costed(graph, where, stage)

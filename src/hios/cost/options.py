@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import HiosError
+from ..errors import HiosError, option
 from ..limits import check_timing
 
 __all__ = ["ANALYTIC_GPUS", "KERNELS", "CostOptions", "TimingOptions"]
@@ -46,9 +46,9 @@ class CostOptions:
     alpha: float | None = None
 
     def __post_init__(self):
-        _choice(self.kernels, KERNELS, "--kernels")
+        _choice(self.kernels, KERNELS, option("kernels"))
         if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
-            raise HiosError(f"--alpha must be in [0, 1], got {self.alpha}")
+            raise HiosError(f"{option('alpha')} must be in [0, 1], got {self.alpha}")
         if self.source is not None and self.source.lower() in ANALYTIC_GPUS:
             object.__setattr__(self, "source", self.source.lower())
 
@@ -66,6 +66,6 @@ class TimingOptions:
         for name, low in (("warmup", 0), ("repeats", 1), ("inner", 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise HiosError(f"--{name} must be an integer >= {low}, got {v!r}")
+                raise HiosError(f"{option(name)} must be an integer >= {low}, got {v!r}")
         check_timing(self.warmup, self.repeats, self.inner)  # each at most hios.limits.MAX_REPEATS
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..formats import graph_from_dict, graph_to_dict
 from ..graph import Graph
-from ..errors import HiosError
+from ..errors import HiosError, HiosWarning, option, raw_message
 
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "cache_key", "cache_path", "default_cache_dir", "read_cache",
            "structure_hash", "usable_cache_dir", "write_cache"]
@@ -76,12 +76,13 @@ def usable_cache_dir(cache_dir=None) -> Path | bool:
     if cache_dir is False:
         return False
     if cache_dir:
-        return check_folder(cache_dir, "--cache-dir")
+        return check_folder(cache_dir, option("cache_dir"))
     path = default_cache_dir()
     try:
         return check_folder(path, "the profile cache folder")
     except HiosError as e:
-        warnings.warn(f"{e}; profiling without the cache (set XDG_CACHE_HOME or --cache-dir)", stacklevel=2)
+        warnings.warn(HiosWarning(f"{raw_message(e)}; profiling without the cache (set XDG_CACHE_HOME or "
+                                  f"{option('cache_dir')})"), stacklevel=2)
         return False
 
 

@@ -77,7 +77,7 @@ class ProfileResult:
 
 # -- device probing, cache, compile pool: their own modules ------------------------------------------
 
-from .compile_pool import _as_tuple, _fx_cache_hits, _inductor_compile, _pool_warm, lift, signature  # noqa: E402,F401
+from .compile_pool import _fx_cache_hits, _inductor_compile, _pool_warm, lift, signature  # noqa: E402,F401
 from ..optional import require  # noqa: E402
 from .probe import default_kernels, device_name, library_versions, resolve_device  # noqa: E402,F401
 from .profile_cache import (CACHE_FORMAT, CACHE_VERSION, cache_path, default_cache_dir, read_cache,  # noqa: E402,F401
@@ -304,6 +304,8 @@ def _walk(w: _Walk, desc: str, progress: bool):
     """Yield ``(position, operator index, input values)`` in topological order, running each
     operator to produce its outputs and freeing values after their last use."""
     from tqdm import tqdm
+
+    from ..frontend.model_checks import as_inputs
     env = dict(w.inputs)
     bar = tqdm(total=len(w.order), desc=desc, disable=not progress, file=sys.stderr, leave=False)
     try:
@@ -311,7 +313,7 @@ def _walk(w: _Walk, desc: str, progress: bool):
             seg = w.segs[i]
             args = [env[n] for n in seg.inputs]
             yield pos, i, args
-            for n, v in zip(seg.outputs, _as_tuple(seg.module(*args))):
+            for n, v in zip(seg.outputs, as_inputs(seg.module(*args))):
                 env[n] = v
             for n in seg.inputs + seg.outputs:
                 if w.last_use.get(n, -1) <= pos and n not in w.inputs:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,17 +34,35 @@ from ..errors import HiosError
 from ..optional import require
 
 __all__ = ["HOLD_CYCLES", "TimingStats", "capture_graph", "cpu_name", "cuda_graph_concurrent_time",
-           "cuda_graph_time", "event_time", "precision_state", "set_precision", "wall_time"]
+           "cuda_graph_time", "event_time", "precision", "precision_state", "set_precision", "wall_time"]
 
 
 #: GPU clock cycles of the spin kernel queued before each timed replay (about 0.1 ms on an H100).
 HOLD_CYCLES = 200_000
 
 
-def set_precision(tf32: bool) -> None:
+@contextmanager
+def precision(tf32: bool):
     """Strict fp32 (``tf32=False``, hios's default everywhere) or TF32 tensor cores for
-    convolutions and matrix products.  Profiles and runs must agree on it: TF32 convolutions are
-    about twice as fast on an H100."""
+    convolutions and matrix products inside the block; torch's flags are restored after it.
+    Profiles and runs must agree on it: TF32 convolutions are about twice as fast on an H100."""
+    import torch
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    old = (cudnn.allow_tf32, matmul.allow_tf32)
+    if old == (tf32, tf32):
+        yield
+        return
+    cudnn.allow_tf32 = matmul.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = old
+
+
+def set_precision(tf32: bool) -> None:
+    """:func:`precision` for the rest of the process (scripts that run under one precision
+    throughout); the library itself only uses :func:`precision`."""
     import torch
 
     torch.backends.cudnn.allow_tf32 = tf32

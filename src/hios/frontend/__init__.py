@@ -1,7 +1,8 @@
-"""PyTorch front end — the first stage after the graph model (graph → **capture** → cost → ...):
-capture a model as an operator graph (:mod:`.capture`), build runnable
-segments of it (:mod:`.segments`), a model zoo (:mod:`.zoo`, :mod:`.randwire`) and the checks of a
-model given to the library (:mod:`.model_checks`).  Capture and segments need torch."""
+"""PyTorch front end — the first stage after the graph model (graph → **capture** → cost →
+schedulers/simulator → program → runtime → pipeline → CLI): capture a model as an operator graph
+(:mod:`.capture`), build runnable segments of it (:mod:`.segments`), a model zoo (:mod:`.zoo`,
+:mod:`.randwire`) and the checks of a model given to the library (:mod:`.model_checks`).  Capture
+and segments need torch."""
 
 from importlib.util import find_spec
 

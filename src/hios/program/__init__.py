@@ -1,4 +1,5 @@
-"""Plan → program — the stage after the schedulers and the simulator, before any runtime.  Torch-free.
+"""Plan → program — the stage after the schedulers and the simulator, before any runtime (graph →
+capture → cost → schedulers/simulator → **program** → runtime → pipeline → CLI).  Torch-free.
 
 * :mod:`.segmenting` — a schedule cut into per-stream segments, events and transfers
   (:func:`~.segmenting.stream_program`), reused by every executor.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..errors import HiosError
+from ..errors import HiosError, option
 
 __all__ = ["logical_devices", "parse_devices", "used_gpus"]
 
@@ -51,7 +51,7 @@ def logical_devices(devices: Sequence[str] | None, plan_gpus: int, used: int, cu
             return ["cpu"] * used
         if used > cuda_count:
             raise HiosError(f"the plan needs {used} GPUs but this machine has {cuda_count}; map its logical "
-                            f"devices onto fewer, e.g. --devices {','.join(['cuda:0'] * used)}")
+                            f"devices onto fewer, e.g. {option('devices', ','.join(['cuda:0'] * used))}")
         return [f"cuda:{g}" for g in range(used)]
     if len(devices) > plan_gpus:
         raise HiosError(f"{len(devices)} logical devices requested but the plan has only {plan_gpus} GPU(s)")

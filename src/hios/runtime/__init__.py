@@ -1,5 +1,5 @@
-"""Runtime — the stage after the program (graph → cost → schedulers/simulator → program → **runtime**
-→ pipeline → CLI): a plan of a PyTorch model run on devices and streams, and measured.
+"""Runtime — the stage after the program (graph → capture → cost → schedulers/simulator → program →
+**runtime** → pipeline → CLI): a plan of a PyTorch model run on devices and streams, and measured.
 
 * :mod:`hios.runtime.local` — one process: the executor (:func:`compile`), CUDA-graph and stream
   modes, fused epilogues, concatenation in place, the check against ``model(x)``.

@@ -39,7 +39,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ...errors import HiosError
+from ...errors import HiosError, option
 from ...options import RunOptions, TimingOptions
 from ..measure.record import RunRecord
 from .build import RankPart, build_rank
@@ -76,24 +76,25 @@ class DistributedJob:
     device: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     verbose: bool = True
+    flag: Callable[[str], str] | None = None  # how a rank's messages name options (None: by field name)
 
     def __post_init__(self):
         if self.plan_file and self.make_plan is not None:
-            raise HiosError("give either a plan file or --model, not both")
+            raise HiosError(f"give either a plan file or {option('model')}, not both")
         if not self.plan_file and self.make_plan is None:
-            raise HiosError("give a plan file or --model")
+            raise HiosError(f"give a plan file or {option('model')}")
         if not self.timeout > 0:
-            raise HiosError(f"--timeout must be positive, got {self.timeout:g}")
+            raise HiosError(f"{option('timeout')} must be positive, got {self.timeout:g}")
         if self.run.devices:
-            raise HiosError("--devices is for the local backend; with --backend distributed rank r uses "
-                            "cuda:LOCAL_RANK (or --device cpu)")
+            raise HiosError(f"{option('devices')} is for the local backend; with {option('backend', 'distributed')} "
+                            f"rank r uses cuda:LOCAL_RANK (or {option('device', 'cpu')})")
         lv = self.run.levers
         if lv.concat_inplace or lv.priority != "none":
-            raise HiosError("--concat-inplace and --priority are levers of the local backend; the distributed "
-                            "backend runs fused epilogues and merged segments only")
+            raise HiosError(f"{option('concat_inplace')} and {option('priority')} are levers of the local backend; "
+                            "the distributed backend runs fused epilogues and merged segments only")
         if self.device not in (None, "cpu", "cuda"):
-            raise HiosError(f"--device {self.device!r}: the distributed backend takes cpu or cuda (each rank uses "
-                            "cuda:LOCAL_RANK)")
+            raise HiosError(f"{option('device')} {self.device!r}: the distributed backend takes cpu or cuda (each "
+                            "rank uses cuda:LOCAL_RANK)")
 
     def signature_options(self, backend: str) -> dict:
         """The options every rank must agree on (hashed into the start-up check)."""
@@ -106,15 +107,15 @@ class DistributedJob:
 def run(job: DistributedJob) -> tuple[int, RunRecord | None]:
     """This rank's part of the job: ``(exit code, rank 0's result record or None)``.  A failure
     ends the process at once with one line on stderr (see :func:`~.launch.fail`)."""
-    from ...cost.timing import set_precision
+    from ...cost.timing import precision
     launch = launch_env()
     ctx = None
     try:
-        ctx = connect(launch, job.timeout, job.verbose)
-        set_precision(job.run.tf32)
-        result = run_rank(ctx, job)
+        ctx = connect(launch, job.timeout, job.verbose, job.flag)
+        with precision(job.run.tf32):
+            result = run_rank(ctx, job)
     except Exception as e:
-        fail(ctx, launch.rank, e)
+        fail(ctx, launch.rank, e, job.flag)
     close(ctx)
     return (1 if result is not None and result.failed else 0), result
 
@@ -185,7 +186,8 @@ def _parse_plan(text: str, where: str):
 def resolve_run(ctx: Ctx, run: RunOptions) -> RunOptions:
     """The run options with this rank's defaults (kernels, mode, channels_last) filled in."""
     if run.mode == "graph" and ctx.device.type != "cuda":
-        raise DistError("--mode graph needs CUDA devices; use --mode stream (or no --mode) with --device cpu")
+        raise DistError(f"{option('mode', 'graph')} needs CUDA devices; use {option('mode', 'stream')} (or no "
+                        f"{option('mode')}) with {option('device', 'cpu')}")
     return run.resolve([str(ctx.device)])
 
 

@@ -24,9 +24,9 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
-from ...errors import HiosError
+from ...errors import HiosError, option, raw_message, render
 from .watchdog import EXIT_CODE, Watchdog, format_exit
 
 __all__ = ["DEFAULT_TIMEOUT", "ERROR_EXIT", "PHASES", "Ctx", "DistError", "Launch", "PeerError", "close", "connect",
@@ -75,7 +75,7 @@ def launch_env(environ=None) -> Launch:
     env = os.environ if environ is None else environ
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
     if missing:
-        raise HiosError(f"--backend distributed must be started by torchrun (no {missing[0]} in the environment): "
+        raise HiosError(f"{option('backend', 'distributed')} must be started by torchrun (no {missing[0]} in the environment): "
                         "torchrun --nproc-per-node N -m hios run --backend distributed ...")
     try:
         rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
@@ -161,7 +161,7 @@ class Ctx:
         return {r: self.store.get(k).decode() for r, k in enumerate(keys)}
 
 
-def connect(launch: Launch, timeout: float, verbose: bool) -> Ctx:
+def connect(launch: Launch, timeout: float, verbose: bool, flag: Callable[[str], str] | None = None) -> Ctx:
     """Join the rendezvous store and start the watchdog on a client of its own."""
     import torch.distributed as dist
     limit = datetime.timedelta(seconds=max(timeout, 30))
@@ -169,7 +169,7 @@ def connect(launch: Launch, timeout: float, verbose: bool) -> Ctx:
     prefix = f"hios/{launch.restart}/"
     client = lambda: dist.TCPStore(launch.master_addr, launch.master_port, is_master=False,  # noqa: E731
                                    timeout=limit, wait_for_workers=False)
-    watchdog = Watchdog(client, launch.rank, launch.world, timeout, prefix=prefix)
+    watchdog = Watchdog(client, launch.rank, launch.world, timeout, prefix=prefix, flag=flag)
     ctx = Ctx(launch, store, watchdog, prefix, verbose=verbose)
     watchdog.start()
     return ctx
@@ -183,7 +183,7 @@ def setup_device(ctx: Ctx, want: str | None) -> None:
         ctx.device, ctx.backend = torch.device("cpu"), "gloo"
         return
     if not torch.cuda.is_available():
-        raise HiosError("--device cuda asked for, but CUDA is not available (use --device cpu)")
+        raise HiosError(f"{option('device', 'cuda')} asked for, but CUDA is not available (use {option('device', 'cpu')})")
     n = torch.cuda.device_count()
     if ctx.launch.local_rank >= n:
         raise HiosError(f"local rank {ctx.launch.local_rank} has no GPU: this node has {n}; start at most "
@@ -260,14 +260,16 @@ def report_once(ctx: Ctx, message: str) -> NoReturn:
     os._exit(ERROR_EXIT)
 
 
-def fail(ctx: Ctx | None, rank: int, e: Exception) -> NoReturn:
-    """Leave after ``e``, with one line that names the problem (or the peer that caused it)."""
-    if isinstance(e, PeerError):
-        die(rank, str(e), EXIT_CODE)
-    if isinstance(e, DistError) and e.quiet and ctx is not None:
-        report_once(ctx, str(e))
+def fail(ctx: Ctx | None, rank: int, e: Exception, flag: Callable[[str], str] | None = None) -> NoReturn:
+    """Leave after ``e``, with one line that names the problem (or the peer that caused it); the
+    options it names are shown by ``flag`` (None: by field name, :func:`hios.errors.render`)."""
     if isinstance(e, HiosError):
-        die(rank, str(e))
+        text = render(raw_message(e), flag)
+        if isinstance(e, PeerError):
+            die(rank, text, EXIT_CODE)
+        if isinstance(e, DistError) and e.quiet and ctx is not None:
+            report_once(ctx, text)
+        die(rank, text)
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
     if ctx is not None and ctx.pg:  # a failed peer shows up as a communication error: name the rank
         die(rank, f"{ctx.watchdog.blame()} ({type(e).__name__}: {first[:200]})", EXIT_CODE)

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
+from ...errors import option, render
+
 __all__ = ["EXIT_CODE", "PeerState", "Watchdog", "format_exit"]
 
 EXIT_CODE = 3
@@ -52,8 +54,9 @@ class Watchdog:
 
     def __init__(self, store_factory: Callable[[], object], rank: int, world: int, timeout: float,
                  prefix: str = "hios/", interval: float | None = None, setup_timeout: float | None = None,
-                 on_abort: Callable[[str], None] | None = None):
+                 on_abort: Callable[[str], None] | None = None, flag: Callable[[str], str] | None = None):
         self.rank = rank
+        self.flag = flag  # how messages name options (hios.errors.render); None: by field name
         self.world = world
         self.timeout = float(timeout)
         self.interval = interval if interval is not None else min(0.5, max(0.05, self.timeout / 20))
@@ -207,7 +210,7 @@ class Watchdog:
                 continue
             if now - since <= self.setup_timeout and self._peers_busy_in_setup(now):
                 continue
-            self._abort(f"gave up after waiting {now - since:.1f} s (--timeout {self.timeout:g}) for "
+            self._abort(f"gave up after waiting {now - since:.1f} s ({option('timeout', f'{self.timeout:g}')}) for "
                         f"{what} in phase '{my_phase}': {self._culprits(now)}")
             return
 
@@ -218,7 +221,7 @@ class Watchdog:
                    for p in self._peers.values())
 
     def _abort(self, message: str) -> None:
-        self._on_abort(format_exit(self.rank, message))
+        self._on_abort(format_exit(self.rank, render(message, self.flag)))
 
     @staticmethod
     def _default_abort(line: str) -> None:

@@ -45,6 +45,7 @@ from ...errors import HiosError
 from ...graph import Graph
 from ...formats import read_json
 from ...cost.probe import cuda_device_count
+from ...cost.timing import precision
 from ...frontend.model_checks import as_inputs
 from ...options import RunOptions
 from ...schedule import PLAN_FORMAT, Schedule, schedule_from_json
@@ -256,6 +257,8 @@ class HiosModule(nn.Module):
                  channels_last: bool, clone_outputs: bool, warmup: int, progress: bool, priority: bool = False,
                  levers: Levers | None = None):
         super().__init__()
+        self.tf32: bool | None = None  # the precision stream-mode calls run in (None: torch's flags as
+        #                                they are; hios.run_plan sets the run's)
         self.levers = levers if levers is not None else Levers(priority="stream0" if priority else "none")
         self.priority = self.levers.priority != "none"
         self.captured = captured
@@ -659,7 +662,10 @@ class HiosModule(nn.Module):
                 if self.clone_outputs:
                     out = pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
                 return out
-            return self._issue(inputs)
+            if self.tf32 is None:
+                return self._issue(inputs)
+            with precision(self.tf32):
+                return self._issue(inputs)
         except _OOM as e:
             raise HiosError(f"out of memory on {self._main_device()} while running the plan: "
                             f"{str(e).splitlines()[0]}") from None
