@@ -45,10 +45,10 @@ import torch.fx
 import torch.utils._pytree as pytree
 from torch import nn
 
-from ..errors import HiosError
-from ..faults import is_out_of_memory
-from ..graph import Edge, Graph, Operator
-from .model_checks import as_inputs
+from ...errors import HiosError
+from ...faults import is_out_of_memory
+from ...graph import Edge, Graph, Operator
+from ..model_checks import as_inputs
 
 
 @dataclass
