@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from hios.formats import load_graph
-from hios.frontend.analytic import analytic_error, fit_spec_many, costed_graph
+from hios.cost.analytic import analytic_error, fit_spec_many, costed_graph
 from hios.frontend.capture import capture
 from hios.frontend.zoo import build
 

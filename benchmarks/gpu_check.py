@@ -50,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _levers(name: str):
-    from hios.runtime.levers import Levers
+    from hios.program.levers import Levers
     return {"defaults": Levers(), "none": Levers(fuse_epilogues=False),
             "merge_segments": Levers(fuse_epilogues=False, merge_segments=True),
             "concat_inplace": Levers(fuse_epilogues=False, concat_inplace=True),
@@ -73,7 +73,7 @@ def _setup(model_name: str, size: int):
     import torch
 
     from hios.frontend.zoo import build
-    from hios.timing import set_precision
+    from hios.cost.timing import set_precision
     set_precision(True)
     model, (x,) = build(model_name, size)
     ref_model = __import__("copy").deepcopy(model).cuda().eval()
@@ -84,7 +84,7 @@ def _setup(model_name: str, size: int):
 
 
 def _rel(out, ref) -> float:
-    from hios.runtime.bench import compare_outputs
+    from hios.runtime.measure.bench import compare_outputs
     return compare_outputs(out, ref, 1.0).rel
 
 
@@ -217,10 +217,10 @@ def _cli_jobs(tmp: str, logs: str) -> list[tuple]:
            os.path.join(tmp, "trace.json")]], 300),
         ("hios run --choose 2 (inception_v3 299)",
          [[py, "-m", "hios", "run", "--model", "inception_v3", "--image-size", "299", "--gpus", "1", "--tf32",
-           "--costs", "h200", "--no-baselines", "--choose", "2"]], 400),
+           "--cost", "h200", "--no-baselines", "--choose", "2"]], 400),
         ("distributed, NCCL, 1 rank (googlenet 224)",
          [[py, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1", "-m", "hios", "run",
-           "--backend", "distributed", "--model", "googlenet", "--image-size", "224", "--costs", "h200", "--tf32",
+           "--backend", "distributed", "--model", "googlenet", "--image-size", "224", "--cost", "h200", "--tf32",
            "--no-baselines"]], 300),
         ("GPU-only unit tests (pytest -k 'gpu or cuda')",
          [[py, "-m", "pytest", "-p", "no:cacheprovider", "-k", "gpu or cuda", "tests/test_levers.py",
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from hios.runtime.bench import RTOL_TF32
+    from hios.runtime.measure.bench import RTOL_TF32
     if not torch.cuda.is_available():
         print("gpu_check: error: needs a CUDA GPU", file=sys.stderr)
         return 2

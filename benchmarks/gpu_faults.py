@@ -1,6 +1,6 @@
 """GPU fault cases of ``hios run``: each must end cleanly, with the exit code and message it promises.
 
-Cases (each runs the real CLI in a subprocess, with ``--costs h100`` so that nothing is profiled, and
+Cases (each runs the real CLI in a subprocess, with ``--cost h100`` so that nothing is profiled, and
 ``--kernels eager`` so that nothing waits for Inductor):
   * ``oom-capped`` — out of memory while compiling/running a plan: the process may use only
     ``--cap-gib`` GiB of the GPU (``torch.cuda.set_per_process_memory_fraction``, set by a small
@@ -11,9 +11,9 @@ Cases (each runs the real CLI in a subprocess, with ``--costs h100`` so that not
     skipped with ``--skip-real``); expected: exit 2 with that line — or exit 0 if the GPU holds it,
     which the table then says;
   * ``capture-fallback`` — a model that reads a value back to the host inside ``forward``
-    (``hios.runtime.fault_models:host_sync``): the CUDA-graph capture fails and the run falls back
+    (``hios.testing.fault_models:host_sync``): the CUDA-graph capture fails and the run falls back
     to stream mode; expected: exit 0 and a warning line naming the capture failure;
-  * ``check-fails`` — a model that adds fresh noise on every call (``hios.runtime.fault_models:noisy``):
+  * ``check-fails`` — a model that adds fresh noise on every call (``hios.testing.fault_models:noisy``):
     ``--check`` must fail; expected: exit 1 and a stdout line ``check: ... FAILED`` with the difference.
 
 Prints a table (case, expected, exit code, verdict, key stderr/stdout line) and writes
@@ -39,7 +39,7 @@ WRAPPER = ("import sys, torch; torch.cuda.set_per_process_memory_fraction({frac}
 
 
 def cases(a) -> list[dict]:
-    run = ["run", "--costs", "h100", "--kernels", "eager", "--no-baselines", "--warmup", "1", "--repeats", "3", "--inner", "1",
+    run = ["run", "--cost", "h100", "--kernels", "eager", "--no-baselines", "--warmup", "1", "--repeats", "3", "--inner", "1",
            "--devices", a.device]
     out = []
     try:
@@ -60,11 +60,11 @@ def cases(a) -> list[dict]:
                     "ok": lambda r: r.returncode == 0 or (r.returncode == 2 and _oom_line_ok(r, "nasnetalarge",
                                                                                                a.oom_size, a.device))})
     out.append({"case": "capture-fallback", "expect": "exit 0, warning: CUDA-graph capture failed",
-                "argv": [sys.executable, "-m", "hios"] + run + ["--model", "hios.runtime.fault_models:host_sync",
+                "argv": [sys.executable, "-m", "hios"] + run + ["--model", "hios.testing.fault_models:host_sync",
                                                                 "--image-size", "64", "--mode", "graph"],
                 "ok": lambda r: r.returncode == 0 and "CUDA-graph capture failed" in r.stderr})
     out.append({"case": "check-fails", "expect": "exit 1, check ... FAILED with the difference",
-                "argv": [sys.executable, "-m", "hios"] + run + ["--model", "hios.runtime.fault_models:noisy",
+                "argv": [sys.executable, "-m", "hios"] + run + ["--model", "hios.testing.fault_models:noisy",
                                                                 "--image-size", "64"],
                 "ok": lambda r: r.returncode == 1 and "FAILED" in r.stdout and "max |out - model(x)|" in r.stdout})
     return out

@@ -10,7 +10,7 @@ OUT=${OUT:-/tmp/hios-out}; mkdir -p "$OUT"
 step() { local name=$1 limit=$2; shift 2; echo "=== $name (limit ${limit}s)"; local t0=$SECONDS
   timeout "$limit" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"; local rc=$?
   echo "--- $name: exit $rc in $((SECONDS - t0)) s"; tail -n 25 "$OUT/$name.out"; grep -v '%|' "$OUT/$name.err" | tail -n 4; }
-run_googlenet() { step run_googlenet 130 python -m hios run --model googlenet --image-size 224 --costs h200 --tf32 --json
+run_googlenet() { step run_googlenet 130 python -m hios run --model googlenet --image-size 224 --cost h200 --tf32 --json
   python -c "import json,sys; r=json.load(open(sys.argv[1])); b=r.get('baselines') or {}
 print('SUMMARY', r['model'], r['image_size'], 'levers', r.get('levers'), 'check', r['check']['ok'], 'plan call',
       r['plan_call']['median_ms'], 'replay', (r.get('plan_replay') or {}).get('median_ms'),
@@ -21,7 +21,7 @@ levers_iv3_1280() { step levers_iv3_1280 160 python benchmarks/levers.py --point
 levers_nasnet() { step levers_nasnet 300 python benchmarks/levers.py --points nasnetalarge:331 --variants fuse --freezing 1 \
     --no-probe --budget-s 280 --out "$OUT/levers"; }
 dist_nccl() { step dist_nccl 90 python -m torch.distributed.run --standalone --nproc-per-node 1 -m hios run \
-    --backend distributed --model googlenet --image-size 224 --costs h200 --tf32 --no-baselines; }
+    --backend distributed --model googlenet --image-size 224 --cost h200 --tf32 --no-baselines; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python -c "import torch; print('torch', torch.__version__)"
 for s in "${@:-run_googlenet gpu_faults levers_iv3_1280 dist_nccl}"; do for t in $s; do "$t"; done; done

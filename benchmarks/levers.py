@@ -10,7 +10,7 @@ matmul TF32 off):
     and ``all`` (every lever);
   * per variant: output checked against model(x), kernels per call and summed kernel time
     (torch.profiler over replays), segments and events, the predicted critical path
-    (analytic costs with the levers applied, :func:`hios.runtime.levers.lever_costs`), and the
+    (analytic costs with the levers applied, :func:`hios.program.levers.lever_costs`), and the
     median replay and call latency (CUDA events; 30 samples x 5 back-to-back replays);
   * once per run, a probe of whether a CUDA graph keeps stream priorities (:func:`priority_probe`).
 Results: table on stdout (last), ``levers.csv`` and ``levers.jsonl`` under --out.
@@ -37,15 +37,15 @@ import torch
 
 from hios.bounds import critical_path
 from hios.frontend import zoo
-from hios.frontend.analytic import costed_graph
+from hios.cost.analytic import costed_graph
 from hios.frontend.capture import capture
 from hios.machine import Machine
 from hios.options import TimingOptions
-from hios.runtime.bench import RTOL_TF32, compare_outputs, time_call, time_replay
-from hios.runtime.executor import HiosModule
-from hios.runtime.levers import Levers, lever_costs
-from hios.runtime.priority import critical_operators
-from hios.runtime.segmenting import stream_program
+from hios.runtime.measure.bench import RTOL_TF32, compare_outputs, time_call, time_replay
+from hios.runtime.local.executor import HiosModule
+from hios.program.levers import Levers, lever_costs
+from hios.program.priority import critical_operators
+from hios.program.segmenting import stream_program
 from hios.schedulers import schedule
 
 POINTS = "googlenet:224,inception_v3:299,inception_v3:1280,nasnetalarge:331"

@@ -42,7 +42,7 @@ from hios.machine import DEFAULT_LINK, Machine, link_preset
 from hios.schedulers import schedule
 from hios.simulator import Simulator
 from hios.viz import write_gantt
-from hios.timing import cpu_name
+from hios.cost.timing import cpu_name
 
 
 def table(rows: list[list[str]]) -> str:

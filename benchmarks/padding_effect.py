@@ -42,12 +42,12 @@ def _init(lock, threads: int) -> None:
 def measure(name: str, size: int) -> dict:
     import torch
 
-    from hios.frontend import compile_pool
+    from hios.cost import compile_pool
     from hios.frontend.zoo import build
     from hios.options import CostOptions, RunOptions, ScheduleOptions, TimingOptions
     from hios.pipeline import plan_model, run_plan
-    from hios.runtime.bench import compare_outputs, time_replay
-    from hios.timing import set_precision
+    from hios.runtime.measure.bench import compare_outputs, time_replay
+    from hios.cost.timing import set_precision
     set_precision(True)
     model, (x,) = build(name, size)
     planned = plan_model(model, (x,), schedule=ScheduleOptions(gpus=1), cost=CostOptions(source="h200", tf32=True))

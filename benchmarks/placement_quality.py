@@ -37,7 +37,7 @@ from freeze_schedules import build, cases  # noqa: E402
 
 from hios.schedulers import schedule  # noqa: E402
 from hios.simulator import Simulator  # noqa: E402
-from hios.timing import cpu_name  # noqa: E402
+from hios.cost.timing import cpu_name  # noqa: E402
 
 VARIANTS = {"hios-lp+intra": {"intra": True}, "hios-lp": {"intra": False}}
 

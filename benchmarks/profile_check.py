@@ -53,9 +53,9 @@ def slim(graph_dict: dict) -> dict:
 
 
 def analytic_report(graph) -> dict | None:
-    """Error of hios.frontend.analytic (H100 datasheet spec) on a measured profile graph."""
+    """Error of hios.cost.analytic (H100 datasheet spec) on a measured profile graph."""
     try:
-        from hios.frontend.analytic import analytic_error, costed_graph
+        from hios.cost.analytic import analytic_error, costed_graph
     except ImportError:
         return None
     rep = analytic_error(graph, costed_graph(graph, "h100"))
@@ -110,16 +110,16 @@ def main(argv=None) -> int:
         from hios.formats import load_graph
         for f in args.analytic:
             rep = analytic_report(load_graph(f))
-            print(f"\n{f}\n{rep['table'] if rep else 'hios.frontend.analytic missing'}")
+            print(f"\n{f}\n{rep['table'] if rep else 'hios.cost.analytic missing'}")
         return 0
     t_start = time.perf_counter()
 
     import torch
     from hios.formats import graph_to_dict
     from hios.frontend.capture import capture
-    from hios.frontend.profiler import ProfileSettings, device_name, profile_detailed, resolve_device
+    from hios.cost.profiler import ProfileSettings, device_name, profile_detailed, resolve_device
     from hios.frontend.zoo import build
-    from hios.timing import cuda_graph_time, event_time, wall_time
+    from hios.cost.timing import cuda_graph_time, event_time, wall_time
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

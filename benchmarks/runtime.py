@@ -6,7 +6,7 @@ For every point (model, image size), batch 1, fp32 (TF32 off unless --tf32):
   * intra-GPU plans (hios.schedulers.intra_gpu over the sequential order, for each window x streams
     asked) and the naive stream assignment (each branch on its own stream, least-used of 4);
   * every plan is checked against model(x) and its latency predicted by the simulator from a profile
-    of the same point (hios.frontend.profiler).
+    of the same point (hios.cost.profiler).
 Results: one JSON line per measurement in OUT/runtime.jsonl, a CSV and a table on stdout.
 
 Usage (GPU): PYTHONPATH=src python3 benchmarks/runtime.py --points googlenet:224,inception_v3:299 --out DIR
@@ -31,14 +31,14 @@ import torch
 from hios.frontend import zoo
 from hios.frontend.capture import capture
 from hios.machine import Machine
-from hios.runtime.bench import (RTOL_FP32, RTOL_TF32, TimingOptions, compare_outputs, predicted_latency,
+from hios.runtime.measure.bench import (RTOL_FP32, RTOL_TF32, TimingOptions, compare_outputs, predicted_latency,
                                 time_call, time_replay)
-from hios.runtime.executor import compile as hios_compile
-from hios.runtime.levers import Levers
-from hios.runtime.segmenting import naive_streams
-from hios.timing import set_precision
+from hios.runtime.local.executor import compile as hios_compile
+from hios.program.levers import Levers
+from hios.program.segmenting import naive_streams
+from hios.cost.timing import set_precision
 from hios.schedule import Schedule
-from hios.timing import capture_graph, event_time
+from hios.cost.timing import capture_graph, event_time
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -107,7 +107,7 @@ def run_point(model_name: str, size: int, args, out_jsonl, rows: list, t_start: 
             del compiled
             torch._dynamo.reset()
     # Costs for the scheduler and the predictions.
-    from hios.frontend.profiler import ProfileSettings, calibrate, profile_detailed
+    from hios.cost.profiler import ProfileSettings, calibrate, profile_detailed
     costed = {}
     for k in args.cost_kernels:
         t1 = time.perf_counter()

@@ -43,12 +43,12 @@ import tracemalloc
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hios.costmodel import HIOSStageModel
+from hios.cost.costmodel import HIOSStageModel
 from hios.generate import layered_dag
 from hios.machine import Machine
 from hios.schedulers import schedule
 from hios.simulator import Simulator
-from hios.timing import cpu_name
+from hios.cost.timing import cpu_name
 
 #: label -> (algorithm, options)
 VARIANTS: dict[str, tuple[str, dict]] = {

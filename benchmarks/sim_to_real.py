@@ -8,8 +8,8 @@ issue's reference figures):
  2. plan A: HIOS-LP on one GPU (default intra-GPU window/streams) under the HIOS stage model;
  3. compile A as the runtime runs it (CUDA-graph mode, Inductor segments, channels_last), check it
     against model(x), time it (CUDA events around calls; graph replays alone too);
- 4. profile what runs: each segment of A timed alone as built (hios.runtime.segment_profile) -> costs S;
- 5. real-run trace of A (hios.runtime.trace: stream-mode issue timed by CUDA events per segment,
+ 4. profile what runs: each segment of A timed alone as built (hios.runtime.measure.segment_profile) -> costs S;
+ 5. real-run trace of A (hios.runtime.measure.trace: stream-mode issue timed by CUDA events per segment,
     kernels attributed by torch.profiler, plus the kernels of graph replays) -> OUT/<point>-trace.json
     with the simulator's trace of A beside it; the per-segment table goes to OUT/<point>-segments.txt;
  6. concurrency model: beta fitted on the trace's segment intervals (stream-mode issue: on a GPU
@@ -42,23 +42,23 @@ from pathlib import Path
 
 import torch
 
-from hios.concurrency import Interval, fit_beta_to_latency, fit_concurrency, timeline_row
-from hios.costmodel import ConcurrencyStageModel, HIOSStageModel
-from hios.feedback import run_record, runtime_settings
+from hios.cost.concurrency import Interval, fit_beta_to_latency, fit_concurrency, timeline_row
+from hios.cost.costmodel import ConcurrencyStageModel, HIOSStageModel
+from hios.cost.feedback import run_record, runtime_settings
 from hios.frontend import zoo
-from hios.frontend.analytic import costed_graph
+from hios.cost.analytic import costed_graph
 from hios.frontend.capture import capture
 from hios.machine import Machine
 from hios.options import TimingOptions
-from hios.runtime.bench import (RTOL_TF32, compare_outputs, compile_reduce_overhead, time_call,
+from hios.runtime.measure.bench import (RTOL_TF32, compare_outputs, compile_reduce_overhead, time_call,
                                 time_replay)
-from hios.runtime.executor import compile as hios_compile
-from hios.runtime.segment_profile import segment_profile
-from hios.runtime.trace import chrome_trace, format_table, record_run, segment_table, write_trace
+from hios.runtime.local.executor import compile as hios_compile
+from hios.runtime.measure.segment_profile import segment_profile
+from hios.runtime.measure.trace import chrome_trace, format_table, record_run, segment_table, write_trace
 from hios.schedulers import schedule
 from hios.selection import Candidate, choose
 from hios.simulator import Simulator
-from hios.timing import precision_state, set_precision
+from hios.cost.timing import precision_state, set_precision
 
 
 def log(msg: str) -> None:

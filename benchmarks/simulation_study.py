@@ -40,13 +40,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hios.bounds import lower_bounds
-from hios.costmodel import HIOSStageModel
+from hios.cost.costmodel import HIOSStageModel
 from hios.errors import HiosError
 from hios.generate import layered_dag
 from hios.machine import Machine
 from hios.schedulers import ALGORITHMS, schedule
 from hios.simulator import Simulator
-from hios.timing import cpu_name
+from hios.cost.timing import cpu_name
 
 DEFAULT = {"nodes": 200, "edges": 400, "layers": 8, "comm_ratio": 0.8, "gpus": 4}
 

@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/trace_check.py [--model googlenet --image-size 224] [--trace T.json]
 
-Runs ``hios run --model M --image-size S --gpus 1 --tf32 --costs h200 --no-baselines --trace T
+Runs ``hios run --model M --image-size S --gpus 1 --tf32 --cost h200 --no-baselines --trace T
 --json`` in a child process and prints one ``check:`` line per bar (``OK`` or ``FAILED``), then
 the coverage line and the segment table's whole-call row next to the plan's replay time:
 
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     trace = args.trace or os.path.join(tempfile.mkdtemp(prefix="hios-trace-check-"), "trace.json")
     cmd = [sys.executable, "-m", "hios", "run", "--model", args.model, "--image-size", str(args.image_size),
-           "--gpus", "1", "--tf32", "--costs", "h200", "--no-baselines", "--trace", trace, "--json"]
+           "--gpus", "1", "--tf32", "--cost", "h200", "--no-baselines", "--trace", trace, "--json"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.path.join(ROOT, "src"),
                                                                    os.environ.get("PYTHONPATH")) if p))
     try:

@@ -11,7 +11,7 @@ from hios.cli import main
 #: A 4-operator graph in the HIOS text format.
 GOOD_TXT = "4\n0 1.0 0.8\n1 2.0 0.7\n2 1.5 0.9\n3 0.5 1.0\n4\n0 1 1.6\n0 2 1.2\n1 3 0.4\n2 3 0.4\n"
 #: The tiny model of the CLI tests (a random DAG of convolutions).
-TINY = "hios.runtime.dist_models:random_dag"
+TINY = "hios.testing.dist_models:random_dag"
 
 
 @pytest.fixture

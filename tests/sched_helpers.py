@@ -10,7 +10,7 @@ import tempfile
 from hypothesis import strategies as st
 
 from hios.bounds import critical_path, lower_bounds
-from hios.costmodel import HIOSStageModel
+from hios.cost.costmodel import HIOSStageModel
 from hios.graph import Edge, Graph, Operator
 from hios.machine import Link, Machine
 from hios.schedule import Schedule, load_schedule

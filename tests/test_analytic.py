@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hios import HiosError  # noqa: E402
-from hios.frontend.analytic import (DEVICE_SPECS, DeviceSpec, analytic_error, fit_spec, costed_graph,  # noqa: E402
+from hios.cost.analytic import (DEVICE_SPECS, DeviceSpec, analytic_error, fit_spec, costed_graph,  # noqa: E402
                                     device_spec, operator_ms, operator_utilization)
 from hios.frontend.capture import capture  # noqa: E402
 
@@ -113,7 +113,7 @@ def test_align_operators_matches_renamed_profile_by_structure_only():
     import pytest
 
     from hios.errors import HiosError
-    from hios.frontend.analytic import align_operators
+    from hios.cost.analytic import align_operators
     from hios.graph import Edge, Graph, Operator
 
     ref = Graph([Operator("a.conv", 0, "conv", 8), Operator("b.relu", 0, "relu", 8), Operator("c.add", 0, "add", 8)],

@@ -40,10 +40,21 @@ def test_run_prints_a_table(plan_file, capsys):
 
 
 def test_run_model_form(capsys):
-    rc = main(["run", "--model", "squeezenet1_1", "--image-size", "64", "--costs", "h100", "--devices", "cpu",
+    rc = main(["run", "--model", "squeezenet1_1", "--image-size", "64", "--cost", "h100", "--devices", "cpu",
                "--json", *FAST])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["check"]["ok"] and out["model"] == "squeezenet1_1"
+
+
+def test_run_cost_flag_and_its_old_spelling(capsys):
+    """``hios run`` spells it ``--cost`` like ``hios optimize``; ``--costs`` still works, unlisted."""
+    from hios.cli import build_parser
+    helptext = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "--cost " in helptext and "--costs" not in helptext
+    rc = main(["run", "--model", "squeezenet1_1", "--image-size", "32", "--costs", "h100", "--devices", "cpu",
+               "--json", *FAST])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["check"]["ok"]
 
 
 def _edit(plan_file, tmp_path, fn):
@@ -89,7 +100,7 @@ def test_plan_missing_an_operator_is_rejected(plan_file, tmp_path, capsys):
 def test_options_that_a_plan_file_cannot_honour_are_refused(plan_file, capsys):
     """Every option reaches what it names or is refused: planning options with a plan file."""
     for flag, value in (("--gpus", "4"), ("--algo", "heft"), ("--window", "2"), ("--streams", "2"),
-                        ("--costs", "h100"), ("--image-size", "128")):
+                        ("--cost", "h100"), ("--image-size", "128")):
         _error(capsys, ["run", str(plan_file), flag, value, "--devices", "cpu,cpu", *FAST], f"{flag} shapes a plan")
 
 

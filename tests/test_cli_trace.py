@@ -63,18 +63,18 @@ def test_profile_from_run_then_plan_and_run_from_it(traced, capsys, tmp_path):
     for s in rec["segments"]:
         assert sum(costs[n] for n in s["ops"]) == pytest.approx(s["alone_ms"])
     capsys.readouterr()
-    rc = main(["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--json", *FAST])
+    rc = main(["run", *MODEL, "--cost", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--json", *FAST])
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["check"]["ok"]
     # the profile was measured in fp32: a TF32 run of a plan made from it runs, with one warning that
     # the predictions do not apply, and refuses to feed its times back into that profile
-    rc = main(["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32", "--json", *FAST])
+    rc = main(["run", *MODEL, "--cost", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32", "--json", *FAST])
     cap = capsys.readouterr()
     res = json.loads(cap.out)
     assert rc == 0 and res["check"]["ok"]
     assert [w for w in res["warnings"] if "precision=fp32, this run uses precision=tf32" in w
             and "predicted times do not apply" in w]
-    _error(capsys, ["run", *MODEL, "--costs", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32",
+    _error(capsys, ["run", *MODEL, "--cost", str(out), "--gpus", "2", "--devices", "cpu,cpu", "--tf32",
                     "--feedback-to", str(tmp_path / "fb.json"), *FAST],
            "precision=fp32, this run uses precision=tf32")
     assert not (tmp_path / "fb.json").exists()
@@ -94,14 +94,14 @@ def test_bad_trace_paths_and_records(traced, capsys, tmp_path):
 
 
 def test_run_chooses_by_measurement(capsys):
-    rc = main(["run", *MODEL, "--costs", "h100", "--gpus", "2", "--devices", "cpu,cpu", "--choose", "2", "--json",
+    rc = main(["run", *MODEL, "--cost", "h100", "--gpus", "2", "--devices", "cpu,cpu", "--choose", "2", "--json",
                *FAST])
     out = json.loads(capsys.readouterr().out)
     sel = out["selection"]
     assert rc == 0 and out["check"]["ok"]
     assert len(sel["shortlist"]) == 2 and sel["winner"] in sel["measured_ms"]
     assert sel["measured_ms"][sel["winner"]] == min(sel["measured_ms"].values()) and sel["seconds"] > 0
-    _error(capsys, ["run", *MODEL, "--costs", "h100", "--devices", "cpu", "--choose", "-1", *FAST], "--choose")
+    _error(capsys, ["run", *MODEL, "--cost", "h100", "--devices", "cpu", "--choose", "-1", *FAST], "--choose")
 
 
 def test_optimize_chooses_by_measurement(tmp_path, capsys):

@@ -8,11 +8,11 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hios.concurrency import (Interval, choose_stage_model, fit_beta_to_latency, fit_concurrency,
+from hios.cost.concurrency import (Interval, choose_stage_model, fit_beta_to_latency, fit_concurrency,
                               mean_concurrency, prediction_error)
-from hios.costmodel import ConcurrencyStageModel, HIOSStageModel, stage_model_from_dict
+from hios.cost.costmodel import ConcurrencyStageModel, HIOSStageModel, stage_model_from_dict
 from hios.errors import HiosError
-from hios.feedback import check_settings, feed_back, profile_settings, runtime_settings, split_cost
+from hios.cost.feedback import check_settings, feed_back, profile_settings, runtime_settings, split_cost
 from hios.generate import layered_dag
 from hios.graph import GraphError
 from hios.machine import Machine
@@ -167,7 +167,7 @@ def _fake_run(true_graph, sched, true_model, program_segments):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_feeding_back_converges_on_a_fake_runtime(seed):
-    from hios.runtime.segmenting import stream_program
+    from hios.program.segmenting import stream_program
     rng = random.Random(seed)
     prior = layered_dag(40, 80, 5, 0.5, seed)
     # what really runs: every operator 40-100 % of what the profile says, kernels slow each other
@@ -236,7 +236,7 @@ def test_choose_reports_failures_and_dedups():
 
 
 def test_fit_from_a_kernel_timeline_and_unidentifiable_data():
-    from hios.concurrency import timeline_row
+    from hios.cost.concurrency import timeline_row
     rng = random.Random(5)
     jobs = {k: rng.uniform(0.01, 0.1) for k in range(40)}
     start = {k: rng.uniform(0, 0.5) for k in jobs}

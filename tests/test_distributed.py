@@ -23,9 +23,9 @@ from hypothesis import given, settings
 
 from hios import Machine, layered_dag, schedule
 from hios.errors import HiosError
-from hios.runtime.dist_program import INPUT, build_rank_programs
-from hios.runtime.dist_watchdog import Watchdog
-from hios.runtime.segmenting import stream_program
+from hios.runtime.distributed.program import INPUT, build_rank_programs
+from hios.runtime.distributed.watchdog import Watchdog
+from hios.program.segmenting import stream_program
 from strategies import graph_and_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,8 +310,8 @@ def test_watchdog_blame_and_lost_store():
 
 # --------------------------------------------------------------------------- start-up checks
 def test_signatures_and_launch_env():
-    from hios.runtime.dist_check import compare_signatures
-    from hios.runtime.dist_launch import launch_env, parse_fault
+    from hios.runtime.distributed.check import compare_signatures
+    from hios.runtime.distributed.launch import launch_env, parse_fault
     same = {"world": 2, "hash": "a" * 64, "plan_hash": "p", "model": {"name": "m"}, "options": {}}
     assert compare_signatures({0: same, 1: dict(same)}) is None
     other = dict(same, hash="b" * 64, plan_hash="q")
@@ -331,13 +331,13 @@ def test_signatures_and_launch_env():
 def test_distributed_job_refuses_what_it_cannot_honour():
     from hios.options import RunOptions
     from hios.runtime.distributed import DistributedJob
-    from hios.runtime.levers import Levers
+    from hios.program.levers import Levers
     job = DistributedJob(plan_file="p.json", run=RunOptions(sync="stage"))
     assert job.signature_options("gloo")["sync"] == "stage"  # every rank must agree on it
-    for kw, msg in [({}, "give a plan file or --model"),
+    for kw, msg in [({}, "give a plan file or model"),
                     ({"plan_file": "p.json", "make_plan": lambda: None}, "not both"),
-                    ({"plan_file": "p.json", "timeout": 0}, "--timeout must be positive"),
-                    ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "--devices is for the local"),
+                    ({"plan_file": "p.json", "timeout": 0}, "timeout must be positive"),
+                    ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "devices is for the local"),
                     ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda"),
                     ({"plan_file": "p.json", "run": RunOptions(levers=Levers(concat_inplace=True))}, "local backend"),
                     ({"plan_file": "p.json", "run": RunOptions(levers=Levers(priority="stream0"))}, "local backend")]:
@@ -372,7 +372,7 @@ def test_rank0_reuses_the_capture_of_planning(monkeypatch):
 
 def test_wire_layout_roundtrip():
     torch = pytest.importorskip("torch")
-    from hios.runtime.dist_wire import Wire, from_wire, to_wire, wire_buffer
+    from hios.runtime.distributed.wire import Wire, from_wire, to_wire, wire_buffer
     x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
     w = Wire.of(x)
     assert w.perm == (0, 2, 3, 1)
@@ -388,7 +388,7 @@ def test_wire_layout_roundtrip():
 
 
 # --------------------------------------------------------------------------- building a rank's part
-DAG = "hios.runtime.dist_models:random_dag"
+DAG = "hios.testing.dist_models:random_dag"
 
 
 def _levels_schedule(graph):
@@ -416,7 +416,7 @@ def test_sync_stage_reaches_the_rank_programs():
     from hios.frontend import zoo
     from hios.frontend.capture import capture
     from hios.options import SYNC_MODES, RunOptions
-    from hios.runtime.dist_build import build_rank
+    from hios.runtime.distributed.build import build_rank
     m, x = zoo.build(DAG, 16)
     cap = capture(m, x, DAG)
     sched = _levels_schedule(cap.graph)
@@ -506,7 +506,7 @@ def test_torchrun_output_equals_model(tmp_path, model, size, ranks, sync):
 def test_torchrun_rank0_makes_the_plan():
     """--model instead of a plan file: rank 0 makes the plan (analytic H100 costs) and shares it."""
     _needs_torch()
-    p, _ = _torchrun(2, ["--model", DAG, "--image-size", "16", "--gpus", "2", "--algo", "hios-mr", "--costs",
+    p, _ = _torchrun(2, ["--model", DAG, "--image-size", "16", "--gpus", "2", "--algo", "hios-mr", "--cost",
                          "h100", "--json", "--timeout", "30"], timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout[p.stdout.index("{"):])
@@ -565,6 +565,7 @@ def test_torchrun_failed_rank_stops_the_others(tmp_path, fault):
     assert not any(ln.startswith("hios run: error: rank 1:") for ln in lines)
     if fault == "hang":
         assert any("gave up after waiting" in ln and "rank 1 is stuck in phase 'run'" in ln for ln in lines)
+        assert any(f"(--timeout {timeout})" in ln for ln in lines)  # the CLI names the option by its flag
     else:
         assert any("rank 1 stopped" in ln for ln in lines)
 

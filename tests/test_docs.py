@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_FREE = ["hios.options", "hios.fields", "hios.graph", "hios.machine", "hios.schedule", "hios.simulator",
+TORCH_FREE = ["hios.errors", "hios.options", "hios.fields", "hios.graph", "hios.machine", "hios.schedule", "hios.simulator",
               "hios.schedulers"]
-WITH_TORCH = ["hios.frontend.capture", "hios.pipeline", "hios.runtime.executor"]
+WITH_TORCH = ["hios.frontend.capture", "hios.pipeline", "hios.runtime.local.executor"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

@@ -30,7 +30,7 @@ from hios.machine import Machine
 from hios.plan import Plan, load_plan
 from hios.schedule import Schedule
 
-TINY = "hios.runtime.dist_models:random_dag"
+TINY = "hios.testing.dist_models:random_dag"
 GRAPH = layered_dag(8, 12, 2, 0.5, 3)
 GRAPH_TXT = write_txt(GRAPH)
 GRAPH_JSON = json.dumps(graph_to_dict(GRAPH), indent=1)
@@ -166,7 +166,7 @@ PLAN_NESTED = [("stage_model",), ("model",), ("graph", "meta"), ("schedule",), (
 def test_plan_nested(text):
     """Mutations inside a plan's stage model, model, graph meta (its profile), schedule and machine:
     load_plan gives a valid plan whose stage model builds, or one HiosError line."""
-    from hios.costmodel import stage_model_from_dict
+    from hios.cost.costmodel import stage_model_from_dict
     target = "plan .json, nested fields (load_plan)"
     plan = read_or_refused(text, "p.json", load_plan, target)
     if plan is None:
@@ -184,9 +184,9 @@ def test_plan_nested(text):
 @fuzz(60)
 @given(corrupt_nested({**graph_to_dict(GRAPH), "meta": {"profile": PROFILE_META}}, [("meta", "profile")]))
 def test_profile_nested(text):
-    """Mutations inside ``meta.profile``: the graph loads and calibrates (costfit, the consumer
+    """Mutations inside ``meta.profile``: the graph loads and calibrates (hios.cost.fitting, the consumer
     that crashed), or one line; ``simulate`` of it is clean."""
-    from hios.costfit import calibrate
+    from hios.cost.fitting import calibrate
     from hios.formats import load_graph
     target = "profile .json, nested meta.profile (load + calibrate)"
     g = read_or_refused(text, "prof.json", load_graph, target)

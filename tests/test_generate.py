@@ -85,15 +85,17 @@ def test_cli_same_seed_same_file(tmp_path, capsys):
     (dict(nodes=12, edges=60, layers=1), "too many"),
     (dict(nodes=5, edges=10, layers=8), "cannot fill"),
     (dict(nodes=1000, edges=2000, layers=2), "cannot fill"),
-    (dict(layers=0), "--layers"),
-    (dict(nodes=2, edges=1, layers=1), "--nodes"),
-    (dict(comm_ratio=-0.1), "--comm-ratio"),
-    (dict(comm_ratio=float("nan")), "--comm-ratio"),
-    (dict(comm_ratio=float("inf")), "--comm-ratio"),
+    (dict(layers=0), "layers must"),
+    (dict(nodes=2, edges=1, layers=1), "nodes must"),
+    (dict(comm_ratio=-0.1), "comm_ratio must"),
+    (dict(comm_ratio=float("nan")), "comm_ratio must"),
+    (dict(comm_ratio=float("inf")), "comm_ratio must"),
 ])
 def test_bad_arguments(kw, fragment):
-    with pytest.raises(GraphError, match=fragment.replace("-", r"\-")):
+    """The library names its arguments (the CLI shows its flags: tests/test_cli_foundation.py)."""
+    with pytest.raises(GraphError, match=fragment) as e:
         layered_dag(**kw)
+    assert "--" not in str(e.value)
 
 
 def test_edge_count_extremes():

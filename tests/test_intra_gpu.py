@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hios.costmodel import HIOSStageModel
+from hios.cost.costmodel import HIOSStageModel
 from hios.errors import HiosError
 from hios.machine import Machine
 from hios.schedule import Schedule

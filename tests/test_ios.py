@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hios.bounds import lower_bounds
-from hios.costmodel import HIOSStageModel
+from hios.cost.costmodel import HIOSStageModel
 from hios.errors import HiosError
 from hios.generate import layered_dag
 from hios.graph import Edge, Graph, Operator

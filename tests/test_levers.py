@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from hios.generate import layered_dag
 from hios.graph import Edge, Graph, Operator
-from hios.runtime.segmenting import stream_program
+from hios.program.segmenting import stream_program
 from hios.schedule import Schedule
 
 from test_runtime import random_stages
@@ -108,7 +108,7 @@ def test_merge_runs_past_a_sync_point_that_orders_nothing_new():
 
 # ----------------------------------------------------------------------------- critical path (torch-free)
 def test_critical_operators_and_stream_priorities():
-    from hios.runtime.priority import critical_operators, stream_priorities
+    from hios.program.priority import critical_operators, stream_priorities
     ops = [Operator("s", 1.0), Operator("long", 5.0), Operator("short", 1.0), Operator("t", 1.0)]
     edges = [Edge("s", "long", 0), Edge("s", "short", 0), Edge("long", "t", 0), Edge("short", "t", 0)]
     g = Graph(ops, edges, "diamond")
@@ -171,7 +171,7 @@ def _close(out, ref):
 
 def test_fused_epilogues_equal_the_model_on_the_reference_kernel(blocks):
     import warnings
-    from hios.frontend.fuse_epilogue import fuse_conv_epilogues
+    from hios.runtime.local.fuse_epilogue import fuse_conv_epilogues
     from hios.frontend.segments import assemble_output, build_segment
     model, x, cap, ref = blocks
     env = dict(zip(cap.input_names, (x,)))
@@ -194,7 +194,7 @@ def test_fused_epilogues_equal_the_model_on_the_reference_kernel(blocks):
 
 
 def test_fused_epilogues_fall_back_per_operator_with_a_warning(blocks):
-    from hios.frontend.fuse_epilogue import fuse_conv_epilogues, unsupported_reason
+    from hios.runtime.local.fuse_epilogue import fuse_conv_epilogues, unsupported_reason
     from hios.frontend.segments import build_segment
     _, _, cap, _ = blocks
     seg = build_segment(cap, [cap.graph.ops[0].name])
@@ -206,16 +206,16 @@ def test_fused_epilogues_fall_back_per_operator_with_a_warning(blocks):
 
 
 def _module(cap, sched, levers, streams=None, merge=False):
-    from hios.runtime.executor import HiosModule
+    from hios.runtime.local.executor import HiosModule
     prog = stream_program(cap.graph, sched, memory=["cpu"], streams=streams, merge=merge)
     return HiosModule(cap, prog, ["cpu"], "eager", "stream", False, True, 1, False, levers=levers)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_lever_equals_the_model_on_cpu(blocks, seed):
-    from hios.runtime.levers import Levers
-    from hios.runtime.priority import critical_operators
-    from hios.runtime.segmenting import naive_streams
+    from hios.program.levers import Levers
+    from hios.program.priority import critical_operators
+    from hios.program.segmenting import naive_streams
     model, x, cap, ref = blocks
     g = cap.graph
     costed = Graph([Operator(op.name, 1.0 + (k % 3), op.kind) for k, op in enumerate(g.ops)], g.edges, g.name)
@@ -235,9 +235,9 @@ def test_every_lever_equals_the_model_on_cpu(blocks, seed):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_levers_in_one_cuda_graph(blocks):
-    from hios.runtime.executor import HiosModule
-    from hios.runtime.levers import Levers
-    from hios.runtime.segmenting import naive_streams
+    from hios.runtime.local.executor import HiosModule
+    from hios.program.levers import Levers
+    from hios.program.segmenting import naive_streams
     model, x, cap, ref = blocks
     nv = naive_streams(cap.graph, 3)
     prog = stream_program(cap.graph, nv, memory=["cuda:0"], streams=nv.meta["streams"], merge=True)
@@ -271,8 +271,8 @@ class Nested(nn.Module):
 
 def test_nested_concatenations_in_place():
     from hios.frontend.capture import capture
-    from hios.runtime.levers import Levers
-    from hios.runtime.segmenting import naive_streams
+    from hios.program.levers import Levers
+    from hios.program.segmenting import naive_streams
     torch.manual_seed(0)
     model = Nested().eval()
     x = torch.randn(1, 3, 8, 8)

@@ -6,7 +6,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hios.costmodel import HIOSStageModel, MeasuredStageModel, stage_model_from_dict
+from hios.cost.costmodel import HIOSStageModel, MeasuredStageModel, stage_model_from_dict
 from hios.graph import Edge, GraphError
 from hios.machine import DEFAULT_LINK, LINK_PRESETS, Link, Machine, link_preset
 

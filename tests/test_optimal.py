@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from hios.bounds import lower_bounds
 from hios.cli import main
-from hios.costmodel import HIOSStageModel
+from hios.cost.costmodel import HIOSStageModel
 from hios.errors import HiosError
 from hios.formats import save_graph
 from hios.generate import layered_dag

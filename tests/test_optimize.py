@@ -151,7 +151,7 @@ def test_load_plan_errors(tmp_path):
 
 def test_profile_on_cpu(tmp_path, capsys, monkeypatch):
     """--cost profile with --device cpu goes through the profiler (wall-clock timing on the CPU)."""
-    pytest.importorskip("hios.frontend.profiler")
+    pytest.importorskip("hios.cost.profiler")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     code, out, err = run(capsys, "optimize", *MODEL, "--device", "cpu", "--cost", "profile", "--gpus", "2",
                          "-o", tmp_path / "p.json")

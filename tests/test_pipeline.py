@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 import hios  # noqa: E402
 from hios.errors import HiosError  # noqa: E402
 from hios.options import CostOptions, RunOptions, ScheduleOptions, TimingOptions  # noqa: E402
-from hios.runtime.dist_models import random_dag  # noqa: E402
+from hios.testing.dist_models import random_dag  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -77,21 +77,22 @@ def test_load_refuses_a_plan_of_another_model(model_x, tmp_path):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: ScheduleOptions(gpus=0), "--gpus must be at least 1"),
+    (lambda: ScheduleOptions(gpus=0), "gpus must be at least 1"),
     (lambda: ScheduleOptions(algorithms="hios-lp,nope"), "unknown algorithm 'nope'"),
-    (lambda: ScheduleOptions(time_limit=float("inf")), "--time-limit must be positive"),
-    (lambda: ScheduleOptions(link="carrier-pigeon"), "--link 'carrier-pigeon'"),
-    (lambda: CostOptions(alpha=2), "--alpha must be in"),
-    (lambda: CostOptions(kernels="fast"), "--kernels 'fast'"),
+    (lambda: ScheduleOptions(time_limit=float("inf")), "time_limit must be positive"),
+    (lambda: ScheduleOptions(link="carrier-pigeon"), "link 'carrier-pigeon'"),
+    (lambda: CostOptions(alpha=2), "alpha must be in"),
+    (lambda: CostOptions(kernels="fast"), "kernels 'fast'"),
     (lambda: RunOptions(devices="gpu:0"), "unsupported device"),
-    (lambda: RunOptions(sync="never"), "--sync 'never'"),
+    (lambda: RunOptions(sync="never"), "sync 'never'"),
     (lambda: RunOptions(mode="graph").resolve(["cpu"]), "needs CUDA devices"),
-    (lambda: TimingOptions(repeats=0), "--repeats must be an integer >= 1"),
+    (lambda: TimingOptions(repeats=0), "repeats must be an integer >= 1"),
 ])
 def test_options_refuse_bad_values_in_one_line(make, match):
+    """One line naming the option by its field (the CLI maps fields to its flags)."""
     with pytest.raises(HiosError, match=match) as e:
         make()
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and "--" not in str(e.value) and "\x1f" not in str(e.value)
 
 
 def test_run_options_defaults_follow_the_devices():
@@ -114,10 +115,33 @@ def test_sync_stage_reaches_the_program(model_x):
 
 def test_cli_run_model_form_captures_once(count_captures, capsys):
     from hios.cli import main
-    rc = main(["run", "--model", "hios.runtime.dist_models:random_dag", "--image-size", "16", "--costs", "h100",
+    rc = main(["run", "--model", "hios.testing.dist_models:random_dag", "--image-size", "16", "--cost", "h100",
                "--devices", "cpu", "--json", "--no-baselines", "--warmup", "0", "--repeats", "2", "--inner", "1"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["check"]["ok"]
     assert len(count_captures) == 1
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_one_rule_for_a_torch_compile_winner(model_x, monkeypatch, right):
+    """choose_plan (both CLI commands and hios.optimize): the plan keeps the fastest hios candidate; a
+    faster torch.compile is the module to run only when it matches model(x)."""
+    import hios.runtime.local.verify as verify
+    import hios.runtime.measure.choose as choose
+    from hios.pipeline import choose_plan, plan_model
+    from hios.selection import Selection
+    model, x = model_x
+    plan = plan_model(model, x, schedule=ScheduleOptions(gpus=2), cost=CostOptions(source="h100")).plan
+    sel = Selection("torch.compile", {"torch.compile": 1.0, "hios-lp": 2.0}, {}, {"hios-lp": 2.0}, 2.0, 0.1)
+    built = {"torch.compile": "compiled", "hios-lp": "planned"}
+    monkeypatch.setattr(choose, "choose_by_measurement", lambda *a, **k: (sel, built, {"hios-lp": plan.schedule}))
+    monkeypatch.setattr(verify, "check_against", lambda *a, **k: type("C", (), {"ok": right, "rel": 0.5})())
+    if right:
+        c = choose_plan(model, x, plan, check=True)
+    else:
+        with pytest.warns(UserWarning, match="torch.compile differed from model"):
+            c = choose_plan(model, x, plan, check=True)
+    assert c.best == "hios-lp" and c.plan.meta["chosen_by_measurement"] == "hios-lp" and c.plan_module == "planned"
+    assert c.module == ("compiled" if right else "planned") and "torch.compile measured faster" in c.note
 
 
 def test_optimize_can_choose_by_measurement(model_x):
@@ -128,3 +152,19 @@ def test_optimize_can_choose_by_measurement(model_x):
     assert fast.plan.meta["chosen_by_measurement"] in sel.measured_ms
     with torch.no_grad():
         assert torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_optimize_leaves_torch_flags_and_runs_calls_in_its_precision(model_x):
+    """The library flips no global flag for good: hios.optimize restores torch's TF32 flags, and
+    the module it returns runs each call in the precision it was planned for."""
+    from hios.cost.timing import precision, precision_state
+    from hios.pipeline import Optimized
+    model, x = model_x
+    with precision(False):
+        fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100", tf32=True)
+        assert precision_state() == "fp32" and fast.tf32 is True and fast.runtime.tf32 is True
+        with torch.no_grad():
+            assert torch.allclose(fast(x), model(x), rtol=1e-4, atol=1e-5)
+        assert precision_state() == "fp32"
+        assert Optimized(lambda *a: precision_state(), fast.plan, tf32=True)(x) == "tf32"
+        assert precision_state() == "fp32"

@@ -1,4 +1,4 @@
-"""Tests of hios.frontend.profiler: pure helpers, the CPU path and the cache; GPU paths skip without CUDA."""
+"""Tests of hios.cost.profiler: pure helpers, the CPU path and the cache; GPU paths skip without CUDA."""
 
 import json
 import math
@@ -16,7 +16,7 @@ def _diamond() -> Graph:
 
 
 def test_sibling_groups_are_independent():
-    from hios.frontend.profiler import sibling_groups
+    from hios.cost.profiler import sibling_groups
     g = _diamond()
     groups = sibling_groups(g, 10, 4)
     anc = g.ancestors_mask()
@@ -34,7 +34,7 @@ def test_sibling_groups_are_independent():
 
 
 def test_fit_alpha_recovers_known_alpha():
-    from hios.frontend.profiler import fit_alpha
+    from hios.cost.profiler import fit_alpha
     groups = []
     for costs in ([1.0, 2.0], [0.5, 0.5, 1.0], [3.0, 1.0], [0.2, 0.4, 0.6, 0.8]):
         s, m = sum(costs), max(costs)
@@ -54,7 +54,7 @@ def test_fit_alpha_recovers_known_alpha():
 
 
 def test_fit_transfer_recovers_line():
-    from hios.frontend.profiler import fit_transfer
+    from hios.cost.profiler import fit_transfer
     pts = [(b, 0.005 + b / 2e9) for b in (4096, 1 << 20, 1 << 24, 1 << 28)]  # 5 us + 2000 GB/s
     fit = fit_transfer(pts)
     assert fit["latency_us"] == pytest.approx(5.0, rel=1e-6)
@@ -63,7 +63,7 @@ def test_fit_transfer_recovers_line():
 
 
 def test_cache_roundtrip_and_corruption(tmp_path):
-    from hios.frontend.profiler import cache_path, read_cache, write_cache
+    from hios.cost.profiler import cache_path, read_cache, write_cache
     g = Graph([Operator("a", 1.5), Operator("b", 2.0)], [Edge("a", "b", 8)], "m", {"profile": {"x": 1}})
     key = {"model": "m/odd name", "kernels": "eager", "device": "dev"}
     p = cache_path(tmp_path, key)
@@ -110,13 +110,13 @@ def _captured(size=12):
 
 
 def _settings(**kw):
-    from hios.frontend.profiler import ProfileSettings
+    from hios.cost.profiler import ProfileSettings
     return ProfileSettings(warmup=1, repeats=3, **kw)
 
 
 def test_cpu_eager_profile_costs_every_operator(tmp_path):
     from hios.formats import load_graph, save_graph
-    from hios.frontend.profiler import profile_detailed
+    from hios.cost.profiler import profile_detailed
     cap = _captured()
     res = profile_detailed(cap, "cpu", None, cache_dir=tmp_path, progress=False, settings=_settings())
     g = res.graph
@@ -137,7 +137,7 @@ def test_cpu_eager_profile_costs_every_operator(tmp_path):
 
 
 def test_cpu_profile_cache_hit_and_corrupt_entry(tmp_path):
-    from hios.frontend.profiler import profile_detailed
+    from hios.cost.profiler import profile_detailed
     cap = _captured()
     first = profile_detailed(cap, "cpu", "eager", cache_dir=tmp_path, progress=False, settings=_settings())
     second = profile_detailed(cap, "cpu", "eager", cache_dir=tmp_path, progress=False, settings=_settings())
@@ -159,7 +159,7 @@ def test_cpu_profile_cache_hit_and_corrupt_entry(tmp_path):
 
 def test_profile_rejects_bad_arguments():
     from hios.errors import HiosError
-    from hios.frontend.profiler import profile
+    from hios.cost.profiler import profile
     cap = _captured()
     with pytest.raises(HiosError, match="unknown kernels"):
         profile(cap, "cpu", "tvm", cache_dir=False, progress=False)
@@ -171,7 +171,7 @@ def test_profile_rejects_bad_arguments():
 
 
 def test_lift_signature_shares_identical_operators():
-    from hios.frontend.profiler import lift, signature
+    from hios.cost.profiler import lift, signature
     from hios.frontend.segments import build_segment
     cap = _captured()
     g = cap.graph
@@ -222,8 +222,8 @@ def _cuda():
 
 def test_gpu_eager_profile_matches_whole_graph():
     _cuda()
-    from hios.frontend.profiler import profile_detailed
-    from hios.timing import cuda_graph_time
+    from hios.cost.profiler import profile_detailed
+    from hios.cost.timing import cuda_graph_time
     cap = _captured(size=256)
     res = profile_detailed(cap, "cuda:0", "eager", cache_dir=False, progress=False,
                            settings=_settings(groups=4))
@@ -242,7 +242,7 @@ def test_gpu_eager_profile_matches_whole_graph():
 
 def test_gpu_inductor_profile_runs():
     _cuda()
-    from hios.frontend.profiler import profile_detailed
+    from hios.cost.profiler import profile_detailed
     cap = _captured(size=64)
     res = profile_detailed(cap, "cuda:0", "inductor", cache_dir=False, progress=False,
                            settings=_settings(groups=2, transfer=False), compile_workers=0)
@@ -252,7 +252,7 @@ def test_gpu_inductor_profile_runs():
 
 
 def test_channels_last_profile_restores_layout():
-    from hios.frontend.profiler import profile_detailed
+    from hios.cost.profiler import profile_detailed
     cap = _captured()
     before = {n: p.stride() for n, p in cap.gm.named_parameters()}
     res = profile_detailed(cap, "cpu", "eager", cache_dir=False, progress=False,
@@ -267,7 +267,7 @@ def test_calibrate_gives_measured_utilizations_and_refits_alpha():
     from pathlib import Path
 
     from hios.formats import load_graph
-    from hios.frontend.profiler import calibrate
+    from hios.cost.profiler import calibrate
 
     path = Path(__file__).resolve().parents[1] / "benchmarks/profiles/inception_v3-1280-inductor-h100.json"
     g = load_graph(path)

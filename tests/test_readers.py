@@ -24,7 +24,7 @@ from hios.formats import read_cache_entry, read_text
 from hios.frontend.zoo import plan_model_spec
 from hios.graph import GraphError
 
-TINY = "hios.runtime.dist_models:random_dag"
+TINY = "hios.testing.dist_models:random_dag"
 FAST = ["--no-baselines", "--warmup", "0", "--repeats", "1", "--inner", "1"]
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -107,6 +107,7 @@ def test_a_factory_plan_runs_when_the_user_names_the_model_or_trusts_it(made, cw
 
 
 def test_trust_plan_without_a_plan_is_refused(cwd, capsys):
+    pytest.importorskip("torch")  # hios run asks for torch first
     refused(capsys, cwd, "run", "--model", TINY, "--image-size", "16", "--trust-plan", *FAST,
             match="--trust-plan is for a plan file")
 
@@ -166,7 +167,7 @@ def test_the_hios_script_finds_factories_in_the_current_folder(tmp_path):
     script = shutil.which("hios") or str(Path(sys.executable).parent / "hios")
     if not Path(script).exists():
         pytest.skip("no hios script installed")
-    (tmp_path / "my_i23_model.py").write_text("from hios.runtime.dist_models import random_dag as make\n")
+    (tmp_path / "my_i23_model.py").write_text("from hios.testing.dist_models import random_dag as make\n")
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     r = subprocess.run([script, "optimize", "--model", "my_i23_model:make", "--image-size", "16", "--cost", "h100",
                         "-o", "p.json"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
@@ -380,7 +381,7 @@ def test_a_file_growing_past_the_limit_is_refused(tmp_path):
     assert read_text(p, "graph", limit=100) == "x" * 100
 
 
-# -- the cache entry reader (wired into the profile cache by hios.frontend.profile_cache) -------------
+# -- the cache entry reader (wired into the profile cache by hios.cost.profile_cache) -------------
 
 def _entry(tmp_path: Path, **change) -> Path:
     from hios.formats import graph_to_dict
@@ -414,7 +415,7 @@ def test_cache_entry_reader_refuses_with_one_line(tmp_path, change, match):
 
 
 def test_cache_entry_reader_reads_what_the_cache_writes(tmp_path):
-    from hios.frontend.profile_cache import CACHE_FORMAT, CACHE_VERSION, write_cache
+    from hios.cost.profile_cache import CACHE_FORMAT, CACHE_VERSION, write_cache
     from hios.graph import Graph, Operator
     g = Graph([Operator("a", 1.5), Operator("b", 2.0)], [], "m", {"profile": {"device": "cpu", "groups": []}})
     write_cache(tmp_path / "e.json", {"model": "m"}, g)

@@ -43,6 +43,7 @@ def refused(capsys, d, *argv, match=""):
 
 @pytest.fixture(scope="module")
 def plan2(tmp_path_factory):
+    pytest.importorskip("torch")
     d = tmp_path_factory.mktemp("plan")
     from hios.cli import main
     assert main(["optimize", "--model", TINY, "--image-size", "16", "--gpus", "2", "--cost", "h100",
@@ -226,8 +227,8 @@ def test_stale_temp_files_of_killed_runs_are_cleaned(cwd, capsys):
 
 def test_run_writes_trace_and_feedback_only_after_a_passing_check(cwd, capsys):
     pytest.importorskip("torch")
-    code, out, err = run(capsys, "run", "--model", "hios.runtime.fault_models:noisy", "--image-size", 16,
-                         "--costs", "h100", "--devices", "cpu", "--no-baselines", "--warmup", 0, "--repeats", 1,
+    code, out, err = run(capsys, "run", "--model", "hios.testing.fault_models:noisy", "--image-size", 16,
+                         "--cost", "h100", "--devices", "cpu", "--no-baselines", "--warmup", 0, "--repeats", 1,
                          "--trace", "t.json", "--feedback-to", "f.json", "--trace-calls", 1, "--json")
     assert code == 1, err
     assert json.loads(out)["check"]["ok"] is False
@@ -448,7 +449,7 @@ def test_hios_command_finds_factories_in_the_current_folder(cwd):
     hios = shutil.which("hios") or str(Path(sys.executable).parent / "hios")
     if not Path(hios).exists():
         pytest.skip("the hios console script is not installed")
-    (cwd / "myfactory.py").write_text("from hios.runtime.dist_models import random_dag\n"
+    (cwd / "myfactory.py").write_text("from hios.testing.dist_models import random_dag\n"
                                       "def f(image_size=16, batch=1):\n    return random_dag(image_size=image_size)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([hios, "optimize", "--model", "myfactory:f", "--image-size", "16", "--cost", "h100",
@@ -462,7 +463,7 @@ def test_hios_command_finds_factories_in_the_current_folder(cwd):
 @pytest.fixture(scope="module")
 def tiny():
     torch = pytest.importorskip("torch")
-    from hios.runtime.dist_models import random_dag
+    from hios.testing.dist_models import random_dag
     return random_dag(image_size=16), torch.randn(1, 3, 16, 16)
 
 

@@ -1,4 +1,4 @@
-"""Kernels of a replayed CUDA graph attributed to the plan's segments (hios.runtime.replay_attribution),
+"""Kernels of a replayed CUDA graph attributed to the plan's segments (hios.runtime.measure.replay_attribution),
 on synthetic kernel lists: torch-free, so CI without a GPU checks the logic the GPU trace relies on."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from strategies import graph_and_schedule
 
-from hios.runtime.replay_attribution import (OUTSIDE, Lane, ReplayKernel, attribute_replay, coverage, lanes_of,
+from hios.runtime.measure.replay_attribution import (OUTSIDE, Lane, ReplayKernel, attribute_replay, coverage, lanes_of,
                                              segment_dependencies, union_length)
-from hios.runtime.segmenting import ExecProgram, SegmentStep, stream_program
+from hios.program.segmenting import ExecProgram, SegmentStep, stream_program
 
 
 def _seg(i, stream, waits=(), record=None, device=0):

@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from hios.errors import HiosError
 from hios.generate import layered_dag
-from hios.runtime.devices import logical_devices, parse_devices, used_gpus
-from hios.runtime.segmenting import ProgramError, naive_streams, stream_program, verify
+from hios.program.devices import logical_devices, parse_devices, used_gpus
+from hios.program.segmenting import ProgramError, naive_streams, stream_program, verify
 from hios.schedule import Schedule
 
 
@@ -138,11 +138,11 @@ def test_segmenting_needs_no_torch():
     import subprocess
     import sys
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import hios.runtime, hios.runtime.segmenting, hios.runtime.devices\n"
+            "import hios.program, hios.program.segmenting, hios.program.devices\n"
             "from hios.generate import layered_dag\n"
             "from hios.schedule import Schedule\n"
             "g = layered_dag(20, 40, 4, 0.5, 1)\n"
-            "p = hios.runtime.stream_program(g, Schedule.from_indices(g, [[[i] for i in g.topo]]))\n"
+            "p = hios.program.stream_program(g, Schedule.from_indices(g, [[[i] for i in g.topo]]))\n"
             "assert len(p.segments) == 1 and 'torch' not in [m for m in sys.modules if sys.modules[m]]\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -221,7 +221,7 @@ def _close(out, ref):
 @pytest.mark.parametrize("devices,width,sync", [("cpu,cpu", 2, "data"), ("cpu,cpu,cpu", 3, "data"),
                                                 ("cpu,cpu,cpu", 3, "stage"), ("cpu,cpu", 3, "stage")])
 def test_cpu_logical_devices_equal_the_model(branchy, devices, width, sync):
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     model, x, cap, ref = branchy
     n = len(devices.split(","))
     for seed in range(3):
@@ -237,7 +237,7 @@ def test_cpu_logical_devices_equal_the_model(branchy, devices, width, sync):
 
 
 def test_cpu_sequential_and_naive(branchy):
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     model, x, cap, ref = branchy
     m = hcompile(model, (x,), None, "cpu", captured=cap)
     assert len(m.program.segments) == 1
@@ -248,7 +248,7 @@ def test_cpu_sequential_and_naive(branchy):
 
 
 def test_placement_does_not_touch_the_captured_model(branchy):
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     model, x, cap, ref = branchy
     before = {k: (v.data_ptr(), v.device) for k, v in cap.gm.state_dict().items()}
     hcompile(model, (x,), None, "cpu", captured=cap, channels_last=True)
@@ -256,7 +256,7 @@ def test_placement_does_not_touch_the_captured_model(branchy):
 
 
 def test_bad_input_is_a_hios_error(branchy):
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     model, x, cap, ref = branchy
     g = cap.graph
     names = [g.ops[i].name for i in g.topo]
@@ -279,7 +279,7 @@ def test_bad_input_is_a_hios_error(branchy):
 
 def test_plan_graph_mismatch_is_named(branchy):
     from hios.graph import Graph
-    from hios.runtime.executor import check_plan_graph, check_plan_inputs
+    from hios.runtime.local.executor import check_plan_graph, check_plan_inputs
     _, x, cap, _ = branchy
     g = cap.graph
     check_plan_graph(g, g)
@@ -306,7 +306,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @cuda
 @pytest.mark.parametrize("mode", ["graph", "stream"])
 def test_gpu_logical_devices_equal_the_model(branchy, mode):
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     model, x, cap, _ = branchy
     model = model.cuda()
     for seed in range(2):
@@ -321,7 +321,7 @@ def test_gpu_logical_devices_equal_the_model(branchy, mode):
 
 @cuda
 def test_gpu_inductor_graph_mode(branchy):
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     model, x, cap, _ = branchy
     model = model.cuda()
     sched = random_stages(cap.graph, 1, 3, random.Random(1))
@@ -330,3 +330,22 @@ def test_gpu_inductor_graph_mode(branchy):
     x2 = torch.randn_like(x).cuda()
     with torch.no_grad():
         _close(m(x2), model(x2))
+
+
+# ----------------------------------------------------------------------------- the run record
+def test_run_record_json_has_what_each_run_says():
+    """RunRecord.to_dict: check and baselines only when they ran (a distributed run says
+    ``baselines: null``), levers for a local run, backend and ranks for a distributed one."""
+    from hios.runtime.measure.record import Distributed, RunRecord, format_report
+    head = dict(model="m", image_size=16, batch=1, devices=["cpu"], device_name="cpu", algorithm="hios-lp",
+                kernels="eager", mode="stream", fallback_reason=None, tf32=False,
+                program={"devices": 1, "streams": [1], "segments": 1, "transfers": 0, "batches": 0})
+    local = RunRecord(**head, levers="none", plan_call={"median_ms": 1.0})
+    d = local.to_dict()
+    assert "check" not in d and "baselines" not in d and "backend" not in d and d["levers"] == "none"
+    assert not local.failed and "simulator prediction" in format_report(local)
+    chk = {"ok": False, "max_abs_diff": 1.0, "output_scale": 1.0, "relative": 1.0, "tolerance": 1e-4}
+    dist = RunRecord(**head, check=chk, distributed=Distributed("gloo", 2, [{"rank": 0}]))
+    d = dist.to_dict()
+    assert dist.failed and d["backend"] == "distributed" and d["baselines"] is None and d["max_abs_diff"] == 1.0
+    assert d["ranks"] == [{"rank": 0}] and "levers" not in d and "FAILED" in format_report(dist)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hios.costmodel import HIOSStageModel
+from hios.cost.costmodel import HIOSStageModel
 from hios.generate import layered_dag
 from hios.graph import GraphError
 from hios.machine import Machine

@@ -1,11 +1,11 @@
-"""Tests of hios.timing: CPU wall clock everywhere, CUDA graph / event timing where a GPU exists."""
+"""Tests of hios.cost.timing: CPU wall clock everywhere, CUDA graph / event timing where a GPU exists."""
 
 import time
 
 import pytest
 
 from hios.errors import HiosError
-from hios.timing import TimingStats, wall_time
+from hios.cost.timing import TimingStats, wall_time
 
 
 def test_stats_from_samples():
@@ -65,7 +65,7 @@ def test_cuda_timing_without_gpu_is_an_error():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a CUDA device exists")
-    from hios.timing import cuda_graph_time, event_time
+    from hios.cost.timing import cuda_graph_time, event_time
     with pytest.raises(HiosError, match="no CUDA device"):
         cuda_graph_time(lambda: None)
     with pytest.raises(HiosError, match="no CUDA device"):
@@ -74,7 +74,7 @@ def test_cuda_timing_without_gpu_is_an_error():
 
 def test_cuda_graph_time_scales_with_work():
     torch = _cuda()
-    from hios.timing import cuda_graph_time, event_time
+    from hios.cost.timing import cuda_graph_time, event_time
     a = torch.randn(2048, 2048, device="cuda")
     small = cuda_graph_time(torch.mm, (a, a), warmup=2, repeats=10, inner=4)
     x = torch.randn(4096, 4096, device="cuda")
@@ -87,7 +87,7 @@ def test_cuda_graph_time_scales_with_work():
 
 def test_cuda_graph_removes_launch_overhead():
     torch = _cuda()
-    from hios.timing import cuda_graph_time, event_time
+    from hios.cost.timing import cuda_graph_time, event_time
     x = torch.randn(16, device="cuda")
 
     def many(v):
@@ -102,7 +102,7 @@ def test_cuda_graph_removes_launch_overhead():
 
 def test_concurrent_group_not_slower_than_serial():
     torch = _cuda()
-    from hios.timing import cuda_graph_concurrent_time, cuda_graph_time
+    from hios.cost.timing import cuda_graph_concurrent_time, cuda_graph_time
     a = torch.randn(64, 64, device="cuda")
 
     def small(v):
@@ -118,8 +118,24 @@ def test_concurrent_group_not_slower_than_serial():
 
 def test_graph_time_excludes_host_launch_latency():
     torch = _cuda()
-    from hios.timing import cuda_graph_time
+    from hios.cost.timing import cuda_graph_time
     x = torch.randn(256, device="cuda")
     st = cuda_graph_time(lambda v: v.add_(1.0), (x,), warmup=2, repeats=20, inner=1)
     # one tiny kernel: a few microseconds of GPU time, not the host's ~10 us graph launch
     assert st.median_ms < 0.008
+
+
+def test_precision_is_a_block_that_restores_torch_flags():
+    pytest.importorskip("torch")
+    from hios.cost.timing import precision, precision_state
+    before = precision_state()
+    with precision(True):
+        assert precision_state() == "tf32"
+        with precision(False):
+            assert precision_state() == "fp32"
+        assert precision_state() == "tf32"
+    assert precision_state() == before
+    with pytest.raises(ValueError):
+        with precision(True):
+            raise ValueError("inside")
+    assert precision_state() == before

@@ -15,18 +15,18 @@ torch = pytest.importorskip("torch")
 from test_runtime import Branchy, random_stages  # noqa: E402
 
 from hios.errors import HiosError  # noqa: E402
-from hios.feedback import feed_back, read_run_record, run_record, runtime_settings  # noqa: E402
+from hios.cost.feedback import feed_back, read_run_record, run_record, runtime_settings  # noqa: E402
 from hios.machine import Machine  # noqa: E402
-from hios.runtime.trace import (SIM_PID, attribute_kernels, check_writable, chrome_trace, format_table,  # noqa: E402
+from hios.runtime.measure.trace import (SIM_PID, attribute_kernels, check_writable, chrome_trace, format_table,  # noqa: E402
                                 record_run, segment_table, write_trace)
 from hios.simulator import Simulator  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def traced():
-    from hios.frontend.analytic import costed_graph
+    from hios.cost.analytic import costed_graph
     from hios.frontend.capture import capture
-    from hios.runtime.executor import compile as hcompile
+    from hios.runtime.local.executor import compile as hcompile
     torch.manual_seed(0)
     model = Branchy().eval()
     x = torch.randn(1, 3, 16, 16)
@@ -153,8 +153,8 @@ def test_kernel_attribution_from_a_profiler_trace():
 
 def test_segments_timed_as_built_become_the_profile_and_plans_are_checked_against_it(traced):
     from hios.plan import Plan
-    from hios.runtime.executor import compile as hcompile
-    from hios.runtime.segment_profile import segment_profile
+    from hios.runtime.local.executor import compile as hcompile
+    from hios.runtime.measure.segment_profile import segment_profile
     m, x, graph, sched, tr, res, ok = traced
     g, times = segment_profile(m, (x,), graph, repeats=4)
     assert sorted(times) == sorted(s.id for s in m.program.segments)
@@ -177,7 +177,7 @@ def test_segments_timed_as_built_become_the_profile_and_plans_are_checked_agains
 
 
 def test_best_compile_baseline():
-    from hios.runtime.bench import best_compile
+    from hios.runtime.measure.bench import best_compile
     assert best_compile({"compile": {"median_ms": 0.5}, "compile_freezing": {"median_ms": 0.46}})[0] == \
         "compile_freezing"
     assert best_compile({"compile": {"median_ms": 0.5}, "compile_freezing": {"error": "x"}})[0] == "compile"
@@ -201,7 +201,7 @@ def _kernel(name, ts, dur, corr, stream, grid=(1, 1, 1)):
 
 
 def _program():
-    from hios.runtime.segmenting import ExecProgram, SegmentStep
+    from hios.program.segmenting import ExecProgram, SegmentStep
     seg = (lambda i, s, waits=(), record=None: SegmentStep(i, 0, s, (f"op{i}a", f"op{i}b"), waits, record, (), (), 0))
     return ExecProgram(1, [2], [seg(0, 0, record=0), seg(1, 1, (0,)), seg(2, 0)], 1, ["cuda:0"])
 
@@ -255,7 +255,7 @@ def test_kernels_are_tied_to_their_call_and_segment():
 
 
 def test_replay_segments_from_the_replayed_kernels():
-    from hios.runtime.trace import RunTrace, chrome_trace, replay_segments
+    from hios.runtime.measure.trace import RunTrace, chrome_trace, replay_segments
     prog = _program()
     stream = attribute_kernels(_stream_pass(), "stream")
     res = replay_segments(prog, ["cuda:0"], stream, attribute_kernels(_replay_pass(), "graph"), 2)
@@ -290,7 +290,7 @@ def test_replay_segments_from_the_replayed_kernels():
 
 
 def test_a_replay_that_does_not_match_is_said_so_not_used():
-    from hios.runtime.trace import replay_segments
+    from hios.runtime.measure.trace import replay_segments
     stream = attribute_kernels(_stream_pass(), "stream")
     odd = {"conv": "implicit_gemm", "relu": "fused", "gemm": "cutlass"}
     res = replay_segments(_program(), ["cuda:0"], stream, attribute_kernels(_replay_pass(names=odd), "graph"), 2)
@@ -301,7 +301,7 @@ def test_a_replay_that_does_not_match_is_said_so_not_used():
 
 def test_names_alone_when_launch_shapes_differ():
     """A replay whose kernels report other launch shapes is matched by name."""
-    from hios.runtime.trace import replay_segments
+    from hios.runtime.measure.trace import replay_segments
     data = _replay_pass()
     for e in data["traceEvents"]:
         if e["cat"] == "kernel":
@@ -313,7 +313,7 @@ def test_names_alone_when_launch_shapes_differ():
 
 def test_profiler_warnings_stay_off_stderr(capsys):
     import warnings
-    from hios.runtime.trace import _profiling
+    from hios.runtime.measure.trace import _profiling
     notes = []
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -335,11 +335,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 def test_cuda_graph_replay_segments_come_from_its_kernels(kernels, tmp_path, capfd):
     """GPU: a graph-mode plan's trace measures the replay; nearly all of its kernel time is
     attributed; the profiler says nothing on stderr."""
-    from hios.frontend.analytic import costed_graph
+    from hios.cost.analytic import costed_graph
     from hios.frontend.capture import capture
     from hios.plan import Plan
-    from hios.runtime.executor import compile as hcompile
-    from hios.runtime.trace import trace_plan
+    from hios.runtime.local.executor import compile as hcompile
+    from hios.runtime.measure.trace import trace_plan
     torch.manual_seed(0)
     model = Branchy().eval().cuda()
     x = torch.randn(1, 3, 32, 32, device="cuda")
@@ -412,7 +412,7 @@ class _FakeGraphModule:
 @pytest.mark.parametrize("case", ["attributed", "other kernels", "replay fails"])
 def test_record_run_of_a_graph_module_measures_the_replay(monkeypatch, case):
     """The GPU path of record_run, its profiler exports replaced by the synthetic ones above."""
-    import hios.runtime.trace as trace
+    import hios.runtime.measure.trace as trace
     monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     exports = iter([_stream_pass(2), _replay_pass(2, names={"conv": "other"} if case == "other kernels" else None)])

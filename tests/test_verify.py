@@ -1,4 +1,4 @@
-"""The front door never returns a wrong module (hios.runtime.verify): a wrong build is localised,
+"""The front door never returns a wrong module (hios.runtime.local.verify): a wrong build is localised,
 rebuilt without the lever or segment at fault with one warning, or refused with a HiosError."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import hios  # noqa: E402
-import hios.frontend.fuse_epilogue as fe  # noqa: E402
+import hios.runtime.local.fuse_epilogue as fe  # noqa: E402
 from hios.errors import HiosError  # noqa: E402
-from hios.runtime.executor import Seg  # noqa: E402
+from hios.runtime.local.executor import Seg  # noqa: E402
 
 
 class Branches(nn.Module):
@@ -187,9 +187,9 @@ def test_randwire_last_segment_with_a_fused_epilogue_compiles_right_on_cuda():
     from hios.frontend.capture import capture
     from hios.frontend.segments import build_segment
     from hios.frontend.zoo import build
-    from hios.runtime.bench import compare_outputs
-    from hios.runtime.executor import place_module
-    from hios.timing import set_precision
+    from hios.runtime.measure.bench import compare_outputs
+    from hios.runtime.local.executor import place_module
+    from hios.cost.timing import set_precision
     pytest.importorskip("networkx")
     set_precision(False)
     model, (x,) = build("randwire", 224)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .costmodel import HIOSStageModel, StageModel
+from .cost.costmodel import HIOSStageModel, StageModel
 from .graph import Graph, GraphError
 
 __all__ = ["LowerBounds", "critical_path", "lower_bounds", "stage_work"]

@@ -29,6 +29,7 @@ import os
 import stat
 from pathlib import Path
 
+from .errors import option
 from .fields import Field
 from .graph import Edge, Graph, GraphError, Operator
 from .limits import MAX_BATCH, MAX_BYTES, MAX_COST_MS, MAX_FILE_BYTES, MAX_IMAGE_SIZE, WHY, number_problem
@@ -225,7 +226,7 @@ def read_profile_meta(f: Field) -> dict:
 
 
 def read_stage_model(f: Field) -> dict:
-    """A stage model as :meth:`~hios.costmodel.HIOSStageModel.to_dict` and its siblings write it
+    """A stage model as :meth:`~hios.cost.costmodel.HIOSStageModel.to_dict` and its siblings write it
     (``{}``: the default HIOS model): ``type`` hios, measured or concurrency, with ``alpha`` in [0, 1], measured
     ``groups`` (``{"costs": [ms...], "time": ms}``) or ``beta`` in [0, 1] and ``overhead_ms``."""
     d = f.obj()
@@ -466,7 +467,7 @@ def read_cache_entry(path: str | Path, fmt: str, version: int) -> tuple[dict, st
     "graph": <hios graph>}`` read and checked field by field: ``(key, hash, graph as JSON, graph)``.
     Any problem (unreadable, not a regular file, too big, invalid JSON, a bad field) is a one-line
     GraphError naming the file and the field; whether the key and hash match is the cache's
-    business (:mod:`hios.frontend.profile_cache`)."""
+    business (:mod:`hios.cost.profile_cache`)."""
     f = Field(read_json(path, "profile cache entry"), str(path))
     if not isinstance(f.value, dict) or f.value.get("format") != fmt:
         raise f.problem(f"not a hios profile cache entry (expected \"format\": \"{fmt}\")")
@@ -510,7 +511,7 @@ def check_profile_input(profile: Graph, model: str, image_size: int, batch: int 
     want = [[batch, 3, image_size, image_size]]
     if shapes and shapes != want:
         raise GraphError(f"{where} was measured with input shape(s) {shapes}, this model gets {want} "
-                         "(profile it at this --image-size and --batch)")
+                         f"(profile it at this {option('image_size')} and {option('batch')})")
     info = meta.get("model") if isinstance(meta.get("model"), dict) else {}
     other = info.get("name")
     if isinstance(other, str) and ":" not in other and ":" not in model and other != model:
@@ -524,6 +525,6 @@ def check_profile_file(source: str | None, model: str, image_size: int, batch: i
     if source is None or source in names:
         return
     if not Path(source).is_file():
-        raise GraphError(f"--cost {source!r} is neither {', '.join(map(repr, names[:1]))}"
+        raise GraphError(f"{option('cost')} {source!r} is neither {', '.join(map(repr, names[:1]))}"
                          f"{', a GPU (' + ', '.join(names[1:]) + ')' if len(names) > 1 else ''} nor an existing file")
     check_profile_input(load_graph(source), model, image_size, batch, f"profile {source}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 
-from .errors import HiosError
+from .errors import HiosError, option
 from .graph import Edge, Graph, GraphError, Operator
 from .limits import MAX_COMM_RATIO, MAX_COST_MS, MAX_EDGES, MAX_OPERATORS, check_count, check_real
 
@@ -30,7 +30,7 @@ __all__ = ["layer_sizes", "layered_dag"]
 
 def layer_sizes(rng: random.Random, inner_nodes: int, layers: int) -> list[int]:
     if layers < 1:
-        raise GraphError(f"--layers must be at least 1, got {layers}")
+        raise GraphError(f"{option('layers')} must be at least 1, got {layers}")
     lo, hi = math.ceil(layers / 2), 10 * layers
     if not lo * layers <= inner_nodes <= hi * layers:
         raise GraphError(f"{inner_nodes + 2} nodes cannot fill {layers} inner layers of {lo}..{hi} operators "
@@ -48,14 +48,14 @@ def layer_sizes(rng: random.Random, inner_nodes: int, layers: int) -> list[int]:
 def layered_dag(nodes: int = 200, edges: int = 400, layers: int = 8, comm_ratio: float = 0.8,
                 seed: int = 1, wmin: float = 0.1, wmax: float = 4.0, umin: float = 0.6, umax: float = 1.0) -> Graph:
     if not (math.isfinite(comm_ratio) and comm_ratio >= 0):
-        raise GraphError(f"--comm-ratio must be a finite number >= 0, got {comm_ratio}")
+        raise GraphError(f"{option('comm_ratio')} must be a finite number >= 0, got {comm_ratio}")
     if nodes < 3:
-        raise GraphError(f"--nodes must be at least 3 (a source, a sink and one inner operator), got {nodes}")
+        raise GraphError(f"{option('nodes')} must be at least 3 (a source, a sink and one inner operator), got {nodes}")
     try:
-        check_count("--nodes", nodes, "operators", MAX_OPERATORS)
-        check_count("--edges", edges, "edges", MAX_EDGES, minimum=0)
-        check_real("--comm-ratio", comm_ratio, "comm_ratio", MAX_COMM_RATIO)
-        check_real("--wmax", wmax, "cost", MAX_COST_MS / max(comm_ratio, 1.0))
+        check_count(option("nodes"), nodes, "operators", MAX_OPERATORS)
+        check_count(option("edges"), edges, "edges", MAX_EDGES, minimum=0)
+        check_real(option("comm_ratio"), comm_ratio, "comm_ratio", MAX_COMM_RATIO)
+        check_real(option("wmax"), wmax, "cost", MAX_COST_MS / max(comm_ratio, 1.0))
     except HiosError as e:
         raise GraphError(str(e)) from None
     rng = random.Random(seed)
@@ -81,11 +81,11 @@ def layered_dag(nodes: int = 200, edges: int = 400, layers: int = 8, comm_ratio:
         for v in b:
             add(rng.choice(a), v)
     if len(pairs) > edges:
-        raise GraphError(f"--edges {edges} is too few: linking {len(sizes)} layers already takes {len(pairs)} edges")
+        raise GraphError(f"{option('edges', edges)} is too few: linking {len(sizes)} layers already takes {len(pairs)} edges")
     layer_of = [k for k, s in enumerate(sizes) for _ in range(s)]
     possible = sum(sizes[i] * sizes[j] for i in range(len(sizes)) for j in range(i + 1, len(sizes)))
     if edges > possible:
-        raise GraphError(f"--edges {edges} is too many: these layers admit at most {possible} forward edges")
+        raise GraphError(f"{option('edges', edges)} is too many: these layers admit at most {possible} forward edges")
     while len(pairs) < edges:
         la, lb = sorted(rng.sample(range(len(sizes)), 2))
         add(rng.choice(ids[la]), rng.choice(ids[lb]))

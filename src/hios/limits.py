@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .errors import HiosError
+from .errors import HiosError, option
 
 __all__ = ["MAX_BATCH", "MAX_BYTES", "MAX_COMM_RATIO", "MAX_COST_MS", "MAX_EDGES", "MAX_FILE_BYTES", "MAX_GPUS",
            "MAX_IMAGE_SIZE", "MAX_INPUT_BYTES", "MAX_OPERATORS", "MAX_REPEATS", "MAX_STREAMS",
@@ -84,7 +84,7 @@ def _limit_error(what: str, value, limit, key: str) -> HiosError:
 
 
 def check_count(what: str, value, key: str, limit: int, minimum: int = 1) -> int:
-    """An integer in ``minimum .. limit``; ``what`` names it in the message (e.g. ``--gpus``)."""
+    """An integer in ``minimum .. limit``; ``what`` names it in the message (e.g. ``option("gpus")``)."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise HiosError(f"{what} must be an integer, got {value!r}")
     if value < minimum:
@@ -113,7 +113,7 @@ def check_real(what: str, value, key: str, limit: float, positive: bool = False,
     return x
 
 
-def check_gpus(n, what: str = "--gpus") -> int:
+def check_gpus(n, what: str = option("gpus")) -> int:
     return check_count(what, n, "gpus", MAX_GPUS)
 
 
@@ -127,26 +127,26 @@ def check_graph_size(operators: int, edges: int, where: str = "graph") -> None:
 def check_intra(window, streams) -> None:
     """``--window`` / ``--streams`` (None: the default)."""
     if window is not None:
-        check_count("--window", window, "window", MAX_WINDOW)
+        check_count(option("window"), window, "window", MAX_WINDOW)
     if streams is not None:
-        check_count("--streams", streams, "streams", MAX_STREAMS)
+        check_count(option("streams"), streams, "streams", MAX_STREAMS)
 
 
 def check_time_limit(seconds) -> None:
     if seconds is not None:
-        check_real("--time-limit", seconds, "time_limit", MAX_TIME_LIMIT_S, positive=True)
+        check_real(option("time_limit"), seconds, "time_limit", MAX_TIME_LIMIT_S, positive=True)
 
 
 def check_timeout(seconds) -> float:
     """``--timeout`` of a distributed run: positive, finite, at most a day."""
-    return check_real("--timeout", seconds, "timeout", MAX_TIMEOUT_S, positive=True)
+    return check_real(option("timeout"), seconds, "timeout", MAX_TIMEOUT_S, positive=True)
 
 
 def check_timing(warmup, repeats, inner=1) -> None:
     """``--warmup`` (0 or more), ``--repeats`` and ``--inner`` (1 or more), each at most MAX_REPEATS."""
-    check_count("--warmup", warmup, "repeats", MAX_REPEATS, minimum=0)
-    check_count("--repeats", repeats, "repeats", MAX_REPEATS)
-    check_count("--inner", inner, "repeats", MAX_REPEATS)
+    check_count(option("warmup"), warmup, "repeats", MAX_REPEATS, minimum=0)
+    check_count(option("repeats"), repeats, "repeats", MAX_REPEATS)
+    check_count(option("inner"), inner, "repeats", MAX_REPEATS)
 
 
 def check_input(image_size, batch, channels: int = 3, element_bytes: int = 4) -> None:
@@ -181,11 +181,11 @@ def check_schedule_request(gpus, window, streams, time_limit, algorithms) -> Non
     """The limits of a scheduling request (the minimums are checked by :class:`hios.options.ScheduleOptions`),
     and no empty name in ``algorithms`` (``--algo ""`` or ``--algo "hios-lp,,"``)."""
     if isinstance(gpus, numbers.Integral) and not isinstance(gpus, bool) and gpus > MAX_GPUS:
-        raise _limit_error("--gpus", gpus, MAX_GPUS, "gpus")
+        raise _limit_error(option("gpus"), gpus, MAX_GPUS, "gpus")
     check_intra(window, streams)
     if time_limit is not None and isinstance(time_limit, numbers.Real) and time_limit > MAX_TIME_LIMIT_S:
-        raise _limit_error("--time-limit", time_limit, MAX_TIME_LIMIT_S, "time_limit")
+        raise _limit_error(option("time_limit"), time_limit, MAX_TIME_LIMIT_S, "time_limit")
     names = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
     if not names or any(not isinstance(a, str) or not a.strip() for a in names):
-        raise HiosError(f"--algo {','.join(map(str, names))!r} has an empty algorithm name; "
+        raise HiosError(f"{option('algorithm')} {','.join(map(str, names))!r} has an empty algorithm name; "
                         "give e.g. hios-lp or hios-lp,heft or all")

@@ -4,10 +4,12 @@ The CLI turns its arguments into these; the library validates them once, in ``__
 every backend reads only the fields it names.  A value that a backend cannot honour is refused with
 a :class:`~hios.errors.HiosError` that names the option.  Torch-free.
 
-* :class:`CostOptions` — where operator costs come from (measured profile, analytic GPU model, file).
+* :class:`CostOptions` — where operator costs come from (measured profile, analytic GPU model, file);
+  defined in :mod:`hios.cost.options`, beside the step that reads it.
 * :class:`ScheduleOptions` — the machine (GPUs, link) and the scheduling algorithms with their knobs.
 * :class:`RunOptions` — how a plan runs: devices, kernels, CUDA-graph or stream mode, synchronization.
-* :class:`TimingOptions` — warm-up, repeats and calls per sample of every timing.
+* :class:`TimingOptions` — warm-up, repeats and calls per sample of every timing (also
+  :mod:`hios.cost.options`).
 
 Examples
 --------
@@ -18,7 +20,7 @@ Examples
 >>> ScheduleOptions(window=0)
 Traceback (most recent call last):
     ...
-hios.errors.HiosError: --window must be at least 1, got 0
+hios.errors.HiosError: window must be at least 1, got 0
 """
 
 from __future__ import annotations
@@ -27,57 +29,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .errors import HiosError
-from .limits import check_schedule_request, check_timing
+from .cost.options import ANALYTIC_GPUS, KERNELS, CostOptions, TimingOptions, _at_least, _choice
+from .errors import HiosError, option
+from .limits import check_schedule_request
 from .machine import DEFAULT_LINK, LINK_PRESETS, Machine, link_preset
-from .runtime.devices import parse_devices
-from .runtime.levers import Levers
-from .runtime.segmenting import SYNC_MODES
+from .program.devices import parse_devices
+from .program.levers import Levers
+from .program.segmenting import SYNC_MODES
 
 __all__ = ["ANALYTIC_GPUS", "KERNELS", "MODES", "SYNC_MODES", "CostOptions", "RunOptions",
            "ScheduleOptions", "TimingOptions"]
 
-#: GPUs with an analytic cost model (``--cost h100``).
-ANALYTIC_GPUS = ("h100", "a100", "v100", "h200")
-#: Kernels a segment runs: Inductor-compiled, or the captured ATen operators as they are.
-KERNELS = ("inductor", "eager")
 #: ``graph``: the whole program replayed as one CUDA graph; ``stream``: launched from Python.
 MODES = ("graph", "stream")
-
-
-def _choice(value: str | None, choices: Sequence[str], option: str) -> None:
-    if value is not None and value not in choices:
-        raise HiosError(f"{option} {value!r}: choose from {', '.join(choices)}")
-
-
-def _at_least(value: int | None, low: int, option: str) -> None:
-    if value is not None and value < low:
-        raise HiosError(f"{option} must be at least {low}, got {value}")
-
-
-@dataclass(frozen=True)
-class CostOptions:
-    """Where operator costs come from.
-
-    ``source``: None (profile on a present GPU, else the analytic H100 model), ``"profile"``
-    (measure on ``device``), an analytic GPU name (:data:`ANALYTIC_GPUS`, any case), or the path of
-    a profile written by ``hios profile``.  ``kernels`` and ``tf32`` say how a profile measures;
-    ``alpha`` is the HIOS stage model's alpha (None: :data:`~hios.costmodel.DEFAULT_ALPHA` for
-    analytic costs, the fitted alpha of a measured profile; given, it overrides the fit).
-    """
-
-    source: str | None = None
-    device: str | None = None
-    kernels: str | None = None
-    tf32: bool = False
-    alpha: float | None = None
-
-    def __post_init__(self):
-        _choice(self.kernels, KERNELS, "--kernels")
-        if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
-            raise HiosError(f"--alpha must be in [0, 1], got {self.alpha}")
-        if self.source is not None and self.source.lower() in ANALYTIC_GPUS:
-            object.__setattr__(self, "source", self.source.lower())
 
 
 @dataclass(frozen=True)
@@ -99,12 +63,12 @@ class ScheduleOptions:
 
     def __post_init__(self):
         from .schedulers import parse_algorithms
-        _at_least(self.gpus, 1, "--gpus")
-        _choice(self.link, tuple(LINK_PRESETS), "--link")
-        _at_least(self.window, 1, "--window")
-        _at_least(self.streams, 1, "--streams")
+        _at_least(self.gpus, 1, option("gpus"))
+        _choice(self.link, tuple(LINK_PRESETS), option("link"))
+        _at_least(self.window, 1, option("window"))
+        _at_least(self.streams, 1, option("streams"))
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
-            raise HiosError(f"--time-limit must be positive and finite (seconds), got {self.time_limit}")
+            raise HiosError(f"{option('time_limit')} must be positive and finite (seconds), got {self.time_limit}")
         check_schedule_request(self.gpus, self.window, self.streams, self.time_limit, self.algorithms)
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
         object.__setattr__(self, "every", [a.strip() for a in algos] == ["all"])
@@ -131,7 +95,7 @@ class RunOptions:
     ``kernels``: Inductor (default on CUDA) or eager (default on CPU).  ``mode``: CUDA graph (default
     on CUDA) or stream.  ``channels_last``: NHWC weights and activations (default: with Inductor on
     CUDA).  ``tf32``: TF32 tensor cores for convolutions and matrix products.  ``levers``: what
-    shortens the critical path (:class:`hios.runtime.levers.Levers`: fused convolution epilogues
+    shortens the critical path (:class:`hios.program.levers.Levers`: fused convolution epilogues
     by default; concatenation in place, merged segments, stream priorities on request)."""
 
     devices: tuple[str, ...] | None = None
@@ -145,9 +109,9 @@ class RunOptions:
     def __post_init__(self):
         devices = parse_devices(self.devices)
         object.__setattr__(self, "devices", tuple(devices) if devices else None)
-        _choice(self.kernels, KERNELS, "--kernels")
-        _choice(self.mode, MODES, "--mode")
-        _choice(self.sync, SYNC_MODES, "--sync")
+        _choice(self.kernels, KERNELS, option("kernels"))
+        _choice(self.mode, MODES, option("mode"))
+        _choice(self.sync, SYNC_MODES, option("sync"))
 
     def on_cuda(self) -> bool:
         """Whether the run is on CUDA devices (None: decided by the machine, see :func:`resolve`)."""
@@ -159,24 +123,7 @@ class RunOptions:
         kernels = self.kernels or ("inductor" if cuda else "eager")
         mode = self.mode or ("graph" if cuda else "stream")
         if mode == "graph" and not cuda:
-            raise HiosError("CUDA-graph mode (--mode graph) needs CUDA devices; use --mode stream on CPU")
+            raise HiosError(f"CUDA-graph mode ({option('mode', 'graph')}) needs CUDA devices; "
+                            f"use {option('mode', 'stream')} on CPU")
         cl = self.channels_last if self.channels_last is not None else (kernels == "inductor" and cuda)
         return RunOptions(tuple(devices), kernels, mode, self.sync, cl, self.tf32, self.levers)
-
-
-@dataclass(frozen=True)
-class TimingOptions:
-    """``warmup`` untimed calls, then ``repeats`` samples of ``inner`` back-to-back calls; the median
-    sample over ``inner`` is reported."""
-
-    warmup: int = 5
-    repeats: int = 30
-    inner: int = 5
-
-    def __post_init__(self):
-        for name, low in (("warmup", 0), ("repeats", 1), ("inner", 1)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise HiosError(f"--{name} must be an integer >= {low}, got {v!r}")
-        check_timing(self.warmup, self.repeats, self.inner)  # each at most hios.limits.MAX_REPEATS
-

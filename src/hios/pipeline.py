@@ -5,11 +5,11 @@ inputs and returns a module that computes the same function faster.  The steps, 
 that the CLI and the benchmarks use too:
 
   1. :func:`plan_model` — capture (:func:`hios.frontend.capture.capture`: operators, BN folded,
-     chains fused), cost (:func:`hios.frontend.costing.cost_captured`: measured profile, analytic
+     chains fused), cost (:func:`hios.cost.costing.cost_captured`: measured profile, analytic
      GPU model or a profile file), schedule with every requested algorithm and keep the fastest
      predicted one (:func:`hios.report.compare`), and wrap it all as a :class:`~hios.plan.Plan`.
   2. :func:`run_plan` — build the runtime for a plan on logical devices
-     (:func:`hios.runtime.executor.compile`), reusing the capture of step 1.
+     (:func:`hios.runtime.local.executor.compile`), reusing the capture of step 1.
   3. :class:`Optimized` — the module returned by :func:`optimize` and :func:`load`: it runs the
      plan and carries it (``.plan``, ``.save(path)``, ``.explain()``).
 
@@ -18,7 +18,7 @@ Examples
 Two logical CPU devices, each stream a thread (on a GPU leave ``devices`` out):
 
 >>> import torch, hios
->>> from hios.runtime.dist_models import random_dag
+>>> from hios.testing.dist_models import random_dag
 >>> model = random_dag(image_size=16)
 >>> x = torch.randn(1, 3, 16, 16)
 >>> fast = hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100")
@@ -37,12 +37,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bounds import lower_bounds
+from .errors import option, render
+from .frontend.model_checks import as_inputs
 from .optional import require
 from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
 
-__all__ = ["Optimized", "Planned", "checked_plan", "load", "optimize", "plan_model", "profile_model", "run_plan"]
+__all__ = ["Chosen", "Optimized", "Planned", "checked_plan", "choose_plan", "load", "optimize", "plan_model",
+           "profile_model", "run_plan"]
 
 
 @dataclass
@@ -53,10 +56,6 @@ class Planned:
     captured: Any
     plan: Plan
     comparison: Comparison
-
-
-def _inputs(example_inputs) -> tuple:
-    return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
 
 def _checked(where: str, model, example_inputs, pure: bool = True, **arguments) -> tuple:
@@ -111,18 +110,18 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
         ``.captured``, ``.plan`` and ``.comparison``.
     """
     from .frontend.capture import capture
-    from .frontend.costing import cost_captured, resolve_source
-    from .timing import set_precision
+    from .cost.costing import cost_captured, resolve_source
+    from .cost.timing import precision
 
     say = log or (lambda _m: None)
     inputs = _checked("hios.plan_model", model, example_inputs)
-    set_precision(cost.tf32)  # a profile taken here must see the run's precision
-    source = resolve_source(cost)  # fails fast, before the capture, on a bad --cost
-    say(f"capturing {name or type(model).__name__}...")
-    captured = capture(model, inputs, name=name, progress=log is not None)
-    if cost.source is None and source.kind == "analytic":
-        say("no GPU found: costing with the analytic H100 model (--cost h100)")
-    costed = cost_captured(captured, cost, source, progress=log is not None)
+    with precision(cost.tf32):  # a profile taken here must see the run's precision
+        source = resolve_source(cost)  # fails fast, before the capture, on a bad --cost
+        say(f"capturing {name or type(model).__name__}...")
+        captured = capture(model, inputs, name=name, progress=log is not None)
+        if cost.source is None and source.kind == "analytic":
+            say(render(f"no GPU found: costing with the analytic H100 model ({option('cost', 'h100')})"))
+        costed = cost_captured(captured, cost, source, progress=log is not None)
     machine = schedule.machine()
     algos = schedule.algorithms_for(costed.graph)
     cmp = compare(costed.graph, machine, algos, schedule.scheduler_kwargs(), costed.stage_model,
@@ -144,45 +143,49 @@ def profile_model(model, example_inputs, *, device: str | None = None, kernels: 
                   tf32: bool = False, settings=None, cache_dir=None, name: str | None = None,
                   compile_workers: int | None = None, progress: bool = True):
     """Capture ``model`` and measure every operator (and concurrent groups, launch overhead,
-    copies) on ``device``: :func:`hios.frontend.profiler.profile_detailed` of the capture.  Returns
-    its :class:`~hios.frontend.profiler.ProfileResult` (``.graph`` is the costed graph)."""
+    copies) on ``device``: :func:`hios.cost.profiler.profile_detailed` of the capture.  Returns
+    its :class:`~hios.cost.profiler.ProfileResult` (``.graph`` is the costed graph)."""
     from .frontend.capture import capture
-    from .frontend.profiler import profile_detailed
-    from .timing import set_precision
-    set_precision(tf32)
-    captured = capture(model, _inputs(example_inputs), name=name)
-    return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
-                            compile_workers=compile_workers)
+    from .cost.profiler import profile_detailed
+    from .cost.timing import precision
+    with precision(tf32):
+        captured = capture(model, as_inputs(example_inputs), name=name)
+        return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
+                                compile_workers=compile_workers)
 
 
 def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
              clone_outputs: bool = True, progress: bool = False):
-    """Step 2: the runtime module (:class:`hios.runtime.executor.HiosModule`) for ``plan`` (a
+    """Step 2: the runtime module (:class:`hios.runtime.local.executor.HiosModule`) for ``plan`` (a
     :class:`~hios.plan.Plan`, a :class:`~hios.schedule.Schedule`, or None for one stream), reusing
     ``captured`` when given.  Unchecked: :func:`checked_plan` is the front door's version."""
-    from .runtime.executor import compile as build_runtime
-    from .timing import set_precision
+    from .runtime.local.executor import compile as build_runtime
+    from .cost.timing import precision
     inputs = _checked("hios.run_plan", model, example_inputs, pure=captured is None)  # else checked when planned
-    set_precision(run.tf32)
-    return build_runtime(model, inputs, plan, options=run, captured=captured,
-                         clone_outputs=clone_outputs, progress=progress)
+    with precision(run.tf32):  # warm-up and CUDA-graph capture in the run's precision
+        module = build_runtime(model, inputs, plan, options=run, captured=captured,
+                               clone_outputs=clone_outputs, progress=progress)
+    module.tf32 = run.tf32  # and every call
+    return module
 
 
 def checked_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,
                  progress: bool = False, built=None):
     """:func:`run_plan`, checked once against ``model(*example_inputs)``; a wrong build is rebuilt
     without the lever or segment at fault, with one warning, or refused with a HiosError
-    (:func:`hios.runtime.verify.verified`).  ``built``: a runtime of this plan made already."""
+    (:func:`hios.runtime.local.verify.verified`).  ``built``: a runtime of this plan made already."""
+    from .cost.timing import precision
     from .frontend.capture import capture
-    from .runtime.verify import verified
-    inputs = _inputs(example_inputs)
-    if captured is None:
-        captured = built.captured if built is not None else capture(model, inputs)
-    if built is not None:
-        run = replace(run, devices=tuple(built.devices), levers=built.levers)
-    return verified(lambda lv: run_plan(model, inputs, plan, replace(run, levers=lv), captured=captured,
-                                        progress=progress),
-                    model, inputs, run.levers, tf32=run.tf32, name=captured.graph.name, built=built)
+    from .runtime.local.verify import verified
+    inputs = as_inputs(example_inputs)
+    with precision(run.tf32):  # model(x), the reference, in the run's precision
+        if captured is None:
+            captured = built.captured if built is not None else capture(model, inputs)
+        if built is not None:
+            run = replace(run, devices=tuple(built.devices), levers=built.levers)
+        return verified(lambda lv: run_plan(model, inputs, plan, replace(run, levers=lv), captured=captured,
+                                            progress=progress),
+                        model, inputs, run.levers, tf32=run.tf32, name=captured.graph.name, built=built)
 
 
 class Optimized(require("torch.nn", "hios.optimize").Module):
@@ -190,15 +193,21 @@ class Optimized(require("torch.nn", "hios.optimize").Module):
     :meth:`save`, run it again with :func:`load`), ``.runtime`` (the executor module: program,
     devices, CUDA graph) and, when it was planned here, ``.comparison`` (:meth:`explain`)."""
 
-    def __init__(self, runtime, plan: Plan, comparison: Comparison | None = None, selection=None):
+    def __init__(self, runtime, plan: Plan, comparison: Comparison | None = None, selection=None,
+                 tf32: bool | None = None):
         super().__init__()
         self.runtime = runtime
         self.plan = plan
         self.comparison = comparison
         self.selection = selection  # hios.selection.Selection when chosen by measurement
+        self.tf32 = tf32  # the precision calls run in (None: torch's flags as they are)
 
     def forward(self, *inputs):
-        return self.runtime(*inputs)
+        if self.tf32 is None:
+            return self.runtime(*inputs)
+        from .cost.timing import precision
+        with precision(self.tf32):
+            return self.runtime(*inputs)
 
     def save(self, path: str | Path) -> None:
         """Write the plan as JSON (the format ``hios run`` and :func:`load` read)."""
@@ -255,7 +264,7 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
         With ``choose=K > 0``, time the K best predicted candidate plans (algorithms, window and
         stream counts, N devices or one) and, on CUDA, ``torch.compile`` reduce-overhead with and
         without freezing, on the device, and keep the fastest measured
-        (:func:`hios.runtime.choose.choose_by_measurement`); ``.selection`` says who won and by how
+        (:func:`hios.runtime.measure.choose.choose_by_measurement`); ``.selection`` says who won and by how
         much.  If torch.compile wins, the returned module runs it, so the result is never slower.
     check : bool
         Check the built module once against ``model(*example_inputs)`` (default).  A wrong build is
@@ -284,35 +293,69 @@ def optimize(model, example_inputs, *, gpus: int = 1, devices=None, algorithm="h
         return _chosen(model, example_inputs, planned, run, choose, log, check)
     build = checked_plan if check else run_plan
     runtime = build(model, example_inputs, planned.plan, run, captured=planned.captured, progress=progress)
-    return Optimized(runtime, planned.plan, planned.comparison)
+    return Optimized(runtime, planned.plan, planned.comparison, tf32=run.tf32)
+
+
+@dataclass
+class Chosen:
+    """What :func:`choose_plan` found.  ``plan``: the plan with the fastest measured hios candidate
+    (the whole selection in its meta); ``plan_module``: that candidate built; ``module``: the fastest
+    measured candidate that runs right (``torch.compile`` may win, checked against ``model(x)`` when
+    asked); ``note``: one line when torch.compile measured faster than every plan, else None."""
+
+    plan: Plan
+    best: str
+    plan_module: Any
+    module: Any
+    selection: Any
+    note: str | None
+
+
+def choose_plan(model, example_inputs, plan: Plan, run: RunOptions = RunOptions(), timing=None, *, top: int = 3,
+                captured=None, check: bool = False, log: Callable[[str], None] | None = None) -> Chosen:
+    """Choose by measurement, the one path of ``hios optimize --choose``, ``hios run --choose`` and
+    ``hios.optimize(choose=K)``: time the ``top`` best predicted candidate plans and, on CUDA,
+    ``torch.compile`` (:func:`hios.runtime.measure.choose.choose_by_measurement`); the plan keeps the
+    fastest hios candidate (a plan cannot hold torch.compile).  A torch.compile winner is the
+    :attr:`Chosen.module` only if, with ``check``, it matches ``model(x)``; otherwise (with one
+    warning) the fastest plan is."""
+    import warnings
+
+    from .cost.options import TimingOptions
+    from .cost.timing import precision
+    from .runtime.local.verify import check_against, reference
+    from .runtime.measure.choose import choose_by_measurement, chosen_plan
+    say = log or (lambda _m: None)
+    inputs = as_inputs(example_inputs)
+    say(f"choosing by measurement among the {top} best predicted plans and torch.compile...")
+    with precision(run.tf32):
+        sel, built, schedules = choose_by_measurement(model, inputs, plan, run, timing or TimingOptions(), top,
+                                                      captured, say)
+        chosen, best = chosen_plan(plan, sel, schedules)
+        winner = sel.winner if sel.winner in built else best
+        chk = check_against(built[winner], inputs, reference(model, inputs), run.tf32) \
+            if check and winner != best else None
+    note = None
+    if winner != best:
+        note = (f"note: {winner} measured faster than every hios plan ({sel.measured_ms[winner]:.4f} against "
+                f"{sel.measured_ms[best]:.4f} ms); the plan keeps the fastest hios candidate, {best}")
+    if chk is not None:
+        if not chk.ok:
+            warnings.warn(f"hios: {winner} differed from model(x) (relative error {chk.rel:.3g}); running the "
+                          f"fastest plan, {best}, instead", stacklevel=3)
+            winner = best
+    return Chosen(chosen, best, built[best], built[winner], sel, note)
 
 
 def _chosen(model, example_inputs, planned: Planned, run: RunOptions, top: int, log, check: bool) -> Optimized:
-    """``optimize(choose=K)``: the fastest measured of the K best plans and torch.compile; with
-    ``check``, a torch.compile winner that differs from ``model(x)`` gives way to the best plan,
-    and the plan is checked (and rebuilt where wrong) as :func:`checked_plan` does."""
-    import warnings
-
-    from .options import TimingOptions
-    from .runtime.choose import choose_by_measurement, chosen_plan
-    from .runtime.verify import check_against, reference
-    from .timing import set_precision
-    set_precision(run.tf32)
-    inputs = _inputs(example_inputs)
-    sel, built, schedules = choose_by_measurement(model, inputs, planned.plan, run, TimingOptions(),
-                                                  top, planned.captured, log or (lambda _m: None))
-    plan, best = chosen_plan(planned.plan, sel, schedules)
-    winner = sel.winner if sel.winner in built else best
-    if check and winner != best:
-        chk = check_against(built[winner], inputs, reference(model, inputs), run.tf32)
-        if not chk.ok:
-            warnings.warn(f"hios: {winner} differed from model(x) (relative error {chk.rel:.3g}); running the "
-                          f"fastest plan, {best}, instead", stacklevel=2)
-            winner = best
-    module = built[winner]
-    if check and winner == best:
-        module = checked_plan(model, inputs, plan, run, captured=planned.captured, built=module)
-    return Optimized(module, plan, planned.comparison, sel)
+    """``optimize(choose=K)``: :func:`choose_plan`; the plan (when it won) is checked and rebuilt
+    where wrong as :func:`checked_plan` does."""
+    inputs = as_inputs(example_inputs)
+    c = choose_plan(model, inputs, planned.plan, run, top=top, captured=planned.captured, check=check, log=log)
+    module = c.module
+    if check and module is c.plan_module:
+        module = checked_plan(model, inputs, c.plan, run, captured=planned.captured, built=module)
+    return Optimized(module, c.plan, planned.comparison, c.selection, tf32=run.tf32)
 
 
 def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str | None = None,
@@ -324,7 +367,7 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     Examples
     --------
     >>> import os, tempfile, torch, hios
-    >>> from hios.runtime.dist_models import random_dag
+    >>> from hios.testing.dist_models import random_dag
     >>> model, x = random_dag(image_size=16), torch.randn(1, 3, 16, 16)
     >>> path = os.path.join(tempfile.mkdtemp(), "plan.json")
     >>> hios.optimize(model, x, gpus=2, devices="cpu,cpu", cost="h100").save(path)
@@ -338,4 +381,4 @@ def load(path: str | Path, model, example_inputs, *, devices=None, kernels: str 
     build = checked_plan if check else run_plan
     runtime = build(model, example_inputs, plan, RunOptions(devices=devices, kernels=kernels, mode=mode, tf32=tf32),
                     progress=progress)
-    return Optimized(runtime, plan)
+    return Optimized(runtime, plan, tf32=tf32)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .costmodel import stage_model_from_dict
+from .cost.costmodel import stage_model_from_dict
 from .errors import HiosError
 from .fields import Field
 from .formats import DTYPES, graph_to_dict, read_graph, read_json, read_stage_model

@@ -15,7 +15,7 @@ import inspect
 from dataclasses import dataclass, field
 
 from .bounds import lower_bounds
-from .costmodel import StageModel
+from .cost.costmodel import StageModel
 from .graph import Graph
 from .machine import Machine
 from .schedule import Schedule

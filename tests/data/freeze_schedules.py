@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from hios.costmodel import HIOSStageModel, stage_model_from_dict  # noqa: E402
+from hios.cost.costmodel import HIOSStageModel, stage_model_from_dict  # noqa: E402
 from hios.formats import load_graph  # noqa: E402
 from hios.generate import layered_dag  # noqa: E402
 from hios.machine import Machine  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from hios.costmodel import HIOSStageModel  # noqa: E402
+from hios.cost.costmodel import HIOSStageModel  # noqa: E402
 from hios.generate import layered_dag  # noqa: E402
 from hios.machine import Machine  # noqa: E402
 from hios.schedulers import schedule  # noqa: E402

@@ -19,6 +19,8 @@ import warnings
 
 from .. import faults
 from ..errors import HiosError, Terminated
+from .arguments import cli_text
+from .oom import describe as out_of_memory_message
 
 COMMANDS = ["generate", "simulate", "optimize", "profile", "run"]
 
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning is one line on stderr: ``warning: <message>``."""
-    text = str(message).splitlines()[0] if str(message) else category.__name__
+    text = cli_text(message).splitlines()[0] if str(message) else category.__name__
     print(f"warning: {text.removeprefix('hios: ')}", file=sys.stderr)
 
 
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except (HiosError, MemoryError, RuntimeError) as e:
         if not isinstance(e, HiosError) and not faults.is_out_of_memory(e):
             raise
-        msg = faults.describe(e, args) if faults.is_out_of_memory(e) else e
+        msg = out_of_memory_message(e, args) if faults.is_out_of_memory(e) else cli_text(e)
         print(f"hios {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

@@ -1,14 +1,31 @@
-"""Argument groups shared by the sub-commands, and their translation into the library's typed
-options (:mod:`hios.options`).  Nothing below the CLI sees an argparse ``Namespace``."""
+"""Argument groups shared by the sub-commands, their translation into the library's typed
+options (:mod:`hios.options`), and back: the library names options by their fields
+(:func:`hios.errors.option`), the CLI by its flags (:func:`flag`, :func:`cli_text`).  Nothing below
+the CLI sees an argparse ``Namespace`` or knows a flag."""
 
 from __future__ import annotations
 
+from ..errors import raw_message, render
 from ..machine import DEFAULT_LINK, LINK_PRESETS
-from ..costmodel import DEFAULT_ALPHA
+from ..cost.costmodel import DEFAULT_ALPHA
 from ..options import ANALYTIC_GPUS, KERNELS, MODES, CostOptions, RunOptions, ScheduleOptions, TimingOptions
-from ..runtime.levers import PRIORITIES, Levers
-from ..runtime.segmenting import SYNC_MODES
+from ..program.levers import PRIORITIES, Levers
+from ..program.segmenting import SYNC_MODES
 from ..schedulers import ALGORITHMS
+
+#: Option fields whose flag is not ``--`` and the field with dashes.
+FLAGS = {"algorithm": "--algo", "algorithms": "--algo", "source": "--cost", "output": "-o"}
+
+
+def flag(field: str) -> str:
+    """The flag of an option field: ``time_limit`` -> ``--time-limit``, ``algorithm`` -> ``--algo``."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def cli_text(message) -> str:
+    """A library message (an exception, a warning or a string) with the options it names as flags."""
+    return render(raw_message(message) if isinstance(message, BaseException) else str(message), flag)
+
 
 MODEL_HELP = "inception_v3, googlenet, squeezenet1_1, nasnetalarge, randwire or package.module:factory"
 
@@ -48,8 +65,8 @@ def add_model_args(p, required: bool = True) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
 
 
-def add_cost_args(p, flag: str = "--cost") -> None:
-    p.add_argument(flag, dest="cost", default=None, metavar="profile|" + "|".join(ANALYTIC_GPUS) + "|FILE",
+def add_cost_args(p) -> None:
+    p.add_argument("--cost", dest="cost", default=None, metavar="profile|" + "|".join(ANALYTIC_GPUS) + "|FILE",
                    help="operator costs: measure on a GPU (profile), the analytic model of a GPU, or a "
                         "measured profile file (default: profile when a GPU is present, else h100)")
 
@@ -105,7 +122,7 @@ def schedule_options(args) -> ScheduleOptions:
 
 def stage_model(args):
     """The HIOS stage model of ``--alpha`` (checked)."""
-    from ..costmodel import HIOSStageModel
+    from ..cost.costmodel import HIOSStageModel
     alpha = CostOptions(alpha=args.alpha).alpha
     return HIOSStageModel(DEFAULT_ALPHA if alpha is None else alpha)
 

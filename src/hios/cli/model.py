@@ -10,8 +10,9 @@ from ..optional import require
 
 
 def log(message: str) -> None:
-    """A progress message: one line on stderr (stdout carries the result)."""
-    print(message, file=sys.stderr)
+    """A progress message: one line on stderr (stdout carries the result), options named by flag."""
+    from .arguments import cli_text
+    print(cli_text(message), file=sys.stderr)
 
 
 def require_torch(command: str) -> None:
@@ -21,6 +22,11 @@ def require_torch(command: str) -> None:
 def model_label(args) -> str:
     """The graph name of a zoo model at a size, e.g. ``inception_v3-299``."""
     return f"{args.model.split(':')[-1]}-{args.image_size}"
+
+
+def model_info(args, image_size: int | None = None) -> dict:
+    """What a plan records of the model (``hios run plan.json`` rebuilds a zoo model from it)."""
+    return {"name": args.model, "image_size": image_size or args.image_size, "batch": args.batch}
 
 
 def build_model(args, name: str | None = None, image_size: int | None = None, batch: int | None = None):

@@ -46,9 +46,9 @@ def check_device(device: str | None) -> None:
     """``--device`` names a device that exists here (cpu or cuda:N)."""
     if device is None:
         return
-    from ..runtime.devices import logical_devices, parse_devices
-    import torch
-    logical_devices(parse_devices(device), 1, 1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    from ..cost.probe import cuda_device_count
+    from ..program.devices import logical_devices, parse_devices
+    logical_devices(parse_devices(device), 1, 1, cuda_device_count())
 
 
 def _check_outputs(args) -> None:
@@ -67,17 +67,15 @@ def _save_graph(graph: Graph, machine, path) -> None:
 
 def _choose(args, model, example, plan, captured, log):
     """--choose K: the fastest measured candidate plan (the selection goes into the plan's meta)."""
-    from ..options import RunOptions, TimingOptions
-    from ..runtime.choose import choose_by_measurement, chosen_plan
+    from ..options import RunOptions
+    from ..pipeline import choose_plan
     devices = (args.device,) * plan.machine.gpus if args.device else None
-    sel, _built, schedules = choose_by_measurement(model, example, plan, RunOptions(devices=devices, kernels=args.kernels, tf32=args.tf32),
-                                                   TimingOptions(), args.choose, captured, log)
-    chosen, best = chosen_plan(plan, sel, schedules)
-    log(sel.summary())
-    if sel.winner != best:
-        log(f"note: {sel.winner} measured faster than every hios plan ({sel.measured_ms[sel.winner]:.4f} against "
-            f"{sel.measured_ms[best]:.4f} ms); the plan keeps the fastest hios candidate, {best}")
-    return chosen
+    chosen = choose_plan(model, example, plan, RunOptions(devices=devices, kernels=args.kernels, tf32=args.tf32),
+                         top=args.choose, captured=captured, log=log)
+    log(chosen.selection.summary())
+    if chosen.note:
+        log(chosen.note)
+    return chosen.plan
 
 
 def _refuse_unused(args) -> None:
@@ -106,13 +104,13 @@ def _optimize(args, outputs) -> int:
     sched = schedule_options(args)
     cost = cost_options(args, args.device)
     check_profile_file(cost.source, args.model, args.image_size, args.batch, ("profile", *ANALYTIC_GPUS))
-    from .model import build_model, log, model_label, require_torch
+    from .model import build_model, log, model_info, model_label, require_torch
     require_torch("hios optimize")
     check_device(args.device)
     from ..pipeline import plan_model
     model, example = build_model(args)
     planned = plan_model(model, example, schedule=sched, cost=cost, name=model_label(args),
-                         model_info={"name": args.model, "image_size": args.image_size, "batch": args.batch},
+                         model_info=model_info(args),
                          log=log)
     plan, cmp = planned.plan, planned.comparison
     if args.choose:

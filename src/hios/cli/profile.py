@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
 
 def _from_run(args) -> int:
     """--from-run: the run's plan costs with its measured segment times fed back."""
-    from ..feedback import profile_from_run
+    from ..cost.feedback import profile_from_run
     outputs = OutputSet()
     outputs.add_input(args.from_run, "run record")
     outputs.add(args.output, JSON, "profile")
@@ -59,7 +59,7 @@ def _from_run(args) -> int:
         from ..frontend.capture import capture
         model, example = build_model(args)
         graph = capture(model, example, name=model_label(args)).graph
-        from ..feedback import read_run_record
+        from ..cost.feedback import read_run_record
         rec = read_run_record(args.from_run, graph)
         if rec.get("graph") is None:
             raise HiosError(f"{args.from_run}: graph: missing (the costs of the run's plan, which --from-run needs)")
@@ -98,14 +98,14 @@ def main(args) -> int:
         raise HiosError(f"--groups must be >= 0, got {args.groups}")
     outputs = OutputSet()
     outputs.add(args.output, JSON, "profile")
-    from ..frontend.profile_cache import usable_cache_dir
+    from ..cost.profile_cache import usable_cache_dir
     cache_dir = False if args.no_cache else usable_cache_dir(args.cache_dir)  # warns and goes on without one
     from .model import build_model, model_label, require_torch
     require_torch("hios profile")
     from .optimize import check_device
     check_device(args.device)  # before the model is built
     _warn_cpu_warmup(args)
-    from ..frontend.profiler import ProfileSettings
+    from ..cost.profiler import ProfileSettings
     from ..pipeline import profile_model
 
     model, example = build_model(args)

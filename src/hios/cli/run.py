@@ -5,22 +5,23 @@ of the same model, plus the simulator's prediction.
 Either ``hios run plan.json`` (a plan from ``hios optimize``) or ``hios run --model M --image-size S
 --gpus N --algo A`` (the plan is made here by :func:`hios.pipeline.plan_model`, whose capture the
 runtime reuses).  Steps: get the plan → check the devices → build (and capture) the model → compile
-the plan (:func:`hios.pipeline.run_plan`) → measure it (:func:`hios.runtime.measure.measure_plan`) →
+the plan (:func:`hios.pipeline.run_plan`) → measure it (:func:`hios.runtime.measure.plan.measure_plan`) →
 print the report.  ``--backend distributed`` hands the same options to one process per GPU.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
 from pathlib import Path
 
 from ..errors import HiosError
-from ..runtime.run_report import format_report
-from .arguments import (add_cost_args, add_model_args, add_run_args, add_tf32_arg, add_timing_args, cost_options,
-                        run_options, schedule_options, timing_options)
-from .model import build_model, log, require_torch
+from ..runtime.measure.record import format_report
+from .arguments import (add_cost_args, add_model_args, add_run_args, add_tf32_arg, add_timing_args, cli_text,
+                        cost_options, flag, run_options, schedule_options, timing_options)
+from .model import build_model, log, model_info, require_torch
 
 DEFAULT_IMAGE_SIZE = 299
 
@@ -38,7 +39,8 @@ def add_parser(sub) -> None:
     g.add_argument("--algo", default=None, help="scheduling algorithm (default: the optimizer's)")
     g.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
     g.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
-    add_cost_args(g, "--costs")
+    add_cost_args(g)
+    g.add_argument("--costs", dest="cost", default=None, help=argparse.SUPPRESS)  # the old spelling of --cost
     add_run_args(p)
     p.add_argument("--check", dest="check", action="store_true", default=True,
                    help="compare the output with model(x) (default)")
@@ -48,7 +50,7 @@ def add_parser(sub) -> None:
     add_tf32_arg(p)
     add_timing_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    g = p.add_argument_group("what really ran (hios.runtime.trace, hios.feedback)")
+    g = p.add_argument_group("what really ran (hios.runtime.measure.trace, hios.cost.feedback)")
     g.add_argument("--trace", metavar="FILE", help="write the kernels/segments that ran, per device and stream, "
                                                    "beside the simulator's trace of the plan (Chrome/Perfetto JSON; "
                                                    "'hios profile --from-run FILE' reads it back)")
@@ -96,7 +98,7 @@ def make_plan(args, log=log):
     planned = plan_model(model, x, schedule=schedule_options(args),
                          cost=cost_options(args, run.devices[0] if run.devices else None),
                          name=f"{args.model.split(':')[-1]}-{size}",
-                         model_info={"name": args.model, "image_size": size, "batch": args.batch}, log=log)
+                         model_info=model_info(args, size), log=log)
     return planned.plan, planned.captured, model, x
 
 
@@ -107,20 +109,19 @@ PLANNING_OPTIONS = ("gpus", "algo", "window", "streams", "cost", "image_size")
 def _refuse_planning_options(args) -> None:
     for k in PLANNING_OPTIONS:
         if getattr(args, k) is not None:
-            flag = "--costs" if k == "cost" else "--" + k.replace("_", "-")
-            raise HiosError(f"{flag} shapes a plan made with --model; the plan file {args.plan} was made already")
+            raise HiosError(f"{flag(k)} shapes a plan made with --model; the plan file {args.plan} was made already")
 
 
 def _check_devices(args, plan) -> None:
     """Fail fast, before any model is built, on devices the plan cannot run on, on a --feedback-to
     that would mix a profile's measurements with this run's of other settings, and on one that
     would replace a profile of another model or other settings."""
-    import torch
-    from ..runtime.devices import logical_devices, used_gpus
+    from ..cost.probe import cuda_device_count
+    from ..program.devices import logical_devices, used_gpus
     devs = logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
-                           torch.cuda.device_count() if torch.cuda.is_available() else 0)
+                           cuda_device_count())
     if args.feedback_to:
-        from ..feedback import check_feedback_target, check_profile_of, runtime_settings
+        from ..cost.feedback import check_feedback_target, check_profile_of, runtime_settings
         opts = run_options(args).resolve(devs)
         settings = runtime_settings(opts.kernels, opts.channels_last, "tf32" if opts.tf32 else "fp32",
                                     devs[0].split(":")[0])
@@ -169,19 +170,20 @@ def _warn_cpu_overrides(args, run) -> None:
 
 
 def _choose(args, model, x, plan, run, timing, captured, say):
-    """--choose K: time the candidates; run the fastest hios plan (and say if torch.compile won)."""
-    from ..runtime.choose import choose_by_measurement, chosen_plan
-    say(f"choosing by measurement among the {args.choose} best predicted plans and torch.compile...")
-    sel, built, schedules = choose_by_measurement(model, x, plan, run, timing, args.choose, captured, say)
-    chosen, best = chosen_plan(plan, sel, schedules)
-    return built[best], chosen, sel
+    """--choose K: time the candidates; run the fastest hios plan, which is what ``hios run`` measures
+    (torch.compile is among its baselines), and say if torch.compile won."""
+    from ..pipeline import choose_plan
+    chosen = choose_plan(model, x, plan, run, timing, top=args.choose, captured=captured, log=say)
+    if chosen.note:
+        say(chosen.note)
+    return chosen.plan_module, chosen.plan, chosen.selection
 
 
 def _trace(args, module, x, plan, say, outputs) -> dict:
     """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's
     caches); the files are staged in ``outputs`` and written only when the command succeeds."""
     from ..formats import save_graph
-    from ..runtime.trace import format_table, trace_plan
+    from ..runtime.measure.trace import format_table, trace_plan
     say(f"tracing {args.trace_calls} calls of the plan...")
     if args.trace:
         traced = {}
@@ -195,7 +197,7 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     if traced["note"] and traced["record"]["clock"] != "wall":
         say(f"trace: {traced['note']}")
     if args.feedback_to:
-        from ..feedback import feed_back
+        from ..cost.feedback import feed_back
         g = feed_back(plan.graph, traced["record"]["segments"], 0.0, args.trace or "hios run")
         prof = dict(g.meta["profile"])
         prof.update(traced["record"]["settings"])
@@ -210,19 +212,20 @@ def run_distributed(args) -> int:
     from functools import partial
 
     from ..runtime.distributed import DEFAULT_TIMEOUT, DistributedJob, format_result, run
-    for flag, v in (("--trace", args.trace), ("--feedback-to", args.feedback_to), ("--choose", args.choose)):
+    for name, v in (("--trace", args.trace), ("--feedback-to", args.feedback_to), ("--choose", args.choose)):
         if v:
-            raise HiosError(f"{flag} runs with the local backend only; leave it out with --backend distributed")
+            raise HiosError(f"{name} runs with the local backend only; leave it out with --backend distributed")
     if args.plan:
         _refuse_planning_options(args)
     say = (lambda m: None) if args.json else log
     job = DistributedJob(plan_file=args.plan, make_plan=None if args.plan else partial(make_plan, args, say),
                          model=args.model, trust_plan=args.trust_plan,
                          run=run_options(args), timing=timing_options(args), check=args.check, device=args.device,
-                         timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json)
+                         timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout, verbose=not args.json,
+                         flag=flag)
     code, result = run(job)
     if result is not None:
-        print(json.dumps(result, indent=1, default=str) if args.json else format_result(result), flush=True)
+        print(json.dumps(result.to_dict(), indent=1, default=str) if args.json else format_result(result), flush=True)
     return code
 
 
@@ -235,12 +238,14 @@ def main(args) -> int:
     with _check_outputs(args) as outputs:
         require_torch("hios run")
         _warn_cpu_overrides(args, run)
-        return _run_local(args, timing, run, outputs)
+        from ..cost.timing import precision
+        with precision(run.tf32):  # the plan, its check and the baselines in one precision
+            return _run_local(args, timing, run, outputs)
 
 
 def _run_local(args, timing, run, outputs) -> int:
     from ..pipeline import run_plan
-    from ..runtime.measure import MeasureOptions, measure_plan
+    from ..runtime.measure.plan import MeasureOptions, measure_plan
 
     say = (lambda m: None) if args.json else log
     plan, captured, model, x = make_plan(args, say)
@@ -253,26 +258,26 @@ def _run_local(args, timing, run, outputs) -> int:
             say("compiling the plan (segments, warm-up, capture)...")
             module = run_plan(model, x, plan, run, captured=captured, clone_outputs=False, progress=not args.json)
             selection = None
-    notes = [str(w.message) for w in caught if "hios" in str(w.message)]
+    notes = [cli_text(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
     traced = _trace(args, module, x, plan, say, outputs) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
-    result["warnings"] = notes
+    result.warnings = notes
     if selection is not None:
-        result["selection"] = selection.to_dict()
+        result.selection = selection.to_dict()
         say(selection.summary())
-    failed = "check" in result and not result["check"]["ok"]
+    failed = result.failed
     if traced is not None:
-        result["trace"] = {"path": None if failed else traced["path"], "measured": traced["measured"],
-                           "note": traced["note"], "coverage": traced["coverage"], "segments": traced["table"]}
+        result.trace = {"path": None if failed else traced["path"], "measured": traced["measured"],
+                        "note": traced["note"], "coverage": traced["coverage"], "segments": traced["table"]}
     if not failed:  # a run whose check fails leaves no trace or fed-back profile
         outputs.commit()
         if args.feedback_to:
             say(f"measured segment times fed back -> {args.feedback_to}")
     if args.json:
-        json.dump(result, sys.stdout, indent=1)
+        json.dump(result.to_dict(), sys.stdout, indent=1)
         print()
     else:
         print(format_report(result))

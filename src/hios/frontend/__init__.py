@@ -1,6 +1,8 @@
-"""PyTorch front end: capture a model as an operator graph (:mod:`.capture`), build runnable
-segments of it (:mod:`.segments`), a model zoo (:mod:`.zoo`) and an analytic cost model
-(:mod:`.analytic`).  Without torch installed only :mod:`.analytic` is usable."""
+"""PyTorch front end — the first stage after the graph model (graph → **capture** → cost →
+schedulers/simulator → program → runtime → pipeline → CLI): capture a model as an operator graph
+(:mod:`.capture`), build runnable segments of it (:mod:`.segments`), a model zoo (:mod:`.zoo`,
+:mod:`.randwire`) and the checks of a model given to the library (:mod:`.model_checks`).  Capture
+and segments need torch."""
 
 from importlib.util import find_spec
 

@@ -28,7 +28,12 @@ from typing import Sequence
 from ..errors import HiosError
 from ..limits import check_gpus
 
-__all__ = ["check_arguments", "check_inputs", "check_pure"]
+__all__ = ["as_inputs", "check_arguments", "check_inputs", "check_pure"]
+
+
+def as_inputs(example_inputs) -> tuple:
+    """A model's positional inputs as a tuple: a tuple or list is several inputs, anything else one."""
+    return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
 
 def _type_error(where: str, name: str, wanted: str, value) -> HiosError:
@@ -77,7 +82,7 @@ def check_inputs(where: str, model, example_inputs) -> tuple:
     if isinstance(example_inputs, dict):
         raise HiosError(f"{where}: example_inputs is a dict; give the model's positional inputs as a tensor or "
                         "a tuple of tensors (keyword inputs are not planned)")
-    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    inputs = as_inputs(example_inputs)
     if not inputs:
         raise HiosError(f"{where}: example_inputs is empty; give the tensor(s) the model is called with")
     for k, x in enumerate(inputs):

@@ -31,7 +31,7 @@ import os
 import sys
 from typing import Callable
 
-from ..errors import HiosError
+from ..errors import HiosError, option
 from ..fields import show
 from ..faults import is_out_of_memory
 from ..limits import check_input
@@ -161,16 +161,16 @@ def plan_model_spec(name: str, given: str | None = None, trust: bool = False, wh
     both name zoo models and differ."""
     if given:
         if given in _BUILDERS and name in _BUILDERS and given != name:
-            raise HiosError(f"{where}: the plan was made for {name}, not {given} (--model)")
+            raise HiosError(f"{where}: the plan was made for {name}, not {given} ({option('model')})")
         return given
     if name in _BUILDERS or (trust and is_factory(name)):
         return name
     if is_factory(name):
         raise HiosError(f"{where}: model.name {show(name)} is a factory (module:function); a plan is data and "
-                        "hios does not import code a plan names: give --model with the model to run (or "
-                        "--trust-plan if you trust this plan's author)")
-    raise HiosError(f"{where}: model.name {show(name)} is not a zoo model ({', '.join(MODELS)}); give --model "
-                    "with the model the plan was made for")
+                        f"hios does not import code a plan names: give {option('model')} with the model to run (or "
+                        f"{option('trust_plan')} if you trust this plan's author)")
+    raise HiosError(f"{where}: model.name {show(name)} is not a zoo model ({', '.join(MODELS)}); give "
+                    f"{option('model')} with the model the plan was made for")
 
 
 def _init_weights(model) -> None:

@@ -1,0 +1,142 @@
+"""Stage (concurrency) models: how long a group of operators takes on parallel streams of one GPU.
+
+A stage model is any callable ``model(costs, utils) -> ms`` over the operators of one stage.
+A single operator must cost exactly its own time.  A model may also offer
+``work_share(cost, util) -> ms``: a share per operator such that every stage lasts at least the
+sum of its members' shares; :func:`hios.bounds.lower_bounds` uses it for the work bound (a model
+without it gets the weakest honest share, 0).
+
+* :class:`HIOSStageModel` — the rule of the HIOS simulation:
+  ``alpha * sum(w) + (1 - alpha) * max(sum(w * u), max(w))`` (alpha = :data:`DEFAULT_ALPHA`, 0.5, by default).
+* :class:`MeasuredStageModel` — a calibrated model: measured group times where the
+  profiler recorded the group, else the HIOS rule with a fitted alpha.
+* :class:`ConcurrencyStageModel` — processor sharing fitted from real timelines
+  (:mod:`hios.cost.concurrency`): ``max(w) + beta * (sum(w) - max(w)) + overhead * (k - 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from ..graph import GraphError
+
+__all__ = ["ConcurrencyStageModel", "DEFAULT_ALPHA", "HIOSStageModel", "MeasuredStageModel", "StageModel",
+           "stage_model_from_dict"]
+
+
+#: Alpha of the HIOS stage model when nothing measured says otherwise.
+DEFAULT_ALPHA = 0.5
+
+
+class StageModel(Protocol):
+    def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float: ...
+
+
+def _check_alpha(alpha: float) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise GraphError(f"stage model alpha must be in [0, 1], got {alpha!r}")
+
+
+@dataclass(frozen=True)
+class HIOSStageModel:
+    alpha: float = DEFAULT_ALPHA
+
+    def __post_init__(self):
+        _check_alpha(self.alpha)
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        if not costs:
+            return 0.0
+        total = sum(costs)
+        packed = sum(w * u for w, u in zip(costs, utils))
+        return self.alpha * total + (1.0 - self.alpha) * max(packed, max(costs))
+
+    def work_share(self, cost: float, util: float) -> float:
+        """Lower bound on what one operator adds to any stage: the stage time is at least
+        ``alpha * sum(w) + (1 - alpha) * sum(w * u)``."""
+        return cost * (self.alpha + (1.0 - self.alpha) * util)
+
+    def to_dict(self) -> dict:
+        return {"type": "hios", "alpha": self.alpha}
+
+
+@dataclass(frozen=True)
+class MeasuredStageModel:
+    """Measured times of specific groups (keyed by the sorted tuple of rounded member costs),
+    falling back to the HIOS rule with the given alpha."""
+
+    alpha: float = DEFAULT_ALPHA
+    groups: dict[tuple[float, ...], float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_alpha(self.alpha)
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float]) -> float:
+        hit = self.groups.get(tuple(sorted(round(c, 6) for c in costs))) if len(costs) > 1 else None
+        return hit if hit is not None else HIOSStageModel(self.alpha)(costs, utils)
+
+    def work_share(self, cost: float, util: float) -> float:
+        """As :meth:`HIOSStageModel.work_share`, scaled down to the most favourable measured group
+        (measured time / sum of member costs), so it stays a lower bound for those groups too."""
+        share = HIOSStageModel(self.alpha).work_share(cost, util)
+        ratios = [t / sum(k) for k, t in self.groups.items() if sum(k) > 0]
+        return min([share] + [cost * r for r in ratios])
+
+    def to_dict(self) -> dict:
+        return {"type": "measured", "alpha": self.alpha,
+                "groups": [{"costs": list(k), "time": v} for k, v in self.groups.items()]}
+
+
+@dataclass(frozen=True)
+class ConcurrencyStageModel:
+    """Processor sharing: while ``m`` operators of a stage run, each advances at the rate
+    ``1 / (1 + beta * (m - 1))`` of running alone, and every stream beyond the first adds a fixed
+    ``overhead_ms`` (events, stream forks).  Integrating the rates phase by phase (operators sorted by
+    cost, each phase ending when the next one finishes) gives the closed form
+    ``max(w) + beta * (sum(w) - max(w)) + overhead_ms * (k - 1)``: ``beta = 0`` is perfect overlap,
+    ``beta = 1`` runs the stage as if serialised.  The parameters are fitted from measured
+    concurrent groups and from real plan replays by :mod:`hios.cost.concurrency`; utilizations are not
+    used."""
+
+    beta: float = 0.5
+    overhead_ms: float = 0.0
+    fit: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0 <= self.beta <= 1:
+            raise GraphError(f"concurrency model beta must be in [0, 1], got {self.beta!r}")
+        if not isinstance(self.overhead_ms, (int, float)) or self.overhead_ms < 0:
+            raise GraphError(f"concurrency model overhead_ms must be >= 0, got {self.overhead_ms!r}")
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float] = ()) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        if not costs:
+            return 0.0
+        top = max(costs)
+        return top + self.beta * (sum(costs) - top) + self.overhead_ms * (len(costs) - 1)
+
+    def work_share(self, cost: float, util: float) -> float:
+        """Every stage lasts at least ``beta * sum(w)``."""
+        return self.beta * cost
+
+    def to_dict(self) -> dict:
+        out = {"type": "concurrency", "beta": self.beta, "overhead_ms": self.overhead_ms}
+        if self.fit:
+            out["fit"] = dict(self.fit)
+        return out
+
+
+def stage_model_from_dict(d: dict | None) -> StageModel:
+    if not d or d.get("type") == "hios":
+        return HIOSStageModel(float((d or {}).get("alpha", DEFAULT_ALPHA)))
+    if d.get("type") == "measured":
+        groups = {tuple(float(c) for c in g["costs"]): float(g["time"]) for g in d.get("groups", [])}
+        return MeasuredStageModel(float(d.get("alpha", DEFAULT_ALPHA)), groups)
+    if d.get("type") == "concurrency":
+        return ConcurrencyStageModel(float(d.get("beta", 0.5)), float(d.get("overhead_ms", 0.0)),
+                                     dict(d.get("fit") or {}))
+    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios', 'measured' or 'concurrency')")
