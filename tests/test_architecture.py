@@ -85,7 +85,7 @@ STAGES = [
     ("foundation", ["hios.errors", "hios.limits", "hios.optional", "hios.outputs", "hios.faults"]),
     ("graph model", ["hios.graph", "hios.fields", "hios.formats", "hios.generate", "hios.schedule", "hios.machine"]),
     ("capture", ["hios.frontend"]),
-    ("cost model", ["hios.cost", "hios.costmodel", "hios.bounds"]),
+    ("cost model", ["hios.cost", "hios.bounds"]),
     ("schedulers and simulator", ["hios.simulator", "hios.schedulers", "hios.report", "hios.viz", "hios.selection",
                                   "hios.plan"]),
     ("plan -> program", ["hios.program", "hios.options"]),

@@ -154,3 +154,14 @@ def test_measured_work_share_is_a_lower_bound(members, groups):
         costs = [c for c, _ in mem]
         t = mm(costs, [u for _, u in mem])
         assert t >= sum(mm.work_share(c, u) for c, u in mem) - 1e-9 * (1 + sum(costs))
+
+
+def test_measured_group_of_rounded_costs_stays_above_work_shares():
+    """Hypothesis found costs (1.0, 0.6640625): the table key rounds them to 1.664062 in sum, and
+    the measured time at ratio 1 fell below the work shares' sum (1.6640625)."""
+    costs = (1.0, 0.6640625)
+    key = tuple(sorted(round(c, 6) for c in costs))
+    mm = MeasuredStageModel(0.5, {key: sum(key)})
+    t = mm(list(costs), [1.0, 1.0])
+    assert t == sum(key)  # the measured time as measured
+    assert t >= sum(mm.work_share(c, 1.0) for c in costs)

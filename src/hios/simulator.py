@@ -29,7 +29,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .costmodel import HIOSStageModel, StageModel
+from .cost.costmodel import HIOSStageModel, StageModel
 from .graph import Graph, GraphError
 from .machine import Machine
 from .schedule import Schedule

@@ -63,6 +63,9 @@ class HIOSStageModel:
         return {"type": "hios", "alpha": self.alpha}
 
 
+_ROUNDING = 5e-7  # the most round(c, 6) moves a cost
+
+
 @dataclass(frozen=True)
 class MeasuredStageModel:
     """Measured times of specific groups (keyed by the sorted tuple of rounded member costs),
@@ -83,7 +86,9 @@ class MeasuredStageModel:
         (measured time / sum of member costs), so it stays a lower bound for those groups too."""
         share = HIOSStageModel(self.alpha).work_share(cost, util)
         ratios = [t / sum(k) for k, t in self.groups.items() if sum(k) > 0]
-        return min([share] + [cost * r for r in ratios])
+        # Groups are keyed by costs rounded to 1e-6, so a key's sum may be up to ROUNDING below the
+        # members' own costs, each: shares taken from ``cost - ROUNDING`` stay below the time.
+        return min([share] + [max(cost - _ROUNDING, 0.0) * r for r in ratios])
 
     def to_dict(self) -> dict:
         return {"type": "measured", "alpha": self.alpha,

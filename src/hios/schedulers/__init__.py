@@ -10,7 +10,7 @@ import inspect
 import time
 from typing import Callable
 
-from ..costmodel import StageModel
+from ..cost.costmodel import StageModel
 from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from ..costmodel import HIOSStageModel
+from ..cost.costmodel import HIOSStageModel
 from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine

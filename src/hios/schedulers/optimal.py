@@ -64,7 +64,7 @@ import math
 from dataclasses import dataclass
 
 from ..bounds import lower_bounds
-from ..costmodel import HIOSStageModel
+from ..cost.costmodel import HIOSStageModel
 from ..errors import HiosError
 from ..graph import Graph
 from ..machine import Machine

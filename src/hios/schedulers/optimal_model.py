@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..errors import HiosError
+from ..errors import HiosError, option
 from ..graph import Graph
 from ..machine import Machine
 from ..simulator import _reserve
@@ -82,7 +82,7 @@ def candidate_stages(graph: Graph, streams: int, stage_model, scale: float, limi
                 if len(cands) > limit:
                     raise HiosError(f"optimal: {graph.name!r} has more than {limit} candidate stages of up to "
                                     f"{streams} independent operators, too many for the exact solver "
-                                    "(use fewer --streams or a smaller graph)")
+                                    f"(use fewer {option('streams')} or a smaller graph)")
             # A group that is dropped may still grow into a useful one (a member with low utilization).
             if len(group) < streams:
                 grow(group, [x for x in allowed[k + 1:] if x in indep_set[w]])
