@@ -550,62 +550,71 @@ class StageChain:
         end = self.end
         stage_of = self.stage_of
         fins: dict[Stage, float] = {}
+        fins_get = fins.get
         new_end: dict[int, float] = {}
+        new_end_get = new_end.get
+        moved_get = moved.get
         heap: list = []
+        heappush = heapq.heappush
+        heappop = heapq.heappop
         queued: set = set()
+        queue = queued.add
+        unqueue = queued.discard
+        # heap entries (start time, tick, stage): ties in start time by order of queueing
         tick = 0
-
-        def push(s: Stage) -> None:
-            nonlocal tick
-            if s not in queued:
-                queued.add(s)
-                tick += 1
-                heapq.heappush(heap, (-INF if s is fresh else fins.get(s, s.fin) - s.dur, tick, s))
-
         for s in seeds:
-            push(s)
+            if s not in queued:
+                queue(s)
+                tick += 1
+                heappush(heap, (-INF if s is fresh else fins_get(s, s.fin) - s.dur, tick, s))
         pops = 0
         partial = cap is not None
         if cap is None:
             cap = 8 * self.timer.n + 64
-        while heap:
-            key, _, s = heapq.heappop(heap)
-            queued.discard(s)
-            pops += 1
-            if pops > cap:  # exact: cannot happen for a change that passed deadlocks(); never spin
-                self.capped = True
-                return fins if partial else None
-            self.pops += 1
-            p = prev_of[s] if s in prev_of else s.prev
-            t = 0.0 if p is None else fins.get(p, p.fin)
-            g = s.gpu
-            for v in s.ops:
-                for u, row in ins[v]:
-                    eu = new_end.get(u)
-                    a = (end[u] if eu is None else eu) + row[gpu_of[u]][g]
-                    if a > t:
-                        t = a
-            fin = t + s.dur
-            old = fins.get(s)
-            if old is None and s is not fresh:
-                old = s.fin
-            if fin == old:
-                continue
-            if fin + s.tail > limit and (not heap or heap[0][0] > key):
-                # nothing queued can still change this stage's inputs (every pending change starts
-                # no later than the stages it reaches), so the finish is final: prune
-                return None
-            fins[s] = fin
-            for v in s.ops:
-                if fin != end[v] or v in new_end or s is fresh:
-                    new_end[v] = fin
-                    for w in succs[v]:
-                        sw = moved.get(w) or stage_of[w]
-                        if sw is not s:
-                            push(sw)
-            nx = next_of[s] if s in next_of else s.next
-            if nx is not None:
-                push(nx)
+        try:
+            while heap:
+                key, _, s = heappop(heap)
+                unqueue(s)
+                pops += 1
+                if pops > cap:  # exact: cannot happen for a change that passed deadlocks(); never spin
+                    self.capped = True
+                    return fins if partial else None
+                p = prev_of.get(s, s.prev) if prev_of else s.prev
+                t = 0.0 if p is None else fins_get(p, p.fin)
+                g = s.gpu
+                for v in s.ops:
+                    for u, row in ins[v]:
+                        eu = new_end_get(u)
+                        a = (end[u] if eu is None else eu) + row[gpu_of[u]][g]
+                        if a > t:
+                            t = a
+                fin = t + s.dur
+                old = fins_get(s)
+                if old is None and s is not fresh:
+                    old = s.fin
+                if fin == old:
+                    continue
+                if fin + s.tail > limit and (not heap or heap[0][0] > key):
+                    # nothing queued can still change this stage's inputs (every pending change starts
+                    # no later than the stages it reaches), so the finish is final: prune
+                    return None
+                fins[s] = fin
+                for v in s.ops:
+                    if fin != end[v] or v in new_end or s is fresh:
+                        new_end[v] = fin
+                        for w in succs[v]:
+                            sw = moved_get(w) or stage_of[w] if moved else stage_of[w]
+                            if sw is not s and sw not in queued:
+                                queue(sw)
+                                tick += 1
+                                heappush(heap, (-INF if sw is fresh else fins_get(sw, sw.fin) - sw.dur, tick, sw))
+                nx = next_of.get(s, s.next) if next_of else s.next
+                if nx is not None and nx not in queued:
+                    queue(nx)
+                    tick += 1
+                    heappush(heap, (-INF if nx is fresh else fins_get(nx, nx.fin) - nx.dur, tick, nx))
+        finally:
+            self.pops += pops if pops <= cap else cap
         return fins
 
     # -- fast mode of the intra-GPU step ---------------------------------------------------
