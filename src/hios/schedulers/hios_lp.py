@@ -261,7 +261,10 @@ class _Placement:
         path_r = [rank[v] for v in path]
         npath = len(path)
         new: dict[int, float] = {}
-        new_get = new.get
+        # new finish times are written into ``end`` while re-timing (reads stay plain list reads)
+        # and the old ones restored at the end
+        undo: list[tuple[int, float]] = []
+        keep = undo.append
         heap = list(path_r)  # ranks (one operator each), already sorted: a heap
         pop = heapq.heappop
         push = heapq.heappush
@@ -289,17 +292,11 @@ class _Placement:
                     j2 = j + 1 if j < npath and path[j] == x else j
                     if j2 < npath and (nx < 0 or path_r[j2] < rank[nx]):
                         nx = path[j2]
-                if p < 0:
-                    t = 0.0
-                else:
-                    t = new_get(p)
-                    if t is None:
-                        t = end[p]
+                t = 0.0 if p < 0 else end[p]
                 for u, row in ins[x]:
                     gu = gpu_of[u]
                     if gu >= 0:
-                        eu = new_get(u)
-                        a = (end[u] if eu is None else eu) + row[gu][gx]
+                        a = end[u] + row[gu][gx]
                         if a > t:
                             t = a
                 t += cost[x]
@@ -313,7 +310,8 @@ class _Placement:
                         cap -= 1
                     if t == end[x]:
                         continue
-                new[x] = t
+                keep((x, end[x]))
+                end[x] = new[x] = t
                 for w in succs[x]:
                     if gpu_of[w] >= 0 and w not in queued:
                         queued.add(w)
@@ -323,6 +321,8 @@ class _Placement:
                     push(heap, rank[nx])
         finally:
             self.retimed = retimed
+            for x, t in reversed(undo):
+                end[x] = t
         return new
 
 
