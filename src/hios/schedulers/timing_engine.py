@@ -642,9 +642,10 @@ class StageChain:
         t = nx.dur + nx.stl if nx is not None else 0.0
         stage_of = self.stage_of
         gpu_of = self.gpu_of
+        outs = self.outs
         g = s.gpu
         for v in s.ops:
-            for w, row in self.outs[v]:
+            for w, row in outs[v]:
                 sw = stage_of[w]
                 if sw is not s:
                     a = row[g][gpu_of[w]] + sw.dur + sw.stl
@@ -662,11 +663,15 @@ class StageChain:
         g = base.gpu
         start = base.fin - base.dur
         start -= 1e-9 * (1.0 + abs(start))
-        chain = [c.group] + c.rest
+        group = c.group
+        chain = [group] + c.rest
         new_fin: dict[Stage, float] = {}
-        moved = {v: c.group for v in c.group.ops}
+        moved = dict.fromkeys(group.ops, group)
+        moved_get = moved.get
+        new_fin_get = new_fin.get
         inside = set(chain)
         ins = self.timer.ins
+        outs = self.outs
         stage_of = self.stage_of
         gpu_of = self.gpu_of
         p = base.prev
@@ -675,8 +680,8 @@ class StageChain:
             t = t_prev
             for v in s.ops:
                 for u, row in ins[v]:
-                    su = moved.get(u) or stage_of[u]
-                    f = new_fin.get(su)
+                    su = moved_get(u) or stage_of[u]
+                    f = new_fin_get(su)
                     if f is None:
                         if su.fin - su.dur >= start:
                             return None
@@ -691,8 +696,8 @@ class StageChain:
         for s in chain:
             out = after.dur + after.stl if s is last and after is not None else 0.0
             for v in s.ops:
-                for w, row in self.outs[v]:
-                    sw = moved.get(w) or stage_of[w]
+                for w, row in outs[v]:
+                    sw = moved_get(w) or stage_of[w]
                     if sw not in inside:
                         a = row[g][gpu_of[w]] + sw.dur + sw.stl
                         if a > out:
@@ -740,33 +745,46 @@ class StageChain:
     def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> None:
         ins = self.timer.ins
         stage_of = self.stage_of
+        stail = self._stail
         heap: list = []
+        heappush = heapq.heappush
+        heappop = heapq.heappop
         queued = set(chain) | set(old)
-        tick = 0
-
-        def push(x: Stage | None) -> None:
-            nonlocal tick
-            if x is not None and x not in queued:
-                queued.add(x)
-                tick += 1
-                heapq.heappush(heap, (-(x.fin - x.dur), tick, x))
+        queue = queued.add
+        tick = 0  # ties in start time by order of queueing
 
         for s in chain:
-            push(s.prev)
+            x = s.prev
+            if x is not None and x not in queued:
+                queue(x)
+                tick += 1
+                heappush(heap, (-(x.fin - x.dur), tick, x))
             for v in s.ops:
                 for u, _row in ins[v]:
-                    push(stage_of[u])
+                    x = stage_of[u]
+                    if x not in queued:
+                        queue(x)
+                        tick += 1
+                        heappush(heap, (-(x.fin - x.dur), tick, x))
         while heap and cap > 0:
             cap -= 1
-            _, _, x = heapq.heappop(heap)
-            t = self._stail(x)
-            if t == x.stl:
+            _, _, s = heappop(heap)
+            t = stail(s)
+            if t == s.stl:
                 continue
-            x.stl = t
-            push(x.prev)
-            for v in x.ops:
+            s.stl = t
+            x = s.prev
+            if x is not None and x not in queued:
+                queue(x)
+                tick += 1
+                heappush(heap, (-(x.fin - x.dur), tick, x))
+            for v in s.ops:
                 for u, _row in ins[v]:
-                    push(stage_of[u])
+                    x = stage_of[u]
+                    if x not in queued:
+                        queue(x)
+                        tick += 1
+                        heappush(heap, (-(x.fin - x.dur), tick, x))
 
     def commit(self, c: Regroup) -> None:
         """Apply an evaluated change."""
