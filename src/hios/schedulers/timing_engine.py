@@ -551,8 +551,9 @@ class StageChain:
         stage_of = self.stage_of
         fins: dict[Stage, float] = {}
         fins_get = fins.get
-        new_end: dict[int, float] = {}
-        new_end_get = new_end.get
+        # new finish times of operators are written into ``end`` while spreading (plain list reads),
+        # the old ones kept in ``old_end`` and restored on return
+        old_end: dict[int, float] = {}
         moved_get = moved.get
         heap: list = []
         heappush = heapq.heappush
@@ -584,8 +585,7 @@ class StageChain:
                 g = s.gpu
                 for v in s.ops:
                     for u, row in ins[v]:
-                        eu = new_end_get(u)
-                        a = (end[u] if eu is None else eu) + row[gpu_of[u]][g]
+                        a = end[u] + row[gpu_of[u]][g]
                         if a > t:
                             t = a
                 fin = t + s.dur
@@ -600,8 +600,10 @@ class StageChain:
                     return None
                 fins[s] = fin
                 for v in s.ops:
-                    if fin != end[v] or v in new_end or s is fresh:
-                        new_end[v] = fin
+                    if v in old_end or fin != end[v] or s is fresh:
+                        if v not in old_end:
+                            old_end[v] = end[v]
+                        end[v] = fin
                         for w in succs[v]:
                             sw = moved_get(w) or stage_of[w] if moved else stage_of[w]
                             if sw is not s and sw not in queued:
@@ -615,6 +617,8 @@ class StageChain:
                     heappush(heap, (-INF if nx is fresh else fins_get(nx, nx.fin) - nx.dur, tick, nx))
         finally:
             self.pops += pops if pops <= cap else cap
+            for v, t in old_end.items():
+                end[v] = t
         return fins
 
     # -- fast mode of the intra-GPU step ---------------------------------------------------
