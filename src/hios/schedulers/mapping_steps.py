@@ -11,7 +11,8 @@ Steps (5-8 of :mod:`.hios_lp`, 4-7 of :mod:`.hios_mr`):
   3. Unless ``intra=False``, apply the intra-GPU sliding window (:mod:`.intra_gpu`, its fast mode
      unless ``exact=True``); keep its result only if the simulator confirms it is not slower.
   4. If the result is slower than running every operator in sequence on GPU 0, return that
-     sequential schedule instead.
+     sequential schedule instead (simulated only when the result is not below the sum of the
+     costs, a lower bound of the sequential latency).
 
 Every choice between whole schedules here is made by the simulator, so under its link model
 (``serialize_links`` included).
