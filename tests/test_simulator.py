@@ -440,3 +440,30 @@ def test_schedule_fuzz_only_schedule_errors(junk):
             assert r.latency >= 2.0
         except GraphError as e:
             assert "\n" not in str(e)
+
+
+@pytest.mark.parametrize("edge_kind", ["mixed", "bytes"])
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), mparams=machines, alpha=st.floats(0.0, 1.0), serialize=st.booleans(),
+       rng=st.randoms(use_true_random=False), keep=st.floats(0.0, 1.0))
+def test_latency_only_equals_run(edge_kind, data, mparams, alpha, serialize, rng, keep):
+    """Simulator.latency (the schedulers' fast path) gives run()'s latency bit for bit, on complete
+    schedules and on partial ones (operators dropped at random)."""
+    g, gpus, s = data.draw(graph_and_schedule(max_nodes=16, max_gpus=4, edge_kind=edge_kind))
+    m = make_machine(gpus, mparams, rng)
+    sim = Simulator(g, m, HIOSStageModel(alpha), serialize)
+    idx = s.indexed(g)
+    assert sim.latency(idx) == sim.run(idx).latency
+    part = [[[i for i in st_ if rng.random() < keep] for st_ in sts] for sts in idx]
+    assert sim.latency(part, complete=False) == sim.run(part, complete=False).latency
+
+
+def test_latency_only_rejects_what_run_rejects():
+    g = Graph([Operator("a", 1.0), Operator("b", 1.0)], [Edge("a", "b", time=0.5)])
+    sim = Simulator(g, Machine(2))
+    for bad in ([[[1], [0]], []], [[[0, 1]], []], [[[0]], []]):
+        with pytest.raises(ScheduleError) as e1:
+            sim.run(bad)
+        with pytest.raises(ScheduleError) as e2:
+            sim.latency(bad)
+        assert str(e1.value) == str(e2.value)

@@ -176,6 +176,59 @@ class Simulator:
         latency = max(st.gpu_free) if st.gpu_free else 0.0
         return SimResult(latency, st.start, st.end, busy, st.transfers, stage_times)
 
+    def latency(self, stages: Sequence[Sequence[Sequence[int]]], complete: bool = True) -> float:
+        """``run(stages, complete).latency`` (same checks, same events, same arithmetic) without
+        recording start times, transfers or stage intervals: what the schedulers' choices between
+        whole schedules need."""
+        flat = self._flatten(stages, complete)
+        indeg, out = self._stage_deps(flat)
+        ns = len(flat.ops)
+        st_gpu, st_ops, gpu_of = flat.gpu, flat.ops, flat.gpu_of
+        in_edges = self.in_edges
+        cost = self.cost
+        end = [0.0] * len(self.graph.ops)  # read only for producers already simulated
+        free = [0.0] * max(self.machine.gpus, len(stages))
+        sent: dict[tuple[int, int], float] = {}
+        link_busy: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        ready_at = [0.0] * ns
+        heap = [(0.0, sid) for sid in range(ns) if indeg[sid] == 0]
+        heapq.heapify(heap)
+        heappop, heappush = heapq.heappop, heapq.heappush
+        done = 0
+        while heap:
+            _, sid = heappop(heap)
+            done += 1
+            gi, ops = st_gpu[sid], st_ops[sid]
+            t = free[gi]
+            for v in ops:
+                for k, (u, e) in enumerate(in_edges[v]):
+                    gu = gpu_of[u]
+                    if gu == -1:
+                        continue
+                    if gu == gi:
+                        arr = end[u]
+                    else:
+                        key = (u, gi) if e.time is None else (u, -v - 1)
+                        arr = sent.get(key)
+                        if arr is None:
+                            t0, dur, _ = self._transfer(u, v, k, e, gu, gi, gpu_of, end[u], link_busy)
+                            arr = sent[key] = t0 + dur
+                    if arr > t:
+                        t = arr
+            fin = t + (cost[ops[0]] if len(ops) == 1 else self._duration(ops))
+            for v in ops:
+                end[v] = fin
+            free[gi] = fin
+            for s2 in out[sid]:
+                if fin > ready_at[s2]:
+                    ready_at[s2] = fin
+                indeg[s2] -= 1
+                if indeg[s2] == 0:
+                    heappush(heap, (max(ready_at[s2], free[st_gpu[s2]]), s2))
+        if done < ns:
+            raise ScheduleError(self._deadlock_message(flat.ops, flat.gpu, flat.pos, indeg, flat.stage_of))
+        return max(free) if free else 0.0
+
     def _flatten(self, stages: Sequence[Sequence[Sequence[int]]], complete: bool) -> "_Stages":
         """Number every stage globally and check that each operator index is valid and placed once
         (and, for a complete schedule, that none is missing)."""
@@ -255,15 +308,21 @@ class Simulator:
     def _send(self, u: int, v: int, k: int, e, gu: int, gi: int, gpu_of: list[int], st: "_State") -> float:
         """Book the transfer of ``u``'s output from GPU ``gu`` to ``gi`` (on a free gap of the link
         when links are serialized); its arrival time."""
+        t0, dur, nbytes = self._transfer(u, v, k, e, gu, gi, gpu_of, st.end[u], st.link_busy)
+        st.transfers.append(Transfer(self.graph.ops[u].name, self.graph.ops[v].name, gu, gi, t0, t0 + dur, nbytes))
+        return t0 + dur
+
+    def _transfer(self, u: int, v: int, k: int, e, gu: int, gi: int, gpu_of: list[int], t0: float,
+                  link_busy: dict) -> tuple[float, float, int]:
+        """(start, duration, bytes) of sending ``u``'s output (ready at ``t0``) from GPU ``gu`` to
+        ``gi``; with serialized links the gap is booked in ``link_busy``."""
         if e.time is None:
             dur, nbytes = self._tensor_ms(u, gu, gi, gpu_of)
         else:
             dur, nbytes = self.transfer_ms(v, k, gu, gi), e.bytes
-        t0 = st.end[u]
         if self.serialize_links and dur > 0:
-            t0 = _reserve(st.link_busy.setdefault((gu, gi), []), t0, dur)
-        st.transfers.append(Transfer(self.graph.ops[u].name, self.graph.ops[v].name, gu, gi, t0, t0 + dur, nbytes))
-        return t0 + dur
+            t0 = _reserve(link_busy.setdefault((gu, gi), []), t0, dur)
+        return t0, dur, nbytes
 
     def _duration(self, ops: Sequence[int]) -> float:
         """A stage's time: its one operator's cost, or the stage model over its operators."""

@@ -208,6 +208,9 @@ class _Placement:
         self.gpu_ops: list[list[int]] = [[] for _ in range(timer.gpus)]
         self.lat = 0.0
         self.retimed = 0
+        self.by_rank = [0] * timer.n  # operator of each rank
+        for v, r in enumerate(rank):
+            self.by_rank[r] = v
 
     def place(self, path: list[int]) -> int:
         """Map ``path`` (sorted by rank) to the GPU of lowest latency (ties: lowest index)."""
@@ -250,54 +253,76 @@ class _Placement:
         cost = t_.cost
         succs = t_.graph.succs
         rank = self.rank
+        by_rank = self.by_rank
         gpu_of = self.gpu_of
         end = self.end
         gpu_r = self.gpu_r
         gpu_ops = self.gpu_ops
         path_r = [rank[v] for v in path]
+        npath = len(path)
         new: dict[int, float] = {}
-        heap = [(rank[v], v) for v in path]  # already sorted by rank: a heap
+        # new finish times are written into ``end`` while re-timing (reads stay plain list reads)
+        # and the old ones restored at the end
+        undo: list[tuple[int, float]] = []
+        keep = undo.append
+        heap = list(path_r)  # ranks (one operator each), already sorted: a heap
+        pop = heapq.heappop
+        push = heapq.heappush
         queued = set(path)
-        fresh = queued.copy()
-        while heap:
-            r, x = heapq.heappop(heap)
-            gx = gpu_of[x]
-            # the operator before x on its GPU, in rank order (the path included on GPU gi)
-            k = bisect_left(gpu_r[gx], r)
-            p = gpu_ops[gx][k - 1] if k else -1
-            nx = gpu_ops[gx][k] if k < len(gpu_ops[gx]) and gpu_ops[gx][k] != x else (
-                gpu_ops[gx][k + 1] if k + 1 < len(gpu_ops[gx]) else -1)
-            if gx == gi:
-                j = bisect_left(path_r, r)
-                if j and (p < 0 or path_r[j - 1] > rank[p]):
-                    p = path[j - 1]
-                j2 = j + 1 if j < len(path) and path[j] == x else j
-                if j2 < len(path) and (nx < 0 or path_r[j2] < rank[nx]):
-                    nx = path[j2]
-            if p < 0:
-                t = 0.0
-            else:
-                t = new.get(p)
-                if t is None:
-                    t = end[p]
-            t = _ready(t, ins[x], gpu_of, new, end, gx) + cost[x]
-            self.retimed += 1
-            if t >= cut:
-                return None
-            if cap >= 0 and x not in fresh:
-                if cap == 0:
-                    break
-                cap -= 1
-            if x not in fresh and t == end[x]:
-                continue
-            new[x] = t
-            for w in succs[x]:
-                if gpu_of[w] >= 0 and w not in queued:
-                    queued.add(w)
-                    heapq.heappush(heap, (rank[w], w))
-            if nx >= 0 and nx not in queued:
-                queued.add(nx)
-                heapq.heappush(heap, (rank[nx], nx))
+        fresh = frozenset(path)
+        retimed = self.retimed
+        try:
+            while heap:
+                r = pop(heap)
+                x = by_rank[r]
+                gx = gpu_of[x]
+                # the operator before x on its GPU, in rank order (the path included on GPU gi)
+                ops_g = gpu_ops[gx]
+                k = bisect_left(gpu_r[gx], r)
+                p = ops_g[k - 1] if k else -1
+                nops = len(ops_g)
+                if k < nops and ops_g[k] != x:
+                    nx = ops_g[k]
+                else:
+                    nx = ops_g[k + 1] if k + 1 < nops else -1
+                if gx == gi:
+                    j = bisect_left(path_r, r)
+                    if j and (p < 0 or path_r[j - 1] > rank[p]):
+                        p = path[j - 1]
+                    j2 = j + 1 if j < npath and path[j] == x else j
+                    if j2 < npath and (nx < 0 or path_r[j2] < rank[nx]):
+                        nx = path[j2]
+                t = 0.0 if p < 0 else end[p]
+                for u, row in ins[x]:
+                    gu = gpu_of[u]
+                    if gu >= 0:
+                        a = end[u] + row[gu][gx]
+                        if a > t:
+                            t = a
+                t += cost[x]
+                retimed += 1
+                if t >= cut:
+                    return None
+                if x not in fresh:
+                    if cap >= 0:
+                        if cap == 0:
+                            break
+                        cap -= 1
+                    if t == end[x]:
+                        continue
+                keep((x, end[x]))
+                end[x] = new[x] = t
+                for w in succs[x]:
+                    if gpu_of[w] >= 0 and w not in queued:
+                        queued.add(w)
+                        push(heap, rank[w])
+                if nx >= 0 and nx not in queued:
+                    queued.add(nx)
+                    push(heap, rank[nx])
+        finally:
+            self.retimed = retimed
+            for x, t in reversed(undo):
+                end[x] = t
         return new
 
 

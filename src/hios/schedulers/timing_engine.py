@@ -550,62 +550,75 @@ class StageChain:
         end = self.end
         stage_of = self.stage_of
         fins: dict[Stage, float] = {}
-        new_end: dict[int, float] = {}
+        fins_get = fins.get
+        # new finish times of operators are written into ``end`` while spreading (plain list reads),
+        # the old ones kept in ``old_end`` and restored on return
+        old_end: dict[int, float] = {}
+        moved_get = moved.get
         heap: list = []
+        heappush = heapq.heappush
+        heappop = heapq.heappop
         queued: set = set()
+        queue = queued.add
+        unqueue = queued.discard
+        # heap entries (start time, tick, stage): ties in start time by order of queueing
         tick = 0
-
-        def push(s: Stage) -> None:
-            nonlocal tick
-            if s not in queued:
-                queued.add(s)
-                tick += 1
-                heapq.heappush(heap, (-INF if s is fresh else fins.get(s, s.fin) - s.dur, tick, s))
-
         for s in seeds:
-            push(s)
+            if s not in queued:
+                queue(s)
+                tick += 1
+                heappush(heap, (-INF if s is fresh else fins_get(s, s.fin) - s.dur, tick, s))
         pops = 0
         partial = cap is not None
         if cap is None:
             cap = 8 * self.timer.n + 64
-        while heap:
-            key, _, s = heapq.heappop(heap)
-            queued.discard(s)
-            pops += 1
-            if pops > cap:  # exact: cannot happen for a change that passed deadlocks(); never spin
-                self.capped = True
-                return fins if partial else None
-            self.pops += 1
-            p = prev_of[s] if s in prev_of else s.prev
-            t = 0.0 if p is None else fins.get(p, p.fin)
-            g = s.gpu
-            for v in s.ops:
-                for u, row in ins[v]:
-                    eu = new_end.get(u)
-                    a = (end[u] if eu is None else eu) + row[gpu_of[u]][g]
-                    if a > t:
-                        t = a
-            fin = t + s.dur
-            old = fins.get(s)
-            if old is None and s is not fresh:
-                old = s.fin
-            if fin == old:
-                continue
-            if fin + s.tail > limit and (not heap or heap[0][0] > key):
-                # nothing queued can still change this stage's inputs (every pending change starts
-                # no later than the stages it reaches), so the finish is final: prune
-                return None
-            fins[s] = fin
-            for v in s.ops:
-                if fin != end[v] or v in new_end or s is fresh:
-                    new_end[v] = fin
-                    for w in succs[v]:
-                        sw = moved.get(w) or stage_of[w]
-                        if sw is not s:
-                            push(sw)
-            nx = next_of[s] if s in next_of else s.next
-            if nx is not None:
-                push(nx)
+        try:
+            while heap:
+                key, _, s = heappop(heap)
+                unqueue(s)
+                pops += 1
+                if pops > cap:  # exact: cannot happen for a change that passed deadlocks(); never spin
+                    self.capped = True
+                    return fins if partial else None
+                p = prev_of.get(s, s.prev) if prev_of else s.prev
+                t = 0.0 if p is None else fins_get(p, p.fin)
+                g = s.gpu
+                for v in s.ops:
+                    for u, row in ins[v]:
+                        a = end[u] + row[gpu_of[u]][g]
+                        if a > t:
+                            t = a
+                fin = t + s.dur
+                old = fins_get(s)
+                if old is None and s is not fresh:
+                    old = s.fin
+                if fin == old:
+                    continue
+                if fin + s.tail > limit and (not heap or heap[0][0] > key):
+                    # nothing queued can still change this stage's inputs (every pending change starts
+                    # no later than the stages it reaches), so the finish is final: prune
+                    return None
+                fins[s] = fin
+                for v in s.ops:
+                    if v in old_end or fin != end[v] or s is fresh:
+                        if v not in old_end:
+                            old_end[v] = end[v]
+                        end[v] = fin
+                        for w in succs[v]:
+                            sw = moved_get(w) or stage_of[w] if moved else stage_of[w]
+                            if sw is not s and sw not in queued:
+                                queue(sw)
+                                tick += 1
+                                heappush(heap, (-INF if sw is fresh else fins_get(sw, sw.fin) - sw.dur, tick, sw))
+                nx = next_of.get(s, s.next) if next_of else s.next
+                if nx is not None and nx not in queued:
+                    queue(nx)
+                    tick += 1
+                    heappush(heap, (-INF if nx is fresh else fins_get(nx, nx.fin) - nx.dur, tick, nx))
+        finally:
+            self.pops += pops if pops <= cap else cap
+            for v, t in old_end.items():
+                end[v] = t
         return fins
 
     # -- fast mode of the intra-GPU step ---------------------------------------------------
@@ -633,9 +646,10 @@ class StageChain:
         t = nx.dur + nx.stl if nx is not None else 0.0
         stage_of = self.stage_of
         gpu_of = self.gpu_of
+        outs = self.outs
         g = s.gpu
         for v in s.ops:
-            for w, row in self.outs[v]:
+            for w, row in outs[v]:
                 sw = stage_of[w]
                 if sw is not s:
                     a = row[g][gpu_of[w]] + sw.dur + sw.stl
@@ -653,11 +667,15 @@ class StageChain:
         g = base.gpu
         start = base.fin - base.dur
         start -= 1e-9 * (1.0 + abs(start))
-        chain = [c.group] + c.rest
+        group = c.group
+        chain = [group] + c.rest
         new_fin: dict[Stage, float] = {}
-        moved = {v: c.group for v in c.group.ops}
+        moved = dict.fromkeys(group.ops, group)
+        moved_get = moved.get
+        new_fin_get = new_fin.get
         inside = set(chain)
         ins = self.timer.ins
+        outs = self.outs
         stage_of = self.stage_of
         gpu_of = self.gpu_of
         p = base.prev
@@ -666,8 +684,8 @@ class StageChain:
             t = t_prev
             for v in s.ops:
                 for u, row in ins[v]:
-                    su = moved.get(u) or stage_of[u]
-                    f = new_fin.get(su)
+                    su = moved_get(u) or stage_of[u]
+                    f = new_fin_get(su)
                     if f is None:
                         if su.fin - su.dur >= start:
                             return None
@@ -682,8 +700,8 @@ class StageChain:
         for s in chain:
             out = after.dur + after.stl if s is last and after is not None else 0.0
             for v in s.ops:
-                for w, row in self.outs[v]:
-                    sw = moved.get(w) or stage_of[w]
+                for w, row in outs[v]:
+                    sw = moved_get(w) or stage_of[w]
                     if sw not in inside:
                         a = row[g][gpu_of[w]] + sw.dur + sw.stl
                         if a > out:
@@ -731,33 +749,46 @@ class StageChain:
     def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> None:
         ins = self.timer.ins
         stage_of = self.stage_of
+        stail = self._stail
         heap: list = []
+        heappush = heapq.heappush
+        heappop = heapq.heappop
         queued = set(chain) | set(old)
-        tick = 0
-
-        def push(x: Stage | None) -> None:
-            nonlocal tick
-            if x is not None and x not in queued:
-                queued.add(x)
-                tick += 1
-                heapq.heappush(heap, (-(x.fin - x.dur), tick, x))
+        queue = queued.add
+        tick = 0  # ties in start time by order of queueing
 
         for s in chain:
-            push(s.prev)
+            x = s.prev
+            if x is not None and x not in queued:
+                queue(x)
+                tick += 1
+                heappush(heap, (-(x.fin - x.dur), tick, x))
             for v in s.ops:
                 for u, _row in ins[v]:
-                    push(stage_of[u])
+                    x = stage_of[u]
+                    if x not in queued:
+                        queue(x)
+                        tick += 1
+                        heappush(heap, (-(x.fin - x.dur), tick, x))
         while heap and cap > 0:
             cap -= 1
-            _, _, x = heapq.heappop(heap)
-            t = self._stail(x)
-            if t == x.stl:
+            _, _, s = heappop(heap)
+            t = stail(s)
+            if t == s.stl:
                 continue
-            x.stl = t
-            push(x.prev)
-            for v in x.ops:
+            s.stl = t
+            x = s.prev
+            if x is not None and x not in queued:
+                queue(x)
+                tick += 1
+                heappush(heap, (-(x.fin - x.dur), tick, x))
+            for v in s.ops:
                 for u, _row in ins[v]:
-                    push(stage_of[u])
+                    x = stage_of[u]
+                    if x not in queued:
+                        queue(x)
+                        tick += 1
+                        heappush(heap, (-(x.fin - x.dur), tick, x))
 
     def commit(self, c: Regroup) -> None:
         """Apply an evaluated change."""
