@@ -23,6 +23,7 @@ schedulers always check their final answer with the real simulator.
 from __future__ import annotations
 
 import heapq
+import itertools
 from typing import Sequence
 
 from ..errors import HiosError
@@ -755,21 +756,24 @@ class StageChain:
         heappop = heapq.heappop
         queued = set(chain) | set(old)
         queue = queued.add
-        tick = 0  # ties in start time by order of queueing
+        ticks = itertools.count(1)  # ties in start time by order of queueing
 
-        for s in chain:
+        def queue_producers(s: Stage) -> None:
+            """Queue the stages whose tails ``s``'s tail feeds: its predecessor on its stream and
+            the stages of its operators' inputs, each once, latest start first."""
             x = s.prev
             if x is not None and x not in queued:
                 queue(x)
-                tick += 1
-                heappush(heap, (-(x.fin - x.dur), tick, x))
+                heappush(heap, (-(x.fin - x.dur), next(ticks), x))
             for v in s.ops:
                 for u, _row in ins[v]:
                     x = stage_of[u]
                     if x not in queued:
                         queue(x)
-                        tick += 1
-                        heappush(heap, (-(x.fin - x.dur), tick, x))
+                        heappush(heap, (-(x.fin - x.dur), next(ticks), x))
+
+        for s in chain:
+            queue_producers(s)
         while heap and cap > 0:
             cap -= 1
             _, _, s = heappop(heap)
@@ -777,18 +781,7 @@ class StageChain:
             if t == s.stl:
                 continue
             s.stl = t
-            x = s.prev
-            if x is not None and x not in queued:
-                queue(x)
-                tick += 1
-                heappush(heap, (-(x.fin - x.dur), tick, x))
-            for v in s.ops:
-                for u, _row in ins[v]:
-                    x = stage_of[u]
-                    if x not in queued:
-                        queue(x)
-                        tick += 1
-                        heappush(heap, (-(x.fin - x.dur), tick, x))
+            queue_producers(s)
 
     def commit(self, c: Regroup) -> None:
         """Apply an evaluated change."""
