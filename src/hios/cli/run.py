@@ -197,13 +197,20 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     if traced["note"] and traced["record"]["clock"] != "wall":
         say(f"trace: {traced['note']}")
     if args.feedback_to:
-        from ..cost.feedback import feed_back
-        g = feed_back(plan.graph, traced["record"]["segments"], 0.0, args.trace or "hios run")
-        prof = dict(g.meta["profile"])
-        prof.update(traced["record"]["settings"])
-        g.meta = {**g.meta, "profile": prof}
+        from ..stage_fit import fed_back_profile
+        g = fed_back_profile(plan, traced["record"], _latency(module, x, traced["record"]), args.trace or "hios run")
         outputs.stage(args.feedback_to, lambda tmp: save_graph(g, tmp))
     return traced
+
+
+def _latency(module, x, record: dict) -> float | None:
+    """The plan's measured latency for --feedback-to: its graph replay timed by CUDA events, else
+    (stream mode, CPU) the traced calls' median."""
+    import torch
+    from ..options import TimingOptions
+    from ..runtime.measure.bench import time_replay
+    rep = time_replay(module, torch.device(module.devices[0]), TimingOptions()) if module.is_cuda else None
+    return rep.median_ms if rep is not None else record.get("call_ms")
 
 
 def run_distributed(args) -> int:
