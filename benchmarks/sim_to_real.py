@@ -34,6 +34,10 @@ from three kinds of costs:
 * ``in sample`` (labelled): the point's own segment times alone, stage parameter fitted on the
   other points.
 
+Each family is judged twice: with the analytic utilizations the plan was made with (output size
+over the GPU's resident threads) and, as ``<family>+achieved``, with utilizations derived from the
+costs used (the share of peak FLOP rate or bandwidth each operator achieves).
+
 Writes ``OUT/sim_to_real.csv`` (one row per point and plan), ``OUT/sim_to_real_models.csv`` (mean
 and worst error per stage model and cost kind), ``OUT/sim_to_real.png`` (predicted against
 measured) and prints the tables.
@@ -239,6 +243,9 @@ def analyse(points: list[dict], head: dict, out: Path) -> list[dict]:
                           "alone_ms": {int(k): v for k, v in pl["alone_ms"].items()},
                           "measured_ms": pl["replay_ms"]})
     rows = evaluate_points(cases, STAGE_FAMILIES)
+    achieved = {(r["point"], r["plan"]): r for r in evaluate_points(cases, STAGE_FAMILIES, "achieved")}
+    for r in rows:  # the same families with utilizations from the achieved FLOP rate or bandwidth
+        r.update({k: v for k, v in achieved[(r["point"], r["plan"])].items() if "+achieved" in k})
     for d in points:  # the closed loop: plan B predicted from the fed-back profile
         b = d["plans"].get("B")
         for r in rows:

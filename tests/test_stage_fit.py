@@ -143,3 +143,18 @@ def test_evaluate_points_leaves_each_point_out():
     assert by["p2"]["pred[own|concurrency]"] < 0.95 * by["p2"]["measured_ms"]
     assert by["p0"]["pred[own|concurrency]"] > by["p0"]["measured_ms"]  # fitted on p1 (0.3) and p2 (0.9)
     assert measured_costs(g, cases[0]["program"], cases[0]["alone_ms"]).total_work() == pytest.approx(g.total_work())
+
+
+def test_evaluate_points_with_achieved_utilizations_and_a_bad_choice():
+    g = layered_dag(12, 30, layers=3, seed=5)
+    g.meta = {**(g.meta or {}), "device_spec": {"name": "h200"}}
+    machine = Machine.preset(1)
+    sched = schedule(g, machine, "hios-lp")
+    prog = stream_program(g, sched).to_dict()
+    alone = {i: sum(g[n].cost for n in st["ops"]) for i, st in enumerate(prog["steps"]) if st["kind"] == "segment"}
+    cases = [{"point": f"p{k}", "plan": "A", "graph": g, "machine": machine, "schedule": sched, "program": prog,
+              "alone_ms": alone, "measured_ms": 0.8 * g.total_work()} for k in range(2)]
+    rows = evaluate_points(cases, {"occupancy": STAGE_FAMILIES["occupancy"]}, "achieved")
+    assert all("pred[own|occupancy+achieved]" in r and "pred[oos|occupancy+achieved]" in r for r in rows)
+    with pytest.raises(Exception, match="utilization must be"):
+        evaluate_points(cases, STAGE_FAMILIES, "measured")

@@ -138,15 +138,29 @@ def _analytic(prior: Graph, spec) -> Graph:
     return costed_graph(prior, spec)
 
 
-def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily]) -> list[dict]:
+def _achieved(graph: Graph, spec) -> Graph:
+    """``graph`` with each operator's utilization the share of the device's peak FLOP rate or
+    bandwidth its cost achieves (:func:`hios.cost.analytic.measured_utilization`)."""
+    from .cost.analytic import measured_utilization
+    return graph.with_costs(graph.costs, {op.name: measured_utilization(op.meta, op.cost, spec) for op in graph.ops})
+
+
+def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], utilization: str = "analytic") -> list[dict]:
     """Steps 1-3.  ``cases``: dicts with ``point``, ``plan``, ``graph`` (the analytic prior),
     ``machine``, ``schedule``, ``program``, ``alone_ms`` (step id -> ms) and ``measured_ms``.
-    One row per case with ``pred[<costs>|<family>]`` columns (``prior|hios``: as planned)."""
-    from .cost.analytic import fit_spec_many
-    own = [FitCase(measured_costs(c["graph"], c["program"], c["alone_ms"]), c["machine"], c["schedule"],
+    One row per case with ``pred[<costs>|<family>]`` columns (``prior|hios``: as planned).
+    ``utilization``: ``"analytic"`` keeps the prior's utilizations (output size over resident
+    threads); ``"achieved"`` derives them from the costs used (own or fitted analytic), and the
+    columns are named ``<family>+achieved``."""
+    from .cost.analytic import device_spec, fit_spec_many
+    if utilization not in ("analytic", "achieved"):
+        raise HiosError(f"utilization must be 'analytic' or 'achieved', got {utilization!r}")
+    base_spec = (cases[0]["graph"].meta or {}).get("device_spec", {}).get("name", "h200") if cases else "h200"
+    utils = (lambda g: _achieved(g, device_spec(base_spec))) if utilization == "achieved" else (lambda g: g)
+    tag = "+achieved" if utilization == "achieved" else ""
+    own = [FitCase(utils(measured_costs(c["graph"], c["program"], c["alone_ms"])), c["machine"], c["schedule"],
                    c["measured_ms"]) for c in cases]
     points = list(dict.fromkeys(c["point"] for c in cases))
-    base_spec = (cases[0]["graph"].meta or {}).get("device_spec", {}).get("name", "h200") if cases else "h200"
     rows = []
     for pt in points:
         mine = [i for i, c in enumerate(cases) if c["point"] == pt]
@@ -154,8 +168,8 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily]) -> 
         fitted = {}
         if rest:
             spec = fit_spec_many([(own[i].graph, cases[i]["graph"]) for i in rest], base_spec)
-            oos_rest = [FitCase(_analytic(cases[i]["graph"], spec), own[i].machine, own[i].schedule, own[i].measured_ms)
-                        for i in rest]
+            oos_rest = [FitCase(utils(_analytic(cases[i]["graph"], spec)), own[i].machine, own[i].schedule,
+                                own[i].measured_ms) for i in rest]
             for name, fam in families.items():
                 fitted[name] = (spec, fit_stage_parameter(fam, oos_rest)[0],
                                 fit_stage_parameter(fam, [own[i] for i in rest])[0])
@@ -167,11 +181,11 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily]) -> 
                    "sum_alone_ms": sum(c["alone_ms"].values())}
             for name, (spec, v_oos, v_own) in fitted.items():
                 fam = families[name]
-                g = _analytic(c["graph"], spec)
-                row[f"param_oos[{name}]"] = " ".join(f"{v:.3f}" for v in v_oos)
-                row[f"pred[oos|{name}]"] = simulated(FitCase(g, c["machine"], c["schedule"], 1.0), fam.make(v_oos))
-                row[f"param_own[{name}]"] = " ".join(f"{v:.3f}" for v in v_own)
-                row[f"pred[own|{name}]"] = simulated(own[i], fam.make(v_own))
+                g = utils(_analytic(c["graph"], spec))
+                row[f"param_oos[{name}{tag}]"] = " ".join(f"{v:.3f}" for v in v_oos)
+                row[f"pred[oos|{name}{tag}]"] = simulated(FitCase(g, c["machine"], c["schedule"], 1.0), fam.make(v_oos))
+                row[f"param_own[{name}{tag}]"] = " ".join(f"{v:.3f}" for v in v_own)
+                row[f"pred[own|{name}{tag}]"] = simulated(own[i], fam.make(v_own))
             if fitted:
                 row["spec_oos"] = (f"ce {fitted_spec.compute_eff} me {fitted_spec.memory_eff} "
                                    f"ov {fitted_spec.kernel_overhead_us}")
