@@ -359,6 +359,9 @@ class StageChain:
         self.pops = 0  # stages re-timed by spread(), for the work budget of the intra-GPU step
         self.capped = False  # whether the last spread() stopped at its cap
         self.outs: list | None = None  # outs[u] = [(v, row)], built by the fast mode
+        # fast mode: whether every kept finish time and schedule tail (``Stage.stl``) is exact (set by
+        # resync(), kept by commit_fast() while its updates stay within their caps)
+        self.exact_kept = False
         n = timer.n
         self.stage_of: list[Stage | None] = [None] * n
         self.gpu_of = [-1] * n
@@ -517,7 +520,14 @@ class StageChain:
             seeds.append(c.after)  # its previous stage changed
         c.latency = INF
         self.capped = False
-        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit, cap)
+        reach = None
+        if self.exact_kept:
+            # a stage finishing after the last picked stage starts has no path to the window, so the
+            # change leaves its schedule tail as kept (see spread())
+            last = c.picked[-1]
+            reach = last.fin - last.dur
+            reach += 1e-9 * (1.0 + abs(reach))
+        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit, cap, reach)
         if fins is None or self.capped:
             return INF
         c.fins = fins
@@ -537,13 +547,18 @@ class StageChain:
         return lat
 
     def spread(self, seeds: list[Stage], prev_of: dict, next_of: dict, moved: dict, fresh: Stage | None,
-               limit: float = INF, cap: int | None = None) -> dict | None:
+               limit: float = INF, cap: int | None = None, reach: float | None = None) -> dict | None:
         """New finish times of the stages a change reaches: ``seeds`` are re-timed first, then every
         stage whose dependency's finish changed, in start-time order; ``prev_of`` / ``next_of`` /
         ``moved`` (operator -> stage) override the chain's structure; ``fresh`` is a stage with no
         valid old time, whose inputs are all unchanged (timed first, always spread).  None as soon
         as a finish that nothing pending can still change plus its stage's tail exceeds
-        ``limit``."""
+        ``limit``: the cost-only tail, or, for a stage whose old finish is after ``reach``, the
+        larger kept schedule tail.  ``reach`` (given only while the kept tails are exact) is the
+        latest old start of a changed stage: every path of stages has non-decreasing start times,
+        so such a stage has no path to a changed stage nor to a producer whose consumer moved,
+        and every path from it in the changed schedule is one of the old schedule: its tail is
+        unchanged, and its new finish plus that tail is a lower bound of the new latency."""
         limit += limit * 1e-9
         ins = self.timer.ins
         succs = self.timer.graph.succs
@@ -595,7 +610,10 @@ class StageChain:
                     old = s.fin
                 if fin == old:
                     continue
-                if fin + s.tail > limit and (not heap or heap[0][0] > key):
+                tl = s.tail
+                if reach is not None and s.fin > reach and s is not fresh and s.stl > tl:
+                    tl = s.stl
+                if fin + tl > limit and (not heap or heap[0][0] > key):
                     # nothing queued can still change this stage's inputs (every pending change starts
                     # no later than the stages it reaches), so the finish is final: prune
                     return None
@@ -639,6 +657,7 @@ class StageChain:
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
         for s in order:
             s.stl = self._stail(s)
+        self.exact_kept = True
         return self.latency()
 
     def _stail(self, s: Stage) -> float:
@@ -662,12 +681,16 @@ class StageChain:
         """Fast mode: (longest path through the changed window, whether an old window stage is
         critical), from the kept finish times of the window's producers and the kept tails of its
         successors, in O(window x degree).  With exact kept times, and when the window is not
-        critical, the new latency is ``max(cur, estimate)``.  None when a producer of the window
-        starts after ``base`` does (it might depend on the window: only a full re-timing knows)."""
+        critical, the new latency is ``max(cur, estimate)``.  For a change that passed
+        :meth:`deadlocks`.  A producer's kept finish is used when the change cannot reach it:
+        a stage reached from ``base`` starts after ``base`` ends, so producers starting earlier
+        are unreached, and so are the producers of moved operators on other GPUs that start
+        later (:meth:`deadlocks` found no path to them).  None when a producer of a stage that
+        stays starts after ``base`` ends (it might depend on the window: only a full re-timing
+        knows)."""
         base = c.base
         g = base.gpu
-        start = base.fin - base.dur
-        start -= 1e-9 * (1.0 + abs(start))
+        end0 = base.fin - 1e-9 * (1.0 + abs(base.fin))  # as in deadlocks()
         group = c.group
         chain = [group] + c.rest
         new_fin: dict[Stage, float] = {}
@@ -688,7 +711,7 @@ class StageChain:
                     su = moved_get(u) or stage_of[u]
                     f = new_fin_get(su)
                     if f is None:
-                        if su.fin - su.dur >= start:
+                        if su.fin - su.dur >= end0 and (s is not group or su.gpu == g):
                             return None
                         f = su.fin
                     a = f + row[gpu_of[u]][g]
@@ -723,6 +746,7 @@ class StageChain:
         until the next :meth:`resync`)."""
         old = list(c.picked) + [c.base]
         estimated = c.latency == INF
+        exact_kept = self.exact_kept
         self.commit(c)
         chain = [c.group] + c.rest
         for s in reversed(chain):
@@ -739,15 +763,20 @@ class StageChain:
                     if sw not in seeds and sw.gpu != s.gpu:
                         seeds.append(sw)
         if seeds:
+            self.capped = False
             fins = self.spread(seeds, {}, {}, {}, None, INF, cap)
+            exact_kept = exact_kept and not self.capped
             end = self.end
             for s, f in fins.items():
                 s.fin = f
                 for v in s.ops:
                     end[v] = f
-        self._tails_back(chain, old, cap)
+        self.exact_kept = self._tails_back(chain, old, cap) and exact_kept
 
-    def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> None:
+    def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> bool:
+        """Schedule tails backward from the changed ``chain`` (the stages that replaced ``old``),
+        latest start first, stopping where a tail does not change; at most ``cap`` stages.
+        Whether it finished within the cap."""
         ins = self.timer.ins
         stage_of = self.stage_of
         stail = self._stail
@@ -782,9 +811,11 @@ class StageChain:
                 continue
             s.stl = t
             queue_producers(s)
+        return not heap
 
     def commit(self, c: Regroup) -> None:
-        """Apply an evaluated change."""
+        """Apply an evaluated change (the kept schedule tails are then stale)."""
+        self.exact_kept = False
         group = c.group
         gi = group.gpu
         chain = [group] + c.rest
