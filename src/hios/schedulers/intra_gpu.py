@@ -127,8 +127,16 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
             best = None
             best_lat = cur
             others = range(1, len(win))
+            if fast:
+                # critical[q]: whether one of win[0..q] is on a critical path (kept times and tails)
+                edge = cur * (1.0 - 1e-9)
+                critical = []
+                for s in win:
+                    critical.append(s.fin + s.stl >= edge or bool(critical) and critical[-1])
             for size in range(1, len(win)):
                 for pick in combinations(others, size):
+                    if fast and best is not None and not critical[pick[-1]]:
+                        continue  # no critical stage changes: the latency stays cur, no better than best
                     if not _may_group(win, pick, room, anc):
                         continue
                     cand = chain.regroup(base, [win[q] for q in pick])
@@ -158,14 +166,15 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                     cur = chain.latency()  # from the kept finish times
                     since_sync += 1
                     if since_sync >= sync_every:
-                        cur = chain.resync()
+                        if not chain.exact_kept:  # else the kept times are already exact
+                            cur = chain.resync()
                         since_sync = 0
                 else:
                     chain.commit(best)
                     cur = best_lat
                 base = best.group
             base = base.next
-    if fast:
+    if fast and not chain.exact_kept:
         cur = chain.resync()
     return chain.stages(), cur
 

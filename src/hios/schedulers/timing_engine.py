@@ -776,7 +776,9 @@ class StageChain:
     def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> bool:
         """Schedule tails backward from the changed ``chain`` (the stages that replaced ``old``),
         latest start first, stopping where a tail does not change; at most ``cap`` stages.
-        Whether it finished within the cap."""
+        Whether it finished within the cap.  The chain's own stages are recomputed in that
+        order too: a producer of a stage of ``chain.rest`` may start after the group and feed
+        the group's tail."""
         ins = self.timer.ins
         stage_of = self.stage_of
         stail = self._stail
@@ -786,6 +788,9 @@ class StageChain:
         queued = set(chain) | set(old)
         queue = queued.add
         ticks = itertools.count(1)  # ties in start time by order of queueing
+        forced = set(chain)
+        for s in chain:
+            heappush(heap, (-(s.fin - s.dur), next(ticks), s))
 
         def queue_producers(s: Stage) -> None:
             """Queue the stages whose tails ``s``'s tail feeds: its predecessor on its stream and
@@ -801,13 +806,11 @@ class StageChain:
                         queue(x)
                         heappush(heap, (-(x.fin - x.dur), next(ticks), x))
 
-        for s in chain:
-            queue_producers(s)
         while heap and cap > 0:
             cap -= 1
             _, _, s = heappop(heap)
             t = stail(s)
-            if t == s.stl:
+            if t == s.stl and s not in forced:
                 continue
             s.stl = t
             queue_producers(s)
