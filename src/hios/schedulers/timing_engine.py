@@ -23,7 +23,6 @@ schedulers always check their final answer with the real simulator.
 from __future__ import annotations
 
 import heapq
-import itertools
 from typing import Sequence
 
 from ..errors import HiosError
@@ -138,6 +137,7 @@ class FastTimer:
         self.ins: list[list[tuple[int, tuple]]] = []
         # weight[v] = [(u, mean transfer ms over GPU pairs)]: the edge weight of path searches
         self.in_weight: list[list[tuple[int, float]]] = []
+        uniform = self.uniform
         for v in range(self.n):
             iv = []
             wv = []
@@ -145,11 +145,12 @@ class FastTimer:
                 if G == 1:
                     row = ((0.0,),)
                     mean = 0.0
-                elif m.uniform():
+                elif uniform:
                     ms = sim.transfer_ms(v, k, 0, 1)
                     row = rows.get(ms)
                     if row is None:
-                        row = tuple(tuple(0.0 if a == b else ms for b in range(G)) for a in range(G))
+                        line = (ms,) * G
+                        row = tuple([line[:a] + (0.0,) + line[a + 1:] for a in range(G)])
                         rows[ms] = row
                     mean = ms
                 else:
@@ -778,42 +779,52 @@ class StageChain:
         latest start first, stopping where a tail does not change; at most ``cap`` stages.
         Whether it finished within the cap.  The chain's own stages are recomputed in that
         order too: a producer of a stage of ``chain.rest`` may start after the group and feed
-        the group's tail."""
+        the group's tail.  (Each tail as :meth:`_stail` computes it.)"""
         ins = self.timer.ins
+        outs = self.outs
         stage_of = self.stage_of
-        stail = self._stail
+        gpu_of = self.gpu_of
         heap: list = []
         heappush = heapq.heappush
         heappop = heapq.heappop
-        queued = set(chain) | set(old)
+        queued = set(chain)
+        queued.update(old)
         queue = queued.add
-        ticks = itertools.count(1)  # ties in start time by order of queueing
+        tick = 0  # ties in start time by order of queueing
         forced = set(chain)
         for s in chain:
-            heappush(heap, (-(s.fin - s.dur), next(ticks), s))
-
-        def queue_producers(s: Stage) -> None:
-            """Queue the stages whose tails ``s``'s tail feeds: its predecessor on its stream and
-            the stages of its operators' inputs, each once, latest start first."""
+            tick += 1
+            heappush(heap, (s.dur - s.fin, tick, s))
+        while heap and cap > 0:
+            cap -= 1
+            _, _, s = heappop(heap)
+            nx = s.next
+            t = nx.dur + nx.stl if nx is not None else 0.0
+            g = s.gpu
+            for v in s.ops:
+                for w, row in outs[v]:
+                    sw = stage_of[w]
+                    if sw is not s:
+                        a = row[g][gpu_of[w]] + sw.dur + sw.stl
+                        if a > t:
+                            t = a
+            if t == s.stl and s not in forced:
+                continue
+            s.stl = t
+            # queue the stages whose tails this one feeds: its predecessor on its GPU and the
+            # stages of its operators' inputs, each once, latest start first
             x = s.prev
             if x is not None and x not in queued:
                 queue(x)
-                heappush(heap, (-(x.fin - x.dur), next(ticks), x))
+                tick += 1
+                heappush(heap, (x.dur - x.fin, tick, x))
             for v in s.ops:
                 for u, _row in ins[v]:
                     x = stage_of[u]
                     if x not in queued:
                         queue(x)
-                        heappush(heap, (-(x.fin - x.dur), next(ticks), x))
-
-        while heap and cap > 0:
-            cap -= 1
-            _, _, s = heappop(heap)
-            t = stail(s)
-            if t == s.stl and s not in forced:
-                continue
-            s.stl = t
-            queue_producers(s)
+                        tick += 1
+                        heappush(heap, (x.dur - x.fin, tick, x))
         return not heap
 
     def commit(self, c: Regroup) -> None:
