@@ -221,6 +221,8 @@ class _Placement:
         self.end = [0.0] * timer.n
         self.gpu_r: list[list[int]] = [[] for _ in range(timer.gpus)]  # ranks of each GPU's operators
         self.gpu_ops: list[list[int]] = [[] for _ in range(timer.gpus)]
+        self.prv = [-1] * timer.n  # the operator before each mapped one on its GPU (-1: none)
+        self.nxt = [-1] * timer.n  # the operator after it
         self.lat = 0.0
         self.retimed = 0
         self.by_rank = [0] * timer.n  # operator of each rank
@@ -235,11 +237,7 @@ class _Placement:
     def place(self, path: list[int]) -> int:
         """Map ``path`` (sorted by rank) to the GPU of lowest latency (ties: lowest index)."""
         gpu_of = self.gpu_of
-        bounds = []
-        for gi in range(self.timer.gpus):
-            for v in path:
-                gpu_of[v] = gi
-            bounds.append((self._through(path, gi, INF), gi))
+        bounds = self._bounds(path)
         bounds.sort()  # most promising first: the others are then cut early
         best_g, best_lat, best_new = -1, 0.0, None
         for bound, gi in bounds:
@@ -270,6 +268,65 @@ class _Placement:
         self.lat = best_lat
         self._raise_tails(path)
         return best_g
+
+    def _bounds(self, path: list[int]) -> list[tuple[float, int]]:
+        """``(through, gpu)`` for every GPU: :meth:`_through` with no limit, computed for all GPUs
+        at once (``path`` not yet mapped); the producers of a path operator on the path run
+        before it on the same GPU, so only mapped producers can delay it."""
+        gpu_of = self.gpu_of
+        rank = self.rank
+        ins = self.timer.ins
+        cost = self.timer.cost
+        outs = self.outs
+        end = self.end
+        stail = self.stail
+        prep = []
+        for v in path:
+            arr = [(end[u], row[gu]) for u, row in ins[v] if (gu := gpu_of[u]) >= 0]
+            out = [(row, gw, cost[w], stail[w]) for w, row in outs[v] if (gw := gpu_of[w]) >= 0]
+            prep.append((rank[v], cost[v], arr, out))
+        last = len(path) - 1
+        res = []
+        for gi in range(self.timer.gpus):
+            r_list = self.gpu_r[gi]
+            o_list = self.gpu_ops[gi]
+            nops = len(o_list)
+            through = 0.0
+            chain_t = 0.0
+            kprev = -1
+            for i, (r, c, arr, out_rows_v) in enumerate(prep):
+                k = bisect_left(r_list, r)
+                if kprev < 0:
+                    chain_t = end[o_list[k - 1]] if k else 0.0
+                else:
+                    for j in range(kprev, k):
+                        m = o_list[j]
+                        tm = chain_t + cost[m]
+                        if end[m] > tm:
+                            tm = end[m]
+                        if tm + stail[m] > through:
+                            through = tm + stail[m]
+                        chain_t = tm
+                kprev = k
+                t = chain_t
+                for e, row in arr:
+                    a = e + row[gi]
+                    if a > t:
+                        t = a
+                t += c
+                chain_t = t
+                out = 0.0
+                if i == last and k < nops:
+                    nb = o_list[k]
+                    out = cost[nb] + stail[nb]
+                for row, gw, cw, sw in out_rows_v:
+                    x = row[gi][gw] + cw + sw
+                    if x > out:
+                        out = x
+                if t + out > through:
+                    through = t + out
+            res.append((through, gi))
+        return res
 
     def _through(self, path: list[int], gi: int, limit: float) -> float:
         """Longest path through the operators of ``path`` (sorted by rank, mapped to ``gi`` in
@@ -330,11 +387,22 @@ class _Placement:
     def _insert(self, path: list[int], gpu: int, new: dict[int, float]) -> None:
         """Add the path (mapped to ``gpu``) to that GPU's rank order; keep the ``new`` finish times."""
         rank = self.rank
+        r_list = self.gpu_r[gpu]
+        o_list = self.gpu_ops[gpu]
+        prv = self.prv
+        nxt = self.nxt
         for v in path:
             r = rank[v]
-            k = bisect_left(self.gpu_r[gpu], r)
-            self.gpu_r[gpu].insert(k, r)
-            self.gpu_ops[gpu].insert(k, v)
+            k = bisect_left(r_list, r)
+            r_list.insert(k, r)
+            o_list.insert(k, v)
+            a = o_list[k - 1] if k else -1
+            b = o_list[k + 1] if k + 1 < len(o_list) else -1
+            prv[v], nxt[v] = a, b
+            if a >= 0:
+                nxt[a] = v
+            if b >= 0:
+                prv[b] = v
         end = self.end
         for v, t in new.items():
             end[v] = t
@@ -353,11 +421,34 @@ class _Placement:
         by_rank = self.by_rank
         gpu_of = self.gpu_of
         end = self.end
-        gpu_r = self.gpu_r
-        gpu_ops = self.gpu_ops
         stail = self.stail
+        prv = self.prv
+        nxt = self.nxt
+        # neighbours on GPU gi with the path inserted, where they differ from prv / nxt
         path_r = [rank[v] for v in path]
         npath = len(path)
+        r_list = self.gpu_r[gi]
+        o_list = self.gpu_ops[gi]
+        nops = len(o_list)
+        ks = [bisect_left(r_list, r) for r in path_r]
+        p_over: dict[int, int] = {}
+        n_over: dict[int, int] = {}
+        for i, v in enumerate(path):
+            k = ks[i]
+            if i and ks[i - 1] == k:
+                a = path[i - 1]
+            else:
+                a = o_list[k - 1] if k else -1
+                if a >= 0:
+                    n_over[a] = v
+            p_over[v] = a
+            if i + 1 < npath and ks[i + 1] == k:
+                b = path[i + 1]
+            else:
+                b = o_list[k] if k < nops else -1
+                if b >= 0:
+                    p_over[b] = v
+            n_over[v] = b
         new: dict[int, float] = {}
         # new finish times are written into ``end`` while re-timing (reads stay plain list reads)
         # and the old ones restored at the end
@@ -374,22 +465,13 @@ class _Placement:
                 r = pop(heap)
                 x = by_rank[r]
                 gx = gpu_of[x]
-                # the operator before x on its GPU, in rank order (the path included on GPU gi)
-                ops_g = gpu_ops[gx]
-                k = bisect_left(gpu_r[gx], r)
-                p = ops_g[k - 1] if k else -1
-                nops = len(ops_g)
-                if k < nops and ops_g[k] != x:
-                    nx = ops_g[k]
-                else:
-                    nx = ops_g[k + 1] if k + 1 < nops else -1
+                # the operators before and after x on its GPU, in rank order (the path included on GPU gi)
                 if gx == gi:
-                    j = bisect_left(path_r, r)
-                    if j and (p < 0 or path_r[j - 1] > rank[p]):
-                        p = path[j - 1]
-                    j2 = j + 1 if j < npath and path[j] == x else j
-                    if j2 < npath and (nx < 0 or path_r[j2] < rank[nx]):
-                        nx = path[j2]
+                    p = p_over.get(x, prv[x])
+                    nx = n_over.get(x, nxt[x])
+                else:
+                    p = prv[x]
+                    nx = nxt[x]
                 t = 0.0 if p < 0 else end[p]
                 for u, row in ins[x]:
                     gu = gpu_of[u]
@@ -424,10 +506,7 @@ class _Placement:
         return new
 
     def _tail_of(self, x: int) -> float:
-        gx = self.gpu_of[x]
-        k = bisect_left(self.gpu_r[gx], self.rank[x])
-        o_list = self.gpu_ops[gx]
-        return self._tail_after(x, gx, o_list[k + 1] if k + 1 < len(o_list) else -1)
+        return self._tail_after(x, self.gpu_of[x], self.nxt[x])
 
     def _tail_after(self, x: int, gx: int, nb: int) -> float:
         """Schedule tail of ``x`` on GPU ``gx`` followed there by ``nb`` (-1: none)."""
@@ -454,8 +533,7 @@ class _Placement:
         ins = self.timer.ins
         cost = self.timer.cost
         stail = self.stail
-        gpu_r = self.gpu_r
-        gpu_ops = self.gpu_ops
+        prv = self.prv
         heap: list[tuple[int, int]] = []
         push = heapq.heappush
         queued = set(path)
@@ -467,9 +545,8 @@ class _Placement:
             tx = stail[x]
             cx = cost[x]
             gx = gpu_of[x]
-            k = bisect_left(gpu_r[gx], rank[x])
-            if k:
-                u = gpu_ops[gx][k - 1]
+            u = prv[x]
+            if u >= 0:
                 a = cx + tx
                 if a > stail[u] and u not in queued:
                     stail[u] = a
@@ -510,11 +587,9 @@ class _Placement:
                 if t == stail[x]:
                     continue
             stail[x] = t
-            g = gpu_of[x]
-            k = bisect_left(self.gpu_r[g], rank[x])
             cand = [u for u in preds[x] if gpu_of[u] >= 0]
-            if k:
-                cand.append(self.gpu_ops[g][k - 1])
+            if self.prv[x] >= 0:
+                cand.append(self.prv[x])
             for u in cand:
                 if u not in queued:
                     queued.add(u)
@@ -550,6 +625,7 @@ class _FastPlacement(_Placement):
         """Continue the partial schedule of an exact placement."""
         fast = cls(exact.timer, exact.rank, exact.gpu_of)
         fast.end, fast.gpu_r, fast.gpu_ops = exact.end, exact.gpu_r, exact.gpu_ops
+        fast.prv, fast.nxt = exact.prv, exact.nxt
         fast.count = sum(len(x) for x in exact.gpu_ops)
         fast._sync()
         return fast

@@ -369,6 +369,7 @@ class StageChain:
         self.end = [0.0] * n
         self.first: list[Stage | None] = []
         self.last: list[Stage | None] = []
+        self.nstages = sum(len(sts) for sts in stages)
         lists: list[list[Stage]] = []
         for gi, sts in enumerate(stages):
             row = []
@@ -452,15 +453,17 @@ class StageChain:
         """The change that merges the ``picked`` stages (after ``base`` on its GPU, in order) into
         ``base``; not evaluated."""
         ops = list(base.ops)
+        tail = base.tail
         for s in picked:
             ops += s.ops
-        group = Stage(ops, base.gpu, self.duration(ops), max(base.tail, max(s.tail for s in picked)))
+            if s.tail > tail:
+                tail = s.tail
+        group = Stage(ops, base.gpu, self.duration(ops), tail)
         rest = []
         s = base.next
         last = picked[-1]
-        chosen = set(map(id, picked))
         while s is not last:
-            if id(s) not in chosen:
+            if s not in picked:  # identity: stages define no equality
                 rest.append(s)
             s = s.next
         return Regroup(base, group, picked, rest, last.next)
@@ -748,10 +751,12 @@ class StageChain:
         old = list(c.picked) + [c.base]
         estimated = c.latency == INF
         exact_kept = self.exact_kept
-        self.commit(c)
         chain = [c.group] + c.rest
-        for s in reversed(chain):
-            s.stl = self._stail(s)
+        self.commit(c)
+        self.nstages -= len(c.picked)
+        if cap < self.nstages:  # _tails_back() may stop before the chain: give it tails now
+            for s in reversed(chain):
+                s.stl = self._stail(s)
         seeds = []
         if not estimated:
             pass  # evaluate() re-timed every stage the change reaches
