@@ -529,31 +529,32 @@ class _Placement:
         operators and dependencies, so a tail is the larger of its old value and what its
         raised successors give: exact tails stay exact."""
         rank = self.rank
+        by_rank = self.by_rank
         gpu_of = self.gpu_of
         ins = self.timer.ins
         cost = self.timer.cost
         stail = self.stail
         prv = self.prv
-        heap: list[tuple[int, int]] = []
+        heap: list[int] = []  # minus the ranks of the operators to visit
         push = heapq.heappush
+        pop = heapq.heappop
         queued = set(path)
         for v in reversed(path):
             stail[v] = self._tail_of(v)
-            push(heap, (-rank[v], v))
+            push(heap, -rank[v])
         while heap:
-            _, x = heapq.heappop(heap)
+            x = by_rank[-pop(heap)]
             tx = stail[x]
             cx = cost[x]
             gx = gpu_of[x]
             u = prv[x]
             if u >= 0:
                 a = cx + tx
-                if a > stail[u] and u not in queued:
+                if a > stail[u]:
                     stail[u] = a
-                    queued.add(u)
-                    push(heap, (-rank[u], u))
-                elif a > stail[u]:
-                    stail[u] = a
+                    if u not in queued:
+                        queued.add(u)
+                        push(heap, -rank[u])
             for u, row in ins[x]:
                 gu = gpu_of[u]
                 if gu >= 0:
@@ -562,7 +563,7 @@ class _Placement:
                         stail[u] = a
                         if u not in queued:
                             queued.add(u)
-                            push(heap, (-rank[u], u))
+                            push(heap, -rank[u])
 
     def _tails_back(self, path: list[int]) -> None:
         """Schedule tails of the path's operators, then backward from them (their producers and
