@@ -24,7 +24,11 @@ Steps:
      lowest latency; ties go to the lowest GPU index.  The evaluation is incremental: only the
      operators whose finish time changes are re-timed, in rank order from the path on (times
      of the others are reused), which gives the same latency as re-timing the whole partial
-     schedule.  This is O(n) per path: with ``exact=False`` (the default) it is used until
+     schedule.  GPUs are tried in the order of a lower bound of their latency (the longest
+     path through the path's operators, from kept schedule tails that never exceed the true
+     ones), and a GPU whose bound, or a re-timed finish plus its kept tail, already exceeds
+     the best latency so far is dropped: the choice is the same, usually after one re-timing.
+     This is O(n) per path: with ``exact=False`` (the default) it is used until
      :data:`EXACT_BUDGET` re-timings per operator are spent (:func:`.timing_engine.exact_budget`:
      small graphs are placed exactly, large ones spend a shrinking constant), then the fast
      rule of :class:`_FastPlacement` takes over: latency taken as
