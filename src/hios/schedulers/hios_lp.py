@@ -207,13 +207,14 @@ class _Placement:
     Lower bounds spare re-timings without changing any choice.  Every mapped operator keeps a
     schedule tail (``stail``: the longest path from its finish to the end, through the next
     operator on its GPU and its consumers) that is never above its true tail: adding a path only
-    adds operators and dependencies, so tails never shrink, and a tail computed earlier (or left
-    stale past ``CAP`` operators, until the next recomputation when the mapped set has grown by
-    ``GROW``) stays a lower bound.  Once a GPU holds the best latency so far, another GPU is
-    skipped when the longest path through the path's operators (:meth:`_through`, from the
-    exact kept finish times and those tails) already exceeds it, and a re-timing is abandoned as
-    soon as a new finish plus the operator's kept tail does; both beyond rounding (a relative
-    1e-12), so only GPUs that cannot win are dropped."""
+    adds operators and dependencies, so tails never shrink, and :meth:`_raise_tails` keeps them
+    exact.  The GPUs are tried in the order of the longest path through the path's operators
+    (:meth:`_bounds`, from the exact kept finish times and those tails, a lower bound of the
+    latency); once a GPU holds the best latency so far, another is skipped when that bound
+    already exceeds it, and a re-timing is abandoned as soon as a new finish plus the operator's
+    kept tail does; both beyond rounding (a relative 1e-12), so only GPUs that cannot win are
+    dropped.  A GPU of lower index than the best one is re-timed up to an equal latency (it wins
+    the tie).  (``CAP`` and ``GROW``: the fast placement's bounded updates.)"""
 
     CAP = 1000
     GROW = 1.5
