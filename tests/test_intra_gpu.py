@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from hios.cost.costmodel import HIOSStageModel
 from hios.errors import HiosError
+from hios.graph import Edge, Graph
 from hios.machine import Machine
 from hios.schedule import Schedule
 from hios.schedulers import ALGORITHMS
@@ -167,6 +168,28 @@ def test_fast_timer_detects_deadlock_like_the_simulator(graph, gpus, seed):
         assert fast is None
     else:
         assert fast == lat
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(max_nodes=12), machines(max_gpus=4), st.booleans(), st.integers(0, 2**31))
+def test_fast_timer_latency_is_the_simulators_where_it_says_so(graph, machine, serialize, seed):
+    """``FastTimer.as_simulator`` (used by the mapping steps to skip the simulator): set exactly
+    when links are not serialized and every producer's byte edges have one size, and then the fast
+    latency equals the simulator's bit for bit on any valid schedule (stages of several operators,
+    links per GPU pair)."""
+    rng = random.Random(seed)
+    edges = [e for _u, ie in enumerate(graph.in_edges) for _w, e in ie]
+    if edges and rng.random() < 0.3:  # sometimes one byte edge of another size
+        k = rng.randrange(len(edges))
+        edges[k] = Edge(edges[k].src, edges[k].dst, edges[k].bytes + 1 + rng.randrange(10**6), edges[k].time)
+        graph = Graph(graph.ops, edges, graph.name)
+    sizes = [{e.bytes for _w, e in out if e.time is None} for out in graph.out_edges]
+    sim = Simulator(graph, machine, HIOSStageModel(), serialize)
+    timer = FastTimer(sim)
+    assert timer.as_simulator == (not serialize and all(len(b) <= 1 for b in sizes))
+    if timer.as_simulator:
+        stages = random_valid_schedule(graph, machine.gpus, rng).indexed(graph)
+        assert timer.latency(stages) == sim.latency(stages) == sim.run(stages).latency
 
 
 # -- properties of the intra-GPU step on any valid schedule -----------------------------------

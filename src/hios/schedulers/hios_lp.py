@@ -24,7 +24,11 @@ Steps:
      lowest latency; ties go to the lowest GPU index.  The evaluation is incremental: only the
      operators whose finish time changes are re-timed, in rank order from the path on (times
      of the others are reused), which gives the same latency as re-timing the whole partial
-     schedule.  This is O(n) per path: with ``exact=False`` (the default) it is used until
+     schedule.  GPUs are tried in the order of a lower bound of their latency (the longest
+     path through the path's operators, from kept schedule tails that never exceed the true
+     ones), and a GPU whose bound, or a re-timed finish plus its kept tail, already exceeds
+     the best latency so far is dropped: the choice is the same, usually after one re-timing.
+     This is O(n) per path: with ``exact=False`` (the default) it is used until
      :data:`EXACT_BUDGET` re-timings per operator are spent (:func:`.timing_engine.exact_budget`:
      small graphs are placed exactly, large ones spend a shrinking constant), then the fast
      rule of :class:`_FastPlacement` takes over: latency taken as
@@ -68,6 +72,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
+from math import nextafter
 
 from ..graph import Graph
 from ..machine import Machine
@@ -197,7 +202,22 @@ class _Placement:
     """Step 3 for the exact mode: the partial schedule (each GPU in rank order, finish times kept)
     and the latency of adding a path to one GPU, re-timing only the operators whose finish time
     changes (in rank order, from the path on), which gives the same times as re-timing every
-    operator ranked after the path."""
+    operator ranked after the path.
+
+    Lower bounds spare re-timings without changing any choice.  Every mapped operator keeps a
+    schedule tail (``stail``: the longest path from its finish to the end, through the next
+    operator on its GPU and its consumers) that is never above its true tail: adding a path only
+    adds operators and dependencies, so tails never shrink, and :meth:`_raise_tails` keeps them
+    exact.  The GPUs are tried in the order of the longest path through the path's operators
+    (:meth:`_bounds`, from the exact kept finish times and those tails, a lower bound of the
+    latency); once a GPU holds the best latency so far, another is skipped when that bound
+    already exceeds it, and a re-timing is abandoned as soon as a new finish plus the operator's
+    kept tail does; both beyond rounding (a relative 1e-12), so only GPUs that cannot win are
+    dropped.  A GPU of lower index than the best one is re-timed up to an equal latency (it wins
+    the tie).  (``CAP`` and ``GROW``: the fast placement's bounded updates.)"""
+
+    CAP = 1000
+    GROW = 1.5
 
     def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
         self.timer = timer
@@ -206,48 +226,198 @@ class _Placement:
         self.end = [0.0] * timer.n
         self.gpu_r: list[list[int]] = [[] for _ in range(timer.gpus)]  # ranks of each GPU's operators
         self.gpu_ops: list[list[int]] = [[] for _ in range(timer.gpus)]
+        self.prv = [-1] * timer.n  # the operator before each mapped one on its GPU (-1: none)
+        self.nxt = [-1] * timer.n  # the operator after it
         self.lat = 0.0
         self.retimed = 0
         self.by_rank = [0] * timer.n  # operator of each rank
         for v, r in enumerate(rank):
             self.by_rank[r] = v
+        self.outs = out_rows(timer)
+        self.stail = [0.0] * timer.n
+        self.cap = decayed(self.CAP, timer.n)
+        self.count = 0  # operators mapped
+        self.synced = 0  # operators mapped at the last recomputation of the tails
 
     def place(self, path: list[int]) -> int:
         """Map ``path`` (sorted by rank) to the GPU of lowest latency (ties: lowest index)."""
         gpu_of = self.gpu_of
+        bounds = self._bounds(path)
+        bounds.sort()  # most promising first: the others are then cut early
         best_g, best_lat, best_new = -1, 0.0, None
-        for gi in range(self.timer.gpus):
-            if best_g >= 0 and self.lat >= best_lat:
-                break  # no GPU can beat (nor, being higher, tie) the best so far
+        for bound, gi in bounds:
+            if best_g >= 0:
+                edge = best_lat + best_lat * 1e-12  # beyond rounding of the bounds' sums
+                if bound > edge:
+                    break  # a path through the path's operators is already longer, here and after
+                if gi < best_g:
+                    cut = nextafter(best_lat, INF)  # a tie wins: re-timing stops above best_lat
+                    if self.lat > best_lat:
+                        continue
+                else:
+                    cut = best_lat
+                    if self.lat >= best_lat:
+                        continue
+            else:
+                cut = edge = INF
             for v in path:
                 gpu_of[v] = gi
-            new = self._retime(path, gi, best_lat if best_g >= 0 else INF)
+            new = self._retime(path, gi, cut, edge)
             if new is not None:
                 lat = max(self.lat, max(new.values()))
-                if best_g < 0 or lat < best_lat:
+                if best_g < 0 or lat < best_lat or lat == best_lat and gi < best_g:
                     best_g, best_lat, best_new = gi, lat, new
         for v in path:
             gpu_of[v] = best_g
         self._insert(path, best_g, best_new)
         self.lat = best_lat
+        self._raise_tails(path)
         return best_g
+
+    def _bounds(self, path: list[int]) -> list[tuple[float, int]]:
+        """``(through, gpu)`` for every GPU: :meth:`_through` with no limit, computed for all GPUs
+        at once (``path`` not yet mapped); the producers of a path operator on the path run
+        before it on the same GPU, so only mapped producers can delay it."""
+        gpu_of = self.gpu_of
+        rank = self.rank
+        ins = self.timer.ins
+        cost = self.timer.cost
+        outs = self.outs
+        end = self.end
+        stail = self.stail
+        prep = []
+        for v in path:
+            arr = [(end[u], row[gu]) for u, row in ins[v] if (gu := gpu_of[u]) >= 0]
+            out = [(row, gw, cost[w], stail[w]) for w, row in outs[v] if (gw := gpu_of[w]) >= 0]
+            prep.append((rank[v], cost[v], arr, out))
+        last = len(path) - 1
+        res = []
+        for gi in range(self.timer.gpus):
+            r_list = self.gpu_r[gi]
+            o_list = self.gpu_ops[gi]
+            nops = len(o_list)
+            through = 0.0
+            chain_t = 0.0
+            kprev = -1
+            for i, (r, c, arr, out_rows_v) in enumerate(prep):
+                k = bisect_left(r_list, r)
+                if kprev < 0:
+                    chain_t = end[o_list[k - 1]] if k else 0.0
+                else:
+                    for j in range(kprev, k):
+                        m = o_list[j]
+                        tm = chain_t + cost[m]
+                        if end[m] > tm:
+                            tm = end[m]
+                        if tm + stail[m] > through:
+                            through = tm + stail[m]
+                        chain_t = tm
+                kprev = k
+                t = chain_t
+                for e, row in arr:
+                    a = e + row[gi]
+                    if a > t:
+                        t = a
+                t += c
+                chain_t = t
+                out = 0.0
+                if i == last and k < nops:
+                    nb = o_list[k]
+                    out = cost[nb] + stail[nb]
+                for row, gw, cw, sw in out_rows_v:
+                    x = row[gi][gw] + cw + sw
+                    if x > out:
+                        out = x
+                if t + out > through:
+                    through = t + out
+            res.append((through, gi))
+        return res
+
+    def _through(self, path: list[int], gi: int, limit: float) -> float:
+        """Longest path through the operators of ``path`` (sorted by rank, mapped to ``gi`` in
+        ``gpu_of``) in the partial schedule with the path on GPU ``gi``, from the kept finish
+        times of their producers and the kept tails of their successors, the mapped operators
+        between two path operators pushed back; a lower bound of that schedule's latency when
+        the kept times and tails are not above the true ones.  Stops once above ``limit``."""
+        gpu_of = self.gpu_of
+        rank = self.rank
+        ins = self.timer.ins
+        cost = self.timer.cost
+        outs = self.outs
+        end = self.end
+        stail = self.stail
+        on_path = set(path)
+        r_list = self.gpu_r[gi]
+        o_list = self.gpu_ops[gi]
+        new: dict[int, float] = {}
+        through = 0.0
+        chain_t = 0.0
+        kprev = -1
+        last = len(path) - 1
+        for i, v in enumerate(path):
+            k = bisect_left(r_list, rank[v])
+            if kprev < 0:
+                chain_t = end[o_list[k - 1]] if k else 0.0
+            else:
+                # mapped operators between the previous path operator and v: pushed back
+                for j in range(kprev, k):
+                    m = o_list[j]
+                    tm = chain_t + cost[m]
+                    if end[m] > tm:
+                        tm = end[m]
+                    if tm + stail[m] > through:
+                        through = tm + stail[m]
+                    chain_t = tm
+            kprev = k
+            t = chain_t
+            t = _ready(t, ins[v], gpu_of, new, end, gi) + cost[v]
+            new[v] = t
+            chain_t = t
+            out = 0.0
+            if i == last and k < len(o_list):
+                nb = o_list[k]
+                out = cost[nb] + stail[nb]
+            for w, row in outs[v]:
+                gw = gpu_of[w]
+                if gw >= 0 and w not in on_path:
+                    x = row[gi][gw] + cost[w] + stail[w]
+                    if x > out:
+                        out = x
+            if t + out > through:
+                through = t + out
+            if through > limit:
+                break
+        return through
 
     def _insert(self, path: list[int], gpu: int, new: dict[int, float]) -> None:
         """Add the path (mapped to ``gpu``) to that GPU's rank order; keep the ``new`` finish times."""
         rank = self.rank
+        r_list = self.gpu_r[gpu]
+        o_list = self.gpu_ops[gpu]
+        prv = self.prv
+        nxt = self.nxt
         for v in path:
             r = rank[v]
-            k = bisect_left(self.gpu_r[gpu], r)
-            self.gpu_r[gpu].insert(k, r)
-            self.gpu_ops[gpu].insert(k, v)
+            k = bisect_left(r_list, r)
+            r_list.insert(k, r)
+            o_list.insert(k, v)
+            a = o_list[k - 1] if k else -1
+            b = o_list[k + 1] if k + 1 < len(o_list) else -1
+            prv[v], nxt[v] = a, b
+            if a >= 0:
+                nxt[a] = v
+            if b >= 0:
+                prv[b] = v
         end = self.end
         for v, t in new.items():
             end[v] = t
 
-    def _retime(self, path: list[int], gi: int, cut: float, cap: int = -1) -> dict[int, float] | None:
+    def _retime(self, path: list[int], gi: int, cut: float, tail_cut: float = INF,
+                cap: int = -1) -> dict[int, float] | None:
         """New finish times of the operators that change when ``path`` runs on GPU ``gi``; None as
-        soon as one reaches ``cut``; with ``cap >= 0``, those of the first ``cap`` operators
-        re-timed after the path (the rest left stale)."""
+        soon as one reaches ``cut`` or one plus its kept tail exceeds ``tail_cut``; with
+        ``cap >= 0``, those of the first ``cap`` operators re-timed after the path (the rest left
+        stale)."""
         t_ = self.timer
         ins = t_.ins
         cost = t_.cost
@@ -256,10 +426,34 @@ class _Placement:
         by_rank = self.by_rank
         gpu_of = self.gpu_of
         end = self.end
-        gpu_r = self.gpu_r
-        gpu_ops = self.gpu_ops
+        stail = self.stail
+        prv = self.prv
+        nxt = self.nxt
+        # neighbours on GPU gi with the path inserted, where they differ from prv / nxt
         path_r = [rank[v] for v in path]
         npath = len(path)
+        r_list = self.gpu_r[gi]
+        o_list = self.gpu_ops[gi]
+        nops = len(o_list)
+        ks = [bisect_left(r_list, r) for r in path_r]
+        p_over: dict[int, int] = {}
+        n_over: dict[int, int] = {}
+        for i, v in enumerate(path):
+            k = ks[i]
+            if i and ks[i - 1] == k:
+                a = path[i - 1]
+            else:
+                a = o_list[k - 1] if k else -1
+                if a >= 0:
+                    n_over[a] = v
+            p_over[v] = a
+            if i + 1 < npath and ks[i + 1] == k:
+                b = path[i + 1]
+            else:
+                b = o_list[k] if k < nops else -1
+                if b >= 0:
+                    p_over[b] = v
+            n_over[v] = b
         new: dict[int, float] = {}
         # new finish times are written into ``end`` while re-timing (reads stay plain list reads)
         # and the old ones restored at the end
@@ -276,22 +470,13 @@ class _Placement:
                 r = pop(heap)
                 x = by_rank[r]
                 gx = gpu_of[x]
-                # the operator before x on its GPU, in rank order (the path included on GPU gi)
-                ops_g = gpu_ops[gx]
-                k = bisect_left(gpu_r[gx], r)
-                p = ops_g[k - 1] if k else -1
-                nops = len(ops_g)
-                if k < nops and ops_g[k] != x:
-                    nx = ops_g[k]
-                else:
-                    nx = ops_g[k + 1] if k + 1 < nops else -1
+                # the operators before and after x on its GPU, in rank order (the path included on GPU gi)
                 if gx == gi:
-                    j = bisect_left(path_r, r)
-                    if j and (p < 0 or path_r[j - 1] > rank[p]):
-                        p = path[j - 1]
-                    j2 = j + 1 if j < npath and path[j] == x else j
-                    if j2 < npath and (nx < 0 or path_r[j2] < rank[nx]):
-                        nx = path[j2]
+                    p = p_over.get(x, prv[x])
+                    nx = n_over.get(x, nxt[x])
+                else:
+                    p = prv[x]
+                    nx = nxt[x]
                 t = 0.0 if p < 0 else end[p]
                 for u, row in ins[x]:
                     gu = gpu_of[u]
@@ -301,7 +486,7 @@ class _Placement:
                             t = a
                 t += cost[x]
                 retimed += 1
-                if t >= cut:
+                if t >= cut or t + stail[x] > tail_cut:
                     return None
                 if x not in fresh:
                     if cap >= 0:
@@ -325,114 +510,8 @@ class _Placement:
                 end[x] = t
         return new
 
-
-class _FastPlacement(_Placement):
-    """Step 3 for the fast mode (the default): the latency of the path on each GPU is
-    ``max(latency, longest path through the path's operators)``, the longest path through them
-    taken from the kept finish times of their producers and the kept schedule tails of their
-    successors (the longest path from an operator's finish to the end, through the next
-    operator on its GPU and its consumers), and the mapped operators between two path operators
-    pushed back; O(path span x degree) per GPU.  With exact kept times this chooses exactly as
-    :class:`_Placement` does (checked on the scale graphs); the approximation is in keeping them:
-    after the choice, finish times are updated forward and tails backward, each over at most
-    ``CAP`` operators beyond the path (``CAP`` at :data:`.timing_engine.BUDGET_OPS` operators, scaled
-    by :func:`.timing_engine.decayed`; the rest stay stale), and every time the mapped set has grown
-    by ``GROW`` all are recomputed in O(n + e)."""
-
-    CAP = 1000
-    GROW = 1.5
-
-    def __init__(self, timer: FastTimer, rank: list[int], gpu_of: list[int]):
-        super().__init__(timer, rank, gpu_of)
-        self.outs = out_rows(timer)
-        self.stail = [0.0] * timer.n
-        self.cap = decayed(self.CAP, timer.n)
-        self.count = 0
-        self.synced = 0
-
-    @classmethod
-    def take_over(cls, exact: _Placement) -> "_FastPlacement":
-        """Continue the partial schedule of an exact placement."""
-        fast = cls(exact.timer, exact.rank, exact.gpu_of)
-        fast.end, fast.gpu_r, fast.gpu_ops = exact.end, exact.gpu_r, exact.gpu_ops
-        fast.count = sum(len(x) for x in exact.gpu_ops)
-        fast._sync()
-        return fast
-
-    def place(self, path: list[int]) -> int:
-        gpu_of = self.gpu_of
-        rank = self.rank
-        ins = self.timer.ins
-        cost = self.timer.cost
-        outs = self.outs
-        end = self.end
-        stail = self.stail
-        on_path = set(path)
-        best_g, best_lat = -1, 0.0
-        for gi in range(self.timer.gpus):
-            r_list = self.gpu_r[gi]
-            o_list = self.gpu_ops[gi]
-            new: dict[int, float] = {}
-            through = 0.0
-            for v in path:
-                gpu_of[v] = gi
-            chain_t = 0.0
-            kprev = -1
-            last = len(path) - 1
-            for i, v in enumerate(path):
-                k = bisect_left(r_list, rank[v])
-                if kprev < 0:
-                    chain_t = end[o_list[k - 1]] if k else 0.0
-                else:
-                    # mapped operators between the previous path operator and v: pushed back
-                    for j in range(kprev, k):
-                        m = o_list[j]
-                        tm = chain_t + cost[m]
-                        if end[m] > tm:
-                            tm = end[m]
-                        if tm + stail[m] > through:
-                            through = tm + stail[m]
-                        chain_t = tm
-                kprev = k
-                t = chain_t
-                t = _ready(t, ins[v], gpu_of, new, end, gi) + cost[v]
-                new[v] = t
-                chain_t = t
-                out = 0.0
-                if i == last and k < len(o_list):
-                    nb = o_list[k]
-                    out = cost[nb] + stail[nb]
-                for w, row in outs[v]:
-                    gw = gpu_of[w]
-                    if gw >= 0 and w not in on_path:
-                        x = row[gi][gw] + cost[w] + stail[w]
-                        if x > out:
-                            out = x
-                if t + out > through:
-                    through = t + out
-                if best_g >= 0 and through >= best_lat:
-                    break  # cannot beat (nor, being a higher GPU, tie) the best so far
-            lat = self.lat if self.lat > through else through
-            if best_g < 0 or lat < best_lat:
-                best_g, best_lat = gi, lat
-        for v in path:
-            gpu_of[v] = best_g
-        new = self._retime(path, best_g, INF, self.cap)
-        self._insert(path, best_g, new)
-        self.lat = max(self.lat, max(new.values()))
-        if best_lat > self.lat:
-            self.lat = best_lat
-        self._tails_back(path)
-        self.count += len(path)
-        if self.count >= 64 and self.count >= self.synced * self.GROW:
-            self._sync()
-        return best_g
-
     def _tail_of(self, x: int) -> float:
-        gx = self.gpu_of[x]
-        k = bisect_left(self.gpu_r[gx], self.rank[x])
-        o_list = self.gpu_ops[gx]
-        return self._tail_after(x, gx, o_list[k + 1] if k + 1 < len(o_list) else -1)
+        return self._tail_after(x, self.gpu_of[x], self.nxt[x])
 
     def _tail_after(self, x: int, gx: int, nb: int) -> float:
         """Schedule tail of ``x`` on GPU ``gx`` followed there by ``nb`` (-1: none)."""
@@ -447,6 +526,49 @@ class _FastPlacement(_Placement):
                 if a > t:
                     t = a
         return t
+
+    def _raise_tails(self, path: list[int]) -> None:
+        """Schedule tails after mapping ``path``: those of its operators from their successors,
+        then, backward in reverse rank order, every mapped operator whose tail a raised tail
+        raises (a producer, or the operator before it on its GPU).  Adding the path only adds
+        operators and dependencies, so a tail is the larger of its old value and what its
+        raised successors give: exact tails stay exact."""
+        rank = self.rank
+        by_rank = self.by_rank
+        gpu_of = self.gpu_of
+        ins = self.timer.ins
+        cost = self.timer.cost
+        stail = self.stail
+        prv = self.prv
+        heap: list[int] = []  # minus the ranks of the operators to visit
+        push = heapq.heappush
+        pop = heapq.heappop
+        queued = set(path)
+        for v in reversed(path):
+            stail[v] = self._tail_of(v)
+            push(heap, -rank[v])
+        while heap:
+            x = by_rank[-pop(heap)]
+            tx = stail[x]
+            cx = cost[x]
+            gx = gpu_of[x]
+            u = prv[x]
+            if u >= 0:
+                a = cx + tx
+                if a > stail[u]:
+                    stail[u] = a
+                    if u not in queued:
+                        queued.add(u)
+                        push(heap, -rank[u])
+            for u, row in ins[x]:
+                gu = gpu_of[u]
+                if gu >= 0:
+                    a = row[gu][gx] + cx + tx
+                    if a > stail[u]:
+                        stail[u] = a
+                        if u not in queued:
+                            queued.add(u)
+                            push(heap, -rank[u])
 
     def _tails_back(self, path: list[int]) -> None:
         """Schedule tails of the path's operators, then backward from them (their producers and
@@ -471,31 +593,81 @@ class _FastPlacement(_Placement):
                 if t == stail[x]:
                     continue
             stail[x] = t
-            g = gpu_of[x]
-            k = bisect_left(self.gpu_r[g], rank[x])
             cand = [u for u in preds[x] if gpu_of[u] >= 0]
-            if k:
-                cand.append(self.gpu_ops[g][k - 1])
+            if self.prv[x] >= 0:
+                cand.append(self.prv[x])
             for u in cand:
                 if u not in queued:
                     queued.add(u)
                     heapq.heappush(heap, (-rank[u], u))
 
-    def _sync(self) -> None:
-        """Exact finish times and tails of the partial schedule, O(n + e)."""
+    def _sync_tails(self, order: list[int] | None = None) -> None:
+        """Exact schedule tails of the partial schedule (``order``: its operators in rank order),
+        O(n + e)."""
         self.synced = self.count
         gpu_of = self.gpu_of
-        end = self.end
-        order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
-        free = [0.0] * self.timer.gpus
-        finish_in_order(self.timer, order, gpu_of, end, free)
-        self.lat = max(free)
+        if order is None:
+            order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
         stail = self.stail
         follow = [-1] * self.timer.gpus
         for v in reversed(order):
             g = gpu_of[v]
             stail[v] = self._tail_after(v, g, follow[g])
             follow[g] = v
+
+
+class _FastPlacement(_Placement):
+    """Step 3 for the fast mode (the default): the latency of the path on each GPU is
+    ``max(latency, longest path through the path's operators)`` (:meth:`_Placement._through`),
+    O(path span x degree) per GPU.  With exact kept times this chooses exactly as
+    :class:`_Placement` does (checked on the scale graphs); the approximation is in keeping them:
+    after the choice, finish times are updated forward and tails backward, each over at most
+    ``CAP`` operators beyond the path (``CAP`` at :data:`.timing_engine.BUDGET_OPS` operators, scaled
+    by :func:`.timing_engine.decayed`; the rest stay stale), and every time the mapped set has grown
+    by ``GROW`` all are recomputed in O(n + e)."""
+
+    @classmethod
+    def take_over(cls, exact: _Placement) -> "_FastPlacement":
+        """Continue the partial schedule of an exact placement."""
+        fast = cls(exact.timer, exact.rank, exact.gpu_of)
+        fast.end, fast.gpu_r, fast.gpu_ops = exact.end, exact.gpu_r, exact.gpu_ops
+        fast.prv, fast.nxt = exact.prv, exact.nxt
+        fast.count = sum(len(x) for x in exact.gpu_ops)
+        fast._sync()
+        return fast
+
+    def place(self, path: list[int]) -> int:
+        gpu_of = self.gpu_of
+        best_g, best_lat = -1, 0.0
+        for gi in range(self.timer.gpus):
+            for v in path:
+                gpu_of[v] = gi
+            # beyond best_lat a GPU cannot beat (nor, being a higher GPU, tie) the best so far
+            through = self._through(path, gi, best_lat if best_g >= 0 else INF)
+            lat = self.lat if self.lat > through else through
+            if best_g < 0 or lat < best_lat:
+                best_g, best_lat = gi, lat
+        for v in path:
+            gpu_of[v] = best_g
+        new = self._retime(path, best_g, INF, INF, self.cap)
+        self._insert(path, best_g, new)
+        self.lat = max(self.lat, max(new.values()))
+        if best_lat > self.lat:
+            self.lat = best_lat
+        self._tails_back(path)
+        self.count += len(path)
+        if self.count >= 64 and self.count >= self.synced * self.GROW:
+            self._sync()
+        return best_g
+
+    def _sync(self) -> None:
+        """Exact finish times and tails of the partial schedule, O(n + e)."""
+        gpu_of = self.gpu_of
+        order = sorted((v for v in range(self.timer.n) if gpu_of[v] >= 0), key=self.rank.__getitem__)
+        free = [0.0] * self.timer.gpus
+        finish_in_order(self.timer, order, gpu_of, self.end, free)
+        self.lat = max(free)
+        self._sync_tails(order)
 
 
 def hios_lp(graph: Graph, machine: Machine, *, stage_model=None, intra: bool = True,

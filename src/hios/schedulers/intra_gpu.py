@@ -29,11 +29,15 @@ window's stages from the kept finish times of their producers, plus the kept sch
 their successors, give the longest path through the changed window in O(window x degree).  A
 candidate whose path is longer than the latency is rejected; when no old stage of its window is
 critical its latency is exactly the current one (kept times being exact), so it is taken only as
-the first such candidate, without re-timing.  A candidate of a critical window, or with a producer
-starting after the window's first stage (it might depend on the window), is re-timed as in step
-3 if that reaches at most :data:`FAST_WAVE_CAP` stages, else its estimate decides.  After a
-change, finish times are spread forward and tails backward over at most :data:`WAVE_CAP` stages,
-and all are recomputed exactly every ``max(64, n / 16)`` changes and at the end.  Both caps are
+the first such candidate, without re-timing, and once a candidate is kept the candidates whose
+window holds no critical stage are skipped unbuilt (they cannot lower the latency).  A candidate
+of a critical window, or with a producer of a stage that stays starting after the window's first
+stage ends (it might depend on the window), is re-timed as in step 3 if that reaches at most
+:data:`FAST_WAVE_CAP` stages, else its estimate decides; while the kept times are exact that
+re-timing stops as soon as a stage the change cannot reach back to has a final finish plus its
+kept tail above the best latency.  After a change, finish times are spread forward and tails
+backward over at most :data:`WAVE_CAP` stages, and all are recomputed exactly every
+``max(64, n / 16)`` changes and at the end (not needed while no cap was hit).  Both caps are
 their value at :data:`.timing_engine.BUDGET_OPS` operators, scaled by :func:`.timing_engine.decayed` (at
 least 4 and 0), so that their work stays O(n) on large graphs; on small graphs they exceed the
 schedule, the kept times stay exact, and the walk makes the exact walk's choices at a fraction
@@ -127,8 +131,16 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
             best = None
             best_lat = cur
             others = range(1, len(win))
+            if fast:
+                # critical[q]: whether one of win[0..q] is on a critical path (kept times and tails)
+                edge = cur * (1.0 - 1e-9)
+                critical = []
+                for s in win:
+                    critical.append(s.fin + s.stl >= edge or bool(critical) and critical[-1])
             for size in range(1, len(win)):
                 for pick in combinations(others, size):
+                    if fast and best is not None and not critical[pick[-1]]:
+                        continue  # no critical stage changes: the latency stays cur, no better than best
                     if not _may_group(win, pick, room, anc):
                         continue
                     cand = chain.regroup(base, [win[q] for q in pick])
@@ -158,14 +170,15 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                     cur = chain.latency()  # from the kept finish times
                     since_sync += 1
                     if since_sync >= sync_every:
-                        cur = chain.resync()
+                        if not chain.exact_kept:  # else the kept times are already exact
+                            cur = chain.resync()
                         since_sync = 0
                 else:
                     chain.commit(best)
                     cur = best_lat
                 base = best.group
             base = base.next
-    if fast:
+    if fast and not chain.exact_kept:
         cur = chain.resync()
     return chain.stages(), cur
 

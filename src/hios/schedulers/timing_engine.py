@@ -17,13 +17,15 @@ Difference from the simulator: a tensor sent to a GPU that has several consumers
 with each consumer's own edge; the simulator sends it once per (producer, GPU), sized by the
 largest of those byte edges.  The two agree whenever the byte edges of one producer carry the
 same bytes, as tensors normally do (edges with an explicit time are sent per edge in both).  The
-schedulers always check their final answer with the real simulator.
+schedulers check their final answer with the real simulator, or with :meth:`FastTimer.latency`
+where :attr:`FastTimer.as_simulator` says the two make the same computation: links not serialized
+and every producer's byte edges of one size (then both take the same maxima of the same sums, in
+a different order of events, and return the same number; a property test checks it).
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 from typing import Sequence
 
 from ..errors import HiosError
@@ -132,12 +134,16 @@ class FastTimer:
         self.util = sim.util
         self.model = sim.stage_model
         self.uniform = m.uniform()  # every pair of GPUs joined by the same link
+        # latency() computes exactly what sim.latency() does (module docstring)
+        self.as_simulator = not sim.serialize_links and all(
+            len({e.bytes for _w, e in out if e.time is None}) <= 1 for out in g.out_edges)
         G = m.gpus
         rows: dict[float, tuple] = {}
         # ins[v] = [(u, row)] with row[src_gpu][dst_gpu] = transfer ms of edge u->v (0 on the diagonal)
         self.ins: list[list[tuple[int, tuple]]] = []
         # weight[v] = [(u, mean transfer ms over GPU pairs)]: the edge weight of path searches
         self.in_weight: list[list[tuple[int, float]]] = []
+        uniform = self.uniform
         for v in range(self.n):
             iv = []
             wv = []
@@ -145,11 +151,12 @@ class FastTimer:
                 if G == 1:
                     row = ((0.0,),)
                     mean = 0.0
-                elif m.uniform():
+                elif uniform:
                     ms = sim.transfer_ms(v, k, 0, 1)
                     row = rows.get(ms)
                     if row is None:
-                        row = tuple(tuple(0.0 if a == b else ms for b in range(G)) for a in range(G))
+                        line = (ms,) * G
+                        row = tuple([line[:a] + (0.0,) + line[a + 1:] for a in range(G)])
                         rows[ms] = row
                     mean = ms
                 else:
@@ -359,12 +366,16 @@ class StageChain:
         self.pops = 0  # stages re-timed by spread(), for the work budget of the intra-GPU step
         self.capped = False  # whether the last spread() stopped at its cap
         self.outs: list | None = None  # outs[u] = [(v, row)], built by the fast mode
+        # fast mode: whether every kept finish time and schedule tail (``Stage.stl``) is exact (set by
+        # resync(), kept by commit_fast() while its updates stay within their caps)
+        self.exact_kept = False
         n = timer.n
         self.stage_of: list[Stage | None] = [None] * n
         self.gpu_of = [-1] * n
         self.end = [0.0] * n
         self.first: list[Stage | None] = []
         self.last: list[Stage | None] = []
+        self.nstages = sum(len(sts) for sts in stages)
         lists: list[list[Stage]] = []
         for gi, sts in enumerate(stages):
             row = []
@@ -448,15 +459,17 @@ class StageChain:
         """The change that merges the ``picked`` stages (after ``base`` on its GPU, in order) into
         ``base``; not evaluated."""
         ops = list(base.ops)
+        tail = base.tail
         for s in picked:
             ops += s.ops
-        group = Stage(ops, base.gpu, self.duration(ops), max(base.tail, max(s.tail for s in picked)))
+            if s.tail > tail:
+                tail = s.tail
+        group = Stage(ops, base.gpu, self.duration(ops), tail)
         rest = []
         s = base.next
         last = picked[-1]
-        chosen = set(map(id, picked))
         while s is not last:
-            if id(s) not in chosen:
+            if s not in picked:  # identity: stages define no equality
                 rest.append(s)
             s = s.next
         return Regroup(base, group, picked, rest, last.next)
@@ -517,7 +530,14 @@ class StageChain:
             seeds.append(c.after)  # its previous stage changed
         c.latency = INF
         self.capped = False
-        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit, cap)
+        reach = None
+        if self.exact_kept:
+            # a stage finishing after the last picked stage starts has no path to the window, so the
+            # change leaves its schedule tail as kept (see spread())
+            last = c.picked[-1]
+            reach = last.fin - last.dur
+            reach += 1e-9 * (1.0 + abs(reach))
+        fins = self.spread(seeds, prev_of, next_of, {v: group for v in group.ops}, group, limit, cap, reach)
         if fins is None or self.capped:
             return INF
         c.fins = fins
@@ -537,13 +557,18 @@ class StageChain:
         return lat
 
     def spread(self, seeds: list[Stage], prev_of: dict, next_of: dict, moved: dict, fresh: Stage | None,
-               limit: float = INF, cap: int | None = None) -> dict | None:
+               limit: float = INF, cap: int | None = None, reach: float | None = None) -> dict | None:
         """New finish times of the stages a change reaches: ``seeds`` are re-timed first, then every
         stage whose dependency's finish changed, in start-time order; ``prev_of`` / ``next_of`` /
         ``moved`` (operator -> stage) override the chain's structure; ``fresh`` is a stage with no
         valid old time, whose inputs are all unchanged (timed first, always spread).  None as soon
         as a finish that nothing pending can still change plus its stage's tail exceeds
-        ``limit``."""
+        ``limit``: the cost-only tail, or, for a stage whose old finish is after ``reach``, the
+        larger kept schedule tail.  ``reach`` (given only while the kept tails are exact) is the
+        latest old start of a changed stage: every path of stages has non-decreasing start times,
+        so such a stage has no path to a changed stage nor to a producer whose consumer moved,
+        and every path from it in the changed schedule is one of the old schedule: its tail is
+        unchanged, and its new finish plus that tail is a lower bound of the new latency."""
         limit += limit * 1e-9
         ins = self.timer.ins
         succs = self.timer.graph.succs
@@ -595,7 +620,10 @@ class StageChain:
                     old = s.fin
                 if fin == old:
                     continue
-                if fin + s.tail > limit and (not heap or heap[0][0] > key):
+                tl = s.tail
+                if reach is not None and s.fin > reach and s is not fresh and s.stl > tl:
+                    tl = s.stl
+                if fin + tl > limit and (not heap or heap[0][0] > key):
                     # nothing queued can still change this stage's inputs (every pending change starts
                     # no later than the stages it reaches), so the finish is final: prune
                     return None
@@ -639,6 +667,7 @@ class StageChain:
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
         for s in order:
             s.stl = self._stail(s)
+        self.exact_kept = True
         return self.latency()
 
     def _stail(self, s: Stage) -> float:
@@ -662,12 +691,16 @@ class StageChain:
         """Fast mode: (longest path through the changed window, whether an old window stage is
         critical), from the kept finish times of the window's producers and the kept tails of its
         successors, in O(window x degree).  With exact kept times, and when the window is not
-        critical, the new latency is ``max(cur, estimate)``.  None when a producer of the window
-        starts after ``base`` does (it might depend on the window: only a full re-timing knows)."""
+        critical, the new latency is ``max(cur, estimate)``.  For a change that passed
+        :meth:`deadlocks`.  A producer's kept finish is used when the change cannot reach it:
+        a stage reached from ``base`` starts after ``base`` ends, so producers starting earlier
+        are unreached, and so are the producers of moved operators on other GPUs that start
+        later (:meth:`deadlocks` found no path to them).  None when a producer of a stage that
+        stays starts after ``base`` ends (it might depend on the window: only a full re-timing
+        knows)."""
         base = c.base
         g = base.gpu
-        start = base.fin - base.dur
-        start -= 1e-9 * (1.0 + abs(start))
+        end0 = base.fin - 1e-9 * (1.0 + abs(base.fin))  # as in deadlocks()
         group = c.group
         chain = [group] + c.rest
         new_fin: dict[Stage, float] = {}
@@ -688,7 +721,7 @@ class StageChain:
                     su = moved_get(u) or stage_of[u]
                     f = new_fin_get(su)
                     if f is None:
-                        if su.fin - su.dur >= start:
+                        if su.fin - su.dur >= end0 and (s is not group or su.gpu == g):
                             return None
                         f = su.fin
                     a = f + row[gpu_of[u]][g]
@@ -723,10 +756,13 @@ class StageChain:
         until the next :meth:`resync`)."""
         old = list(c.picked) + [c.base]
         estimated = c.latency == INF
-        self.commit(c)
+        exact_kept = self.exact_kept
         chain = [c.group] + c.rest
-        for s in reversed(chain):
-            s.stl = self._stail(s)
+        self.commit(c)
+        self.nstages -= len(c.picked)
+        if cap < self.nstages:  # _tails_back() may stop before the chain: give it tails now
+            for s in reversed(chain):
+                s.stl = self._stail(s)
         seeds = []
         if not estimated:
             pass  # evaluate() re-timed every stage the change reaches
@@ -739,52 +775,72 @@ class StageChain:
                     if sw not in seeds and sw.gpu != s.gpu:
                         seeds.append(sw)
         if seeds:
+            self.capped = False
             fins = self.spread(seeds, {}, {}, {}, None, INF, cap)
+            exact_kept = exact_kept and not self.capped
             end = self.end
             for s, f in fins.items():
                 s.fin = f
                 for v in s.ops:
                     end[v] = f
-        self._tails_back(chain, old, cap)
+        self.exact_kept = self._tails_back(chain, old, cap) and exact_kept
 
-    def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> None:
+    def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> bool:
+        """Schedule tails backward from the changed ``chain`` (the stages that replaced ``old``),
+        latest start first, stopping where a tail does not change; at most ``cap`` stages.
+        Whether it finished within the cap.  The chain's own stages are recomputed in that
+        order too: a producer of a stage of ``chain.rest`` may start after the group and feed
+        the group's tail.  (Each tail as :meth:`_stail` computes it.)"""
         ins = self.timer.ins
+        outs = self.outs
         stage_of = self.stage_of
-        stail = self._stail
+        gpu_of = self.gpu_of
         heap: list = []
         heappush = heapq.heappush
         heappop = heapq.heappop
-        queued = set(chain) | set(old)
+        queued = set(chain)
+        queued.update(old)
         queue = queued.add
-        ticks = itertools.count(1)  # ties in start time by order of queueing
-
-        def queue_producers(s: Stage) -> None:
-            """Queue the stages whose tails ``s``'s tail feeds: its predecessor on its stream and
-            the stages of its operators' inputs, each once, latest start first."""
+        tick = 0  # ties in start time by order of queueing
+        forced = set(chain)
+        for s in chain:
+            tick += 1
+            heappush(heap, (s.dur - s.fin, tick, s))
+        while heap and cap > 0:
+            cap -= 1
+            _, _, s = heappop(heap)
+            nx = s.next
+            t = nx.dur + nx.stl if nx is not None else 0.0
+            g = s.gpu
+            for v in s.ops:
+                for w, row in outs[v]:
+                    sw = stage_of[w]
+                    if sw is not s:
+                        a = row[g][gpu_of[w]] + sw.dur + sw.stl
+                        if a > t:
+                            t = a
+            if t == s.stl and s not in forced:
+                continue
+            s.stl = t
+            # queue the stages whose tails this one feeds: its predecessor on its GPU and the
+            # stages of its operators' inputs, each once, latest start first
             x = s.prev
             if x is not None and x not in queued:
                 queue(x)
-                heappush(heap, (-(x.fin - x.dur), next(ticks), x))
+                tick += 1
+                heappush(heap, (x.dur - x.fin, tick, x))
             for v in s.ops:
                 for u, _row in ins[v]:
                     x = stage_of[u]
                     if x not in queued:
                         queue(x)
-                        heappush(heap, (-(x.fin - x.dur), next(ticks), x))
-
-        for s in chain:
-            queue_producers(s)
-        while heap and cap > 0:
-            cap -= 1
-            _, _, s = heappop(heap)
-            t = stail(s)
-            if t == s.stl:
-                continue
-            s.stl = t
-            queue_producers(s)
+                        tick += 1
+                        heappush(heap, (x.dur - x.fin, tick, x))
+        return not heap
 
     def commit(self, c: Regroup) -> None:
-        """Apply an evaluated change."""
+        """Apply an evaluated change (the kept schedule tails are then stale)."""
+        self.exact_kept = False
         group = c.group
         gi = group.gpu
         chain = [group] + c.rest
