@@ -122,7 +122,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                 continue
             if not fast and chain.pops > budget:
                 fast = True
-                cur = chain.resync()
+                cur = chain.resync(times_exact=True)  # only exact evaluations were committed so far
             win = [base]
             s = base.next
             while s is not None and len(win) < window:

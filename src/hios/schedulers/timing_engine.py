@@ -112,11 +112,15 @@ def time_in_rank_order(timer: "FastTimer", order: list[int], gpu_of: list[int]) 
 
 
 def out_rows(timer: "FastTimer") -> list[list[tuple[int, tuple]]]:
-    """``outs[u] = [(v, row)]`` for every edge u -> v (``row`` as in ``timer.ins[v]``)."""
-    outs: list[list[tuple[int, tuple]]] = [[] for _ in range(timer.n)]
-    for v, iv in enumerate(timer.ins):
-        for u, row in iv:
-            outs[u].append((v, row))
+    """``outs[u] = [(v, row)]`` for every edge u -> v (``row`` as in ``timer.ins[v]``); built once
+    per timer and shared by the steps of one search (read only)."""
+    outs = timer.outs
+    if outs is None:
+        outs = [[] for _ in range(timer.n)]
+        for v, iv in enumerate(timer.ins):
+            for u, row in iv:
+                outs[u].append((v, row))
+        timer.outs = outs
     return outs
 
 
@@ -128,6 +132,7 @@ class FastTimer:
         m = sim.machine
         self.sim = sim
         self.graph = g
+        self.outs: list | None = None  # out_rows(self), built on first use
         self.n = len(g.ops)
         self.gpus = m.gpus
         self.cost = sim.cost
@@ -652,8 +657,10 @@ class StageChain:
 
     # -- fast mode of the intra-GPU step ---------------------------------------------------
 
-    def resync(self) -> float:
-        """Exact finish times and schedule tails of every stage, O(n + e); the latency."""
+    def resync(self, times_exact: bool = False) -> float:
+        """Exact finish times and schedule tails of every stage, O(n + e); the latency.
+        ``times_exact``: the kept finish times are known to be exact (only :meth:`commit` of
+        evaluated changes since the construction): only the tails are computed."""
         lists = []
         for s in self.first:
             row = []
@@ -661,7 +668,8 @@ class StageChain:
                 row.append(s)
                 s = s.next
             lists.append(row)
-        self._time_all(lists)
+        if not times_exact:
+            self._time_all(lists)
         if self.outs is None:
             self.outs = out_rows(self.timer)
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
@@ -775,15 +783,67 @@ class StageChain:
                     if sw not in seeds and sw.gpu != s.gpu:
                         seeds.append(sw)
         if seeds:
-            self.capped = False
-            fins = self.spread(seeds, {}, {}, {}, None, INF, cap)
-            exact_kept = exact_kept and not self.capped
-            end = self.end
-            for s, f in fins.items():
-                s.fin = f
-                for v in s.ops:
-                    end[v] = f
+            exact_kept = self._push_forward(seeds, cap) and exact_kept
         self.exact_kept = self._tails_back(chain, old, cap) and exact_kept
+
+    def _push_forward(self, seeds: list[Stage], cap: int) -> bool:
+        """:meth:`commit_fast`'s forward update: the new finish times of the stages reached from
+        ``seeds``, written in place; what :meth:`spread` gives with no structural override, no
+        limit and ``cap`` (the same stages in the same order), without its bookkeeping.  Whether
+        it stayed within the cap (also kept in :attr:`capped`)."""
+        ins = self.timer.ins
+        succs = self.timer.graph.succs
+        gpu_of = self.gpu_of
+        end = self.end
+        stage_of = self.stage_of
+        heap: list = []
+        heappush = heapq.heappush
+        heappop = heapq.heappop
+        queued: set = set()
+        queue = queued.add
+        tick = 0  # ties in start time by order of queueing
+        for s in seeds:
+            if s not in queued:
+                queue(s)
+                tick += 1
+                heappush(heap, (s.fin - s.dur, tick, s))
+        pops = 0
+        self.capped = False
+        while heap:
+            _, _, s = heappop(heap)
+            queued.discard(s)
+            pops += 1
+            if pops > cap:
+                self.capped = True
+                pops = cap
+                break
+            p = s.prev
+            t = 0.0 if p is None else p.fin
+            g = s.gpu
+            for v in s.ops:
+                for u, row in ins[v]:
+                    a = end[u] + row[gpu_of[u]][g]
+                    if a > t:
+                        t = a
+            fin = t + s.dur
+            if fin == s.fin:
+                continue
+            s.fin = fin
+            for v in s.ops:
+                end[v] = fin
+                for w in succs[v]:
+                    sw = stage_of[w]
+                    if sw is not s and sw not in queued:
+                        queue(sw)
+                        tick += 1
+                        heappush(heap, (sw.fin - sw.dur, tick, sw))
+            nx = s.next
+            if nx is not None and nx not in queued:
+                queue(nx)
+                tick += 1
+                heappush(heap, (nx.fin - nx.dur, tick, nx))
+        self.pops += pops
+        return not self.capped
 
     def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> bool:
         """Schedule tails backward from the changed ``chain`` (the stages that replaced ``old``),
