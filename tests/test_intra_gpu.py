@@ -231,6 +231,18 @@ def test_fast_mode_gives_valid_schedules_not_slower(graph, gpus, seed, window, s
         assert lat <= before * (1 + 1e-9)
 
 
+@given(dags(max_nodes=14), st.integers(1, 3), st.integers(0, 2**31), st.integers(2, 4), st.integers(2, 4),
+       st.booleans())
+def test_returned_latency_is_a_full_timing(graph, gpus, seed, window, streams, exact):
+    # the mappers take it instead of timing the result again (where the fast timer is the simulator)
+    rng = random.Random(seed)
+    s = random_valid_schedule(graph, gpus, rng, max_stage=1)
+    timer = FastTimer(Simulator(graph, Machine(gpus)))
+    idx = s.indexed(graph) + [[] for _ in range(gpus - len(s.stages))]
+    new, lat = improve_stages(timer, idx, window, streams, exact=exact)
+    assert lat == timer.latency(new)
+
+
 def test_fast_mode_groups_on_a_layered_graph(monkeypatch):
     from hios.generate import layered_dag
     from hios.schedulers import schedule

@@ -85,8 +85,9 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     meta.update({"ordered_latency": best_lat, "intra": bool(intra)})
     if intra:
         meta.update({"intra_window": window, "intra_streams": streams})
-        grouped, _ = improve_stages(timer, best, window, streams, exact=exact)
-        lat = latency(grouped)
+        grouped, lat = improve_stages(timer, best, window, streams, exact=exact)
+        if not timer.as_simulator:  # (else its latency is the fast evaluator's of a full timing)
+            lat = latency(grouped)
         if lat <= best_lat:
             best, best_lat = grouped, lat
     # The sequential schedule's latency is the sum of the costs (each operator waits for the one

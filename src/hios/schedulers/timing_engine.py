@@ -152,12 +152,13 @@ class FastTimer:
         for v in range(self.n):
             iv = []
             wv = []
+            ems = sim.edge_ms(v) if uniform else None
             for k, (u, _e) in enumerate(sim.in_edges[v]):
                 if G == 1:
                     row = ((0.0,),)
                     mean = 0.0
                 elif uniform:
-                    ms = sim.transfer_ms(v, k, 0, 1)
+                    ms = ems[k]  # sim.transfer_ms(v, k, 0, 1)
                     row = rows.get(ms)
                     if row is None:
                         line = (ms,) * G
