@@ -145,42 +145,53 @@ class FastTimer:
         G = m.gpus
         rows: dict[float, tuple] = {}
         # ins[v] = [(u, row)] with row[src_gpu][dst_gpu] = transfer ms of edge u->v (0 on the diagonal)
-        self.ins: list[list[tuple[int, tuple]]] = []
+        ins: list[list[tuple[int, tuple]]] = []
         # weight[v] = [(u, mean transfer ms over GPU pairs)]: the edge weight of path searches
-        self.in_weight: list[list[tuple[int, float]]] = []
-        uniform = self.uniform
-        for v in range(self.n):
-            iv = []
-            wv = []
-            ems = sim.edge_ms(v) if uniform else None
-            for k, (u, _e) in enumerate(sim.in_edges[v]):
-                if G == 1:
-                    row = ((0.0,),)
-                    mean = 0.0
-                elif uniform:
-                    ms = ems[k]  # sim.transfer_ms(v, k, 0, 1)
+        in_weight: list[list[tuple[int, float]]] = []
+        self.ins = ins
+        self.in_weight = in_weight
+        if G > 1 and self.uniform:
+            # one transfer time per edge (the simulator's): rows shared by the edges of equal time
+            for v in range(self.n):
+                iv = []
+                wv = []
+                for (u, _e), ms in zip(sim.in_edges[v], sim.edge_ms(v)):
                     row = rows.get(ms)
                     if row is None:
                         line = (ms,) * G
                         row = tuple([line[:a] + (0.0,) + line[a + 1:] for a in range(G)])
                         rows[ms] = row
-                    mean = ms
-                else:
-                    row = tuple(tuple(sim.transfer_ms(v, k, a, b) for b in range(G)) for a in range(G))
-                    mean = sum(row[a][b] for a in range(G) for b in range(G) if a != b) / (G * (G - 1))
-                iv.append((u, row))
-                wv.append((u, mean))
-            self.ins.append(iv)
-            self.in_weight.append(wv)
+                    iv.append((u, row))
+                    wv.append((u, ms))
+                ins.append(iv)
+                in_weight.append(wv)
+        else:
+            for v in range(self.n):
+                iv = []
+                wv = []
+                for k, (u, _e) in enumerate(sim.in_edges[v]):
+                    if G == 1:
+                        row = ((0.0,),)
+                        mean = 0.0
+                    else:
+                        row = tuple(tuple(sim.transfer_ms(v, k, a, b) for b in range(G)) for a in range(G))
+                        mean = sum(row[a][b] for a in range(G) for b in range(G) if a != b) / (G * (G - 1))
+                    iv.append((u, row))
+                    wv.append((u, mean))
+                ins.append(iv)
+                in_weight.append(wv)
         # tail[v]: longest cost-only path after v; any schedule ends >= finish(v) + tail[v].
-        self.tail = [0.0] * self.n
+        tail = [0.0] * self.n
+        cost = self.cost
+        succs = g.succs
         for u in reversed(g.topo):
             t = 0.0
-            for v in g.succs[u]:
-                x = self.tail[v] + self.cost[v]
+            for v in succs[u]:
+                x = tail[v] + cost[v]
                 if x > t:
                     t = x
-            self.tail[u] = t
+            tail[u] = t
+        self.tail = tail
 
     def latency(self, stages: Sequence[Sequence[Sequence[int]]], limit: float = INF) -> float | None:
         """Latency of ``stages`` (operators absent from it are ignored, as with
