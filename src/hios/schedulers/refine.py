@@ -73,12 +73,20 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
         for k, v in enumerate(order):
             g0 = gpu_of[v]
             best, best_g, best_end = cur, g0, None
+            iv = ins[v]
+            cv = cost[v]
+            tv = tail[v]
             for h in range(G):
                 if h == g0:
                     continue
                 cut = best[0] * (1.0 + 1e-12)  # beyond rounding of the tail sums
-                t = arrival(ins[v], gpu_of, end, h, free0[h]) + cost[v]
-                if t + tail[v] > cut:
+                t = free0[h]  # arrival(iv, gpu_of, end, h, free0[h]), inlined
+                for u, row in iv:
+                    a = end[u] + row[gpu_of[u]][h]  # (every operator is mapped)
+                    if a > t:
+                        t = a
+                t += cv
+                if t + tv > cut:
                     continue
                 # Everything ranked after v keeps its schedule tail: a path through v bounds the latency.
                 nb = nxt[last[h]] if last[h] >= 0 else first[h]
