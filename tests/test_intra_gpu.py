@@ -275,3 +275,35 @@ def test_fast_mode_with_exact_kept_times_walks_as_the_exact_mode(monkeypatch, se
         monkeypatch.setattr(intra_module, name, value)
     fast, lat_fast = improve_stages(timer, idx, exact=False)
     assert (fast, lat_fast) == (exact, lat_exact)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tails_left_pending_are_exact_once_flushed(monkeypatch, seed):
+    # uncapped, the fast walk leaves the tails of stages before a change pending until it
+    # leaves the GPU: after each flush every kept time and tail is what a full re-timing gives
+    from hios.generate import layered_dag
+    from hios.schedulers import schedule
+    from hios.schedulers.timing_engine import StageChain
+    g = layered_dag(150, 300, 6, 0.8, seed)
+    m = Machine.preset(4)
+    base = schedule(g, m, "hios-lp", intra=False, exact=True)
+    timer = FastTimer(Simulator(g, m))
+    idx = base.indexed(g) + [[] for _ in range(4 - len(base.stages))]
+    flush = StageChain.flush_tails
+    checked = []
+
+    def flush_and_check(self):
+        flush(self)
+        kept = []
+        for s in self.first:
+            while s is not None:
+                kept.append((s, s.fin, s.stl))
+                s = s.next
+        self.resync()  # exact times and tails from scratch
+        checked.append(all((s.fin, s.stl) == (fin, stl) for s, fin, stl in kept))
+
+    monkeypatch.setattr(intra_module, "EXACT_WAVE_BUDGET", -1)  # the fast rule (and tails) from the start
+    monkeypatch.setattr(StageChain, "flush_tails", flush_and_check)
+    new, _ = improve_stages(timer, idx, exact=False)
+    assert len(checked) == 4 and all(checked)
+    assert any(len(st) > 1 for sts in new for st in sts)

@@ -386,6 +386,11 @@ class StageChain:
         # fast mode: whether every kept finish time and schedule tail (``Stage.stl``) is exact (set by
         # resync(), kept by commit_fast() while its updates stay within their caps)
         self.exact_kept = False
+        # fast mode, uncapped: stages whose schedule tails wait for flush_tails() (a heap like
+        # _tails_back()'s, and its members)
+        self.pending: list = []
+        self.pending_set: set = set()
+        self.pending_tick = 0
         n = timer.n
         self.stage_of: list[Stage | None] = [None] * n
         self.gpu_of = [-1] * n
@@ -682,6 +687,8 @@ class StageChain:
             lists.append(row)
         if not times_exact:
             self._time_all(lists)
+        self.pending.clear()  # every tail is recomputed below
+        self.pending_set.clear()
         if self.outs is None:
             self.outs = out_rows(self.timer)
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
@@ -878,7 +885,18 @@ class StageChain:
         for s in chain:
             tick += 1
             heappush(heap, (s.dur - s.fin, tick, s))
+        # Uncapped (every stage fits the cap), the stages starting before the group are left
+        # pending (:meth:`flush_tails`): the walk reads only tails of stages that start after it
+        # until it leaves the GPU (see flush_tails).  Heap keys are minus the start times.
+        defer = cap >= self.nstages
+        if defer:
+            t0 = chain[0].fin - chain[0].dur
+            above = -(t0 - 1e-9 * (1.0 + abs(t0)))  # keys up to this: start >= the group's, beyond rounding
+        elif self.pending:
+            self.flush_tails()
         while heap and cap > 0:
+            if defer and heap[0][0] > above:
+                break
             cap -= 1
             _, _, s = heappop(heap)
             nx = s.next
@@ -908,7 +926,56 @@ class StageChain:
                         queue(x)
                         tick += 1
                         heappush(heap, (x.dur - x.fin, tick, x))
+        if defer:
+            pending = self.pending
+            waiting = self.pending_set
+            for key, _, x in sorted(heap):
+                if x not in waiting:
+                    waiting.add(x)
+                    self.pending_tick += 1
+                    heapq.heappush(pending, (key, self.pending_tick, x))
+            return True
         return not heap
+
+    def flush_tails(self) -> None:
+        """Fast mode, uncapped: bring the tails left pending by :meth:`_tails_back` up to date,
+        latest start first, stopping where a tail does not change (as :meth:`_tails_back`).
+
+        Why they may wait: a stage left pending by a change starts before the change's group
+        and has a path to the changed stages.  Until the walk leaves the GPU it reads tails only
+        of the window's stages (the changed ones, or after them on the GPU) and of stages
+        reached from them, none of which has a path to a pending stage (the stage order would
+        be cyclic); every tail is the longest path after its stage, so those tails do not
+        depend on a pending one.  Nor do later changes move a pending stage's finish (their
+        updates reach only stages after them), so its heap key stays its start time."""
+        heap = self.pending
+        queued = self.pending_set
+        queue = queued.add
+        heappush = heapq.heappush
+        heappop = heapq.heappop
+        ins = self.timer.ins
+        stage_of = self.stage_of
+        tick = self.pending_tick
+        while heap:
+            _, _, s = heappop(heap)
+            t = self._stail(s)
+            if t == s.stl:
+                continue
+            s.stl = t
+            x = s.prev
+            if x is not None and x not in queued:
+                queue(x)
+                tick += 1
+                heappush(heap, (x.dur - x.fin, tick, x))
+            for v in s.ops:
+                for u, _row in ins[v]:
+                    x = stage_of[u]
+                    if x not in queued:
+                        queue(x)
+                        tick += 1
+                        heappush(heap, (x.dur - x.fin, tick, x))
+        queued.clear()
+        self.pending_tick = 0
 
     def commit(self, c: Regroup) -> None:
         """Apply an evaluated change (the kept schedule tails are then stale)."""
