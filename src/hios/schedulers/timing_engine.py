@@ -869,7 +869,8 @@ class StageChain:
         latest start first, stopping where a tail does not change; at most ``cap`` stages.
         Whether it finished within the cap.  The chain's own stages are recomputed in that
         order too: a producer of a stage of ``chain.rest`` may start after the group and feed
-        the group's tail.  (Each tail as :meth:`_stail` computes it.)"""
+        the group's tail.  (Each tail as :meth:`_stail` computes it.)  When the cap covers every
+        stage, the stages starting before the group are left to :meth:`flush_tails`."""
         ins = self.timer.ins
         outs = self.outs
         stage_of = self.stage_of
