@@ -871,7 +871,6 @@ class StageChain:
         order too: a producer of a stage of ``chain.rest`` may start after the group and feed
         the group's tail.  (Each tail as :meth:`_stail` computes it.)  When the cap covers every
         stage, the stages starting before the group are left to :meth:`flush_tails`."""
-        ins = self.timer.ins
         outs = self.outs
         stage_of = self.stage_of
         gpu_of = self.gpu_of
@@ -880,7 +879,6 @@ class StageChain:
         heappop = heapq.heappop
         queued = set(chain)
         queued.update(old)
-        queue = queued.add
         tick = 0  # ties in start time by order of queueing
         forced = set(chain)
         for s in chain:
@@ -913,20 +911,7 @@ class StageChain:
             if t == s.stl and s not in forced:
                 continue
             s.stl = t
-            # queue the stages whose tails this one feeds: its predecessor on its GPU and the
-            # stages of its operators' inputs, each once, latest start first
-            x = s.prev
-            if x is not None and x not in queued:
-                queue(x)
-                tick += 1
-                heappush(heap, (x.dur - x.fin, tick, x))
-            for v in s.ops:
-                for u, _row in ins[v]:
-                    x = stage_of[u]
-                    if x not in queued:
-                        queue(x)
-                        tick += 1
-                        heappush(heap, (x.dur - x.fin, tick, x))
+            tick = self._queue_feeders(s, queued, heap, tick)
         if defer:
             pending = self.pending
             waiting = self.pending_set
@@ -937,6 +922,25 @@ class StageChain:
                     heapq.heappush(pending, (key, self.pending_tick, x))
             return True
         return not heap
+
+    def _queue_feeders(self, s: Stage, queued: set, heap: list, tick: int) -> int:
+        """Queue, each once and latest start first (key: minus the start), the stages whose tails
+        ``s`` feeds: its predecessor on its GPU and the stages of its operators' inputs.  Returns
+        the last tie-breaking tick used."""
+        stage_of = self.stage_of
+        x = s.prev
+        if x is not None and x not in queued:
+            queued.add(x)
+            tick += 1
+            heapq.heappush(heap, (x.dur - x.fin, tick, x))
+        for v in s.ops:
+            for u, _row in self.timer.ins[v]:
+                x = stage_of[u]
+                if x not in queued:
+                    queued.add(x)
+                    tick += 1
+                    heapq.heappush(heap, (x.dur - x.fin, tick, x))
+        return tick
 
     def flush_tails(self) -> None:
         """Fast mode, uncapped: bring the tails left pending by :meth:`_tails_back` up to date,
@@ -951,11 +955,7 @@ class StageChain:
         updates reach only stages after them), so its heap key stays its start time."""
         heap = self.pending
         queued = self.pending_set
-        queue = queued.add
-        heappush = heapq.heappush
         heappop = heapq.heappop
-        ins = self.timer.ins
-        stage_of = self.stage_of
         tick = self.pending_tick
         while heap:
             _, _, s = heappop(heap)
@@ -963,18 +963,7 @@ class StageChain:
             if t == s.stl:
                 continue
             s.stl = t
-            x = s.prev
-            if x is not None and x not in queued:
-                queue(x)
-                tick += 1
-                heappush(heap, (x.dur - x.fin, tick, x))
-            for v in s.ops:
-                for u, _row in ins[v]:
-                    x = stage_of[u]
-                    if x not in queued:
-                        queue(x)
-                        tick += 1
-                        heappush(heap, (x.dur - x.fin, tick, x))
+            tick = self._queue_feeders(s, queued, heap, tick)
         queued.clear()
         self.pending_tick = 0
 
