@@ -4,9 +4,10 @@ of the same model, plus the simulator's prediction.
 
 Either ``hios run plan.json`` (a plan from ``hios optimize``) or ``hios run --model M --image-size S
 --gpus N --algo A`` (the plan is made here by :func:`hios.pipeline.plan_model`, whose capture the
-runtime reuses).  Steps: get the plan → check the devices → build (and capture) the model → compile
-the plan (:func:`hios.pipeline.run_plan`) → measure it (:func:`hios.runtime.measure.plan.measure_plan`) →
-print the report.  ``--backend distributed`` hands the same options to one process per GPU.
+runtime reuses).  Steps: get the plan (and build the model) → check the devices
+(:func:`hios.pipeline.check_devices`) → compile the plan (:func:`hios.pipeline.run_plan`) → measure
+it (:func:`hios.runtime.measure.plan.measure_plan`) → print the report: each stage entered once
+(``benchmarks/call_path.py`` checks this).  ``--backend distributed`` hands the same options to one process per GPU.
 """
 
 from __future__ import annotations
@@ -110,23 +111,6 @@ def _refuse_planning_options(args) -> None:
     for k in PLANNING_OPTIONS:
         if getattr(args, k) is not None:
             raise HiosError(f"{flag(k)} shapes a plan made with --model; the plan file {args.plan} was made already")
-
-
-def _check_devices(args, plan) -> None:
-    """Fail fast, before any model is built, on devices the plan cannot run on, on a --feedback-to
-    that would mix a profile's measurements with this run's of other settings, and on one that
-    would replace a profile of another model or other settings."""
-    from ..cost.probe import cuda_device_count
-    from ..program.devices import logical_devices, used_gpus
-    devs = logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
-                           cuda_device_count())
-    if args.feedback_to:
-        from ..cost.feedback import check_feedback_target, check_profile_of, runtime_settings
-        opts = run_options(args).resolve(devs)
-        settings = runtime_settings(opts.kernels, opts.channels_last, "tf32" if opts.tf32 else "fp32",
-                                    devs[0].split(":")[0])
-        check_profile_of(plan.graph, settings, "the plan's profile, which --feedback-to would extend,")
-        check_feedback_target(args.feedback_to, plan.graph, settings)
 
 
 def _check_options(args) -> None:
@@ -244,12 +228,14 @@ def main(args) -> int:
 
 
 def _run_local(args, timing, run, outputs) -> int:
-    from ..pipeline import run_plan
+    from ..pipeline import check_devices, check_feedback, run_plan
     from ..runtime.measure.plan import MeasureOptions, measure_plan
 
     say = (lambda m: None) if args.json else log
     plan, captured, model, x = make_plan(args, say)
-    _check_devices(args, plan)
+    devices = check_devices(plan, run)  # fail fast, before the plan is compiled
+    if args.feedback_to:
+        check_feedback(plan, run, devices, args.feedback_to)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.choose:
