@@ -83,8 +83,8 @@ def make_plan(args, log=log):
         from ..plan import check_plan_dtype, load_plan
         plan = load_plan(args.plan)
         info = plan.model
-        spec = plan_model_spec(info["name"], args.model, args.trust_plan, args.plan)  # a plan is data
         check_plan_dtype(info, [INPUT_DTYPE], args.plan)  # before building: the zoo makes float32 inputs
+        spec = plan_model_spec(info["name"], args.model, args.trust_plan, args.plan)  # a plan is data
         model, x = build_model(args, spec, int(info.get("image_size") or DEFAULT_IMAGE_SIZE),
                                int(info.get("batch") or args.batch))
         return plan, None, model, x
@@ -167,7 +167,7 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's
     caches); the files are staged in ``outputs`` and written only when the command succeeds."""
     from ..formats import save_graph
-    from ..runtime.measure.trace import format_table, trace_plan
+    from ..runtime.measure.trace import fed_back_graph, format_table, trace_plan
     say(f"tracing {args.trace_calls} calls of the plan...")
     if args.trace:
         traced = {}
@@ -181,11 +181,7 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     if traced["note"] and traced["record"]["clock"] != "wall":
         say(f"trace: {traced['note']}")
     if args.feedback_to:
-        from ..cost.feedback import feed_back
-        g = feed_back(plan.graph, traced["record"]["segments"], 0.0, args.trace or "hios run")
-        prof = dict(g.meta["profile"])
-        prof.update(traced["record"]["settings"])
-        g.meta = {**g.meta, "profile": prof}
+        g = fed_back_graph(plan.graph, traced["record"], args.trace or "hios run")
         outputs.stage(args.feedback_to, lambda tmp: save_graph(g, tmp))
     return traced
 
@@ -247,13 +243,14 @@ def _run_local(args, timing, run, outputs) -> int:
     notes = [cli_text(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
+    chosen = (selection.to_dict(), selection.summary()) if selection is not None else None  # said after the timing
     traced = _trace(args, module, x, plan, say, outputs) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
     result.warnings = notes
-    if selection is not None:
-        result.selection = selection.to_dict()
-        say(selection.summary())
+    if chosen is not None:
+        result.selection, summary = chosen
+        say(summary)
     failed = result.failed
     if traced is not None:
         result.trace = {"path": None if failed else traced["path"], "measured": traced["measured"],

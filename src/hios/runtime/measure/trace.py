@@ -57,7 +57,8 @@ from ...errors import HiosError
 from ...frontend.model_checks import as_inputs
 
 __all__ = ["KERNEL_PID", "KernelRecord", "ReplayResult", "RunTrace", "SIM_PID", "SegmentRecord",
-           "attribute_kernels", "check_writable", "chrome_trace", "format_table", "record_run", "replay_segments",
+           "attribute_kernels", "check_writable", "chrome_trace", "fed_back_graph", "format_table", "record_run",
+           "replay_segments",
            "segment_table", "simulated_segments", "trace_plan", "write_trace"]
 
 #: Chrome-trace process ids: measured segments on ``d``, kernels on ``KERNEL_PID + d`` (the
@@ -686,3 +687,15 @@ def trace_plan(module, inputs, plan, path: str | Path | None = None, calls: int 
     return {"table": rows, "record": rec, "path": str(path) if path is not None else None, "measured": tr.measured,
             "note": tr.note, "coverage": cov.to_dict() if cov is not None else None,
             "coverage_line": cov.line() if cov is not None else ""}
+
+
+def fed_back_graph(graph, record: dict, source: str):
+    """``graph`` with the measured segment times of a run record of :func:`trace_plan` fed back
+    (:func:`hios.cost.feedback.feed_back`) and its profile's settings those of the run: the profile
+    that ``hios run --feedback-to`` writes."""
+    from ...cost.feedback import feed_back
+    g = feed_back(graph, record["segments"], 0.0, source)
+    prof = dict(g.meta["profile"])
+    prof.update(record["settings"])
+    g.meta = {**g.meta, "profile": prof}
+    return g
