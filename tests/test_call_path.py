@@ -49,6 +49,25 @@ def test_hios_run_is_a_straight_line(cp, tmp_path, capsys):
     assert not cp.straight(root, inherent={}), "the declared inherent revisits no longer happen: drop them"
 
 
+@pytest.mark.parametrize("variant", ["plan file", "choose"])
+def test_other_paths_of_hios_run_are_straight_lines(cp, tmp_path, capsys, variant):
+    pytest.importorskip("torch")
+    from hios.cli import main
+    fast = ["--devices", "cpu", "--no-baselines", "--warmup", "0", "--repeats", "2"]
+    if variant == "plan file":
+        plan = tmp_path / "plan.json"
+        assert main(["optimize", "--model", TINY, "--image-size", "16", "-o", str(plan)]) == 0
+        argv = ["run", str(plan), "--model", TINY, *fast]
+    else:
+        argv = ["run", "--model", TINY, "--image-size", "16", "--choose", "2", *fast]
+    code, rec = cp.record(lambda: main(argv), cp.hios_layout())
+    capsys.readouterr()
+    assert code == 0
+    root = rec.roots["MainThread"][0]
+    text, ok = cp.report(rec, 1, 2)
+    assert ok and cp.straight(root), text
+
+
 TOY = {
     "__init__.py": "",
     "util.py": "def helper(f=None):\n    return f() if f else 1\n",
