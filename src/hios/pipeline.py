@@ -46,8 +46,8 @@ from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
 
-__all__ = ["Chosen", "Optimized", "Planned", "check_devices", "check_feedback", "checked_plan", "choose_plan", "load", "optimize", "plan_model",
-           "profile_model", "run_plan"]
+__all__ = ["Chosen", "Optimized", "Planned", "check_devices", "check_feedback", "checked_plan", "choose_plan",
+           "load", "optimize", "plan_model", "profile_model", "run_plan"]
 
 
 @dataclass
@@ -162,7 +162,7 @@ def check_devices(plan: Plan, run: RunOptions = RunOptions()) -> list[str]:
     Returns the logical devices (:func:`hios.program.devices.logical_devices`)."""
     from .cost.probe import cuda_device_count
     from .program.devices import logical_devices, used_gpus
-    count = cuda_device_count()
+    count = cuda_device_count()  # the cost stage's probe, then the program's devices: each stage once
     return logical_devices(run.devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages), count)
 
 

@@ -7,7 +7,8 @@ Either ``hios run plan.json`` (a plan from ``hios optimize``) or ``hios run --mo
 runtime reuses).  Steps: get the plan (and build the model) → check the devices
 (:func:`hios.pipeline.check_devices`) → compile the plan (:func:`hios.pipeline.run_plan`) → measure
 it (:func:`hios.runtime.measure.plan.measure_plan`) → print the report: each stage entered once
-(``benchmarks/call_path.py`` checks this).  ``--backend distributed`` hands the same options to one process per GPU.
+(``benchmarks/call_path.py`` checks this).  ``--backend distributed`` hands the same options to one
+process per GPU.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def _run_local(args, timing, run, outputs) -> int:
     notes = [cli_text(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
-    chosen = (selection.to_dict(), selection.summary()) if selection is not None else None  # said after the timing
+    chosen = (selection.to_dict(), selection.summary()) if selection is not None else None  # said after timing
     traced = _trace(args, module, x, plan, say, outputs) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
