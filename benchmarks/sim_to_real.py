@@ -1,30 +1,45 @@
-"""Simulator against reality on one GPU: predicted and measured latency of hios plans, closing the loop.
+"""Simulator against reality: predicted and measured graph-replay latency of hios plans, out of sample.
 
-Per point (model:image size), batch 1, TF32 convolutions and matrix products (the setting of the
-issue's reference figures):
+Two phases, so that the GPU minutes go to measuring and the models are fitted and compared on any
+machine from what was measured:
 
- 1. capture; prior costs from the analytic model of the device (``--prior``; a per-operator
-    Inductor profile costs 40-75 s per model, more than this script's lease allows);
- 2. plan A: HIOS-LP on one GPU (default intra-GPU window/streams) under the HIOS stage model;
- 3. compile A as the runtime runs it (CUDA-graph mode, Inductor segments, channels_last), check it
-    against model(x), time it (CUDA events around calls; graph replays alone too);
- 4. profile what runs: each segment of A timed alone as built (hios.runtime.measure.segment_profile) -> costs S;
- 5. real-run trace of A (hios.runtime.measure.trace: stream-mode issue timed by CUDA events per segment,
-    kernels attributed by torch.profiler, plus the kernels of graph replays) -> OUT/<point>-trace.json
-    with the simulator's trace of A beside it; the per-segment table goes to OUT/<point>-segments.txt;
- 6. concurrency model: beta fitted on the trace's segment intervals (stream-mode issue: on a GPU
-    host-bound, so usually nothing overlaps and beta is "n/a"), on the kernel timeline of graph
-    replays, and (after all points, leave one point out) beta / alpha fitted so that the simulated
-    latency of the other points' plans equals their measured replay;
- 7. closed loop: beta fitted so that A's replay is predicted exactly, plan B re-made from S under
-    that model, compiled and timed when it differs from A (its prediction is out of sample);
- 8. choice by measurement (hios.selection): A, B, torch.compile reduce-overhead with and without
-    freezing, timed the same way; the fastest is kept.
+**Measure** (a GPU; ``--budget-s``, 540 s by default, one run of the device tool).  Per point
+``model:image_size[:logical_devices]``, batch 1, TF32, in the order given (a point is skipped, and
+listed, once the budget is spent; what was measured is written after every point):
 
-Writes OUT/sim_to_real.csv (one row per point) and prints a table.  Once --budget-s seconds have
-passed, remaining points are skipped (listed).
+ 1. the plan as ``hios run --cost h200`` makes it (:func:`hios.pipeline.plan_model`, analytic H200
+    costs, HIOS-LP, default intra-GPU step); on ``N`` logical devices they all share ``cuda:0``;
+ 2. compiled as the runtime runs it (CUDA graph, Inductor segments), checked against ``model(x)``,
+    its graph replay timed (CUDA events, median);
+ 3. every segment timed alone as built, captured 8 times back to back in one CUDA graph so that a
+    graph launch is spread as it is in the plan's replay (and once per graph, for comparison);
+ 4. the replay traced (:func:`hios.runtime.measure.trace.record_run`): per segment its kernels'
+    start and end in the replay, per kernel its launch size (blocks per SM) where the profiler
+    gives it;
+ 5. the closed loop as users run it: the fed-back profile (``hios run --feedback-to``:
+    :func:`hios.stage_fit.fed_back_profile`), a re-plan from it, compiled and
+    timed when it differs (plan B).
 
-Usage (GPU): PYTHONPATH=src python benchmarks/sim_to_real.py --points googlenet:224,inception_v3:299 --out $OUT
+Each point's measurements go to ``OUT/data/<point>.json``; everything in them is torch-free.
+
+**Analyse** (any machine; ``--from DIR`` re-analyses saved data without measuring).  For every point
+and every stage model of :data:`STAGE_MODELS`, the simulator's prediction of each measured plan
+from three kinds of costs:
+
+* ``prior``: the analytic H200 costs the plan was made from (nothing fitted);
+* ``out of sample``: the analytic model's efficiencies fitted to the *other* points' segment times
+  (:func:`hios.cost.analytic.fit_spec_many`), and the stage model's parameter fitted so that the
+  other points' plans are predicted best (:func:`hios.stage_fit.fit_stage_parameter`);
+  nothing measured on the point itself is used;
+* ``in sample`` (labelled): the point's own segment times alone, stage parameter fitted on the
+  other points.
+
+Writes ``OUT/sim_to_real.csv`` (one row per point and plan), ``OUT/sim_to_real_models.csv`` (mean
+and worst error per stage model and cost kind), ``OUT/sim_to_real.png`` (predicted against
+measured) and prints the tables.
+
+Usage (GPU): ``PYTHONPATH=src python benchmarks/sim_to_real.py --out $OUT``
+Re-analysis: ``PYTHONPATH=src python benchmarks/sim_to_real.py --from benchmarks/results/sim_to_real_h200``
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import statistics
 import sys
@@ -40,268 +56,306 @@ import traceback
 import warnings
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from hios.cost.concurrency import Interval, fit_beta_to_latency, fit_concurrency, timeline_row
-from hios.cost.costmodel import ConcurrencyStageModel, HIOSStageModel
-from hios.cost.feedback import run_record, runtime_settings
-from hios.frontend import zoo
-from hios.cost.analytic import costed_graph
-from hios.frontend.capture import capture
-from hios.machine import Machine
-from hios.options import TimingOptions
-from hios.runtime.measure.bench import (RTOL_TF32, compare_outputs, compile_reduce_overhead, time_call,
-                                time_replay)
-from hios.runtime.local.executor import compile as hios_compile
-from hios.runtime.measure.segment_profile import segment_profile
-from hios.runtime.measure.trace import chrome_trace, format_table, record_run, segment_table, write_trace
-from hios.schedulers import schedule
-from hios.selection import Candidate, choose
-from hios.simulator import Simulator
-from hios.cost.timing import precision_state, set_precision
+POINTS = ("googlenet:224,inception_v3:299,nasnetalarge:331,randwire:224,squeezenet1_1:224,inception_v3:1280,"
+          "googlenet:1280,inception_v3:2048:2")
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def simulate(graph, sched, model) -> float:
-    return Simulator(graph, Machine(1), model).simulate(sched).latency
+# ------------------------------------------------------------------------------------------- measure
+
+def _parse_point(pt: str) -> tuple[str, int, int]:
+    parts = pt.split(":")
+    if len(parts) not in (2, 3) or not all(p.strip() for p in parts):
+        raise SystemExit(f"sim_to_real: bad point {pt!r} (expected model:image_size[:logical_devices])")
+    try:
+        return parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise SystemExit(f"sim_to_real: bad point {pt!r}: image size and device count must be integers")
 
 
-def kernel_stats(trace) -> dict:
-    """Per replay: kernels, their summed time and the union of their intervals (GPU busy)."""
-    ks = sorted(((k.start_ms, k.end_ms) for k in trace.kernels if k.source == "graph"))
-    if not ks:
-        return {}
-    busy, cur = 0.0, None
-    for a, b in ks:
-        if cur is None or a > cur[1]:
-            if cur:
-                busy += cur[1] - cur[0]
-            cur = [a, b]
-        else:
-            cur[1] = max(cur[1], b)
-    busy += cur[1] - cur[0]
-    n = trace.calls
-    return {"kernels_per_replay": len(ks) / n, "kernel_sum_ms": sum(b - a for a, b in ks) / n,
-            "gpu_busy_ms": busy / n}
+def _free(dev) -> None:
+    import torch
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
 
 
-def run_point(model_name: str, size: int, args, dev, s: TimingOptions, out: Path) -> dict:
-    tag = f"{model_name}-{size}"
-    row: dict = {"point": tag}
+def _trace_dict(tr) -> dict:
+    return {"clock": tr.clock, "calls": tr.calls,
+            "coverage": tr.coverage.attributed if tr.coverage is not None else None,
+            "segments": [[r.call, r.step, r.start_ms, r.end_ms] for r in tr.segments],
+            "kernels": [[k.call, k.segment, k.start_ms, k.end_ms, k.blocks_per_sm, k.occupancy]
+                        for k in tr.kernels if k.source == "graph"]}
+
+
+def _measure_plan(model, x, plan, cap, devices, dev, s, args, tag: str) -> dict:
+    import torch
+    from hios.runtime.local.executor import compile as hios_compile
+    from hios.runtime.measure.bench import RTOL_TF32, compare_outputs, time_call, time_replay
+    from hios.runtime.measure.segment_profile import ALONE_INNER, time_segments
+    from hios.runtime.measure.trace import record_run
+
+    t0 = time.perf_counter()
+    mod = hios_compile(model, x, plan, devices, captured=cap)
+    out = {"compile_s": time.perf_counter() - t0, "mode": mod.mode, "program": mod.program.to_dict(),
+           "schedule": plan.schedule.to_dict()}
+    with torch.no_grad():
+        chk = compare_outputs(mod(*x), model(*x), RTOL_TF32)
+    out["check_rel"], out["check_ok"] = chk.rel, chk.ok
+    rep = time_replay(mod, dev, s)
+    if rep is None and dev.type == "cuda":
+        raise RuntimeError(f"{tag}: the plan did not compile to a CUDA graph ({mod.fallback_reason})")
+    rep = rep or time_call(mod, x, dev, s)  # CPU smoke test: stream mode, wall clock
+    out["replay_ms"], out["replay_samples"] = rep.median_ms, list(rep.samples)
+    log(f"{tag}: replay {rep.median_ms:.3f} ms; timing {len(mod.program.segments)} segments alone")
+    out["alone_ms"] = {str(k): v for k, v in time_segments(mod, x, repeats=10, inner=ALONE_INNER).items()}
+    out["alone_single_ms"] = {str(k): v for k, v in time_segments(mod, x, repeats=10, inner=1).items()}
+    tr = record_run(mod, x, calls=args.trace_calls, kernels=True)
+    out["trace"] = _trace_dict(tr)
+    out["_module"] = mod
+    out["_trace"] = tr
+    return out
+
+
+def measure_point(pt: str, args, dev, s, out: Path, t_end: float) -> dict:
+    import torch
+    from hios.cost.options import CostOptions
+    from hios.formats import graph_to_dict
+    from hios.frontend import zoo
+    from hios.options import ScheduleOptions
+    from hios.pipeline import plan_model
+    from hios.cost.feedback import run_record, runtime_settings
+    from hios.cost.timing import precision_state
+    from hios.formats import save_graph
+    from hios.stage_fit import fed_back_profile
+
+    name, size, ndev = _parse_point(pt)
+    tag = pt.replace(":", "-")
     t_point = time.perf_counter()
-    model, example = zoo.build(model_name, size, 1)
+    model, example = zoo.build(name, size, 1)
     model = model.to(dev).eval()
     x = tuple(t.to(dev) for t in example)
-    cap = capture(model, x, name=tag)
-    prior = costed_graph(cap, args.prior)
-    hios_model = HIOSStageModel(0.5)
-    plan_a = schedule(prior, Machine(1), "hios-lp", stage_model=hios_model)
-    row["ops"] = len(prior)
-
-    log(f"{tag}: compiling plan A ({len(plan_a.stages[0])} stages)")
-    t0 = time.perf_counter()
-    mod_a = hios_compile(model, x, plan_a, [str(dev)], captured=cap)
-    row["compile_a_s"] = time.perf_counter() - t0
-    with torch.no_grad():
-        chk = compare_outputs(mod_a(*x), model(*x), RTOL_TF32)
-    row["check_a"] = f"{chk.rel:.1e}{'' if chk.ok else ' FAILED'}"
-    row["mode_a"] = mod_a.mode
-    row["segments_a"] = len(mod_a.program.segments)
-    row["streams_a"] = max(mod_a.program.streams)
-    rep = time_replay(mod_a, dev, s)
-    row["call_a_ms"] = time_call(mod_a, x, dev, s).median_ms
-    row["measured_a_ms"] = rep.median_ms if rep else row["call_a_ms"]
-
-    log(f"{tag}: timing {len(mod_a.program.segments)} segments alone (profile what runs)")
-    seg_graph, seg_times = segment_profile(mod_a, x, prior, str(dev), repeats=10)
-    row["segments_alone_sum_ms"] = sum(seg_times.values())
-
-    log(f"{tag}: real-run trace")
-    try:
-        tr = record_run(mod_a, x, calls=args.trace_calls, kernels=dev.type == "cuda")
-    except Exception as e:  # the kernel profile is optional; segment intervals are not
-        row["kernel_trace_error"] = f"{type(e).__name__}: {str(e)[:160]}"
-        tr = record_run(mod_a, x, calls=args.trace_calls)
-    row.update(kernel_stats(tr))
-    issued = tr.stream_segments or tr.segments  # graph mode: tr.segments are the replay's
-    row["stream_issue_call_ms"] = statistics.median(
-        max(r.end_ms for r in issued if r.call == c) for c in sorted({r.call for r in issued}))
-    row["trace_segments_from"] = tr.clock
-    if tr.coverage is not None:
-        row["replay_attributed"] = tr.coverage.attributed
-    alone = {k: seg_times[k] for k in seg_times}
-    ivs = [Interval((r.call, r.step), (r.call, r.mem), r.start_ms, r.end_ms) for r in tr.segments]
-    try:
-        conc = fit_concurrency(intervals=ivs, alone={(r.call, r.step): alone[r.step] for r in tr.segments},
-                               with_overhead=False)
-        row["beta_trace"] = conc.beta
-    except Exception as e:  # no concurrent segments (one stream)
-        conc = None
-        row["beta_trace"] = f"n/a ({e})"
-    graph_kernels = [Interval(k, 0, kr.start_ms, kr.end_ms) for k, kr in enumerate(tr.kernels) if kr.source == "graph"]
-    if graph_kernels:
-        try:
-            row["beta_kernels"] = fit_concurrency(
-                timelines=[timeline_row(graph_kernels, row["segments_alone_sum_ms"] * tr.calls)],
-                with_overhead=False).beta
-        except Exception as e:
-            row["beta_kernels"] = f"n/a ({e})"
-    res_s = Simulator(seg_graph, Machine(1), hios_model).simulate(plan_a)
-    rows = segment_table(tr, mod_a.program, seg_graph, res_s)
-    (out / f"{tag}-segments.txt").write_text(format_table(rows) + "\n")
+    devices = [str(dev)] * ndev
+    planned = plan_model(model, x, schedule=ScheduleOptions(gpus=ndev), cost=CostOptions(source=args.prior, tf32=True),
+                         name=tag)
+    plan_a = planned.plan
+    data = {"point": pt, "model": name, "image_size": size, "devices": ndev, "machine": plan_a.machine.to_dict(),
+            "graph": graph_to_dict(plan_a.graph), "plans": {}}
+    log(f"{tag}: {len(plan_a.graph)} operators; compiling plan A")
+    a = _measure_plan(model, x, plan_a, planned.captured, devices, dev, s, args, tag)
+    mod_a, tr_a = a.pop("_module"), a.pop("_trace")
+    data["plans"]["A"] = a
+    # the closed loop as users run it: the fed-back profile, then one re-plan from it
     settings = runtime_settings(mod_a.kernels, mod_a.channels_last, precision_state(), dev.type)
-    write_trace(out / f"{tag}-trace.json",
-                chrome_trace(tr, mod_a.program, seg_graph, plan_a, res_s,
-                             extra={"hiosRun": run_record(seg_graph, mod_a.program, tr, settings)}))
-
-    row["pred_prior_hios_ms"] = simulate(prior, plan_a, hios_model)
-    row["pred_segments_hios_ms"] = res_s.latency
-    row["pred_segments_conc_trace_ms"] = simulate(seg_graph, plan_a, conc) if conc is not None else None
-
-    # closed loop: beta such that this run's replay of A is predicted exactly, then re-plan with it;
-    # plan B's measured latency is an out-of-sample check of that model
-    beta_self = fit_beta_to_latency(lambda v: simulate(seg_graph, plan_a, ConcurrencyStageModel(v)),
-                                    row["measured_a_ms"])
-    loop_model = ConcurrencyStageModel(beta_self)
-    row["beta_loop"] = beta_self
-    plan_b = schedule(seg_graph, Machine(1), "hios-lp", stage_model=loop_model)
-    same = plan_b.stages == plan_a.stages
-    row["replan_differs"] = not same
-    mod_b = None
-    if not same and time.perf_counter() - args.t_start < args.budget_s * 0.6:
-        log(f"{tag}: compiling re-plan B")
-        mod_b = hios_compile(model, x, plan_b, [str(dev)], captured=cap)
-        with torch.no_grad():
-            chk = compare_outputs(mod_b(*x), model(*x), RTOL_TF32)
-        row["check_b"] = f"{chk.rel:.1e}{'' if chk.ok else ' FAILED'}"
-        rep = time_replay(mod_b, dev, s)
-        row["measured_b_ms"] = rep.median_ms if rep else time_call(mod_b, x, dev, s).median_ms
-        row["pred_b_loop_ms"] = simulate(seg_graph, plan_b, loop_model)
-
-    log(f"{tag}: choosing by measurement (plans and both torch.compile baselines)")
-    cands = [Candidate("plan A", lambda m=mod_a: m, row["pred_segments_hios_ms"], key="A")]
-    if mod_b is not None:
-        cands.append(Candidate("plan B", lambda m=mod_b: m, row["pred_b_loop_ms"], key="B"))
-    if dev.type == "cuda":
-        cands += [Candidate("torch.compile", lambda: compile_reduce_overhead(model, x, False)),
-                  Candidate("torch.compile+freezing", lambda: compile_reduce_overhead(model, x, True))]
-    with torch.no_grad():
-        sel = choose(cands, lambda fn: time_call(fn, x, dev, s).median_ms, top=None)
-    row["chosen"] = sel.winner
-    row["choose_s"] = sel.seconds
-    for name, ms in sel.measured_ms.items():
-        row[f"call_ms[{name}]"] = ms
-    for name, err in sel.errors.items():
-        row[f"error[{name}]"] = err
-    comp = [sel.measured_ms[n] for n in ("torch.compile", "torch.compile+freezing") if n in sel.measured_ms]
-    if comp:
-        row["best_compile_ms"] = min(comp)
-        row["speedup_chosen_vs_best_compile"] = min(comp) / sel.measured_ms[sel.winner]
-        row["speedup_a_vs_best_compile"] = min(comp) / sel.measured_ms["plan A"]
-    row["point_s"] = time.perf_counter() - t_point
-    # what the leave-one-out fit needs (torch-free)
-    row["_loo"] = (seg_graph, plan_a, row["measured_a_ms"])
-    del mod_a, mod_b
-    torch.cuda.empty_cache()
-    return row
+    record = run_record(plan_a.graph, mod_a.program, tr_a, settings,
+                        {int(k): v for k, v in a["alone_ms"].items()})
+    fb = fed_back_profile(plan_a, record, a["replay_ms"], f"sim_to_real {tag}")
+    data["feedback_fit"] = fb.meta["profile"].get("replay_fit")
+    fb_path = out / "data" / f"{tag}-feedback.json"
+    save_graph(fb, fb_path)
+    del mod_a
+    _free(dev)
+    planned_b = plan_model(model, x, schedule=ScheduleOptions(gpus=ndev), cost=CostOptions(source=str(fb_path), tf32=True),
+                           name=tag)
+    plan_b = planned_b.plan
+    data["feedback_stage_model"] = plan_b.stage_model
+    data["plan_b_predicted_ms"] = plan_b.predicted[plan_b.meta["algorithm"]]
+    same = plan_b.schedule.stages == plan_a.schedule.stages
+    data["plan_b_same_as_a"] = same
+    if not same and time.perf_counter() < t_end - 60:
+        log(f"{tag}: compiling the re-plan B")
+        b = _measure_plan(model, x, plan_b, planned.captured, devices, dev, s, args, tag + " B")
+        b.pop("_module"), b.pop("_trace")
+        data["plans"]["B"] = b
+    data["seconds"] = time.perf_counter() - t_point
+    _free(dev)
+    return data
 
 
-def leave_one_out(rows: list[dict]) -> None:
-    """beta (concurrency model) and alpha (HIOS model) fitted so that the simulated replay of the
-    other points' plans equals their measurement (mean over them), then used to predict this point."""
-    fits = []
-    for r in rows:
-        g, sched, meas = r["_loo"]
-        b = fit_beta_to_latency(lambda v: simulate(g, sched, ConcurrencyStageModel(v)), meas)
-        a = fit_beta_to_latency(lambda v: simulate(g, sched, HIOSStageModel(v)), meas)
-        fits.append((b, a))
-        r["beta_replay_self"], r["alpha_replay_self"] = b, a
-    for k, r in enumerate(rows):
-        others = [f for j, f in enumerate(fits) if j != k]
-        if not others:
+def measure(args, out: Path) -> None:
+    import torch
+    from hios.cost.timing import precision
+    from hios.options import TimingOptions
+
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("sim_to_real: no CUDA GPU (--device cpu for a smoke test; --from DIR analyses saved data)")
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    warnings.simplefilter("ignore")
+    s = TimingOptions(5, 30, 5)
+    t_end = time.perf_counter() + args.budget_s
+    head = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "skipped": [], "failed": {}}
+    with precision(True):
+        for k, pt in enumerate(args.points.split(",")):
+            left = t_end - time.perf_counter()
+            if left < args.min_point_s:
+                head["skipped"].append(pt)
+                continue
+            log(f"point {pt} ({left:.0f} s of the budget left)")
+            try:
+                d = measure_point(pt, args, dev, s, out, t_end)
+                d.update({"device": head["device"], "torch": head["torch"], "date": head["date"]})
+                (out / "data" / f"{pt.replace(':', '-')}.json").write_text(json.dumps(d, default=float))
+            except Exception as e:  # one point failing must not lose the others
+                traceback.print_exc()
+                head["failed"][pt] = f"{type(e).__name__}: {str(e)[:300]}"
+            (out / "data" / "run.json").write_text(json.dumps(head, indent=1))
+    if args.tar:  # one file: the device tool brings back few files per call
+        import tarfile
+        with tarfile.open(out / "data.tar.gz", "w:gz") as tf:
+            tf.add(out / "data", arcname="data")
+
+
+# ------------------------------------------------------------------------------------------- analyse
+
+def load_data(folder: Path) -> tuple[list[dict], dict]:
+    from hios.formats import graph_from_dict
+    head = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+    points = []
+    for p in sorted(folder.glob("*.json")):
+        if p.name == "run.json" or p.name.endswith("-feedback.json"):
             continue
-        b = statistics.mean(f[0] for f in others)
-        a = statistics.mean(f[1] for f in others)
-        g, sched, meas = r["_loo"]
-        r["beta_loo"], r["alpha_loo"] = b, a
-        r["pred_conc_loo_ms"] = simulate(g, sched, ConcurrencyStageModel(b))
-        r["pred_hios_loo_ms"] = simulate(g, sched, HIOSStageModel(a))
+        d = json.loads(p.read_text())
+        d["graph"] = graph_from_dict(d["graph"], str(p))
+        points.append(d)
+    return points, head
+
+
+def analyse(points: list[dict], head: dict, out: Path) -> list[dict]:
+    from hios.machine import Machine
+    from hios.schedule import Schedule
+    from hios.stage_fit import STAGE_FAMILIES, evaluate_points
+
+    cases = []
+    for d in points:
+        for key, pl in d["plans"].items():
+            cases.append({"point": d["point"], "plan": key, "graph": d["graph"], "machine": Machine.from_dict(d["machine"]),
+                          "schedule": Schedule.from_dict(pl["schedule"]), "program": pl["program"],
+                          "alone_ms": {int(k): v for k, v in pl["alone_ms"].items()},
+                          "measured_ms": pl["replay_ms"]})
+    rows = evaluate_points(cases, STAGE_FAMILIES)
+    for d in points:  # the closed loop: plan B predicted from the fed-back profile
+        b = d["plans"].get("B")
+        for r in rows:
+            if r["point"] == d["point"] and r["plan"] == "B":
+                r["feedback_predicted_ms"] = d["plan_b_predicted_ms"]
+        if b is None:
+            rows.append({"point": d["point"], "plan": "B", "measured_ms": None,
+                         "note": "re-plan same as A" if d.get("plan_b_same_as_a") else "not measured (budget)",
+                         "feedback_predicted_ms": d["plan_b_predicted_ms"]})
+    write_csv(out / "sim_to_real.csv", rows)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def summarise(rows: list[dict], out: Path) -> list[dict]:
+    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith("pred[")]
+    summary = []
+    for c in cols:
+        errs = [abs(r[c] / r["measured_ms"] - 1) for r in rows if isinstance(r.get(c), float) and r.get("measured_ms")]
+        if errs:
+            summary.append({"prediction": c[5:-1], "cases": len(errs), "mean_abs_error": statistics.fmean(errs),
+                            "worst_abs_error": max(errs), "within_10pct": sum(e <= 0.10 for e in errs)})
+    summary.sort(key=lambda r: (not r["prediction"].startswith("oos"), r["worst_abs_error"]))
+    write_csv(out / "sim_to_real_models.csv", summary)
+    return summary
+
+
+def plot(rows: list[dict], best: str, out: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not installed: no plot")
+        return
+    pts = [(r["measured_ms"], r[f"pred[{best}]"], f"{r['point']} {r['plan']}") for r in rows
+           if isinstance(r.get(f"pred[{best}]"), float) and r.get("measured_ms")]
+    prior = [(r["measured_ms"], r["pred[prior|hios]"]) for r in rows if isinstance(r.get("pred[prior|hios]"), float)]
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    lo = min(min(p[0], p[1]) for p in pts + prior) * 0.8
+    hi = max(max(p[0], p[1]) for p in pts + prior) * 1.25
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", label="±10 %")
+    ax.scatter([p[0] for p in prior], [p[1] for p in prior], marker="x", c="tab:red", label="prior (analytic, HIOS α 0.5)")
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], c="tab:blue", label=f"out of sample: {best}")
+    for m, p, t in pts:
+        ax.annotate(t, (m, p), fontsize=6, xytext=(3, -3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured graph replay (ms)")
+    ax.set_ylabel("simulated (ms)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("hios simulator against the H200 replay")
+    fig.tight_layout()
+    fig.savefig(out / "sim_to_real.png", dpi=130)
+
+
+def print_tables(rows: list[dict], summary: list[dict], head: dict) -> None:
+    print(f"device {head.get('device', '?')}, torch {head.get('torch', '?')}, {head.get('date', '?')}, batch 1, TF32")
+    best = summary[0]["prediction"] if summary else None
+    print(f"\npoint | plan | measured ms | prior | out of sample ({best}) | in sample (own segments) | fed-back plan B")
+    for r in rows:
+        m = r.get("measured_ms")
+
+        def rel(k):
+            v = r.get(k)
+            return f"{v:.3f} ({v / m:.2f})" if isinstance(v, float) and m else "-"
+        insample = best.replace("oos", "own") if best else ""
+        print(f"{r['point']} | {r['plan']} | {m if m is None else f'{m:.3f}'} | {rel('pred[prior|hios]')} | "
+              f"{rel(f'pred[{best}]')} | {rel(f'pred[{insample}]')} | {rel('feedback_predicted_ms')} {r.get('note', '')}")
+    print("\nprediction | cases | mean |err| | worst |err| | within 10 %")
+    for s in summary:
+        print(f"{s['prediction']} | {s['cases']} | {100 * s['mean_abs_error']:.1f} % | "
+              f"{100 * s['worst_abs_error']:.1f} % | {s['within_10pct']}/{s['cases']}")
+    if head.get("skipped"):
+        print(f"skipped (budget): {', '.join(head['skipped'])}")
+    for pt, why in (head.get("failed") or {}).items():
+        print(f"failed: {pt}: {why}")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--points", default="googlenet:224,inception_v3:299")
-    p.add_argument("--prior", default="h200", help="analytic device spec for the prior costs")
+    p.add_argument("--points", default=POINTS)
+    p.add_argument("--prior", default="h200", help="analytic device spec the plans are made from")
     p.add_argument("--trace-calls", type=int, default=10)
-    p.add_argument("--device", default="cuda:0", help="cuda:0, or cpu for a smoke test (eager kernels, stream mode)")
-    p.add_argument("--budget-s", type=float, default=250.0)
-    p.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
+    p.add_argument("--device", default="cuda:0")
+    p.add_argument("--budget-s", type=float, default=540.0, help="measuring stops starting points after this")
+    p.add_argument("--min-point-s", type=float, default=45.0, help="a point needs this much budget left to start")
+    p.add_argument("--tar", action="store_true", help="also pack the measured data into OUT/data.tar.gz")
+    p.add_argument("--from", dest="source", help="analyse the data in this folder (no measuring)")
+    p.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/sim_to_real"))
     args = p.parse_args()
-    args.t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    warnings.simplefilter("ignore")
-    dev = torch.device(args.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        print("sim_to_real: no CUDA GPU (use --device cpu for a smoke test)", file=sys.stderr)
-        return 2
-    set_precision(True)
-    s = TimingOptions(5, 30, 5)
-    rows, skipped = [], []
-    for pt in args.points.split(","):
-        name, size = pt.split(":")
-        if time.perf_counter() - args.t_start > args.budget_s * 0.45 and rows:
-            skipped.append(pt)
-            continue
-        try:
-            rows.append(run_point(name, int(size), args, dev, s, out))
-        except Exception as e:
-            traceback.print_exc()
-            rows.append({"point": pt, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-        write_results(out, rows, skipped, dev)  # after every point: a timeout keeps what was measured
-    leave_one_out([r for r in rows if "_loo" in r])
-    write_results(out, rows, skipped, dev)
-    print_table(rows, skipped, dev)
+    if args.source is None:
+        measure(args, out)
+        folder = out / "data"
+    else:
+        folder = Path(args.source)
+        folder = folder / "data" if (folder / "data").is_dir() else folder
+    points, head = load_data(folder)
+    if not points:
+        print(f"sim_to_real: no measured points in {folder}", file=sys.stderr)
+        return 1
+    rows = analyse(points, head, out)
+    summary = summarise(rows, out)
+    if summary:
+        plot(rows, summary[0]["prediction"], out)
+    print_tables(rows, summary, head)
     return 0
-
-
-def write_results(out: Path, rows: list[dict], skipped: list[str], dev) -> None:
-    rows = [{k: v for k, v in r.items() if k != "_loo"} for r in rows]
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "sim_to_real.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, keys)
-        w.writeheader()
-        w.writerows(rows)
-    (out / "sim_to_real.json").write_text(json.dumps(
-        {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__, "precision": precision_state(),
-         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows, "skipped": skipped}, indent=1,
-        default=str))
-
-
-def print_table(rows: list[dict], skipped: list[str], dev) -> None:
-    def f(v, fmt="{:.3f}"):
-        return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v or "-")
-    dname = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    print(f"device {dname}, torch {torch.__version__}, {precision_state()}")
-    print("point | meas A ms | pred prior | pred seg+hios | pred seg+conc(trace) | pred LOO conc | pred LOO hios "
-          "| beta trace/self/loo | B differs / meas B (pred B) | chosen | best compile ms | speed-up chosen")
-    for r in rows:
-        if "error" in r:
-            print(f"{r['point']} | error {r['error']}")
-            continue
-        m = r["measured_a_ms"]
-        rel = lambda k: f"{f(r.get(k))} ({r[k] / m:.2f})" if isinstance(r.get(k), float) and m else "-"  # noqa: E731
-        print(f"{r['point']} | {f(m)} | {rel('pred_prior_hios_ms')} | {rel('pred_segments_hios_ms')} | "
-              f"{rel('pred_segments_conc_trace_ms')} | {rel('pred_conc_loo_ms')} | {rel('pred_hios_loo_ms')} | "
-              f"{f(r.get('beta_trace'), '{:.2f}')}/{f(r.get('beta_replay_self'), '{:.2f}')}/"
-              f"{f(r.get('beta_loo'), '{:.2f}')} | {r.get('replan_differs')} / {f(r.get('measured_b_ms'))} "
-              f"({f(r.get('pred_b_loop_ms'))}) | "
-              f"{r.get('chosen')} | {f(r.get('best_compile_ms'))} | {f(r.get('speedup_chosen_vs_best_compile'), '{:.2f}')}")
-    if skipped:
-        print(f"skipped (budget): {', '.join(skipped)}")
 
 
 if __name__ == "__main__":

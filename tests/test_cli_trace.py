@@ -48,6 +48,8 @@ def test_run_trace_and_feedback(traced, capsys):
     assert all(s["alone_ms"] > 0 and s["measured_ms"] > 0 for s in rec["segments"])
     fed = json.loads(prof.read_text())
     assert fed["meta"]["profile"]["feedback"]["rounds"] == 1
+    fit = fed["meta"]["profile"]["replay_fit"]  # the stage model fitted to this run's measured latency
+    assert fit["measured_ms"] > 0 and fit["costs"] == "alone" and fit["model"]["type"] == "concurrency"
     assert fed["meta"]["profile"]["memory_format"] == "contiguous" and fed["meta"]["profile"]["kernels"] == "eager"
 
 

@@ -182,7 +182,7 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     if traced["note"] and traced["record"]["clock"] != "wall":
         say(f"trace: {traced['note']}")
     if args.feedback_to:
-        g = fed_back_graph(plan.graph, traced["record"], args.trace or "hios run")
+        g = fed_back_graph(plan, module, traced["record"], args.trace or "hios run")
         outputs.stage(args.feedback_to, lambda tmp: save_graph(g, tmp))
     return traced
 

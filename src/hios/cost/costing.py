@@ -10,7 +10,9 @@ Steps of :func:`cost_captured`:
   2. Cost: measure (:func:`hios.cost.profiler.profile_detailed`), compute, or align the file's
      operators with the capture by structure (:func:`hios.cost.analytic.align_operators`).
   3. Calibrate measured costs: utilizations from measured time against the device's peaks, and the
-     stage model refitted to the measured concurrent groups.
+     stage model refitted to the measured concurrent groups; a profile fed back from a run
+     (``hios run --feedback-to``) carries a stage model fitted to that run's measured latency
+     (``profile.replay_fit``), which is used instead.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .costmodel import DEFAULT_ALPHA, HIOSStageModel, StageModel
+from .costmodel import DEFAULT_ALPHA, HIOSStageModel, StageModel, stage_model_from_dict
 from ..errors import HiosError, HiosWarning, option
 from ..formats import load_graph
 from ..graph import Graph
@@ -127,5 +129,9 @@ def _from_file(captured, source: _Source, opts: CostOptions) -> Costed:
         warnings.warn(HiosWarning(f"hios: profile {source.where} was measured in {prof['precision']} precision, "
                                   f"this run uses {run_precision} ({option('tf32')} selects tf32): predicted times "
                                   "may be off"), stacklevel=2)
+    fit = prof.get("replay_fit")
+    if opts.alpha is None and isinstance(fit, dict) and isinstance(fit.get("model"), dict):
+        # fitted to a measured replay with the file's costs and utilizations: used as they are
+        return Costed(graph, where, stage_model_from_dict(fit["model"]))
     graph, stage = _calibrated(graph, opts)
     return Costed(graph, where, stage)

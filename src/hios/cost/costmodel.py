@@ -12,6 +12,9 @@ without it gets the weakest honest share, 0).
   profiler recorded the group, else the HIOS rule with a fitted alpha.
 * :class:`ConcurrencyStageModel` — processor sharing fitted from real timelines
   (:mod:`hios.cost.concurrency`): ``max(w) + beta * (sum(w) - max(w)) + overhead * (k - 1)``.
+* :class:`OccupancyStageModel` — processor sharing whose slowdown grows with how much of the GPU
+  each operator occupies: ``max(w) + sum over the others of (low + (high - low) * u) * w``, fitted
+  to measured plan replays (:mod:`hios.stage_fit`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Protocol, Sequence
 
 from ..graph import GraphError
 
-__all__ = ["ConcurrencyStageModel", "DEFAULT_ALPHA", "HIOSStageModel", "MeasuredStageModel", "StageModel",
-           "stage_model_from_dict"]
+__all__ = ["ConcurrencyStageModel", "DEFAULT_ALPHA", "HIOSStageModel", "MeasuredStageModel", "OccupancyStageModel",
+           "StageModel", "stage_model_from_dict"]
 
 
 #: Alpha of the HIOS stage model when nothing measured says otherwise.
@@ -135,6 +138,47 @@ class ConcurrencyStageModel:
         return out
 
 
+@dataclass(frozen=True)
+class OccupancyStageModel:
+    """Processor sharing that knows how much of the GPU each operator fills.  The stage's costliest
+    operator runs at full speed; every other operator adds ``beta(u) * w`` with
+    ``beta(u) = low + (high - low) * u``, ``u`` its utilization (the share of the GPU it occupies
+    alone, in [0, 1]).  Small operators on a large GPU (low ``u``) overlap almost for free; operators
+    that fill the GPU (``u`` near 1) add nearly their whole cost.  One set of parameters for small and
+    large inputs; ``low = high`` is :class:`ConcurrencyStageModel` without overhead."""
+
+    low: float = 0.3
+    high: float = 0.7
+    fit: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        for name, v in (("low", self.low), ("high", self.high)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise GraphError(f"occupancy model {name} must be in [0, 1], got {v!r}")
+
+    def _beta(self, u: float) -> float:
+        return self.low + (self.high - self.low) * min(1.0, max(0.0, u))
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float] = ()) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        if not costs:
+            return 0.0
+        top = max(range(len(costs)), key=lambda i: (costs[i], -i))
+        us = list(utils) if len(utils) == len(costs) else [1.0] * len(costs)
+        return costs[top] + sum(self._beta(us[i]) * costs[i] for i in range(len(costs)) if i != top)
+
+    def work_share(self, cost: float, util: float) -> float:
+        """Every stage lasts at least ``sum(beta(u) * w)`` (the costliest member's ``beta <= 1``)."""
+        return self._beta(util) * cost
+
+    def to_dict(self) -> dict:
+        out = {"type": "occupancy", "low": self.low, "high": self.high}
+        if self.fit:
+            out["fit"] = dict(self.fit)
+        return out
+
+
 def stage_model_from_dict(d: dict | None) -> StageModel:
     if not d or d.get("type") == "hios":
         return HIOSStageModel(float((d or {}).get("alpha", DEFAULT_ALPHA)))
@@ -144,4 +188,7 @@ def stage_model_from_dict(d: dict | None) -> StageModel:
     if d.get("type") == "concurrency":
         return ConcurrencyStageModel(float(d.get("beta", 0.5)), float(d.get("overhead_ms", 0.0)),
                                      dict(d.get("fit") or {}))
-    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios', 'measured' or 'concurrency')")
+    if d.get("type") == "occupancy":
+        return OccupancyStageModel(float(d.get("low", 0.3)), float(d.get("high", 0.7)), dict(d.get("fit") or {}))
+    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios', 'measured', 'concurrency' "
+                     "or 'occupancy')")

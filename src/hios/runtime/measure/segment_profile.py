@@ -21,7 +21,11 @@ import time
 from ...cost.feedback import feed_back, runtime_settings
 from ...graph import Graph
 
-__all__ = ["segment_inputs", "segment_profile", "time_segments"]
+__all__ = ["ALONE_INNER", "segment_inputs", "segment_profile", "time_segments"]
+
+#: Copies of a segment per CUDA graph when it is timed alone for a plan's costs: one graph launch
+#: spread over eight copies, as a plan's replay spreads one launch over its segments.
+ALONE_INNER = 8
 
 
 def segment_inputs(module, inputs: tuple) -> dict[int, list]:
@@ -44,8 +48,11 @@ def segment_inputs(module, inputs: tuple) -> dict[int, list]:
     return seen
 
 
-def time_segments(module, inputs: tuple, warmup: int = 3, repeats: int = 20) -> dict[int, float]:
-    """Step 2: step id -> median ms of the segment run alone, as built."""
+def time_segments(module, inputs: tuple, warmup: int = 3, repeats: int = 20, inner: int = 1) -> dict[int, float]:
+    """Step 2: step id -> median ms of the segment run alone, as built.  On a GPU ``inner`` copies of
+    the segment are captured back to back in one graph and the time of one copy is reported: with
+    ``inner > 1`` the graph's own launch cost is spread over the copies, as it is over a plan's
+    segments when the plan's graph replays."""
     import torch
     from ...cost.timing import cuda_graph_time, wall_time
     args = segment_inputs(module, inputs)
@@ -57,7 +64,7 @@ def time_segments(module, inputs: tuple, warmup: int = 3, repeats: int = 20) -> 
             a = args[seg.step.id]
             if module.is_cuda:
                 dev = torch.device(seg.mem)
-                st = cuda_graph_time(seg.fn, a, warmup=warmup, repeats=repeats, device=dev)
+                st = cuda_graph_time(seg.fn, a, warmup=warmup, repeats=repeats, inner=inner, device=dev)
             else:
                 st = wall_time(seg.fn, a, warmup=1, repeats=max(5, repeats // 2), min_time_ms=1.0)
             out[seg.step.id] = st.median_ms
@@ -65,11 +72,11 @@ def time_segments(module, inputs: tuple, warmup: int = 3, repeats: int = 20) -> 
 
 
 def segment_profile(module, inputs: tuple, prior: Graph, device_name: str = "", warmup: int = 3,
-                    repeats: int = 20) -> tuple[Graph, dict[int, float]]:
+                    repeats: int = 20, inner: int = 1) -> tuple[Graph, dict[int, float]]:
     """Step 3: ``prior`` with costs from the module's segments timed alone, and those times."""
     from ...cost.timing import precision_state
     t0 = time.perf_counter()
-    times = time_segments(module, inputs, warmup, repeats)
+    times = time_segments(module, inputs, warmup, repeats, inner)
     steps = {s.id: s for s in module.program.segments}
     segs = [{"ops": list(steps[k].ops), "measured_ms": ms, "concurrency": 1.0} for k, ms in times.items()]
     g = feed_back(prior, segs, 0.0, "segments timed alone")
@@ -77,6 +84,6 @@ def segment_profile(module, inputs: tuple, prior: Graph, device_name: str = "", 
     prof = dict(g.meta.get("profile") or {})
     prof.update(runtime_settings(module.kernels, module.channels_last, precision_state(), dev_type))
     prof.update({"device": device_name or module.devices[0], "method": "segments", "folding": "batchnorm",
-                 "segments": len(segs), "seconds": time.perf_counter() - t0})
+                 "segments": len(segs), "inner": inner, "seconds": time.perf_counter() - t0})
     g.meta = {**g.meta, "profile": prof}
     return g, times

@@ -95,6 +95,8 @@ class KernelRecord:
     call: int | None = None   # the call (or replay) that ran it
     shape: str = ""           # launch shape (grid and block), when the profiler gives it
     outside: bool = False     # work outside every segment (the input copies before the fork)
+    blocks_per_sm: float | None = None   # thread blocks per SM of the launch, when the profiler gives it
+    occupancy: float | None = None       # the profiler's estimated achieved occupancy, 0..1
 
 
 @dataclass
@@ -363,6 +365,15 @@ def _kernel_shape(args: dict) -> str:
     return f"grid {grid} block {block}"
 
 
+def _number(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _percent(v) -> float | None:
+    x = _number(v)
+    return None if x is None else x / 100.0
+
+
 def attribute_kernels(trace: dict, source: str) -> list[KernelRecord]:
     """Kernels (and memory copies and sets) of a torch.profiler Chrome trace, each attributed to
     the ``hios/seg<id>`` range of its launching thread that encloses its launch (matched by
@@ -409,7 +420,9 @@ def attribute_kernels(trace: dict, source: str) -> list[KernelRecord]:
         out.append(KernelRecord(str(k.get("name", "")), int(args.get("device", k.get("pid", 0)) or 0),
                                 int(args.get("stream", k.get("tid", 0)) or 0), t0 / 1e3,
                                 (t0 + float(k.get("dur", 0))) / 1e3, seg, source, enclosing(call_ranges, launch),
-                                _kernel_shape(args), outside=seg is None and launch is not None))
+                                _kernel_shape(args), outside=seg is None and launch is not None,
+                                blocks_per_sm=_number(args.get("blocks per SM")),
+                                occupancy=_percent(args.get("est. achieved occupancy %"))))
     return out
 
 
@@ -662,13 +675,13 @@ def trace_plan(module, inputs, plan, path: str | Path | None = None, calls: int 
     from ...cost.feedback import run_record, runtime_settings
     from ...cost.timing import precision_state
     from ...simulator import Simulator
-    from .segment_profile import time_segments
+    from .segment_profile import ALONE_INNER, time_segments
     if path is not None:
         check_writable(path)
     inputs = as_inputs(inputs)
     dev = module.devices[0]
     inputs = tuple(t.to(dev) if hasattr(t, "to") else t for t in inputs)
-    alone = time_segments(module, inputs) if time_alone else None
+    alone = time_segments(module, inputs, inner=ALONE_INNER if module.is_cuda else 1) if time_alone else None
     tr = record_run(module, inputs, calls=calls, kernels=bool(module.is_cuda))
     graph, schedule = plan.graph, plan.schedule
     res = Simulator(graph, plan.machine, plan.stage_model_object()).simulate(schedule) \
@@ -688,13 +701,14 @@ def trace_plan(module, inputs, plan, path: str | Path | None = None, calls: int 
             "coverage_line": cov.line() if cov is not None else ""}
 
 
-def fed_back_graph(graph, record: dict, source: str):
-    """``graph`` with the measured segment times of a run record of :func:`trace_plan` fed back
-    (:func:`hios.cost.feedback.feed_back`) and its profile's settings those of the run: the profile
-    that ``hios run --feedback-to`` writes."""
-    from ...cost.feedback import feed_back
-    g = feed_back(graph, record["segments"], 0.0, source)
-    prof = dict(g.meta["profile"])
-    prof.update(record["settings"])
-    g.meta = {**g.meta, "profile": prof}
-    return g
+def fed_back_graph(plan, module, record: dict, source: str):
+    """The profile that ``hios run --feedback-to`` writes: ``plan``'s costs with the measured segment
+    times of a run record of :func:`trace_plan` fed back, and the stage model fitted so that the
+    simulator predicts the plan's measured latency (:func:`hios.stage_fit.fed_back_profile`): its
+    CUDA-graph replay timed by CUDA events, else (stream mode, CPU) the traced calls' median."""
+    import torch
+    from ...options import TimingOptions
+    from ...stage_fit import fed_back_profile
+    from .bench import time_replay
+    rep = time_replay(module, torch.device(module.devices[0]), TimingOptions()) if module.is_cuda else None
+    return fed_back_profile(plan, record, rep.median_ms if rep is not None else record.get("call_ms"), source)
