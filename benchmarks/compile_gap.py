@@ -9,6 +9,8 @@ written after every point), three systems:
   levers), checked against ``model(x)``, its replay timed (CUDA events, median), then traced
   (:func:`hios.runtime.measure.trace.record_run` with kernels: every replayed kernel attributed to
   its segment);
+* ``hios_absorb`` (only with ``--absorb-joins FRACTION``): the same plan with the join-absorption
+  pass (:mod:`hios.schedulers.absorb_joins`) applied to its schedule, measured as ``hios``;
 * ``compile`` and ``compile_freezing``: ``torch.compile(mode="reduce-overhead")`` without and with
   Inductor freezing (:func:`hios.runtime.measure.bench.compile_reduce_overhead`), checked, timed
   per call, its kernels profiled over ``--calls`` calls
@@ -33,6 +35,7 @@ duration and whether it is on the critical path; per system the raw figures), ``
 the table.
 
 Usage (GPU, one call of the device tool): ``PYTHONPATH=src python benchmarks/compile_gap.py --out $OUT``
+(``--absorb-joins 0.5`` adds the absorbed plan; ``--points nasnetalarge:331`` for one point)
 Smoke test: ``PYTHONPATH=src python benchmarks/compile_gap.py --device cpu --out /tmp/gap``
 """
 
@@ -54,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 POINTS = "googlenet:224,inception_v3:299,nasnetalarge:331,randwire:224,inception_v3:1280,inception_v3:2048:2"
 SMOKE_POINTS = "googlenet:64"
-SYSTEMS = ("hios", "compile", "compile_freezing")
+SYSTEMS = ("hios", "hios_absorb", "compile", "compile_freezing")
 COLUMNS = ("point", "system", "segments", "kernels", "kernel_sum_ms", "busy_ms", "kernel_span_ms", "call_ms",
            "critical_ms", "critical_segments", "busy_over_call", "critical_over_call", "kernel_source", "check_rel",
            "check_ok", "build_s", "note")
@@ -92,16 +95,22 @@ def _ratios(row: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------- measure
 
-def measure_hios(model, x, planned, ndev: int, dev, s, calls: int) -> tuple[dict, dict]:
-    """The plan built, checked, timed and traced: its CSV row and its detail (segments)."""
+def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float | None = None) -> tuple[dict, dict]:
+    """The plan (with ``absorb``: its joins absorbed) built, checked, timed and traced: its CSV row
+    and its detail (segments)."""
     import torch
     from hios.runtime.local.executor import compile as hios_compile
     from hios.runtime.measure.bench import RTOL_TF32, compare_outputs, time_call, time_replay
     from hios.runtime.measure.critical_path import kernel_stats, measured_critical_path, segment_graph
     from hios.runtime.measure.trace import record_run
 
+    plan = planned.plan
+    if absorb is not None:
+        from dataclasses import replace
+        from hios.schedulers.absorb_joins import absorb_joins
+        plan = replace(plan, schedule=absorb_joins(plan.graph, plan.schedule, absorb))
     t0 = time.perf_counter()
-    mod = hios_compile(model, x, planned.plan, [str(dev)] * ndev, captured=planned.captured)
+    mod = hios_compile(model, x, plan, [str(dev)] * ndev, captured=planned.captured)
     build_s = time.perf_counter() - t0
     with torch.no_grad():
         chk = compare_outputs(mod(*x), model(*x), RTOL_TF32)
@@ -120,7 +129,8 @@ def measure_hios(model, x, planned, ndev: int, dev, s, calls: int) -> tuple[dict
     med = tr.median_ms()
     cp = measured_critical_path(med, segment_graph(prog))
     on_path = set(cp.path)
-    row = {"system": "hios", "segments": len(prog.segments), "call_ms": rep.median_ms,
+    row = {"system": "hios" if absorb is None else "hios_absorb", "segments": len(prog.segments),
+           "call_ms": rep.median_ms,
            "critical_ms": cp.length, "critical_segments": len(cp.path), "kernel_source": source,
            "check_rel": chk.rel, "check_ok": chk.ok, "build_s": build_s,
            "note": "; ".join(n for n in (tr.note if tr.clock != "graph_replay_kernels" else "",
@@ -133,7 +143,8 @@ def measure_hios(model, x, planned, ndev: int, dev, s, calls: int) -> tuple[dict
               "critical_path": list(cp.path),
               "segments": [{"id": st.id, "stream": st.stream, "device": st.device, "ops": list(st.ops),
                             "measured_ms": med.get(st.id), "critical": st.id in on_path} for st in prog.segments],
-              "kernel_stats": ks.to_dict() if ks is not None else None}
+              "kernel_stats": ks.to_dict() if ks is not None else None,
+              "absorb_joins": plan.schedule.meta.get("absorb_joins")}
     del mod
     return row, detail
 
@@ -190,12 +201,13 @@ def measure_point(pt: str, args, dev, s, t_end: float, head: dict) -> tuple[list
         if left < args.min_system_s:
             head["skipped"].append(f"{pt} {system}")
             continue
-        if system != "hios" and dev.type != "cuda" and not args.cpu_compile:
+        if system.startswith("compile") and dev.type != "cuda" and not args.cpu_compile:
             continue
         log(f"{pt}: {system} ({left:.0f} s of the budget left)")
         try:
-            if system == "hios":
-                row, d = measure_hios(model, x, planned, ndev, dev, s, args.calls)
+            if system in ("hios", "hios_absorb"):
+                row, d = measure_hios(model, x, planned, ndev, dev, s, args.calls,
+                                      args.absorb_joins if system == "hios_absorb" else None)
             else:
                 row, d = measure_compile(model, x, dev, s, args.calls, freezing=system == "compile_freezing")
         except Exception as e:  # one system failing must not lose the others
@@ -314,7 +326,10 @@ def print_table(rows: list[dict], head: dict) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--points", default=None, help=f"default {POINTS} ({SMOKE_POINTS} with --device cpu)")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="any of " + ",".join(SYSTEMS))
+    p.add_argument("--systems", default=None,
+                   help="any of " + ",".join(SYSTEMS) + " (default: all; hios_absorb only with --absorb-joins)")
+    p.add_argument("--absorb-joins", type=float, default=None, metavar="FRACTION",
+                   help="also measure the plan with its joins absorbed (system hios_absorb), e.g. 0.5")
     p.add_argument("--prior", default="h200", help="analytic device spec the plans are made from")
     p.add_argument("--calls", type=int, default=5, help="calls traced / profiled per system")
     p.add_argument("--device", default="cuda:0")
@@ -324,9 +339,13 @@ def main() -> int:
     p.add_argument("--min-system-s", type=float, default=25.0, help="a system needs this much budget left to start")
     p.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/compile_gap"))
     args = p.parse_args()
+    if args.systems is None:
+        args.systems = ",".join(sy for sy in SYSTEMS if sy != "hios_absorb" or args.absorb_joins is not None)
     bad = [sy for sy in args.systems.split(",") if sy not in SYSTEMS]
     if bad:
         raise SystemExit(f"compile_gap: unknown system {bad[0]!r}; choose from {', '.join(SYSTEMS)}")
+    if "hios_absorb" in args.systems.split(",") and not (args.absorb_joins is not None and 0 < args.absorb_joins <= 1):
+        raise SystemExit("compile_gap: system hios_absorb needs --absorb-joins FRACTION in (0, 1]")
     if args.calls < 1:
         raise SystemExit("compile_gap: --calls must be at least 1")
     if args.points is None:
