@@ -1,8 +1,9 @@
 """Where the time between a hios plan and torch.compile goes, on one GPU (issue 21, item 2).
 
 Per point ``model:image_size[:logical_devices]`` (batch 1, TF32, in the order given; a point, or a
-system of a point, is skipped and listed once the ``--budget-s`` is spent; what was measured is
-written after every point), three systems:
+system of a point, is skipped and listed when the ``--budget-s`` left, 480 s at first, cannot
+cover it: at least the longest system of that point so far; what was measured is written after
+every system), these systems:
 
 * ``hios``: the plan as ``hios run --cost h200`` makes it (:func:`hios.pipeline.plan_model`, analytic
   H200 costs, HIOS-LP), built as the runtime runs it (Inductor segments in one CUDA graph, default
@@ -182,7 +183,10 @@ def measure_compile(model, x, dev, s, calls: int, freezing: bool) -> tuple[dict,
     return row, detail
 
 
-def measure_point(pt: str, args, dev, s, t_end: float, head: dict) -> tuple[list[dict], dict]:
+def measure_point(pt: str, args, dev, s, t_end: float, head: dict, rows: list[dict], out: Path) -> None:
+    """Every system of one point; after each, the rows and the point's detail are written (so a
+    run cut short keeps what it measured).  A system starts only when the budget left covers the
+    longest system of this point so far (at least ``--min-system-s``)."""
     from hios.cost.options import CostOptions
     from hios.frontend import zoo
     from hios.options import ScheduleOptions
@@ -194,16 +198,19 @@ def measure_point(pt: str, args, dev, s, t_end: float, head: dict) -> tuple[list
     x = tuple(t.to(dev) for t in example)
     planned = plan_model(model, x, schedule=ScheduleOptions(gpus=ndev),
                          cost=CostOptions(source=args.prior, tf32=True), name=pt.replace(":", "-"))
-    rows, detail = [], {"point": pt, "operators": len(planned.plan.graph), "systems": {},
-                        "predicted_ms": planned.plan.predicted, "schedule": planned.plan.schedule.to_dict()}
+    detail = {"point": pt, "operators": len(planned.plan.graph), "systems": {},
+              "predicted_ms": planned.plan.predicted, "schedule": planned.plan.schedule.to_dict(),
+              "device": head["device"], "torch": head["torch"], "date": head["date"]}
+    need = args.min_system_s
     for system in args.systems.split(","):
-        left = t_end - time.perf_counter()
-        if left < args.min_system_s:
-            head["skipped"].append(f"{pt} {system}")
-            continue
         if system.startswith("compile") and dev.type != "cuda" and not args.cpu_compile:
             continue
+        left = t_end - time.perf_counter()
+        if left < need:
+            head["skipped"].append(f"{pt} {system}")
+            continue
         log(f"{pt}: {system} ({left:.0f} s of the budget left)")
+        t0 = time.perf_counter()
         try:
             if system in ("hios", "hios_absorb"):
                 row, d = measure_hios(model, x, planned, ndev, dev, s, args.calls,
@@ -214,10 +221,12 @@ def measure_point(pt: str, args, dev, s, t_end: float, head: dict) -> tuple[list
             traceback.print_exc()
             head["failed"][f"{pt} {system}"] = f"{type(e).__name__}: {str(e)[:300]}"
             row, d = {"system": system, "note": f"failed: {type(e).__name__}"}, {}
+        need = max(need, time.perf_counter() - t0)
         rows.append(_ratios({"point": pt, **row}))
         detail["systems"][system] = d
         _free(dev)
-    return rows, detail
+        (out / "data" / f"{pt.replace(':', '-')}.json").write_text(json.dumps(detail, default=float))
+        write_outputs(rows, head, out)
 
 
 def measure(args, out: Path) -> list[dict]:
@@ -243,15 +252,11 @@ def measure(args, out: Path) -> list[dict]:
                 head["skipped"].append(pt)
                 continue
             try:
-                r, d = measure_point(pt, args, dev, s, t_end, head)
-                rows += r
-                d.update({"device": head["device"], "torch": head["torch"], "date": head["date"]})
-                (data / f"{pt.replace(':', '-')}.json").write_text(json.dumps(d, default=float))
+                measure_point(pt, args, dev, s, t_end, head, rows, out)
             except Exception as e:  # one point failing must not lose the others
                 traceback.print_exc()
                 head["failed"][pt] = f"{type(e).__name__}: {str(e)[:300]}"
-            (data / "run.json").write_text(json.dumps(head, indent=1))
-            write_outputs(rows, head, out)  # partial results survive a timeout
+            write_outputs(rows, head, out)
     if (out / "compile_gap_data.tar.gz").exists():
         shutil.rmtree(data)  # packed: the device tool brings back few files
     return rows
@@ -265,6 +270,7 @@ def write_outputs(rows: list[dict], head: dict, out: Path) -> None:
         w.writeheader()
         w.writerows(rows)
     (out / "run.json").write_text(json.dumps(head, indent=1))
+    (out / "data" / "run.json").write_text(json.dumps(head, indent=1))
     with tarfile.open(out / "compile_gap_data.tar.gz.part", "w:gz") as tf:
         tf.add(out / "data", arcname="data")
     os.replace(out / "compile_gap_data.tar.gz.part", out / "compile_gap_data.tar.gz")
@@ -334,7 +340,8 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=5, help="calls traced / profiled per system")
     p.add_argument("--device", default="cuda:0")
     p.add_argument("--cpu-compile", action="store_true", help="on CPU, also run the torch.compile systems")
-    p.add_argument("--budget-s", type=float, default=510.0, help="nothing new starts after this many seconds")
+    p.add_argument("--budget-s", type=float, default=480.0,
+                   help="no point or system starts unless the budget left covers it (default 480 s)")
     p.add_argument("--min-point-s", type=float, default=40.0, help="a point needs this much budget left to start")
     p.add_argument("--min-system-s", type=float, default=25.0, help="a system needs this much budget left to start")
     p.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/compile_gap"))

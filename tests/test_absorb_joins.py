@@ -23,7 +23,7 @@ from hios.schedulers.absorb_joins import CHAINS_KEY, absorb_joins
 from hios.simulator import Simulator
 
 from cli_helpers import cwd, run  # noqa: F401 - cwd is a fixture
-from strategies import graph_and_schedule, random_valid_schedule
+from strategies import graph_and_schedule, join_graphs, random_valid_schedule
 
 DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sim_to_real_h200" / "data"
 
@@ -53,6 +53,16 @@ def _check(graph: Graph, before: Schedule, after: Schedule) -> None:
 def test_absorption_always_yields_a_valid_schedule(case, fraction):
     graph, _gpus, sched = case
     _check(graph, sched, absorb_joins(graph, sched, fraction))
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=join_graphs(), fraction=st.sampled_from([0.25, 0.5, 1.0]))
+def test_absorption_on_cells_with_joins_yields_a_valid_schedule(case, fraction):
+    graph, _gpus, sched = case
+    out = absorb_joins(graph, sched, fraction)
+    _check(graph, sched, out)
+    info = out.meta["absorb_joins"]
+    assert info["groups"] == len(out.meta[CHAINS_KEY]) and info["joins"] >= info["groups"]
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -41,7 +41,9 @@ for the cheap inputs' own inputs, which finish early in the usual case (a pool o
 cell's output), and the join no longer waits for a second stream.  Cheap inputs placed after the
 root wait for their own inputs there, which ends the root's segment: ``[..., P]``, ``[c, J]``.
 A fraction near 1 turns whole fan-ins (an inception block's concatenation and its branches) into
-one stream: the branches then no longer overlap.
+one stream: the branches then no longer overlap.  The pass counts no segments (that is the
+program's business): removing the moved operators from their stages can change the streams step 1
+gives other operators, so on some schedules the program has more segments elsewhere.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ class _Group:
     def members(self) -> list[int]:
         return self.pre + [self.root] + self.post
 
-    def position(self, k: int, i: int) -> tuple[int, int, int]:
-        """Position of the ``k``-th member ``i`` (``k`` in :meth:`members` order)."""
+    def position(self, k: int) -> tuple[int, int, int]:
+        """Position of the ``k``-th member (in :meth:`members` order)."""
         return (self.device, self.stage, k - len(self.pre))
 
 
@@ -123,19 +125,20 @@ def absorb_joins(graph: Graph, schedule: Schedule, fraction: float = 0.25) -> Sc
                 or any(pos[u][0] != dev for c in cheap for u in graph.preds[c]):
             skipped["grouped"] += 1
             continue
-        if grp is None:
+        fresh = grp is None
+        if fresh:
             g0, k0, _ = pos[p_root]
             grp = _Group(p_root, g0, k0)
         for trial in (_Group(grp.root, grp.device, grp.stage, cheap + grp.pre, grp.post + [j]),
                       _Group(grp.root, grp.device, grp.stage, list(grp.pre), grp.post + cheap + [j])):
-            new = {i: trial.position(k, i) for k, i in enumerate(trial.members())}
+            new = {i: trial.position(k) for k, i in enumerate(trial.members())}
             if _ordered(graph, cheap + [j], new, pos):
                 break
         else:
             skipped["order"] += 1
             continue
         after += bool(cheap) and trial.pre == grp.pre
-        if grp not in groups:
+        if fresh:
             groups.append(grp)
         grp.pre, grp.post = trial.pre, trial.post
         for i in grp.members():
