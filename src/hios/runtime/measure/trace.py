@@ -58,8 +58,7 @@ from ...frontend.model_checks import as_inputs
 
 __all__ = ["KERNEL_PID", "KernelRecord", "ReplayResult", "RunTrace", "SIM_PID", "SegmentRecord",
            "attribute_kernels", "check_writable", "chrome_trace", "fed_back_graph", "format_table", "profile_calls",
-           "record_run",
-           "replay_segments", "segment_table", "simulated_segments", "trace_plan", "write_trace"]
+           "record_run", "replay_segments", "segment_table", "simulated_segments", "trace_plan", "write_trace"]
 
 #: Chrome-trace process ids: measured segments on ``d``, kernels on ``KERNEL_PID + d`` (the
 #: stream-mode pass) or ``KERNEL_PID + 50 + d`` (the graph replay), the simulator's GPU ``g`` on
