@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import statistics
 import sys
@@ -230,7 +229,7 @@ def load_data(folder: Path) -> tuple[list[dict], dict]:
     return points, head
 
 
-def analyse(points: list[dict], head: dict, out: Path) -> list[dict]:
+def analyse(points: list[dict], out: Path) -> list[dict]:
     from hios.machine import Machine
     from hios.schedule import Schedule
     from hios.stage_fit import STAGE_FAMILIES, evaluate_points
@@ -357,7 +356,7 @@ def main() -> int:
     if not points:
         print(f"sim_to_real: no measured points in {folder}", file=sys.stderr)
         return 1
-    rows = analyse(points, head, out)
+    rows = analyse(points, out)
     summary = summarise(rows, out)
     if summary:
         plot(rows, summary[0]["prediction"], out)

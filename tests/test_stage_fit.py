@@ -3,11 +3,10 @@ and the fed-back profile's fitted model reaching the next plan (torch-free)."""
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from hios.cost.costmodel import ConcurrencyStageModel, OccupancyStageModel, stage_model_from_dict
 from hios.generate import layered_dag
