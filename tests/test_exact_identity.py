@@ -48,3 +48,51 @@ def test_exact_mode_schedules_identical_to_frozen(case):
         want = case["schedules"][label]
         assert digest(s.stages) == want["hash"], label
         assert sim.simulate(s).latency == want["latency_ms"], label
+
+
+#: Default (fast) mode on a few frozen cases: digest of the stages and simulated latency of each
+#: variant, recorded at main 77b41cb (after issue 22's first pruning pass, itself checked identical
+#: to the mode before it on all 108 cases up to 500 operators).  Speed-ups that claim to keep the
+#: default mode's choices must keep these.
+DEFAULT_MODE = {
+    'scale 200': {
+        'hios-lp+intra': ('9ea35a46725ce0309334', 105.73108311038601),
+        'hios-lp': ('22dbde4bdd82e1094359', 108.31628900000003),
+        'hios-mr+intra': ('79f35a91717f48f950e3', 105.55517337618748),
+    },
+    'scale 500': {
+        'hios-lp+intra': ('5f22d2a322e190253f27', 252.34126445733403),
+        'hios-lp': ('3061e4330ff55b966138', 270.82289),
+        'hios-mr+intra': ('6f4d373d8fcedf4c001b', 249.02036357541442),
+    },
+    'sweep 1': {
+        'hios-lp+intra': ('e7d5a40a34290909cca6', 19.1453035005925),
+        'hios-lp': ('41fcf74c2f0a95edf973', 19.461223),
+        'hios-mr+intra': ('9034304a1b8bba6b6606', 19.248141),
+    },
+    'sweep 4': {
+        'hios-lp+intra': ('dbe4ce4db904f4926327', 40.6291983448475),
+        'hios-lp': ('877e0635ced9dab22c99', 41.743599),
+        'hios-mr+intra': ('1e76fc6b9f361fca2f31', 47.567609),
+    },
+    'study n200 e400 l8 c0.8 g2 s1': {
+        'hios-lp+intra': ('032fae8f648f5141c831', 193.88499940111586),
+        'hios-lp': ('c82bedcb31e85544ad3c', 209.131831),
+        'hios-mr+intra': ('52ef0d782fc2201bff29', 194.99174751468144),
+    },
+    'cnn inception_v3-1280-eager-h100 g4': {
+        'hios-lp+intra': ('002ee5b069a1487b99b8', 3.5959020151445342),
+        'hios-lp': ('7b569e34d06d66e5718c', 3.5959020151445342),
+        'hios-mr+intra': ('9a8b0d59cdd2d6da18dd', 3.545524352039708),
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_MODE))
+def test_default_mode_schedules_unchanged(name):
+    case = next(c for c in FROZEN if c["name"] == name)
+    g, m, model, ser = build(case)
+    sim = Simulator(g, m, model, ser)
+    for label, (algo, opts) in VARIANTS.items():
+        s = schedule(g, m, algo, stage_model=model, serialize_links=ser, **opts)
+        assert (digest(s.stages), sim.simulate(s).latency) == DEFAULT_MODE[name][label], label

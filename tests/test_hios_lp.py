@@ -448,6 +448,17 @@ def test_budgeted_exact_refine_is_the_exact_one_or_a_prefix_of_it(graph, machine
     cut, cut_moves, done = refine_mapping_budget(timer, rank, gpu_of, 2, budget=0)
     assert cut_moves <= moves and (not done or (cut, cut_moves) == (full, moves))
     assert time_in_rank_order(timer, order, cut)[0] <= time_in_rank_order(timer, order, gpu_of)[0]
+    # the latencies it reports (the mappers use them instead of timing again) are full timings
+    from hios.schedulers.mapping_steps import stages_from_mapping
+    known: dict = {}
+    assert refine_mapping_budget(timer, rank, gpu_of, 2, latencies=known) == (full, moves, True)
+    if machine.gpus > 1:
+        assert known == {"mapping": timer.latency(stages_from_mapping(gpu_of, rank, machine.gpus)),
+                         "refined": timer.latency(stages_from_mapping(full, rank, machine.gpus))}
+    known.clear()
+    refine_mapping_budget(timer, rank, gpu_of, 2, budget=0, latencies=known)
+    assert known.get("refined", timer.latency(stages_from_mapping(cut, rank, machine.gpus))) == timer.latency(
+        stages_from_mapping(cut, rank, machine.gpus))
 
 
 def _all_fast(mp):

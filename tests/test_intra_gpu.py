@@ -231,6 +231,18 @@ def test_fast_mode_gives_valid_schedules_not_slower(graph, gpus, seed, window, s
         assert lat <= before * (1 + 1e-9)
 
 
+@given(dags(max_nodes=14), st.integers(1, 3), st.integers(0, 2**31), st.integers(2, 4), st.integers(2, 4),
+       st.booleans())
+def test_returned_latency_is_a_full_timing(graph, gpus, seed, window, streams, exact):
+    # the mappers take it instead of timing the result again (where the fast timer is the simulator)
+    rng = random.Random(seed)
+    s = random_valid_schedule(graph, gpus, rng, max_stage=1)
+    timer = FastTimer(Simulator(graph, Machine(gpus)))
+    idx = s.indexed(graph) + [[] for _ in range(gpus - len(s.stages))]
+    new, lat = improve_stages(timer, idx, window, streams, exact=exact)
+    assert lat == timer.latency(new)
+
+
 def test_fast_mode_groups_on_a_layered_graph(monkeypatch):
     from hios.generate import layered_dag
     from hios.schedulers import schedule
@@ -263,3 +275,35 @@ def test_fast_mode_with_exact_kept_times_walks_as_the_exact_mode(monkeypatch, se
         monkeypatch.setattr(intra_module, name, value)
     fast, lat_fast = improve_stages(timer, idx, exact=False)
     assert (fast, lat_fast) == (exact, lat_exact)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tails_left_pending_are_exact_once_flushed(monkeypatch, seed):
+    # uncapped, the fast walk leaves the tails of stages before a change pending until it
+    # leaves the GPU: after each flush every kept time and tail is what a full re-timing gives
+    from hios.generate import layered_dag
+    from hios.schedulers import schedule
+    from hios.schedulers.timing_engine import StageChain
+    g = layered_dag(150, 300, 6, 0.8, seed)
+    m = Machine.preset(4)
+    base = schedule(g, m, "hios-lp", intra=False, exact=True)
+    timer = FastTimer(Simulator(g, m))
+    idx = base.indexed(g) + [[] for _ in range(4 - len(base.stages))]
+    flush = StageChain.flush_tails
+    checked = []
+
+    def flush_and_check(self):
+        flush(self)
+        kept = []
+        for s in self.first:
+            while s is not None:
+                kept.append((s, s.fin, s.stl))
+                s = s.next
+        self.resync()  # exact times and tails from scratch
+        checked.append(all((s.fin, s.stl) == (fin, stl) for s, fin, stl in kept))
+
+    monkeypatch.setattr(intra_module, "EXACT_WAVE_BUDGET", -1)  # the fast rule (and tails) from the start
+    monkeypatch.setattr(StageChain, "flush_tails", flush_and_check)
+    new, _ = improve_stages(timer, idx, exact=False)
+    assert len(checked) == 4 and all(checked)
+    assert any(len(st) > 1 for sts in new for st in sts)

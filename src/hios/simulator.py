@@ -107,6 +107,10 @@ class Simulator:
         # Byte edges (no explicit time) leaving each operator: they share one transfer per destination GPU.
         self._byte_out = [[(w, e) for w, e in graph.out_edges[u] if e.time is None] for u in range(len(graph.ops))]
 
+    def edge_ms(self, v: int) -> list[float]:
+        """On a uniform machine: the transfer time of each input edge of ``v`` between two GPUs."""
+        return self._edge_ms[v]
+
     def transfer_ms(self, v: int, k: int, src_gpu: int, dst_gpu: int) -> float:
         if src_gpu == dst_gpu:
             return 0.0

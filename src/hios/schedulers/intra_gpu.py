@@ -36,7 +36,9 @@ stage ends (it might depend on the window), is re-timed as in step 3 if that rea
 :data:`FAST_WAVE_CAP` stages, else its estimate decides; while the kept times are exact that
 re-timing stops as soon as a stage the change cannot reach back to has a final finish plus its
 kept tail above the best latency.  After a change, finish times are spread forward and tails
-backward over at most :data:`WAVE_CAP` stages, and all are recomputed exactly every
+backward over at most :data:`WAVE_CAP` stages (when that covers the schedule, the tails of
+the stages starting before the change wait until the walk leaves the GPU: until then it reads
+no tail that depends on them; :meth:`.timing_engine.StageChain.flush_tails`), and all are recomputed exactly every
 ``max(64, n / 16)`` changes and at the end (not needed while no cap was hit).  Both caps are
 their value at :data:`.timing_engine.BUDGET_OPS` operators, scaled by :func:`.timing_engine.decayed` (at
 least 4 and 0), so that their work stays O(n) on large graphs; on small graphs they exceed the
@@ -122,7 +124,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                 continue
             if not fast and chain.pops > budget:
                 fast = True
-                cur = chain.resync()
+                cur = chain.resync(times_exact=True)  # only exact evaluations were committed so far
             win = [base]
             s = base.next
             while s is not None and len(win) < window:
@@ -178,6 +180,7 @@ def improve_stages(timer: FastTimer, stages: list[list[list[int]]], window: int 
                     cur = best_lat
                 base = best.group
             base = base.next
+        chain.flush_tails()  # the next GPU's walk starts before the changes made on this one
     if fast and not chain.exact_kept:
         cur = chain.resync()
     return chain.stages(), cur

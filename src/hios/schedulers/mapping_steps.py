@@ -27,8 +27,8 @@ from ..schedule import Schedule
 from ..simulator import Simulator
 from .intra_gpu import improve_stages
 from .list_order import list_schedule_order
-from .refine import refine_mapping, refine_mapping_budget, refine_mapping_fast
-from .timing_engine import FastTimer, exact_budget, pad_gpus
+from .refine import refine_mapping_budget, refine_mapping_fast
+from .timing_engine import INF, FastTimer, exact_budget, pad_gpus
 
 __all__ = ["DEFAULT_REFINE", "EXACT_REFINE_BUDGET", "stages_from_mapping", "finish", "check_refine", "check_exact"]
 
@@ -64,17 +64,24 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
                 return lat
         return sim.latency(stages)  # (also raises the simulator's error on a broken schedule)
 
-    meta["mapping_latency"] = latency(stages_from_mapping(gpu_of, rank, G))
-    if exact:
-        gpu_of, moves = refine_mapping(timer, rank, gpu_of, refine)
-    else:
-        budget = exact_budget(EXACT_REFINE_BUDGET, timer.n)
-        gpu_of, moves, done = refine_mapping_budget(timer, rank, gpu_of, refine, budget)
-        if not done:
-            gpu_of, more = refine_mapping_fast(timer, rank, gpu_of, refine)
-            moves += more
+    # the refinement times the mapping in rank order anyway: its latencies are the fast evaluator's
+    known: dict = {}
+    budget = INF if exact else exact_budget(EXACT_REFINE_BUDGET, timer.n)
+    start = gpu_of
+    gpu_of, moves, done = refine_mapping_budget(timer, rank, gpu_of, refine, budget, known)
+    if not done:
+        gpu_of, more = refine_mapping_fast(timer, rank, gpu_of, refine)
+        moves += more
+    if not timer.as_simulator:
+        known.clear()
+    meta["mapping_latency"] = known.get("mapping")
+    if meta["mapping_latency"] is None:
+        meta["mapping_latency"] = latency(stages_from_mapping(start, rank, G))
     stages = stages_from_mapping(gpu_of, rank, G)
-    best, best_lat = stages, latency(stages)
+    best_lat = known.get("refined")
+    if best_lat is None:
+        best_lat = latency(stages)
+    best = stages
     meta.update({"refine_passes": refine, "refine_moves": moves, "refined_latency": best_lat, "order": "rank"})
     if refine > 0:
         listed = list_schedule_order(timer, gpu_of, rank)
@@ -85,8 +92,9 @@ def finish(graph: Graph, sim: Simulator, timer: FastTimer, gpu_of: list[int], ra
     meta.update({"ordered_latency": best_lat, "intra": bool(intra)})
     if intra:
         meta.update({"intra_window": window, "intra_streams": streams})
-        grouped, _ = improve_stages(timer, best, window, streams, exact=exact)
-        lat = latency(grouped)
+        grouped, lat = improve_stages(timer, best, window, streams, exact=exact)
+        if not timer.as_simulator:  # (else its latency is the fast evaluator's of a full timing)
+            lat = latency(grouped)
         if lat <= best_lat:
             best, best_lat = grouped, lat
     # The sequential schedule's latency is the sum of the costs (each operator waits for the one

@@ -40,10 +40,14 @@ def refine_mapping(timer: FastTimer, rank: list[int], gpu_of: list[int], passes:
 
 
 def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2,
-                          budget: float = float("inf")) -> tuple[list[int], int, bool]:
+                          budget: float = float("inf"),
+                          latencies: dict | None = None) -> tuple[list[int], int, bool]:
     """:func:`refine_mapping` stopped once about ``budget`` operators have been re-timed (a candidate
     re-timing, or the tails recomputed after a move, counts its operators); also returns whether
-    it finished (then the result is that of :func:`refine_mapping`).  Every move made is kept."""
+    it finished (then the result is that of :func:`refine_mapping`).  Every move made is kept.
+    ``latencies``, when given, receives what step 1 and the moves computed anyway: the latency of
+    the input mapping in rank order (``"mapping"``) and, when it finished, of the result
+    (``"refined"``), as :meth:`FastTimer.latency` gives them (nothing when no pass runs)."""
     G = timer.gpus
     n = timer.n
     gpu_of = list(gpu_of)
@@ -57,6 +61,8 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
     outs = out_rows(timer)
     lat, end = time_in_rank_order(timer, order, gpu_of)
     cur = (lat, sum(end))
+    if latencies is not None:
+        latencies["mapping"] = lat
     bound = _bounds(order, gpu_of, cost, tail, G)
     stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
     moves = 0
@@ -67,12 +73,20 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
         for k, v in enumerate(order):
             g0 = gpu_of[v]
             best, best_g, best_end = cur, g0, None
+            iv = ins[v]
+            cv = cost[v]
+            tv = tail[v]
             for h in range(G):
                 if h == g0:
                     continue
                 cut = best[0] * (1.0 + 1e-12)  # beyond rounding of the tail sums
-                t = arrival(ins[v], gpu_of, end, h, free0[h]) + cost[v]
-                if t + tail[v] > cut:
+                t = free0[h]  # arrival(iv, gpu_of, end, h, free0[h]), inlined
+                for u, row in iv:
+                    a = end[u] + row[gpu_of[u]][h]  # (every operator is mapped)
+                    if a > t:
+                        t = a
+                t += cv
+                if t + tv > cut:
                     continue
                 # Everything ranked after v keeps its schedule tail: a path through v bounds the latency.
                 nb = nxt[last[h]] if last[h] >= 0 else first[h]
@@ -110,6 +124,8 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
             last[best_g] = v
         if not moved:
             break
+    if latencies is not None:
+        latencies["refined"] = cur[0]
     return gpu_of, moves, True
 
 

@@ -112,11 +112,15 @@ def time_in_rank_order(timer: "FastTimer", order: list[int], gpu_of: list[int]) 
 
 
 def out_rows(timer: "FastTimer") -> list[list[tuple[int, tuple]]]:
-    """``outs[u] = [(v, row)]`` for every edge u -> v (``row`` as in ``timer.ins[v]``)."""
-    outs: list[list[tuple[int, tuple]]] = [[] for _ in range(timer.n)]
-    for v, iv in enumerate(timer.ins):
-        for u, row in iv:
-            outs[u].append((v, row))
+    """``outs[u] = [(v, row)]`` for every edge u -> v (``row`` as in ``timer.ins[v]``); built once
+    per timer and shared by the steps of one search (read only)."""
+    outs = timer.outs
+    if outs is None:
+        outs = [[] for _ in range(timer.n)]
+        for v, iv in enumerate(timer.ins):
+            for u, row in iv:
+                outs[u].append((v, row))
+        timer.outs = outs
     return outs
 
 
@@ -128,6 +132,7 @@ class FastTimer:
         m = sim.machine
         self.sim = sim
         self.graph = g
+        self.outs: list | None = None  # out_rows(self), built on first use
         self.n = len(g.ops)
         self.gpus = m.gpus
         self.cost = sim.cost
@@ -140,41 +145,53 @@ class FastTimer:
         G = m.gpus
         rows: dict[float, tuple] = {}
         # ins[v] = [(u, row)] with row[src_gpu][dst_gpu] = transfer ms of edge u->v (0 on the diagonal)
-        self.ins: list[list[tuple[int, tuple]]] = []
+        ins: list[list[tuple[int, tuple]]] = []
         # weight[v] = [(u, mean transfer ms over GPU pairs)]: the edge weight of path searches
-        self.in_weight: list[list[tuple[int, float]]] = []
-        uniform = self.uniform
-        for v in range(self.n):
-            iv = []
-            wv = []
-            for k, (u, _e) in enumerate(sim.in_edges[v]):
-                if G == 1:
-                    row = ((0.0,),)
-                    mean = 0.0
-                elif uniform:
-                    ms = sim.transfer_ms(v, k, 0, 1)
+        in_weight: list[list[tuple[int, float]]] = []
+        self.ins = ins
+        self.in_weight = in_weight
+        if G > 1 and self.uniform:
+            # one transfer time per edge (the simulator's): rows shared by the edges of equal time
+            for v in range(self.n):
+                iv = []
+                wv = []
+                for (u, _e), ms in zip(sim.in_edges[v], sim.edge_ms(v)):
                     row = rows.get(ms)
                     if row is None:
                         line = (ms,) * G
                         row = tuple([line[:a] + (0.0,) + line[a + 1:] for a in range(G)])
                         rows[ms] = row
-                    mean = ms
-                else:
-                    row = tuple(tuple(sim.transfer_ms(v, k, a, b) for b in range(G)) for a in range(G))
-                    mean = sum(row[a][b] for a in range(G) for b in range(G) if a != b) / (G * (G - 1))
-                iv.append((u, row))
-                wv.append((u, mean))
-            self.ins.append(iv)
-            self.in_weight.append(wv)
+                    iv.append((u, row))
+                    wv.append((u, ms))
+                ins.append(iv)
+                in_weight.append(wv)
+        else:
+            for v in range(self.n):
+                iv = []
+                wv = []
+                for k, (u, _e) in enumerate(sim.in_edges[v]):
+                    if G == 1:
+                        row = ((0.0,),)
+                        mean = 0.0
+                    else:
+                        row = tuple(tuple(sim.transfer_ms(v, k, a, b) for b in range(G)) for a in range(G))
+                        mean = sum(row[a][b] for a in range(G) for b in range(G) if a != b) / (G * (G - 1))
+                    iv.append((u, row))
+                    wv.append((u, mean))
+                ins.append(iv)
+                in_weight.append(wv)
         # tail[v]: longest cost-only path after v; any schedule ends >= finish(v) + tail[v].
-        self.tail = [0.0] * self.n
+        tail = [0.0] * self.n
+        cost = self.cost
+        succs = g.succs
         for u in reversed(g.topo):
             t = 0.0
-            for v in g.succs[u]:
-                x = self.tail[v] + self.cost[v]
+            for v in succs[u]:
+                x = tail[v] + cost[v]
                 if x > t:
                     t = x
-            self.tail[u] = t
+            tail[u] = t
+        self.tail = tail
 
     def latency(self, stages: Sequence[Sequence[Sequence[int]]], limit: float = INF) -> float | None:
         """Latency of ``stages`` (operators absent from it are ignored, as with
@@ -369,6 +386,11 @@ class StageChain:
         # fast mode: whether every kept finish time and schedule tail (``Stage.stl``) is exact (set by
         # resync(), kept by commit_fast() while its updates stay within their caps)
         self.exact_kept = False
+        # fast mode, uncapped: stages whose schedule tails wait for flush_tails() (a heap like
+        # _tails_back()'s, and its members)
+        self.pending: list = []
+        self.pending_set: set = set()
+        self.pending_tick = 0
         n = timer.n
         self.stage_of: list[Stage | None] = [None] * n
         self.gpu_of = [-1] * n
@@ -652,8 +674,10 @@ class StageChain:
 
     # -- fast mode of the intra-GPU step ---------------------------------------------------
 
-    def resync(self) -> float:
-        """Exact finish times and schedule tails of every stage, O(n + e); the latency."""
+    def resync(self, times_exact: bool = False) -> float:
+        """Exact finish times and schedule tails of every stage, O(n + e); the latency.
+        ``times_exact``: the kept finish times are known to be exact (only :meth:`commit` of
+        evaluated changes since the construction): only the tails are computed."""
         lists = []
         for s in self.first:
             row = []
@@ -661,7 +685,10 @@ class StageChain:
                 row.append(s)
                 s = s.next
             lists.append(row)
-        self._time_all(lists)
+        if not times_exact:
+            self._time_all(lists)
+        self.pending.clear()  # every tail is recomputed below
+        self.pending_set.clear()
         if self.outs is None:
             self.outs = out_rows(self.timer)
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
@@ -775,22 +802,75 @@ class StageChain:
                     if sw not in seeds and sw.gpu != s.gpu:
                         seeds.append(sw)
         if seeds:
-            self.capped = False
-            fins = self.spread(seeds, {}, {}, {}, None, INF, cap)
-            exact_kept = exact_kept and not self.capped
-            end = self.end
-            for s, f in fins.items():
-                s.fin = f
-                for v in s.ops:
-                    end[v] = f
+            exact_kept = self._push_forward(seeds, cap) and exact_kept
         self.exact_kept = self._tails_back(chain, old, cap) and exact_kept
+
+    def _push_forward(self, seeds: list[Stage], cap: int) -> bool:
+        """:meth:`commit_fast`'s forward update: the new finish times of the stages reached from
+        ``seeds``, written in place; what :meth:`spread` gives with no structural override, no
+        limit and ``cap`` (the same stages in the same order), without its bookkeeping.  Whether
+        it stayed within the cap (also kept in :attr:`capped`)."""
+        ins = self.timer.ins
+        succs = self.timer.graph.succs
+        gpu_of = self.gpu_of
+        end = self.end
+        stage_of = self.stage_of
+        heap: list = []
+        heappush = heapq.heappush
+        heappop = heapq.heappop
+        queued: set = set()
+        queue = queued.add
+        tick = 0  # ties in start time by order of queueing
+        for s in seeds:
+            if s not in queued:
+                queue(s)
+                tick += 1
+                heappush(heap, (s.fin - s.dur, tick, s))
+        pops = 0
+        self.capped = False
+        while heap:
+            _, _, s = heappop(heap)
+            queued.discard(s)
+            pops += 1
+            if pops > cap:
+                self.capped = True
+                pops = cap
+                break
+            p = s.prev
+            t = 0.0 if p is None else p.fin
+            g = s.gpu
+            for v in s.ops:
+                for u, row in ins[v]:
+                    a = end[u] + row[gpu_of[u]][g]
+                    if a > t:
+                        t = a
+            fin = t + s.dur
+            if fin == s.fin:
+                continue
+            s.fin = fin
+            for v in s.ops:
+                end[v] = fin
+                for w in succs[v]:
+                    sw = stage_of[w]
+                    if sw is not s and sw not in queued:
+                        queue(sw)
+                        tick += 1
+                        heappush(heap, (sw.fin - sw.dur, tick, sw))
+            nx = s.next
+            if nx is not None and nx not in queued:
+                queue(nx)
+                tick += 1
+                heappush(heap, (nx.fin - nx.dur, tick, nx))
+        self.pops += pops
+        return not self.capped
 
     def _tails_back(self, chain: list[Stage], old: list[Stage], cap: int) -> bool:
         """Schedule tails backward from the changed ``chain`` (the stages that replaced ``old``),
         latest start first, stopping where a tail does not change; at most ``cap`` stages.
         Whether it finished within the cap.  The chain's own stages are recomputed in that
         order too: a producer of a stage of ``chain.rest`` may start after the group and feed
-        the group's tail.  (Each tail as :meth:`_stail` computes it.)"""
+        the group's tail.  (Each tail as :meth:`_stail` computes it.)  When the cap covers every
+        stage, the stages starting before the group are left to :meth:`flush_tails`."""
         ins = self.timer.ins
         outs = self.outs
         stage_of = self.stage_of
@@ -806,7 +886,18 @@ class StageChain:
         for s in chain:
             tick += 1
             heappush(heap, (s.dur - s.fin, tick, s))
+        # Uncapped (every stage fits the cap), the stages starting before the group are left
+        # pending (:meth:`flush_tails`): the walk reads only tails of stages that start after it
+        # until it leaves the GPU (see flush_tails).  Heap keys are minus the start times.
+        defer = cap >= self.nstages
+        if defer:
+            t0 = chain[0].fin - chain[0].dur
+            above = -(t0 - 1e-9 * (1.0 + abs(t0)))  # keys up to this: start >= the group's, beyond rounding
+        elif self.pending:
+            self.flush_tails()
         while heap and cap > 0:
+            if defer and heap[0][0] > above:
+                break
             cap -= 1
             _, _, s = heappop(heap)
             nx = s.next
@@ -836,7 +927,56 @@ class StageChain:
                         queue(x)
                         tick += 1
                         heappush(heap, (x.dur - x.fin, tick, x))
+        if defer:
+            pending = self.pending
+            waiting = self.pending_set
+            for key, _, x in sorted(heap):
+                if x not in waiting:
+                    waiting.add(x)
+                    self.pending_tick += 1
+                    heapq.heappush(pending, (key, self.pending_tick, x))
+            return True
         return not heap
+
+    def flush_tails(self) -> None:
+        """Fast mode, uncapped: bring the tails left pending by :meth:`_tails_back` up to date,
+        latest start first, stopping where a tail does not change (as :meth:`_tails_back`).
+
+        Why they may wait: a stage left pending by a change starts before the change's group
+        and has a path to the changed stages.  Until the walk leaves the GPU it reads tails only
+        of the window's stages (the changed ones, or after them on the GPU) and of stages
+        reached from them, none of which has a path to a pending stage (the stage order would
+        be cyclic); every tail is the longest path after its stage, so those tails do not
+        depend on a pending one.  Nor do later changes move a pending stage's finish (their
+        updates reach only stages after them), so its heap key stays its start time."""
+        heap = self.pending
+        queued = self.pending_set
+        queue = queued.add
+        heappush = heapq.heappush
+        heappop = heapq.heappop
+        ins = self.timer.ins
+        stage_of = self.stage_of
+        tick = self.pending_tick
+        while heap:
+            _, _, s = heappop(heap)
+            t = self._stail(s)
+            if t == s.stl:
+                continue
+            s.stl = t
+            x = s.prev
+            if x is not None and x not in queued:
+                queue(x)
+                tick += 1
+                heappush(heap, (x.dur - x.fin, tick, x))
+            for v in s.ops:
+                for u, _row in ins[v]:
+                    x = stage_of[u]
+                    if x not in queued:
+                        queue(x)
+                        tick += 1
+                        heappush(heap, (x.dur - x.fin, tick, x))
+        queued.clear()
+        self.pending_tick = 0
 
     def commit(self, c: Regroup) -> None:
         """Apply an evaluated change (the kept schedule tails are then stale)."""
