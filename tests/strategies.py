@@ -115,3 +115,40 @@ def graph_and_schedule(draw, max_nodes: int = 10, max_gpus: int = 3, edge_kind: 
     graph = draw(dags(max_nodes=max_nodes, edge_kind=edge_kind))
     gpus = draw(st.integers(1, max_gpus))
     return graph, gpus, draw(valid_schedules(graph, gpus, max_stage))
+
+
+@st.composite
+def join_graphs(draw, max_cells: int = 6, max_gpus: int = 2):
+    """(graph, gpus, schedule): NASNet-like cells, each a costly operator and a cheap one (from
+    random earlier operators) joined by an ``add``, sometimes a second add of the first and another
+    cheap operator, sometimes an extra edge that gives a cheap operator a second consumer; cells on
+    random GPUs, a random valid schedule."""
+    names, ops, edges = ["in"], [Operator("in", 1.0, "generic")], []
+    cell_of = {"in": 0}
+    for k in range(draw(st.integers(1, max_cells))):
+        def pick():
+            return names[draw(st.integers(0, len(names) - 1))]
+        p, c, j = f"c{k}.conv", f"c{k}.pool", f"c{k}.add"
+        ops += [Operator(p, draw(st.floats(0.5, 5.0)), "conv"), Operator(c, draw(st.floats(0.0, 2.0)), "pool"),
+                Operator(j, 0.1, "add")]
+        edges += [Edge(pick(), p), Edge(pick(), c), Edge(p, j), Edge(c, j)]
+        new = [p, c, j]
+        if draw(st.booleans()):
+            c2, j2 = f"c{k}.pool2", f"c{k}.add2"
+            ops += [Operator(c2, draw(st.floats(0.0, 1.0)), "pool"), Operator(j2, 0.1, "add")]
+            edges += [Edge(pick(), c2), Edge(j, j2), Edge(c2, j2)]
+            new += [c2, j2]
+        if draw(st.booleans()):  # the cheap operator gets a second consumer
+            ops.append(Operator(f"c{k}.tap", 0.2, "conv"))
+            edges.append(Edge(c, f"c{k}.tap"))
+            new.append(f"c{k}.tap")
+        for n in new:
+            cell_of[n] = k + 1
+        names += new
+    graph = Graph(ops, edges, "join-cells")
+    gpus = draw(st.integers(1, max_gpus))
+    dev = [draw(st.integers(0, gpus - 1)) for _ in range(max(cell_of.values()) + 1)]
+    rng = random.Random(draw(st.integers(0, 2**32 - 1)))
+    sched = random_valid_schedule(graph, gpus, rng, max_stage=4, p_single=draw(st.sampled_from([0.0, 0.5])),
+                                  assignment={n: dev[cell_of[n]] for n in names})
+    return graph, gpus, sched

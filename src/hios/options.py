@@ -49,7 +49,9 @@ class ScheduleOptions:
     """The machine and the schedulers: ``gpus`` joined by ``link`` (a preset of
     :data:`hios.machine.LINK_PRESETS`), ``serialize_links`` (one transfer at a time per directed link,
     for planning and evaluation alike), the ``algorithms`` compared (the fastest predicted one is
-    kept), and their knobs (None: each algorithm's default)."""
+    kept), and their knobs (None: each algorithm's default).  ``absorb_joins``: a fraction in (0, 1]
+    turns on the join-absorption pass (:mod:`hios.schedulers.absorb_joins`) on every algorithm's
+    schedule; None (default): off."""
 
     gpus: int = 1
     algorithms: tuple[str, ...] = ("hios-lp",)
@@ -59,6 +61,7 @@ class ScheduleOptions:
     streams: int | None = None
     intra: bool | None = None
     time_limit: float | None = None
+    absorb_joins: float | None = None
     every: bool = field(default=False, init=False, compare=False)  # "all" was asked for
 
     def __post_init__(self):
@@ -69,6 +72,9 @@ class ScheduleOptions:
         _at_least(self.streams, 1, option("streams"))
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
             raise HiosError(f"{option('time_limit')} must be positive and finite (seconds), got {self.time_limit}")
+        if self.absorb_joins is not None and (isinstance(self.absorb_joins, bool) or not isinstance(
+                self.absorb_joins, (int, float)) or not 0 < self.absorb_joins <= 1):
+            raise HiosError(f"{option('absorb_joins')} must be a fraction in (0, 1], got {self.absorb_joins!r}")
         check_schedule_request(self.gpus, self.window, self.streams, self.time_limit, self.algorithms)
         algos = self.algorithms.split(",") if isinstance(self.algorithms, str) else list(self.algorithms)
         object.__setattr__(self, "every", [a.strip() for a in algos] == ["all"])
@@ -84,7 +90,8 @@ class ScheduleOptions:
 
     def scheduler_kwargs(self) -> dict:
         """The knobs that were set, as keyword arguments of :func:`hios.schedule`."""
-        kw = {"window": self.window, "streams": self.streams, "intra": self.intra, "time_limit": self.time_limit}
+        kw = {"window": self.window, "streams": self.streams, "intra": self.intra, "time_limit": self.time_limit,
+              "absorb_joins": self.absorb_joins}
         return {k: v for k, v in kw.items() if v is not None}
 
 

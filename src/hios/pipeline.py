@@ -8,8 +8,10 @@ that the CLI and the benchmarks use too:
      chains fused), cost (:func:`hios.cost.costing.cost_captured`: measured profile, analytic
      GPU model or a profile file), schedule with every requested algorithm and keep the fastest
      predicted one (:func:`hios.report.compare`), and wrap it all as a :class:`~hios.plan.Plan`.
-  2. :func:`run_plan` — build the runtime for a plan on logical devices
-     (:func:`hios.runtime.local.executor.compile`), reusing the capture of step 1.
+  2. :func:`check_devices` (and :func:`check_feedback`) — refuse, before the build, devices the
+     plan cannot run on (and a profile the run cannot feed back into); :func:`run_plan` — build the
+     runtime for a plan on logical devices (:func:`hios.runtime.local.executor.compile`), reusing
+     the capture of step 1.
   3. :class:`Optimized` — the module returned by :func:`optimize` and :func:`load`: it runs the
      plan and carries it (``.plan``, ``.save(path)``, ``.explain()``).
 
@@ -44,8 +46,8 @@ from .options import CostOptions, RunOptions, ScheduleOptions
 from .plan import Plan, load_plan
 from .report import Comparison, compare, format_table
 
-__all__ = ["Chosen", "Optimized", "Planned", "checked_plan", "choose_plan", "load", "optimize", "plan_model",
-           "profile_model", "run_plan"]
+__all__ = ["Chosen", "Optimized", "Planned", "check_devices", "check_feedback", "checked_plan", "choose_plan",
+           "load", "optimize", "plan_model", "profile_model", "run_plan"]
 
 
 @dataclass
@@ -122,6 +124,7 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
         if cost.source is None and source.kind == "analytic":
             say(render(f"no GPU found: costing with the analytic H100 model ({option('cost', 'h100')})"))
         costed = cost_captured(captured, cost, source, progress=log is not None)
+        stage_model = costed.stage_model.to_dict() if hasattr(costed.stage_model, "to_dict") else None
     machine = schedule.machine()
     algos = schedule.algorithms_for(costed.graph)
     cmp = compare(costed.graph, machine, algos, schedule.scheduler_kwargs(), costed.stage_model,
@@ -131,7 +134,7 @@ def plan_model(model, example_inputs, *, schedule: ScheduleOptions = ScheduleOpt
         model=_model_info(captured, model_info), cost_source=costed.source, machine=machine, graph=costed.graph,
         schedule=cmp.schedules[best], predicted={a: r.latency for a, r in cmp.results.items()},
         lower_bounds=lower_bounds(costed.graph, machine.gpus, costed.stage_model).to_dict(),
-        stage_model=costed.stage_model.to_dict() if hasattr(costed.stage_model, "to_dict") else None,
+        stage_model=stage_model,
         meta={"capture": captured.method, "algorithm": best,
               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "serialize_links": schedule.serialize_links, "options": schedule.scheduler_kwargs(),
@@ -152,6 +155,27 @@ def profile_model(model, example_inputs, *, device: str | None = None, kernels: 
         captured = capture(model, as_inputs(example_inputs), name=name)
         return profile_detailed(captured, device, kernels, cache_dir, progress=progress, settings=settings,
                                 compile_workers=compile_workers)
+
+
+def check_devices(plan: Plan, run: RunOptions = RunOptions()) -> list[str]:
+    """Fail fast, before ``plan`` is compiled (:func:`run_plan`), on devices it cannot run on.
+    Returns the logical devices (:func:`hios.program.devices.logical_devices`)."""
+    from .cost.probe import cuda_device_count
+    from .program.devices import logical_devices, used_gpus
+    count = cuda_device_count()  # the cost stage's probe, then the program's devices: each stage once
+    return logical_devices(run.devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages), count)
+
+
+def check_feedback(plan: Plan, run: RunOptions, devices: list[str], path: str | Path) -> None:
+    """Before a run whose measured costs are fed back into the profile at ``path``: refuse a plan
+    whose profile was measured under other settings than ``run``'s on ``devices``
+    (:func:`check_devices`), and a file that is the profile of another model or of other settings."""
+    from .cost.feedback import check_feedback_target, check_profile_of, runtime_settings
+    opts = run.resolve(devices)
+    settings = runtime_settings(opts.kernels, opts.channels_last, "tf32" if opts.tf32 else "fp32",
+                                devices[0].split(":")[0])
+    check_profile_of(plan.graph, settings, f"the plan's profile, which {option('feedback_to')} would extend,")
+    check_feedback_target(path, plan.graph, settings, option("feedback_to"))
 
 
 def run_plan(model, example_inputs, plan, run: RunOptions = RunOptions(), *, captured=None,

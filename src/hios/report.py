@@ -20,7 +20,7 @@ from .graph import Graph
 from .machine import Machine
 from .schedule import Schedule
 from .errors import HiosError
-from .schedulers import ALGORITHMS, refusal, schedule
+from .schedulers import ALGORITHMS, PASS_OPTIONS, refusal, schedule
 from .simulator import SimResult, Simulator
 
 __all__ = ["Comparison", "PROOF_KEYS", "compare", "format_table", "options_for"]
@@ -70,9 +70,10 @@ def _proof_cell(proof: dict | None) -> str:
 
 
 def options_for(algorithm: str, options: dict) -> dict:
-    """The subset of ``options`` that ``algorithm`` accepts (None values dropped)."""
+    """The subset of ``options`` that ``algorithm`` accepts, with the passes every algorithm takes
+    (:data:`hios.schedulers.PASS_OPTIONS`); None values dropped."""
     params = inspect.signature(ALGORITHMS[algorithm]).parameters
-    return {k: v for k, v in options.items() if k in params and v is not None}
+    return {k: v for k, v in options.items() if (k in params or k in PASS_OPTIONS) and v is not None}
 
 
 def compare(graph: Graph, machine: Machine, algorithms: list[str], options: dict | None = None,

@@ -49,6 +49,9 @@ def add_scheduler_args(p) -> None:
     p.add_argument("--window", type=int, default=None, help="intra-GPU sliding-window size")
     p.add_argument("--streams", type=int, default=None, help="intra-GPU streams per stage")
     p.add_argument("--no-intra", action="store_true", help="skip the intra-GPU step of HIOS")
+    p.add_argument("--absorb-joins", type=float, default=None, metavar="FRACTION",
+                   help="run each join and its cheap inputs (each at most FRACTION of the costliest input, "
+                        "e.g. 0.25) on the costliest input's stream, one segment (default off)")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="optimal: CP-SAT time limit (default 10 s of solver work; the result says whether it proved optimality)")
 
@@ -117,7 +120,8 @@ def schedule_options(args) -> ScheduleOptions:
                            link=getattr(args, "link", DEFAULT_LINK),
                            serialize_links=getattr(args, "serialize_links", False), window=args.window,
                            streams=args.streams, intra=False if getattr(args, "no_intra", False) else None,
-                           time_limit=getattr(args, "time_limit", None))
+                           time_limit=getattr(args, "time_limit", None),
+                           absorb_joins=getattr(args, "absorb_joins", None))
 
 
 def stage_model(args):

@@ -4,9 +4,11 @@ of the same model, plus the simulator's prediction.
 
 Either ``hios run plan.json`` (a plan from ``hios optimize``) or ``hios run --model M --image-size S
 --gpus N --algo A`` (the plan is made here by :func:`hios.pipeline.plan_model`, whose capture the
-runtime reuses).  Steps: get the plan → check the devices → build (and capture) the model → compile
-the plan (:func:`hios.pipeline.run_plan`) → measure it (:func:`hios.runtime.measure.plan.measure_plan`) →
-print the report.  ``--backend distributed`` hands the same options to one process per GPU.
+runtime reuses).  Steps: get the plan (and build the model) → check the devices
+(:func:`hios.pipeline.check_devices`) → compile the plan (:func:`hios.pipeline.run_plan`) → measure
+it (:func:`hios.runtime.measure.plan.measure_plan`) → print the report: each stage entered once
+(``benchmarks/call_path.py`` checks this).  ``--backend distributed`` hands the same options to one
+process per GPU.
 """
 
 from __future__ import annotations
@@ -82,8 +84,8 @@ def make_plan(args, log=log):
         from ..plan import check_plan_dtype, load_plan
         plan = load_plan(args.plan)
         info = plan.model
-        spec = plan_model_spec(info["name"], args.model, args.trust_plan, args.plan)  # a plan is data
         check_plan_dtype(info, [INPUT_DTYPE], args.plan)  # before building: the zoo makes float32 inputs
+        spec = plan_model_spec(info["name"], args.model, args.trust_plan, args.plan)  # a plan is data
         model, x = build_model(args, spec, int(info.get("image_size") or DEFAULT_IMAGE_SIZE),
                                int(info.get("batch") or args.batch))
         return plan, None, model, x
@@ -110,23 +112,6 @@ def _refuse_planning_options(args) -> None:
     for k in PLANNING_OPTIONS:
         if getattr(args, k) is not None:
             raise HiosError(f"{flag(k)} shapes a plan made with --model; the plan file {args.plan} was made already")
-
-
-def _check_devices(args, plan) -> None:
-    """Fail fast, before any model is built, on devices the plan cannot run on, on a --feedback-to
-    that would mix a profile's measurements with this run's of other settings, and on one that
-    would replace a profile of another model or other settings."""
-    from ..cost.probe import cuda_device_count
-    from ..program.devices import logical_devices, used_gpus
-    devs = logical_devices(run_options(args).devices, max(plan.schedule.gpus, 1), used_gpus(plan.schedule.stages),
-                           cuda_device_count())
-    if args.feedback_to:
-        from ..cost.feedback import check_feedback_target, check_profile_of, runtime_settings
-        opts = run_options(args).resolve(devs)
-        settings = runtime_settings(opts.kernels, opts.channels_last, "tf32" if opts.tf32 else "fp32",
-                                    devs[0].split(":")[0])
-        check_profile_of(plan.graph, settings, "the plan's profile, which --feedback-to would extend,")
-        check_feedback_target(args.feedback_to, plan.graph, settings)
 
 
 def _check_options(args) -> None:
@@ -183,7 +168,7 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     """--trace / --feedback-to: record the run before the baselines (they reset torch.compile's
     caches); the files are staged in ``outputs`` and written only when the command succeeds."""
     from ..formats import save_graph
-    from ..runtime.measure.trace import format_table, trace_plan
+    from ..runtime.measure.trace import fed_back_graph, format_table, trace_plan
     say(f"tracing {args.trace_calls} calls of the plan...")
     if args.trace:
         traced = {}
@@ -197,20 +182,9 @@ def _trace(args, module, x, plan, say, outputs) -> dict:
     if traced["note"] and traced["record"]["clock"] != "wall":
         say(f"trace: {traced['note']}")
     if args.feedback_to:
-        from ..stage_fit import fed_back_profile
-        g = fed_back_profile(plan, traced["record"], _latency(module, x, traced["record"]), args.trace or "hios run")
+        g = fed_back_graph(plan, module, traced["record"], args.trace or "hios run")
         outputs.stage(args.feedback_to, lambda tmp: save_graph(g, tmp))
     return traced
-
-
-def _latency(module, x, record: dict) -> float | None:
-    """The plan's measured latency for --feedback-to: its graph replay timed by CUDA events, else
-    (stream mode, CPU) the traced calls' median."""
-    import torch
-    from ..options import TimingOptions
-    from ..runtime.measure.bench import time_replay
-    rep = time_replay(module, torch.device(module.devices[0]), TimingOptions()) if module.is_cuda else None
-    return rep.median_ms if rep is not None else record.get("call_ms")
 
 
 def run_distributed(args) -> int:
@@ -251,12 +225,14 @@ def main(args) -> int:
 
 
 def _run_local(args, timing, run, outputs) -> int:
-    from ..pipeline import run_plan
+    from ..pipeline import check_devices, check_feedback, run_plan
     from ..runtime.measure.plan import MeasureOptions, measure_plan
 
     say = (lambda m: None) if args.json else log
     plan, captured, model, x = make_plan(args, say)
-    _check_devices(args, plan)
+    devices = check_devices(plan, run)  # fail fast, before the plan is compiled
+    if args.feedback_to:
+        check_feedback(plan, run, devices, args.feedback_to)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.choose:
@@ -268,13 +244,14 @@ def _run_local(args, timing, run, outputs) -> int:
     notes = [cli_text(w.message) for w in caught if "hios" in str(w.message)]
     for n in notes:
         say(f"warning: {n}")
+    chosen = (selection.to_dict(), selection.summary()) if selection is not None else None  # said after timing
     traced = _trace(args, module, x, plan, say, outputs) if args.trace or args.feedback_to else None
     result = measure_plan(module, model, x, plan, plan.model,
                           MeasureOptions(timing, args.check, args.baselines, args.tf32), say)
     result.warnings = notes
-    if selection is not None:
-        result.selection = selection.to_dict()
-        say(selection.summary())
+    if chosen is not None:
+        result.selection, summary = chosen
+        say(summary)
     failed = result.failed
     if traced is not None:
         result.trace = {"path": None if failed else traced["path"], "measured": traced["measured"],

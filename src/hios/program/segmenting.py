@@ -13,7 +13,12 @@ Steps:
      predecessors (the first such predecessor in the graph's order) when no other operator of the
      stage took that stream, else the least-used free stream (fewest operators, then lowest
      index).  So the costliest branch tends to stay on stream 0, which the executor can run at
-     high priority.  A device has as many
+     high priority.  A schedule may name *stream chains* (``meta["stream_chains"]``, operators
+     in stream order, each chain with its root, e.g. from :mod:`hios.schedulers.absorb_joins`):
+     their operators are placed first in their stages, each continuing the previous member's
+     stream when it is free, a chain's first member the stream of one of the root's inputs (else
+     of another member's).  The runtime cuts the captured graph, whose operators carry no cost,
+     so the root is named rather than found by cost.  A device has as many
      streams as its widest stage.  :func:`naive_streams` is the other way to place operators on
      streams (no stages: each branch on its own stream), used as a baseline.
   2. Dependencies.  Graph edges, plus, with ``sync="stage"``, every operator of stage k of a
@@ -160,9 +165,13 @@ def _check_schedule(graph: Graph, schedule: Schedule) -> list[list[list[int]]]:
     return stages
 
 
-def assign_streams(graph: Graph, stages: list[list[list[int]]]) -> list[tuple[int, int, int]]:
-    """Step 1: ``placement[i] = (device, stream, stage)`` for every operator index ``i``."""
+def assign_streams(graph: Graph, stages: list[list[list[int]]],
+                   chains: Sequence[tuple[Sequence[int], int | None]] = ()) -> list[tuple[int, int, int]]:
+    """Step 1: ``placement[i] = (device, stream, stage)`` for every operator index ``i``.
+    ``chains`` (each: operator indices in stream order, and its root or None) are placed first in
+    their stages."""
     place: list[tuple[int, int, int]] = [(-1, -1, -1)] * len(graph.ops)
+    prev_in_chain, chain_pref = _chain_hints(graph, chains)
     for g, sts in enumerate(stages):
         width = max((len(st) for st in sts), default=0)
         last: list[int] = [-1] * width      # last operator issued on each stream
@@ -171,7 +180,11 @@ def assign_streams(graph: Graph, stages: list[list[list[int]]]) -> list[tuple[in
             free = set(range(width))
             chosen: dict[int, int] = {}
             order = sorted(st, key=lambda i: -graph.ops[i].cost)  # costliest first (stable)
+            if chains:
+                _place_chains(g, order, place, last, free, chosen, prev_in_chain, chain_pref)
             for i in order:  # continue a predecessor's stream where possible
+                if i in chosen:
+                    continue
                 for p in graph.preds[i]:
                     s = next((s for s in free if last[s] == p), None)
                     if s is not None:
@@ -189,6 +202,40 @@ def assign_streams(graph: Graph, stages: list[list[list[int]]]) -> list[tuple[in
                 used[s] += 1
                 place[i] = (g, s, k)
     return place
+
+
+def _chain_hints(graph: Graph, chains) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """Per chain member its previous member; per chain head the operators whose stream it prefers
+    to continue: the inputs of the chain's members from outside it, its root's first (then the
+    costliest member's)."""
+    prev: dict[int, int] = {}
+    pref: dict[int, list[int]] = {}
+    for chain, root in chains:
+        for a, b in zip(chain, chain[1:]):
+            prev[b] = a
+        if chain:
+            inside = set(chain)
+            members = sorted(chain, key=lambda i: (i != root, -graph.ops[i].cost))
+            pref[chain[0]] = [p for m in members for p in graph.preds[m] if p not in inside]
+    return prev, pref
+
+
+def _place_chains(g: int, order, place, last, free, chosen, prev_in_chain, chain_pref) -> None:
+    """Step 1 with chains: a member continues its previous member's stream (placed earlier on this
+    device) when that is free; a chain's head the stream of one of the chain's inputs (costliest
+    member's first) when free."""
+    for i in order:
+        p = prev_in_chain.get(i)
+        if p is not None and place[p][0] == g and place[p][1] in free:
+            chosen[i] = place[p][1]
+            free.discard(chosen[i])
+    for i in order:
+        if i in chosen or i not in chain_pref:
+            continue
+        s = next((s for p in chain_pref[i] for s in sorted(free) if last[s] == p), None)
+        if s is not None:
+            chosen[i] = s
+            free.discard(s)
 
 
 def naive_streams(graph: Graph, streams: int = 4) -> Schedule:
@@ -231,7 +278,7 @@ def stream_program(graph: Graph, schedule: Schedule, *, memory: Sequence[Hashabl
         raise HiosError(f"unknown sync mode {sync!r}; choose from {', '.join(SYNC_MODES)}")
     stages = _check_schedule(graph, schedule)
     mem = _memory_spaces(len(stages), memory)
-    place = _placement(graph, stages, streams)
+    place = _placement(graph, stages, streams, schedule.meta.get("stream_chains"))
     seq = _stream_sequences(stages, place)
     _check_stream_order(graph, place, seq)
     deps = _dependencies(graph, stages, place, sync)
@@ -258,16 +305,45 @@ def _memory_spaces(ndev: int, memory: Sequence[Hashable] | None) -> list[Hashabl
     return mem[:ndev]
 
 
-def _placement(graph: Graph, stages: list[list[list[int]]],
-               streams: dict[str, int] | None) -> list[tuple[int, int, int]]:
-    """Step 1, or the explicit stream map that overrides it."""
-    place = assign_streams(graph, stages)
+def _placement(graph: Graph, stages: list[list[list[int]]], streams: dict[str, int] | None,
+               chains=None) -> list[tuple[int, int, int]]:
+    """Step 1 (with the schedule's stream chains, if any), or the explicit stream map that overrides it."""
+    place = assign_streams(graph, stages, _chain_indices(graph, chains))
     if streams is None:
         return place
     for name in streams:
         if name not in graph.index:
             raise ProgramError(f"stream map names unknown operator {name!r}")
     return [(g, int(streams.get(graph.ops[i].name, 0)), k) for i, (g, s, k) in enumerate(place)]
+
+
+def _chain_indices(graph: Graph, chains) -> list[tuple[list[int], int | None]]:
+    """``schedule.meta["stream_chains"]`` as operator indices: each chain a list of operator names
+    in stream order, or ``{"ops": [...], "root": name}`` (the member whose inputs' stream the
+    chain continues)."""
+    if chains is None:
+        return []
+    bad = ProgramError("schedule meta 'stream_chains' must be a list of chains, each a list of operator names "
+                       "or an object with 'ops' (a list of operator names) and 'root'")
+    if not isinstance(chains, (list, tuple)):
+        raise bad
+
+    def index(name) -> int:
+        i = graph.index.get(name) if isinstance(name, str) else None
+        if i is None:
+            raise ProgramError(f"schedule meta 'stream_chains' names unknown operator {name!r}")
+        return i
+    out = []
+    for chain in chains:
+        ops, root = (chain.get("ops"), chain.get("root")) if isinstance(chain, dict) else (chain, None)
+        if not isinstance(ops, (list, tuple)):
+            raise bad
+        idx = [index(n) for n in ops]
+        r = index(root) if root is not None else None
+        if r is not None and r not in idx:
+            raise ProgramError(f"schedule meta 'stream_chains': root {root!r} is not in its chain")
+        out.append((idx, r))
+    return out
 
 
 def _stream_sequences(stages: list[list[list[int]]], place) -> dict[tuple[int, int], list[int]]:

@@ -22,7 +22,11 @@ from .ios import ios
 from .heft import heft
 from .optimal import optimal
 
-__all__ = ["ALGORITHMS", "parse_algorithms", "refusal", "schedule"]
+__all__ = ["ALGORITHMS", "PASS_OPTIONS", "parse_algorithms", "refusal", "schedule"]
+
+#: Options of :func:`schedule` itself, taken by every algorithm: passes run on its schedule
+#: (``absorb_joins``: :mod:`.absorb_joins`, off unless given a fraction).
+PASS_OPTIONS = ("absorb_joins",)
 
 ALGORITHMS: dict[str, Callable[..., Schedule]] = {
     "sequential": sequential,
@@ -72,8 +76,10 @@ def schedule(graph: Graph, machine: Machine, algorithm: str = "hios-lp", stage_m
 
     Each algorithm's steps are in its module's docstring (``hios.schedulers.hios_lp``, ...).
     ``options`` are the algorithm's own knobs (e.g. ``window``, ``streams``, ``intra`` for HIOS,
-    ``time_limit`` for ``optimal``); an option it does not take is an error.  The wall time is
-    recorded in ``schedule.meta['optimize_seconds']``.
+    ``time_limit`` for ``optimal``); an option it does not take is an error.  ``absorb_joins``
+    (a fraction in (0, 1], default None: off) runs :func:`hios.schedulers.absorb_joins.absorb_joins`
+    on the result.  The wall time (the pass included) is recorded in
+    ``schedule.meta['optimize_seconds']``.
 
     Examples
     --------
@@ -90,6 +96,7 @@ def schedule(graph: Graph, machine: Machine, algorithm: str = "hios-lp", stage_m
         fn = ALGORITHMS[algorithm]
     except KeyError:
         raise HiosError(f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}") from None
+    absorb = options.pop("absorb_joins", None)
     params = inspect.signature(fn).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for k in options:
@@ -97,6 +104,9 @@ def schedule(graph: Graph, machine: Machine, algorithm: str = "hios-lp", stage_m
                 raise HiosError(f"algorithm {algorithm!r} has no option {k!r}")
     t0 = time.perf_counter()
     sched = fn(graph, machine, stage_model=stage_model, **options)
+    if absorb is not None:
+        from .absorb_joins import absorb_joins
+        sched = absorb_joins(graph, sched, absorb)
     sched.meta["optimize_seconds"] = time.perf_counter() - t0
     sched.algorithm = sched.algorithm or algorithm
     return sched

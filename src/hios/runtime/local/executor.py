@@ -715,6 +715,8 @@ def compile(model: nn.Module, example_inputs, plan_or_schedule=None, devices=Non
             warnings.warn(f"hios: {why}; the plan runs as asked, but its predicted times do not apply to this run",
                           stacklevel=2)
     levers = _with_critical(options.levers, _plan)
+    if _plan is not None and _plan.graph.total_work() > 0:  # streams placed costliest first, as planned
+        graph = graph.with_costs({op.name: _plan.graph[op.name].cost for op in graph.ops})
     program = stream_program(graph, sched.padded(len(devs)), memory=devs, sync=options.sync, streams=streams,
                              merge=levers.merge_segments)
     return HiosModule(captured, program, devs, options.kernels, options.mode, options.channels_last, clone_outputs,

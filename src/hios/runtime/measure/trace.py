@@ -57,8 +57,8 @@ from ...errors import HiosError
 from ...frontend.model_checks import as_inputs
 
 __all__ = ["KERNEL_PID", "KernelRecord", "ReplayResult", "RunTrace", "SIM_PID", "SegmentRecord",
-           "attribute_kernels", "check_writable", "chrome_trace", "format_table", "record_run", "replay_segments",
-           "segment_table", "simulated_segments", "trace_plan", "write_trace"]
+           "attribute_kernels", "check_writable", "chrome_trace", "fed_back_graph", "format_table", "profile_calls",
+           "record_run", "replay_segments", "segment_table", "simulated_segments", "trace_plan", "write_trace"]
 
 #: Chrome-trace process ids: measured segments on ``d``, kernels on ``KERNEL_PID + d`` (the
 #: stream-mode pass) or ``KERNEL_PID + 50 + d`` (the graph replay), the simulator's GPU ``g`` on
@@ -350,6 +350,29 @@ def _profile_kernels(module, inputs: tuple, calls: int, rec: _Recorder) -> _Prof
     else:
         out.replay = (res.segments, res.kernels)
     return out
+
+
+def profile_calls(fn, inputs: tuple, calls: int = 5, source: str = "calls",
+                  notes: list[str] | None = None) -> list[KernelRecord]:
+    """The kernels (memory copies and sets too) of ``calls`` calls of ``fn(*inputs)`` on CUDA, each
+    call in a ``hios/call<c>`` range (after one untimed call), as :func:`attribute_kernels` reads
+    them: any callable, e.g. a ``torch.compile``d model, whose CUDA-graph replays are then tied to
+    their call through the launch's correlation id.  Profiler warnings go to ``notes``."""
+    import torch
+    if calls < 1:
+        raise HiosError(f"profiled calls must be >= 1, got {calls}")
+    notes = [] if notes is None else notes
+
+    def body():
+        for c in range(calls):
+            with _call_range(True, c):
+                fn(*inputs)
+    with torch.no_grad():
+        fn(*inputs)
+        torch.cuda.synchronize()
+        with tempfile.TemporaryDirectory() as tmp:
+            data = _profile(body, os.path.join(tmp, "calls.json"), notes)
+    return attribute_kernels(data, source)
 
 
 def _warm_replay(module) -> None:
@@ -699,3 +722,16 @@ def trace_plan(module, inputs, plan, path: str | Path | None = None, calls: int 
     return {"table": rows, "record": rec, "path": str(path) if path is not None else None, "measured": tr.measured,
             "note": tr.note, "coverage": cov.to_dict() if cov is not None else None,
             "coverage_line": cov.line() if cov is not None else ""}
+
+
+def fed_back_graph(plan, module, record: dict, source: str):
+    """The profile that ``hios run --feedback-to`` writes: ``plan``'s costs with the measured segment
+    times of a run record of :func:`trace_plan` fed back, and the stage model fitted so that the
+    simulator predicts the plan's measured latency (:func:`hios.stage_fit.fed_back_profile`): its
+    CUDA-graph replay timed by CUDA events, else (stream mode, CPU) the traced calls' median."""
+    import torch
+    from ...options import TimingOptions
+    from ...stage_fit import fed_back_profile
+    from .bench import time_replay
+    rep = time_replay(module, torch.device(module.devices[0]), TimingOptions()) if module.is_cuda else None
+    return fed_back_profile(plan, record, rep.median_ms if rep is not None else record.get("call_ms"), source)
