@@ -288,3 +288,55 @@ def test_values_read_from_tensor_data_are_not_folded():
     other = torch.randn(1, 3, 16, 16) * 3 + 1
     with torch.no_grad():
         assert torch.allclose(run_by_operators(c, other), model(other), rtol=1e-5, atol=1e-6)
+
+
+class Cell(nn.Module):
+    """A NASNet-like cell: three branches apply ReLU to one input (separate modules, as NASNet
+    does), a pool and two adds join them, and a concatenation reads the joins."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.acts = nn.ModuleList(nn.ReLU() for _ in range(3))
+        self.convs = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in range(3))
+        self.pool = nn.AvgPool2d(3, 1, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        a, b, c = (conv(act(x)) for act, conv in zip(self.acts, self.convs))
+        return torch.cat([a + b, self.pool(x) + c, x], 1)
+
+
+def test_shared_relu_is_computed_once_and_cheap_joins_join_their_reader():
+    model, x = Cell(), (torch.randn(1, 3, 8, 8),)
+    c = capture(model, x, "cell")
+    relus = [n for n in c.gm.graph.nodes if n.op == "call_module" and isinstance(c.gm.get_submodule(n.target), nn.ReLU)]
+    assert len(relus) == 1  # three identical ReLU calls on x: one is left
+    g = c.graph
+    by_node = {n: op for op in g.ops for n in op.meta["nodes"]}
+    # the shared ReLU joins its only producer (the stem); the pool joins the add it feeds, and
+    # both adds join the concatenation that alone reads them
+    assert by_node[relus[0].name] is by_node["stem"]
+    tail = by_node["cat"]
+    assert {"pool", "add", "add_1"} <= set(tail.meta["nodes"])
+    # stem | three convolutions | tail
+    assert len(g) == 5
+    with torch.no_grad():
+        assert close(run_by_operators(c, *x), model(*x))
+
+
+def test_duplicates_with_other_arguments_or_weights_stay_apart():
+    class Near(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p1, self.p2 = nn.MaxPool2d(3, 1, 1), nn.MaxPool2d(2, 1)
+            self.c1, self.c2 = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.p1(x), self.p2(x), self.c1(x), self.c2(x), torch.relu(x + 1), torch.relu(x + 2)
+
+    model, x = Near(), (torch.randn(1, 2, 5, 5),)
+    c = capture(model, x)
+    kinds = [str(n.target) for n in c.gm.graph.nodes if n.op != "placeholder" and n.op != "output"]
+    assert len(kinds) == 8  # nothing shared: other pool sizes, weights, constants
+    assert all(close(a, b) for a, b in zip(run_by_operators(c, *x), model(*x)))

@@ -38,7 +38,8 @@ def test_nasnetalarge_exports_and_runs():
     """timm's NASNet-A Large fails symbolic tracing (control flow on traced values) and is exported."""
     pytest.importorskip("timm")
     c = check_model("nasnetalarge", 64, "export")
-    assert len(c.graph) > 300
+    # 197 operators: 158 branch chains, the cells' adds, pools and pads joined to their readers
+    assert len(c.graph) > 150
 
 
 def test_segment_of_several_operators():

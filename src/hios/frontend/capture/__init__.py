@@ -13,7 +13,9 @@ Steps of :func:`capture`, each pass in its module (:mod:`.trace`, :mod:`.clean`,
    another operator reads; one that writes through a view is refused with a clear error), drop eval-mode identities (dropout, ``nn.Identity``), and fold
    eval-mode BatchNorm into the convolution that feeds it (``nn.BatchNorm*d`` modules after
    symbolic tracing; ``aten.batch_norm`` / ``aten._native_batch_norm_legit_no_training`` /
-   ``aten.native_batch_norm`` after export).
+   ``aten.native_batch_norm`` after export), and compute a repeated pure call once (the same
+   activation, pad, pool or arithmetic on the same inputs: NASNet's branches each apply ReLU to
+   a shared input).
 3. Run the graph once on the example inputs (real tensors, ``torch.no_grad``) recording for every
    node its output shapes, dtypes and bytes and its FLOPs (``FlopCounterMode`` for
    convolutions and matrix products, element counts for element-wise ops and pools).
@@ -22,7 +24,11 @@ Steps of :func:`capture`, each pass in its module (:mod:`.trace`, :mod:`.clean`,
    then drop dead code and attributes nothing uses.
 5. Group nodes into operators: a ``getitem`` on a node's tuple output joins that node; then
    chains are fused: a group whose only consumer group has it as its only producer group
-   absorbs that consumer (conv→relu→pool…).  Placeholders, ``get_attr`` and ``output`` are
+   absorbs that consumer (conv→relu→pool…).  Then the cheap joins are gathered, so that a
+   compiler fuses them as the whole-model one does: a lone activation read by several groups
+   joins its only producer, and a group of element-wise, pad and pool nodes whose value only
+   one group reads joins that group (a pool only once joined to an element-wise join), e.g. a
+   NASNet cell's adds and pools with the concatenation that reads them.  Placeholders, ``get_attr`` and ``output`` are
    not operators.  An operator is named after its first node: the fx name after symbolic
    tracing, ``<module path>.<op>`` after export.
 6. Emit a :class:`~hios.graph.Graph` (operators in topological order, costs 0) whose edges carry
@@ -42,7 +48,7 @@ from ...graph import Graph
 from ..model_checks import as_inputs
 from .nodes import _COMPUTE
 from .trace import _check_runs, _export, _trace
-from .clean import _drop_guards, _drop_identities, _fold_bn_aten, _fold_bn_modules, _functionalize
+from .clean import _drop_guards, _drop_identities, _fold_bn_aten, _fold_bn_modules, _functionalize, _share_duplicates
 from .record import _NodeInfo, _fold_constants, _prune_attributes, _record
 from .operators import _operators
 
@@ -109,6 +115,7 @@ def _prepare(gm: torch.fx.GraphModule, inputs: tuple, name: str, progress: bool 
     _drop_identities(gm)
     _fold_bn_modules(gm)
     _fold_bn_aten(gm)
+    _share_duplicates(gm)
     gm.graph.eliminate_dead_code()
     gm.recompile()
     n_inputs = sum(1 for n in gm.graph.nodes if n.op == "placeholder")

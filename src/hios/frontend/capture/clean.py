@@ -1,5 +1,6 @@
 """Step 2 of :func:`~hios.frontend.capture.capture`: clean the fx graph (drop export's guards, in-place
-operations out of place, eval-mode identities dropped, BatchNorm folded into its convolution)."""
+operations out of place, eval-mode identities dropped, BatchNorm folded into its convolution, a
+repeated pure call computed once)."""
 
 from __future__ import annotations
 
@@ -149,6 +150,52 @@ def _drop_identities(gm: torch.fx.GraphModule) -> None:
         if _is_identity(gm, node) and node.args and isinstance(node.args[0], torch.fx.Node):
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
+
+
+#: Node kinds whose identical calls compute identical values (no state, no randomness): a
+#: duplicate is computed once (:func:`_share_duplicates`).
+_SHAREABLE = frozenset({"relu", "activation", "pad", "pool", "add", "mul"})
+
+
+def _share_key(gm: torch.fx.GraphModule, node: torch.fx.Node):
+    """What makes ``node``'s value: None when it may not be shared (not a pure activation, pad,
+    pool or arithmetic node, a module with parameters, arguments that cannot be compared)."""
+    if node.op not in ("call_function", "call_method", "call_module") or not node.all_input_nodes:
+        return None
+    if _kind(_base_name(gm, node)) not in _SHAREABLE:
+        return None
+    what: Any = node.target
+    if node.op == "call_module":
+        mod = gm.get_submodule(node.target)
+        if any(True for _ in mod.parameters()) or any(True for _ in mod.buffers()):
+            return None
+        what = (type(mod), repr(mod))
+    try:
+        key = (node.op, what, node.args, tuple(sorted(node.kwargs.items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _share_duplicates(gm: torch.fx.GraphModule) -> int:
+    """Compute each pure value once: a node that repeats an earlier node's call (same function or
+    parameter-free module of the same kind and settings, same inputs, same arguments) is
+    replaced by it.  NASNet applies ReLU to one tensor in up to four branches of a cell; the
+    whole-model compiler computes it once, and so now does every plan.  Returns how many
+    nodes were dropped."""
+    seen: dict = {}
+    dropped = 0
+    for node in list(gm.graph.nodes):
+        key = _share_key(gm, node)
+        if key is None:
+            continue
+        first = seen.setdefault(key, node)
+        if first is not node:
+            node.replace_all_uses_with(first)
+            gm.graph.erase_node(node)
+            dropped += 1
+    return dropped
 
 
 def _fold_weights(w: torch.Tensor, b: torch.Tensor | None, mean: torch.Tensor, var: torch.Tensor,

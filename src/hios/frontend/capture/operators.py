@@ -54,6 +54,7 @@ def _groups(gm: torch.fx.GraphModule) -> list[list[torch.fx.Node]]:
             if producers(c) != {g}:
                 break
             merge(g, c)
+    _gather_cheap_joins(gm, nodes, members, find, merge, producers, consumers)
     groups = [sorted(ms, key=pos.__getitem__) for ms in members.values()]
     # Kahn over the group DAG, earliest first node first
     idx = {id(g[0]): k for k, g in enumerate(groups)}
@@ -78,6 +79,47 @@ def _groups(gm: torch.fx.GraphModule) -> list[list[torch.fx.Node]]:
             if indeg[s] == 0:
                 heapq.heappush(heap, (pos[groups[s][0]], s))
     return order
+
+
+#: Node kinds of a cheap group (memory-bound, no weights) that may join the group reading it.
+_CHEAP = frozenset({"add", "mul", "relu", "activation", "pad", "pool", "reshape"})
+#: Element-wise joins: a pool joins its reader only once it has joined one of these, or to join one.
+_JOINS = frozenset({"add", "mul"})
+#: Lone activations that join their producer when several groups read them.
+_ACTIVATIONS = frozenset({"relu", "activation"})
+
+
+def _gather_cheap_joins(gm, nodes, members, find, merge, producers, consumers) -> None:
+    """The cheap-join rules of step 5 (see the package docstring), on the fused chains.
+
+    1. A group that is one activation node, with one producer group and several consumer groups
+       (a ReLU shared by branches once repeats are computed once), joins its producer.
+    2. In topological order, a group of only cheap nodes (element-wise, pad, pool, view) whose
+       value one other group reads joins that group; a group with a pool but no element-wise join
+       does so only when the reader holds one (NASNet: pool -> add -> concatenation; Inception's
+       pool branch stays beside the convolutions it runs in parallel with).
+    Both contract one edge of the group DAG at an end of degree one, so it stays acyclic."""
+    def kinds(g: int) -> set[str]:
+        return {_kind(_base_name(gm, n)) for n in members[g]}
+
+    for n in nodes:
+        g = find(n)
+        if len(members[g]) == 1 and kinds(g) <= _ACTIVATIONS and len(consumers(g)) > 1:
+            prods = producers(g)
+            if len(prods) == 1:
+                merge(next(iter(prods)), g)
+    for n in nodes:
+        g = find(n)
+        ks = kinds(g)
+        if not ks <= _CHEAP:
+            continue
+        cons = consumers(g)
+        if len(cons) != 1:
+            continue
+        (c,) = cons
+        if "pool" in ks and not ks & _JOINS and not kinds(c) & _JOINS:
+            continue
+        merge(c, g)
 
 
 def _attr_bytes(gm: torch.fx.GraphModule, node: torch.fx.Node) -> int:
