@@ -415,12 +415,14 @@ def test_sync_stage_reaches_the_rank_programs():
     """--sync stage builds the rank programs with the simulator's stage barriers: more events,
     and segments that wait for them; --sync data only for the values that cross streams."""
     torch = pytest.importorskip("torch")
-    from hios.frontend import zoo
     from hios.frontend.capture import capture
     from hios.options import SYNC_MODES, RunOptions
     from hios.runtime.distributed.build import build_rank
-    m, x = zoo.build(DAG, 16)
-    cap = capture(m, x, DAG)
+    from hios.testing.dist_models import RandomDAGNet
+    # 20 operators (each sums its inputs, convolves, ReLU): levels wide enough that some stage
+    # barrier orders operators no value links (the default 12-operator DAG has none)
+    m, x = RandomDAGNet(nodes=20, edges=40).eval(), (torch.randn(1, 3, 16, 16),)
+    cap = capture(m, x, "random_dag_20")
     sched = _levels_schedule(cap.graph)
     parts = {sync: build_rank(cap, sched, RunOptions(sync=sync).resolve(["cpu"]), 1, 2, torch.device("cpu"))
              for sync in SYNC_MODES}
