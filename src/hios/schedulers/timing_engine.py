@@ -382,7 +382,6 @@ class StageChain:
         self.timer = timer
         self.pops = 0  # stages re-timed by spread(), for the work budget of the intra-GPU step
         self.capped = False  # whether the last spread() stopped at its cap
-        self.outs: list | None = None  # outs[u] = [(v, row)], built by the fast mode
         # fast mode: whether every kept finish time and schedule tail (``Stage.stl``) is exact (set by
         # resync(), kept by commit_fast() while its updates stay within their caps)
         self.exact_kept = False
@@ -418,6 +417,20 @@ class StageChain:
             self.last.append(prev)
         if not self._time_all(lists):
             raise HiosError("the schedule deadlocks (its stage order contradicts the dependencies)")
+        # Operators keep their GPU during the walk: each edge's transfer time between the GPUs of
+        # its ends is fixed.  ins[v] = [(u, ms)] as timer.ins[v]; outs[u] = [(v, ms)] in the order of
+        # out_rows().
+        gpu_of = self.gpu_of
+        ins: list[list[tuple[int, float]]] = []
+        outs: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        for v, iv in enumerate(timer.ins):
+            g = gpu_of[v]
+            row = [(u, r[gpu_of[u]][g]) for u, r in iv]
+            ins.append(row)
+            for u, ms in row:
+                outs[u].append((v, ms))
+        self.ins = ins
+        self.outs = outs
 
     def duration(self, ops: list[int]) -> float:
         t = self.timer
@@ -592,9 +605,8 @@ class StageChain:
         and every path from it in the changed schedule is one of the old schedule: its tail is
         unchanged, and its new finish plus that tail is a lower bound of the new latency."""
         limit += limit * 1e-9
-        ins = self.timer.ins
+        ins = self.ins
         succs = self.timer.graph.succs
-        gpu_of = self.gpu_of
         end = self.end
         stage_of = self.stage_of
         fins: dict[Stage, float] = {}
@@ -630,10 +642,9 @@ class StageChain:
                     return fins if partial else None
                 p = prev_of.get(s, s.prev) if prev_of else s.prev
                 t = 0.0 if p is None else fins_get(p, p.fin)
-                g = s.gpu
                 for v in s.ops:
-                    for u, row in ins[v]:
-                        a = end[u] + row[gpu_of[u]][g]
+                    for u, ms in ins[v]:
+                        a = end[u] + ms
                         if a > t:
                             t = a
                 fin = t + s.dur
@@ -689,8 +700,6 @@ class StageChain:
             self._time_all(lists)
         self.pending.clear()  # every tail is recomputed below
         self.pending_set.clear()
-        if self.outs is None:
-            self.outs = out_rows(self.timer)
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
         for s in order:
             s.stl = self._stail(s)
@@ -702,14 +711,12 @@ class StageChain:
         nx = s.next
         t = nx.dur + nx.stl if nx is not None else 0.0
         stage_of = self.stage_of
-        gpu_of = self.gpu_of
         outs = self.outs
-        g = s.gpu
         for v in s.ops:
-            for w, row in outs[v]:
+            for w, ms in outs[v]:
                 sw = stage_of[w]
                 if sw is not s:
-                    a = row[g][gpu_of[w]] + sw.dur + sw.stl
+                    a = ms + sw.dur + sw.stl
                     if a > t:
                         t = a
         return t
@@ -735,23 +742,22 @@ class StageChain:
         moved_get = moved.get
         new_fin_get = new_fin.get
         inside = set(chain)
-        ins = self.timer.ins
+        ins = self.ins
         outs = self.outs
         stage_of = self.stage_of
-        gpu_of = self.gpu_of
         p = base.prev
         t_prev = p.fin if p is not None else 0.0
         for s in chain:
             t = t_prev
             for v in s.ops:
-                for u, row in ins[v]:
+                for u, ms in ins[v]:
                     su = moved_get(u) or stage_of[u]
                     f = new_fin_get(su)
                     if f is None:
                         if su.fin - su.dur >= end0 and (s is not group or su.gpu == g):
                             return None
                         f = su.fin
-                    a = f + row[gpu_of[u]][g]
+                    a = f + ms
                     if a > t:
                         t = a
             t_prev = new_fin[s] = t + s.dur
@@ -761,10 +767,10 @@ class StageChain:
         for s in chain:
             out = after.dur + after.stl if s is last and after is not None else 0.0
             for v in s.ops:
-                for w, row in outs[v]:
+                for w, ms in outs[v]:
                     sw = moved_get(w) or stage_of[w]
                     if sw not in inside:
-                        a = row[g][gpu_of[w]] + sw.dur + sw.stl
+                        a = ms + sw.dur + sw.stl
                         if a > out:
                             out = a
             x = new_fin[s] + out
@@ -797,7 +803,7 @@ class StageChain:
             seeds.append(c.after)
         for s in chain if estimated else []:
             for v in s.ops:
-                for w, _row in self.outs[v]:
+                for w, _ms in self.outs[v]:
                     sw = self.stage_of[w]
                     if sw not in seeds and sw.gpu != s.gpu:
                         seeds.append(sw)
@@ -810,9 +816,8 @@ class StageChain:
         ``seeds``, written in place; what :meth:`spread` gives with no structural override, no
         limit and ``cap`` (the same stages in the same order), without its bookkeeping.  Whether
         it stayed within the cap (also kept in :attr:`capped`)."""
-        ins = self.timer.ins
+        ins = self.ins
         succs = self.timer.graph.succs
-        gpu_of = self.gpu_of
         end = self.end
         stage_of = self.stage_of
         heap: list = []
@@ -838,10 +843,9 @@ class StageChain:
                 break
             p = s.prev
             t = 0.0 if p is None else p.fin
-            g = s.gpu
             for v in s.ops:
-                for u, row in ins[v]:
-                    a = end[u] + row[gpu_of[u]][g]
+                for u, ms in ins[v]:
+                    a = end[u] + ms
                     if a > t:
                         t = a
             fin = t + s.dur
@@ -873,7 +877,6 @@ class StageChain:
         stage, the stages starting before the group are left to :meth:`flush_tails`."""
         outs = self.outs
         stage_of = self.stage_of
-        gpu_of = self.gpu_of
         heap: list = []
         heappush = heapq.heappush
         heappop = heapq.heappop
@@ -900,12 +903,11 @@ class StageChain:
             _, _, s = heappop(heap)
             nx = s.next
             t = nx.dur + nx.stl if nx is not None else 0.0
-            g = s.gpu
             for v in s.ops:
-                for w, row in outs[v]:
+                for w, ms in outs[v]:
                     sw = stage_of[w]
                     if sw is not s:
-                        a = row[g][gpu_of[w]] + sw.dur + sw.stl
+                        a = ms + sw.dur + sw.stl
                         if a > t:
                             t = a
             if t == s.stl and s not in forced:
@@ -934,7 +936,7 @@ class StageChain:
             tick += 1
             heapq.heappush(heap, (x.dur - x.fin, tick, x))
         for v in s.ops:
-            for u, _row in self.timer.ins[v]:
+            for u, _ms in self.ins[v]:
                 x = stage_of[u]
                 if x not in queued:
                     queued.add(x)
