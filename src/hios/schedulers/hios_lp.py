@@ -461,7 +461,6 @@ class _Placement:
         pout = self.pout
         rank = self.rank
         by_rank = self.by_rank
-        gpu_of = self.gpu_of
         end = self.end
         stail = self.stail
         prv = self.prv
@@ -491,62 +490,62 @@ class _Placement:
                 if b >= 0:
                     p_over[b] = v
             n_over[v] = b
+        # written into prv / nxt while re-timing, the old links restored at the end
+        old_p = [(x, prv[x]) for x in p_over]
+        old_n = [(x, nxt[x]) for x in n_over]
+        for x, a in p_over.items():
+            prv[x] = a
+        for x, b in n_over.items():
+            nxt[x] = b
         new: dict[int, float] = {}
         # new finish times are written into ``end`` while re-timing (reads stay plain list reads)
         # and the old ones restored at the end
-        undo: list[tuple[int, float]] = []
-        keep = undo.append
+        old: dict[int, float] = {}
         heap = list(path_r)  # ranks (one operator each), already sorted: a heap
         pop = heapq.heappop
         push = heapq.heappush
-        queued = set(path)
+        queued = set(path)  # every operator queued once: those popped are the re-timed ones
         fresh = frozenset(path)
-        retimed = self.retimed
         added: list[int] = []
         # the path's inputs and consumers as if mapped to gi (undone below; pout's order does not
         # matter: the heap pops by rank)
         self._link_inputs(path, gi, pin, pout, added)
         try:
             while heap:
-                r = pop(heap)
-                x = by_rank[r]
-                gx = gpu_of[x]
-                # the operators before and after x on its GPU, in rank order (the path included on GPU gi)
-                if gx == gi:
-                    p = p_over.get(x, prv[x])
-                    nx = n_over.get(x, nxt[x])
-                else:
-                    p = prv[x]
-                    nx = nxt[x]
+                x = by_rank[pop(heap)]
+                p = prv[x]  # the operator before x on its GPU, in rank order (the path included on gi)
                 t = 0.0 if p < 0 else end[p]
                 for u, ms in pin[x]:
                     a = end[u] + ms
                     if a > t:
                         t = a
                 t += cost[x]
-                retimed += 1
                 if t >= cut or t + stail[x] > tail_cut:
                     return None
-                if x not in fresh:
-                    if cap >= 0:
-                        if cap == 0:
-                            break
-                        cap -= 1
-                    if t == end[x]:
-                        continue
-                keep((x, end[x]))
+                if cap >= 0 and x not in fresh:
+                    if cap == 0:
+                        break
+                    cap -= 1
+                if t == end[x] and x not in fresh:
+                    continue
+                old[x] = end[x]
                 end[x] = new[x] = t
                 for w in pout[x]:
                     if w not in queued:
                         queued.add(w)
                         push(heap, rank[w])
+                nx = nxt[x]
                 if nx >= 0 and nx not in queued:
                     queued.add(nx)
                     push(heap, rank[nx])
         finally:
-            self.retimed = retimed
-            for x, t in reversed(undo):
+            self.retimed += len(queued) - len(heap)
+            for x, t in old.items():
                 end[x] = t
+            for x, a in old_p:
+                prv[x] = a
+            for x, b in old_n:
+                nxt[x] = b
             self._unlink_inputs(path, added)
         return new
 
