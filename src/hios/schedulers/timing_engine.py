@@ -152,15 +152,20 @@ class FastTimer:
         self.in_weight = in_weight
         if G > 1 and self.uniform:
             # one transfer time per edge (the simulator's): rows shared by the edges of equal time
+            gpus = range(G)
             for v in range(self.n):
                 iv = []
                 wv = []
                 for (u, _e), ms in zip(sim.in_edges[v], sim.edge_ms(v)):
                     row = rows.get(ms)
                     if row is None:
-                        line = (ms,) * G
-                        row = tuple([line[:a] + (0.0,) + line[a + 1:] for a in range(G)])
-                        rows[ms] = row
+                        line = [ms] * G
+                        lines = []
+                        for a in gpus:
+                            line[a] = 0.0
+                            lines.append(tuple(line))
+                            line[a] = ms
+                        row = rows[ms] = tuple(lines)
                     iv.append((u, row))
                     wv.append((u, ms))
                 ins.append(iv)
