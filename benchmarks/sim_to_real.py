@@ -27,16 +27,22 @@ and every stage model of :data:`STAGE_MODELS`, the simulator's prediction of eac
 from three kinds of costs:
 
 * ``prior``: the analytic H200 costs the plan was made from (nothing fitted);
-* ``out of sample``: the analytic model's efficiencies fitted to the *other* points' segment times
-  (:func:`hios.cost.analytic.fit_spec_many`), and the stage model's parameter fitted so that the
-  other points' plans are predicted best (:func:`hios.stage_fit.fit_stage_parameter`);
+* ``out of sample``: the analytic model fitted to the *other* points' segment times (``--spec-form
+  kernels``, the default: efficiencies, an element-wise and a tensor-kernel overhead, element-wise
+  runs fused, :func:`hios.cost.analytic.fit_spec_kernels`; ``roofline``: efficiencies and one
+  overhead, :func:`hios.cost.analytic.fit_spec_many`), and the stage model's parameter fitted so
+  that the other points' plans are predicted best (:func:`hios.stage_fit.fit_stage_parameter`);
   nothing measured on the point itself is used;
 * ``in sample`` (labelled): the point's own segment times alone, stage parameter fitted on the
   other points.
 
-Each family is judged twice: with the analytic utilizations the plan was made with (output size
-over the GPU's resident threads) and, as ``<family>+achieved``, with utilizations derived from the
-costs used (the share of peak FLOP rate or bandwidth each operator achieves).
+Each family is judged three times: with the analytic utilizations the plan was made with (output
+size over the GPU's resident threads); as ``<family>+achieved``, with utilizations derived from the
+costs used (the share of peak FLOP rate or bandwidth each operator achieves); as ``<family>+work``,
+with each operator's work share (the part of its cost that is roofline work at the efficiencies
+fitted on the other points, :func:`hios.cost.analytic.operator_work_share`).  Each row also has
+``sum_analytic_oos_ms``, the point's operators summed as the out-of-sample analytic model costs
+them, against ``sum_alone_ms``, its segments timed alone.
 
 Writes ``OUT/sim_to_real.csv`` (one row per point and plan), ``OUT/sim_to_real_models.csv`` (mean
 and worst error per stage model and cost kind), ``OUT/sim_to_real.png`` (predicted against

@@ -44,7 +44,7 @@ def test_utilization_bounds():
 
 
 def test_presets_and_ordering(captured):
-    assert set(DEVICE_SPECS) == {"v100", "a100", "h100", "h200"}
+    assert set(DEVICE_SPECS) == {"v100", "a100", "h100", "h200", "h200-fit"}
     graphs = {k: costed_graph(captured, k) for k in DEVICE_SPECS}
     g = graphs["h100"]
     assert g.names == captured.graph.names and g.edges == captured.graph.edges
@@ -52,6 +52,7 @@ def test_presets_and_ordering(captured):
     assert all(op.cost > 0 for op in g.ops)
     assert graphs["v100"].total_work() > graphs["a100"].total_work() > graphs["h100"].total_work()
     assert graphs["h200"].total_work() <= graphs["h100"].total_work()
+    assert graphs["h200-fit"].total_work() < graphs["h200"].total_work()  # fitted: 1.4-4.3 us per kernel, not 4
     assert captured.graph.total_work() == 0  # capture itself is not modified
 
 

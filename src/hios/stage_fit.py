@@ -33,7 +33,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .cost.costmodel import ConcurrencyStageModel, HIOSStageModel, OccupancyStageModel, StageModel
+from .cost.costmodel import (ConcurrencyStageModel, HIOSStageModel, OccupancyStageModel, StageModel,
+                             WorkShareStageModel)
 from .errors import HiosError
 from .graph import Graph
 from .machine import Machine
@@ -59,6 +60,7 @@ STAGE_FAMILIES: dict[str, StageFamily] = {
     "hios": StageFamily("hios", lambda v: HIOSStageModel(v[0]), ("alpha",)),
     "concurrency": StageFamily("concurrency", lambda v: ConcurrencyStageModel(v[0]), ("beta",)),
     "occupancy": StageFamily("occupancy", lambda v: OccupancyStageModel(v[0], v[1]), ("low", "high")),
+    "workshare": StageFamily("workshare", lambda v: WorkShareStageModel(v[0]), ("gamma",)),
 }
 
 #: The family fitted to a plan's replay when a run is fed back (``hios run --feedback-to``).

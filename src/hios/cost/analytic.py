@@ -75,6 +75,11 @@ DEVICE_SPECS: dict[str, DeviceSpec] = {
     "a100": DeviceSpec("a100", 19.5, 156.0, 2039.0, 108, source="NVIDIA A100 80GB SXM datasheet"),
     "h100": DeviceSpec("h100", 67.0, 494.7, 3350.0, 132, source="NVIDIA H100 SXM5 80GB datasheet"),
     "h200": DeviceSpec("h200", 67.0, 494.7, 4800.0, 132, source="NVIDIA H200 SXM 141GB datasheet"),
+    # the per-kernel form fitted (fit_spec_kernels) to every segment timed alone of the 15 plans of
+    # benchmarks/results/sim_to_real_h200/run3 (8 points, NVIDIA H200, TF32, 2026-12-03)
+    "h200-fit": DeviceSpec("h200-fit", 67.0, 494.7, 4800.0, 132, compute_eff=0.42, memory_eff=1.02,
+                           kernel_overhead_us=1.37, tensor_kernel_overhead_us=4.32, fuse_elementwise=True,
+                           source="NVIDIA H200 SXM 141GB datasheet; per-kernel form fitted to sim_to_real_h200/run3"),
 }
 
 
