@@ -193,5 +193,7 @@ def test_evaluate_points_with_achieved_utilizations_and_a_bad_choice():
     assert all("pred[own|occupancy+achieved]" in r and "pred[oos|occupancy+achieved]" in r for r in rows)
     with pytest.raises(Exception, match="utilization must be"):
         evaluate_points(cases, STAGE_FAMILIES, "measured")
+    work = evaluate_points(cases, {"workshare": STAGE_FAMILIES["workshare"]}, "work")
+    assert all("pred[oos|workshare+work]" in r and "sum_analytic_oos_ms" in r for r in work)
     with pytest.raises(Exception, match="spec_form must be"):
         evaluate_points(cases, STAGE_FAMILIES, "work", "exact")
