@@ -19,9 +19,11 @@ Steps of :func:`evaluate_points` (the benchmark's out-of-sample judgement, leave
 
 1. Per measured plan: its costs as measured (each segment timed alone, split over its operators,
    :func:`hios.cost.feedback.feed_back`), and the analytic prior it was planned from.
-2. For each point, from the *other* points only: the analytic model's efficiencies
-   (:func:`hios.cost.analytic.fit_spec_many` on their measured costs) and, per family, the
-   parameter (step 1-3 above) on their plans costed by that fitted analytic model.
+2. For each point, from the *other* points only: the analytic model's efficiencies and overheads
+   (:func:`hios.cost.analytic.fit_spec_many`, or :func:`hios.cost.analytic.fit_spec_kernels` for
+   the per-kernel form, on their measured costs) and, per family, the parameter (step 1-3 above)
+   on their plans costed by that fitted analytic model (utilizations as chosen: the prior's, the
+   achieved share of peak, or the work share at the fitted model).
 3. The point's plans are predicted with those (``oos|<family>``: nothing measured on the point is
    used), and, labelled in sample, with the point's own measured costs and the parameter fitted on
    the other points' measured costs (``own|<family>``).
