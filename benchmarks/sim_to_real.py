@@ -27,16 +27,22 @@ and every stage model of :data:`STAGE_MODELS`, the simulator's prediction of eac
 from three kinds of costs:
 
 * ``prior``: the analytic H200 costs the plan was made from (nothing fitted);
-* ``out of sample``: the analytic model's efficiencies fitted to the *other* points' segment times
-  (:func:`hios.cost.analytic.fit_spec_many`), and the stage model's parameter fitted so that the
-  other points' plans are predicted best (:func:`hios.stage_fit.fit_stage_parameter`);
+* ``out of sample``: the analytic model fitted to the *other* points' segment times (``--spec-form
+  kernels``, the default: efficiencies, an element-wise and a tensor-kernel overhead, element-wise
+  runs fused, :func:`hios.cost.analytic.fit_spec_kernels`; ``roofline``: efficiencies and one
+  overhead, :func:`hios.cost.analytic.fit_spec_many`), and the stage model's parameter fitted so
+  that the other points' plans are predicted best (:func:`hios.stage_fit.fit_stage_parameter`);
   nothing measured on the point itself is used;
 * ``in sample`` (labelled): the point's own segment times alone, stage parameter fitted on the
   other points.
 
-Each family is judged twice: with the analytic utilizations the plan was made with (output size
-over the GPU's resident threads) and, as ``<family>+achieved``, with utilizations derived from the
-costs used (the share of peak FLOP rate or bandwidth each operator achieves).
+Each family is judged three times: with the analytic utilizations the plan was made with (output
+size over the GPU's resident threads); as ``<family>+achieved``, with utilizations derived from the
+costs used (the share of peak FLOP rate or bandwidth each operator achieves); as ``<family>+work``,
+with each operator's work share (the part of its cost that is roofline work at the efficiencies
+fitted on the other points, :func:`hios.cost.analytic.operator_work_share`).  Each row also has
+``sum_analytic_oos_ms``, the point's operators summed as the out-of-sample analytic model costs
+them, against ``sum_alone_ms``, its segments timed alone.
 
 Writes ``OUT/sim_to_real.csv`` (one row per point and plan), ``OUT/sim_to_real_models.csv`` (mean
 and worst error per stage model and cost kind), ``OUT/sim_to_real.png`` (predicted against
@@ -229,10 +235,10 @@ def load_data(folder: Path) -> tuple[list[dict], dict]:
     return points, head
 
 
-def analyse(points: list[dict], out: Path) -> list[dict]:
+def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[dict]:
     from hios.machine import Machine
     from hios.schedule import Schedule
-    from hios.stage_fit import STAGE_FAMILIES, evaluate_points
+    from hios.stage_fit import STAGE_FAMILIES, UTILIZATIONS, evaluate_points
 
     cases = []
     for d in points:
@@ -241,10 +247,12 @@ def analyse(points: list[dict], out: Path) -> list[dict]:
                           "schedule": Schedule.from_dict(pl["schedule"]), "program": pl["program"],
                           "alone_ms": {int(k): v for k, v in pl["alone_ms"].items()},
                           "measured_ms": pl["replay_ms"]})
-    rows = evaluate_points(cases, STAGE_FAMILIES)
-    achieved = {(r["point"], r["plan"]): r for r in evaluate_points(cases, STAGE_FAMILIES, "achieved")}
-    for r in rows:  # the same families with utilizations from the achieved FLOP rate or bandwidth
-        r.update({k: v for k, v in achieved[(r["point"], r["plan"])].items() if "+achieved" in k})
+    rows = evaluate_points(cases, STAGE_FAMILIES, spec_form=spec_form)
+    for util, tag in UTILIZATIONS.items():  # the same families with other utilizations
+        if tag:
+            more = {(r["point"], r["plan"]): r for r in evaluate_points(cases, STAGE_FAMILIES, util, spec_form)}
+            for r in rows:
+                r.update({k: v for k, v in more[(r["point"], r["plan"])].items() if tag in k})
     for d in points:  # the closed loop: plan B predicted from the fed-back profile
         b = d["plans"].get("B")
         for r in rows:
@@ -342,6 +350,8 @@ def main() -> int:
     p.add_argument("--min-point-s", type=float, default=45.0, help="a point needs this much budget left to start")
     p.add_argument("--tar", action="store_true", help="also pack the measured data into OUT/data.tar.gz")
     p.add_argument("--from", dest="source", help="analyse the data in this folder (no measuring)")
+    p.add_argument("--spec-form", default="kernels", choices=("kernels", "roofline"),
+                   help="form of the analytic model fitted out of sample (hios.stage_fit.SPEC_FORMS)")
     p.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/sim_to_real"))
     args = p.parse_args()
     out = Path(args.out)
@@ -356,7 +366,7 @@ def main() -> int:
     if not points:
         print(f"sim_to_real: no measured points in {folder}", file=sys.stderr)
         return 1
-    rows = analyse(points, out)
+    rows = analyse(points, out, args.spec_form)
     summary = summarise(rows, out)
     if summary:
         plot(rows, summary[0]["prediction"], out)

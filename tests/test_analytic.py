@@ -7,8 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hios import HiosError  # noqa: E402
-from hios.cost.analytic import (DEVICE_SPECS, DeviceSpec, analytic_error, fit_spec, costed_graph,  # noqa: E402
-                                    device_spec, operator_ms, operator_utilization)
+from hios.cost.analytic import (DEVICE_SPECS, DeviceSpec, analytic_error, fit_spec, fit_spec_kernels,  # noqa: E402
+                                    costed_graph, device_spec, operator_ms, operator_utilization,
+                                    operator_work_share)
 from hios.frontend.capture import capture  # noqa: E402
 
 from test_capture import Branchy, make, one_thread  # noqa: E402,F401
@@ -43,7 +44,7 @@ def test_utilization_bounds():
 
 
 def test_presets_and_ordering(captured):
-    assert set(DEVICE_SPECS) == {"v100", "a100", "h100", "h200"}
+    assert set(DEVICE_SPECS) == {"v100", "a100", "h100", "h200", "h200-fit"}
     graphs = {k: costed_graph(captured, k) for k in DEVICE_SPECS}
     g = graphs["h100"]
     assert g.names == captured.graph.names and g.edges == captured.graph.edges
@@ -51,6 +52,7 @@ def test_presets_and_ordering(captured):
     assert all(op.cost > 0 for op in g.ops)
     assert graphs["v100"].total_work() > graphs["a100"].total_work() > graphs["h100"].total_work()
     assert graphs["h200"].total_work() <= graphs["h100"].total_work()
+    assert graphs["h200-fit"].total_work() < graphs["h200"].total_work()  # fitted: 1.4-4.3 us per kernel, not 4
     assert captured.graph.total_work() == 0  # capture itself is not modified
 
 
@@ -127,3 +129,40 @@ def test_align_operators_matches_renamed_profile_by_structure_only():
     other = Graph(prof.ops, [Edge("conv2d", "relu", 8), Edge("relu", "add", 8)])  # one edge missing
     with pytest.raises(HiosError, match="operator 'a.conv' is missing"):
         align_operators(ref, other)
+
+
+def test_tensor_kernel_overhead_and_fused_elementwise_runs():
+    from dataclasses import replace
+    meta = {"kernel_work": [[0, 10**3, 10**6], [0, 10**3, 10**6], [10**9, 10**9, 1000], [0, 0, 10**6]]}
+    # unfused, one overhead: 3 memory kernels of 2 us, the conv 20 us, 4 kernels x 2 us
+    assert operator_ms(meta, SPEC) == pytest.approx(3 * 2e-3 + 20e-3 + 4 * 2e-3)
+    spec = replace(SPEC, tensor_kernel_overhead_us=5.0, fuse_elementwise=True)
+    # the first two element-wise kernels fuse (4 us of bytes, one 2 us overhead); the conv pays 5 us
+    assert operator_ms(meta, spec) == pytest.approx(4e-3 + 2e-3 + 20e-3 + 5e-3 + 2e-3 + 2e-3)
+    # work share: the rooflines over the whole time
+    assert operator_work_share(meta, spec) == pytest.approx((4 + 20 + 2) / (4 + 2 + 20 + 5 + 2 + 2))
+    assert operator_work_share(meta, spec, cost_ms=1.0) == pytest.approx(0.026)
+    assert operator_work_share(meta, spec, cost_ms=1e-6) == 1.0
+
+
+def test_kernel_form_fit_recovers_parameters(captured):
+    from dataclasses import replace
+    truth = replace(DEVICE_SPECS["h100"], compute_eff=0.3, memory_eff=0.8, kernel_overhead_us=1.5,
+                    tensor_kernel_overhead_us=5.0, fuse_elementwise=True)
+    measured = costed_graph(captured, truth)
+    fit = fit_spec_kernels([(measured, captured.graph)], "h100")
+    assert fit.name == "h100-calibrated" and fit.fuse_elementwise
+    refit = costed_graph(captured, fit)
+    assert max(abs(math.log(a / b)) for a, b in zip(refit.costs, measured.costs)) < 0.01
+    assert fit.tensor_kernel_overhead_us == pytest.approx(5.0, rel=0.02)
+    assert fit.kernel_overhead_us == pytest.approx(1.5, rel=0.02)
+    # the old form (one overhead, no fusion) cannot reproduce these times
+    old = costed_graph(captured, fit_spec(measured, captured.graph, "h100"))
+    assert max(abs(math.log(a / b)) for a, b in zip(old.costs, measured.costs)) > 0.05
+
+
+def test_kernel_form_fit_needs_recorded_kernels():
+    from hios.graph import Graph, Operator
+    g = Graph([Operator("a", 1.0, "conv", 8, meta={"flops": 10})], [], "g")
+    with pytest.raises(HiosError, match="recorded kernels"):
+        fit_spec_kernels([(g, g)], "h100")

@@ -8,7 +8,7 @@ import random
 import pytest
 from hypothesis import given, strategies as st
 
-from hios.cost.costmodel import ConcurrencyStageModel, OccupancyStageModel, stage_model_from_dict
+from hios.cost.costmodel import ConcurrencyStageModel, OccupancyStageModel, WorkShareStageModel, stage_model_from_dict
 from hios.generate import layered_dag
 from hios.graph import GraphError
 from hios.machine import Machine
@@ -46,6 +46,42 @@ def test_occupancy_model_charges_operators_that_fill_the_gpu_more():
     assert stage_model_from_dict(m.to_dict()) == m
     with pytest.raises(GraphError, match="high must be in"):
         OccupancyStageModel(0.1, 1.5)
+
+
+@given(costs, st.data(), st.floats(0, 1))
+def test_work_share_model_bounds(ws, data, gamma):
+    us = data.draw(st.lists(st.floats(0, 1), min_size=len(ws), max_size=len(ws)))
+    m = WorkShareStageModel(gamma)
+    t = m(ws, us)
+    assert max(ws) - 1e-12 <= t <= sum(ws) + 1e-9
+    assert sum(m.work_share(w, u) for w, u in zip(ws, us)) <= t + 1e-9
+    if len(ws) == 1:
+        assert t == ws[0]
+
+
+def test_work_share_model_serialises_work_and_overlaps_latency():
+    m = WorkShareStageModel(0.2)
+    assert m([1.0, 1.0], [1.0, 1.0]) == pytest.approx(2.0)    # both fill the GPU: serial
+    assert m([1.0, 1.0], [0.0, 0.0]) == pytest.approx(1.2)    # both latency-bound: gamma of the other
+    assert m([1.0, 1.0], [0.5, 0.5]) == pytest.approx(1.0 + 0.5 + 0.1)
+    assert m([4.0, 1.0], [0.1, 0.1]) == pytest.approx(0.5 + 3.6 + 0.2 * 0.9)
+    assert WorkShareStageModel(0.0)([4.0, 1.0], [0.0, 0.0]) == 4.0   # latencies hide wholly
+    assert stage_model_from_dict(m.to_dict()) == m
+    with pytest.raises(GraphError, match="gamma must be in"):
+        WorkShareStageModel(1.5)
+
+
+def test_work_share_fit_recovers_gamma():
+    cases = []
+    for seed in (1, 2, 3):
+        g = layered_dag(24, 60, layers=4, seed=seed)
+        rng = random.Random(seed)
+        g = g.with_costs(g.costs, {op.name: rng.random() for op in g.ops})
+        machine = Machine.preset(1)
+        sched = schedule(g, machine, "hios-lp", stage_model=ConcurrencyStageModel(0.3))
+        cases.append(FitCase(g, machine, sched, simulated(FitCase(g, machine, sched, 1.0), WorkShareStageModel(0.35))))
+    (gamma,), err = fit_stage_parameter(STAGE_FAMILIES["workshare"], cases)
+    assert gamma == pytest.approx(0.35, abs=0.01) and err < 1e-6
 
 
 def _case(seed: int, beta: float, gpus: int = 2) -> FitCase:
@@ -157,3 +193,7 @@ def test_evaluate_points_with_achieved_utilizations_and_a_bad_choice():
     assert all("pred[own|occupancy+achieved]" in r and "pred[oos|occupancy+achieved]" in r for r in rows)
     with pytest.raises(Exception, match="utilization must be"):
         evaluate_points(cases, STAGE_FAMILIES, "measured")
+    work = evaluate_points(cases, {"workshare": STAGE_FAMILIES["workshare"]}, "work")
+    assert all("pred[oos|workshare+work]" in r and "sum_analytic_oos_ms" in r for r in work)
+    with pytest.raises(Exception, match="spec_form must be"):
+        evaluate_points(cases, STAGE_FAMILIES, "work", "exact")

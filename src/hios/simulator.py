@@ -99,13 +99,21 @@ class Simulator:
         self.serialize_links = serialize_links
         self.cost = [op.cost for op in graph.ops]
         self.util = [op.utilization for op in graph.ops]
-        self.in_edges = [[(u, e) for u, e in graph.in_edges[v]] for v in range(len(graph.ops))]
+        self.in_edges = [list(ie) for ie in graph.in_edges]  # (u, edge) tuples, as the graph's
         self._uniform = machine.uniform()
         # Transfer time per edge when the machine is uniform (the common case): no per-pair lookup.
         self._edge_ms = [[machine.transfer_ms(e, 0, 1) if machine.gpus > 1 else 0.0 for _, e in ie]
                          for ie in self.in_edges]
-        # Byte edges (no explicit time) leaving each operator: they share one transfer per destination GPU.
-        self._byte_out = [[(w, e) for w, e in graph.out_edges[u] if e.time is None] for u in range(len(graph.ops))]
+        self._byte_out_lists: list | None = None  # _byte_out, built on first use
+
+    @property
+    def _byte_out(self) -> list:
+        """Byte edges (no explicit time) leaving each operator: they share one transfer per
+        destination GPU.  Built on first use (the schedulers' fast evaluator does not need it)."""
+        if self._byte_out_lists is None:
+            g = self.graph
+            self._byte_out_lists = [[(w, e) for w, e in g.out_edges[u] if e.time is None] for u in range(len(g.ops))]
+        return self._byte_out_lists
 
     def edge_ms(self, v: int) -> list[float]:
         """On a uniform machine: the transfer time of each input edge of ``v`` between two GPUs."""
@@ -123,7 +131,7 @@ class Simulator:
         from ``u`` to a consumer placed there."""
         best_ms, best_bytes = 0.0, 0
         m = self.machine
-        for w, e in self._byte_out[u]:
+        for w, e in (self._byte_out_lists or self._byte_out)[u]:
             if gpu_of[w] == dst_gpu:
                 ms = m.transfer_ms(e, src_gpu, dst_gpu)
                 if ms > best_ms or (ms == best_ms and e.bytes > best_bytes):

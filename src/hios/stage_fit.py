@@ -19,9 +19,11 @@ Steps of :func:`evaluate_points` (the benchmark's out-of-sample judgement, leave
 
 1. Per measured plan: its costs as measured (each segment timed alone, split over its operators,
    :func:`hios.cost.feedback.feed_back`), and the analytic prior it was planned from.
-2. For each point, from the *other* points only: the analytic model's efficiencies
-   (:func:`hios.cost.analytic.fit_spec_many` on their measured costs) and, per family, the
-   parameter (step 1-3 above) on their plans costed by that fitted analytic model.
+2. For each point, from the *other* points only: the analytic model's efficiencies and overheads
+   (:func:`hios.cost.analytic.fit_spec_many`, or :func:`hios.cost.analytic.fit_spec_kernels` for
+   the per-kernel form, on their measured costs) and, per family, the parameter (step 1-3 above)
+   on their plans costed by that fitted analytic model (utilizations as chosen: the prior's, the
+   achieved share of peak, or the work share at the fitted model).
 3. The point's plans are predicted with those (``oos|<family>``: nothing measured on the point is
    used), and, labelled in sample, with the point's own measured costs and the parameter fitted on
    the other points' measured costs (``own|<family>``).
@@ -33,15 +35,16 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .cost.costmodel import ConcurrencyStageModel, HIOSStageModel, OccupancyStageModel, StageModel
+from .cost.costmodel import (ConcurrencyStageModel, HIOSStageModel, OccupancyStageModel, StageModel,
+                             WorkShareStageModel)
 from .errors import HiosError
 from .graph import Graph
 from .machine import Machine
 from .schedule import Schedule
 from .simulator import Simulator
 
-__all__ = ["DEFAULT_FAMILY", "FitCase", "STAGE_FAMILIES", "StageFamily", "evaluate_points", "fed_back_profile",
-           "fit_stage_parameter",
+__all__ = ["DEFAULT_FAMILY", "FitCase", "SPEC_FORMS", "STAGE_FAMILIES", "StageFamily", "UTILIZATIONS", "evaluate_points",
+           "fed_back_profile", "fit_stage_parameter",
            "measured_costs", "simulated"]
 
 
@@ -59,6 +62,7 @@ STAGE_FAMILIES: dict[str, StageFamily] = {
     "hios": StageFamily("hios", lambda v: HIOSStageModel(v[0]), ("alpha",)),
     "concurrency": StageFamily("concurrency", lambda v: ConcurrencyStageModel(v[0]), ("beta",)),
     "occupancy": StageFamily("occupancy", lambda v: OccupancyStageModel(v[0], v[1]), ("low", "high")),
+    "workshare": StageFamily("workshare", lambda v: WorkShareStageModel(v[0]), ("gamma",)),
 }
 
 #: The family fitted to a plan's replay when a run is fed back (``hios run --feedback-to``).
@@ -145,21 +149,45 @@ def _achieved(graph: Graph, spec) -> Graph:
     return graph.with_costs(graph.costs, {op.name: measured_utilization(op.meta, op.cost, spec) for op in graph.ops})
 
 
-def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], utilization: str = "analytic") -> list[dict]:
+def _work_share(graph: Graph, spec) -> Graph:
+    """``graph`` with each operator's utilization the share of its cost that is roofline work at
+    ``spec`` (:func:`hios.cost.analytic.operator_work_share`)."""
+    from .cost.analytic import operator_work_share
+    return graph.with_costs(graph.costs, {op.name: operator_work_share(op.meta, spec, op.cost) for op in graph.ops})
+
+
+#: Utilizations :func:`evaluate_points` can give the stage models, and their column suffixes.
+UTILIZATIONS = {"analytic": "", "achieved": "+achieved", "work": "+work"}
+#: Forms of the analytic model :func:`evaluate_points` can fit to the other points.
+SPEC_FORMS = ("roofline", "kernels")
+
+
+def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], utilization: str = "analytic",
+                    spec_form: str = "roofline") -> list[dict]:
     """Steps 1-3.  ``cases``: dicts with ``point``, ``plan``, ``graph`` (the analytic prior),
     ``machine``, ``schedule``, ``program``, ``alone_ms`` (step id -> ms) and ``measured_ms``.
     One row per case with ``pred[<costs>|<family>]`` columns (``prior|hios``: as planned).
-    ``utilization``: ``"analytic"`` keeps the prior's utilizations (output size over resident
-    threads); ``"achieved"`` derives them from the costs used (own or fitted analytic), and the
-    columns are named ``<family>+achieved``."""
-    from .cost.analytic import device_spec, fit_spec_many
-    if utilization not in ("analytic", "achieved"):
-        raise HiosError(f"utilization must be 'analytic' or 'achieved', got {utilization!r}")
+    ``utilization`` (:data:`UTILIZATIONS`): ``"analytic"`` keeps the prior's utilizations (output
+    size over resident threads); ``"achieved"`` derives them from the costs used (own or fitted
+    analytic) as the share of the device's peak FLOP rate or bandwidth; ``"work"`` as the share of
+    the cost that is roofline work at the efficiencies fitted on the other points; the columns are
+    named ``<family>+achieved`` / ``<family>+work``.  ``spec_form``: ``"roofline"`` fits the
+    efficiencies and one per-kernel overhead (:func:`hios.cost.analytic.fit_spec_many`),
+    ``"kernels"`` the per-kernel form (:func:`hios.cost.analytic.fit_spec_kernels`)."""
+    from .cost.analytic import device_spec, fit_spec_kernels, fit_spec_many
+    if utilization not in UTILIZATIONS:
+        raise HiosError(f"utilization must be one of {', '.join(UTILIZATIONS)}, got {utilization!r}")
+    if spec_form not in SPEC_FORMS:
+        raise HiosError(f"spec_form must be one of {', '.join(SPEC_FORMS)}, got {spec_form!r}")
+    fit_spec = fit_spec_kernels if spec_form == "kernels" else fit_spec_many
     base_spec = (cases[0]["graph"].meta or {}).get("device_spec", {}).get("name", "h200") if cases else "h200"
-    utils = (lambda g: _achieved(g, device_spec(base_spec))) if utilization == "achieved" else (lambda g: g)
-    tag = "+achieved" if utilization == "achieved" else ""
-    own = [FitCase(utils(measured_costs(c["graph"], c["program"], c["alone_ms"])), c["machine"], c["schedule"],
-                   c["measured_ms"]) for c in cases]
+
+    def utils(g: Graph, spec) -> Graph:
+        if utilization == "achieved":
+            return _achieved(g, device_spec(base_spec))
+        return _work_share(g, spec) if utilization == "work" else g
+    tag = UTILIZATIONS[utilization]
+    own_costs = [measured_costs(c["graph"], c["program"], c["alone_ms"]) for c in cases]
     points = list(dict.fromkeys(c["point"] for c in cases))
     rows = []
     for pt in points:
@@ -167,28 +195,31 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], uti
         rest = [i for i, c in enumerate(cases) if c["point"] != pt]
         fitted = {}
         if rest:
-            spec = fit_spec_many([(own[i].graph, cases[i]["graph"]) for i in rest], base_spec)
-            oos_rest = [FitCase(utils(_analytic(cases[i]["graph"], spec)), own[i].machine, own[i].schedule,
+            spec = fit_spec([(own_costs[i], cases[i]["graph"]) for i in rest], base_spec)
+            own = {i: FitCase(utils(own_costs[i], spec), c["machine"], c["schedule"], c["measured_ms"])
+                   for i, c in enumerate(cases)}
+            oos_rest = [FitCase(utils(_analytic(cases[i]["graph"], spec), spec), own[i].machine, own[i].schedule,
                                 own[i].measured_ms) for i in rest]
             for name, fam in families.items():
-                fitted[name] = (spec, fit_stage_parameter(fam, oos_rest)[0],
-                                fit_stage_parameter(fam, [own[i] for i in rest])[0])
-            fitted_spec = spec
+                fitted[name] = (fit_stage_parameter(fam, oos_rest)[0], fit_stage_parameter(fam, [own[i] for i in rest])[0])
         for i in mine:
             c = cases[i]
             row = {"point": c["point"], "plan": c["plan"], "measured_ms": c["measured_ms"],
                    "pred[prior|hios]": simulated(FitCase(c["graph"], c["machine"], c["schedule"], 1.0), HIOSStageModel()),
                    "sum_alone_ms": sum(c["alone_ms"].values())}
-            for name, (spec, v_oos, v_own) in fitted.items():
+            if fitted:
+                g = utils(_analytic(c["graph"], spec), spec)
+                row["sum_analytic_oos_ms"] = sum(g.costs)
+            for name, (v_oos, v_own) in fitted.items():
                 fam = families[name]
-                g = utils(_analytic(c["graph"], spec))
                 row[f"param_oos[{name}{tag}]"] = " ".join(f"{v:.3f}" for v in v_oos)
                 row[f"pred[oos|{name}{tag}]"] = simulated(FitCase(g, c["machine"], c["schedule"], 1.0), fam.make(v_oos))
                 row[f"param_own[{name}{tag}]"] = " ".join(f"{v:.3f}" for v in v_own)
                 row[f"pred[own|{name}{tag}]"] = simulated(own[i], fam.make(v_own))
             if fitted:
-                row["spec_oos"] = (f"ce {fitted_spec.compute_eff} me {fitted_spec.memory_eff} "
-                                   f"ov {fitted_spec.kernel_overhead_us}")
+                ov_t = "" if spec.tensor_kernel_overhead_us is None else f" ov_tensor {spec.tensor_kernel_overhead_us}"
+                row["spec_oos"] = (f"{spec_form}: ce {spec.compute_eff} me {spec.memory_eff} "
+                                   f"ov {spec.kernel_overhead_us}{ov_t}")
             rows.append(row)
     return rows
 

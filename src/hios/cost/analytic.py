@@ -17,9 +17,23 @@ can use alone, for the HIOS stage model) is estimated as its largest output's el
 the threads the GPU keeps resident (SMs x 2048), clamped to [0.05, 1].
 
 Peaks are datasheet numbers of the SXM parts (dense, no sparsity).  The efficiency factors and the
-per-kernel overhead are assumptions, not measurements: ``compute_eff`` 0.5, ``memory_eff`` 0.7,
-4 µs per kernel (roughly what a kernel costs inside a CUDA graph).  :func:`analytic_error`
-compares a costed graph against a measured profile of the same model.
+per-kernel overhead of the presets are assumptions, not measurements: ``compute_eff`` 0.5,
+``memory_eff`` 0.7, 4 µs per kernel (roughly what a kernel costs inside a CUDA graph).
+:func:`analytic_error` compares a costed graph against a measured profile of the same model.
+
+Two refinements of the form, both off in the presets, both fitted by :func:`fit_spec_kernels`
+from measured segment times (the H200's segments timed alone, ``benchmarks/sim_to_real.py``):
+
+* ``tensor_kernel_overhead_us``: a kernel with convolution/matrix-product FLOPs (cuDNN/cuBLAS)
+  costs its own overhead, larger than an element-wise kernel's (``kernel_overhead_us``); measured
+  on the H200 a lone element-wise kernel of a CUDA graph takes about 1.6 µs, a small convolution
+  4 µs or more.
+* ``fuse_elementwise``: consecutive kernels without tensor FLOPs inside one operator are one
+  kernel (Inductor fuses them; their FLOPs and bytes add up, their overhead is paid once).
+
+The *work share* of an operator (:func:`operator_work_share`) is the part of its time that is
+roofline work rather than per-kernel overhead: the share of the GPU's throughput it uses while it
+runs, a utilization for the stage models (:mod:`hios.stage_fit`).
 """
 
 from __future__ import annotations
@@ -34,7 +48,8 @@ from ..graph import Edge, Graph, Operator
 
 __all__ = ["DEVICE_SPECS", "DeviceSpec", "ErrorReport", "ErrorRow", "align_operators", "analytic_error",
            "check_same_operators", "costed_graph", "device_spec", "fit_spec", "fit_spec_many",
-           "measured_utilization", "operator_ms", "operator_utilization", "spec_for_device"]
+           "fit_spec_kernels", "measured_utilization", "operator_ms", "operator_utilization", "operator_work_share",
+           "spec_for_device"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,8 @@ class DeviceSpec:
     memory_eff: float = 0.7
     kernel_overhead_us: float = 4.0
     source: str = ""
+    tensor_kernel_overhead_us: float | None = None  # None: kernel_overhead_us
+    fuse_elementwise: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +75,11 @@ DEVICE_SPECS: dict[str, DeviceSpec] = {
     "a100": DeviceSpec("a100", 19.5, 156.0, 2039.0, 108, source="NVIDIA A100 80GB SXM datasheet"),
     "h100": DeviceSpec("h100", 67.0, 494.7, 3350.0, 132, source="NVIDIA H100 SXM5 80GB datasheet"),
     "h200": DeviceSpec("h200", 67.0, 494.7, 4800.0, 132, source="NVIDIA H200 SXM 141GB datasheet"),
+    # the per-kernel form fitted (fit_spec_kernels) to every segment timed alone of the 15 plans of
+    # benchmarks/results/sim_to_real_h200/run3 (8 points, NVIDIA H200, TF32, 2026-12-03)
+    "h200-fit": DeviceSpec("h200-fit", 67.0, 494.7, 4800.0, 132, compute_eff=0.42, memory_eff=1.02,
+                           kernel_overhead_us=1.37, tensor_kernel_overhead_us=4.32, fuse_elementwise=True,
+                           source="NVIDIA H200 SXM 141GB datasheet; per-kernel form fitted to sim_to_real_h200/run3"),
 }
 
 
@@ -76,18 +98,49 @@ def _roofline_s(tensor_flops: float, flops: float, nbytes: float, spec: DeviceSp
     return max(compute, nbytes / (spec.bandwidth_gbps * 1e9) / spec.memory_eff)
 
 
-def operator_ms(meta: dict[str, Any], spec: DeviceSpec) -> float:
-    """Analytic time in ms of one operator from its capture meta (see the module docstring):
-    the roofline of each of its kernels (``meta["kernel_work"]``) when the capture recorded them,
-    else the roofline of the operator's totals; plus the per-kernel overhead."""
+def _kernels(work, fuse: bool):
+    """``work`` (tensor FLOPs, FLOPs, bytes per kernel) with runs of consecutive kernels without
+    tensor FLOPs merged into one when ``fuse``."""
+    if not fuse:
+        return work
+    out = []
+    for t, f, b in work:
+        if not t and out and not out[-1][0]:
+            out[-1] = (0, out[-1][1] + f, out[-1][2] + b)
+        else:
+            out.append((t, f, b))
+    return out
+
+
+def _busy_and_overhead_s(meta: dict[str, Any], spec: DeviceSpec) -> tuple[float, float]:
     work = meta.get("kernel_work")
+    ov_t = spec.kernel_overhead_us if spec.tensor_kernel_overhead_us is None else spec.tensor_kernel_overhead_us
     if work:
-        busy = sum(_roofline_s(t, f, b, spec) for t, f, b in work)
-        kernels = len(work)
+        ks = _kernels(work, spec.fuse_elementwise)
+        busy = sum(_roofline_s(t, f, b, spec) for t, f, b in ks)
+        overhead = sum(ov_t if t else spec.kernel_overhead_us for t, _, _ in ks)
     else:
         busy = _roofline_s(meta.get("tensor_flops") or 0, meta.get("flops") or 0, meta.get("bytes_moved") or 0, spec)
         kernels = meta.get("kernels", len(meta.get("nodes", [])) or 1)
-    return busy * 1e3 + kernels * spec.kernel_overhead_us * 1e-3
+        overhead = kernels * (ov_t if meta.get("tensor_flops") else spec.kernel_overhead_us)
+    return busy, overhead * 1e-6
+
+
+def operator_ms(meta: dict[str, Any], spec: DeviceSpec) -> float:
+    """Analytic time in ms of one operator from its capture meta (see the module docstring):
+    the roofline of each of its kernels (``meta["kernel_work"]``) when the capture recorded them,
+    else the roofline of the operator's totals; plus the per-kernel overheads."""
+    busy, overhead = _busy_and_overhead_s(meta, spec)
+    return (busy + overhead) * 1e3
+
+
+def operator_work_share(meta: dict[str, Any], spec: DeviceSpec, cost_ms: float | None = None) -> float:
+    """The share of an operator's time that is roofline work (its kernels' rooflines at ``spec``'s
+    efficiencies) rather than per-kernel overhead: the share of the GPU's throughput it uses while it
+    runs.  ``cost_ms``: its time when measured (default: the analytic time).  Clamped to [0.02, 1]."""
+    busy, overhead = _busy_and_overhead_s(meta, spec)
+    total = (busy + overhead) * 1e3 if cost_ms is None else cost_ms
+    return 1.0 if total <= 0 else min(1.0, max(0.02, busy * 1e3 / total))
 
 
 def operator_utilization(meta: dict[str, Any], spec: DeviceSpec) -> float:
@@ -263,3 +316,85 @@ def fit_spec_many(pairs: list[tuple[Graph, Graph]], spec: str | DeviceSpec = "h1
                     best, best_loss = cand, lv
     names = ", ".join(m.name for m, _ in pairs)
     return replace(best, name=f"{sp.name}-calibrated", source=f"{sp.source}; fitted to {names}")
+
+
+def _nelder_mead(fun, x0: list[float], step: float = 0.3, iters: int = 400) -> tuple[list[float], float]:
+    """Minimise ``fun`` from ``x0`` by the Nelder-Mead simplex (reflect, expand, contract, shrink)."""
+    n = len(x0)
+    simplex = [list(x0)] + [[x + (step if j == i else 0.0) for j, x in enumerate(x0)] for i in range(n)]
+    vals = [fun(x) for x in simplex]
+    for _ in range(iters):
+        order = sorted(range(n + 1), key=vals.__getitem__)
+        simplex, vals = [simplex[i] for i in order], [vals[i] for i in order]
+        c = [sum(x[j] for x in simplex[:-1]) / n for j in range(n)]
+        towards = lambda a: [cj + a * (cj - wj) for cj, wj in zip(c, simplex[-1])]  # noqa: E731
+        xr = towards(1.0)
+        fr = fun(xr)
+        if fr < vals[0]:
+            xe = towards(2.0)
+            fe = fun(xe)
+            simplex[-1], vals[-1] = (xe, fe) if fe < fr else (xr, fr)
+        elif fr < vals[-2]:
+            simplex[-1], vals[-1] = xr, fr
+        else:
+            xc = towards(-0.5)
+            fc = fun(xc)
+            if fc < vals[-1]:
+                simplex[-1], vals[-1] = xc, fc
+            else:
+                simplex = [simplex[0]] + [[b + 0.5 * (x - b) for x, b in zip(s, simplex[0])] for s in simplex[1:]]
+                vals = [vals[0]] + [fun(s) for s in simplex[1:]]
+    best = min(range(n + 1), key=vals.__getitem__)
+    return simplex[best], vals[best]
+
+
+#: Bounds of the parameters :func:`fit_spec_kernels` fits: compute and memory efficiency, overhead
+#: (µs) of an element-wise and of a tensor (convolution/matrix-product) kernel.  A memory
+#: efficiency above 1 says the bytes counted for a kernel exceed what it moves (caches, fusion).
+KERNEL_FIT_BOUNDS = ((0.02, 1.0), (0.05, 2.0), (0.1, 20.0), (0.1, 40.0))
+
+
+def fit_spec_kernels(pairs: list[tuple[Graph, Graph]], spec: str | DeviceSpec = "h100") -> DeviceSpec:
+    """Fit ``compute_eff``, ``memory_eff``, ``kernel_overhead_us`` (element-wise kernels) and
+    ``tensor_kernel_overhead_us`` of ``spec``, with ``fuse_elementwise`` on, to measured profiles
+    given as (measured graph, captured graph) pairs.
+
+    Steps: 1. per operator with a positive measured time, its kernels (element-wise runs fused) as
+    roofline compute and memory seconds at full efficiency, and its counts of tensor and other
+    kernels; 2. the loss of a parameter set is the mean squared log ratio of analytic to measured
+    operator time; 3. Nelder-Mead over the logarithms of the four parameters (clamped to
+    :data:`KERNEL_FIT_BOUNDS`), restarted once from its result."""
+    sp = device_spec(spec)
+    rows = []
+    for measured, captured_graph in pairs:
+        measured = align_operators(captured_graph, measured, f"measured profile {measured.name!r}")
+        for op in captured_graph.ops:
+            m = measured[op.name].cost
+            work = op.meta.get("kernel_work")
+            if m <= 0 or not work:
+                continue
+            ks = _kernels(work, True)
+            rows.append(([((min(t, f) / (sp.tensor_tflops * 1e12) + (f - min(t, f)) / (sp.fp32_tflops * 1e12)),
+                           b / (sp.bandwidth_gbps * 1e9)) for t, f, b in ks],
+                         sum(1 for t, _, _ in ks if t), sum(1 for t, _, _ in ks if not t), math.log(m * 1e-3)))
+    if not rows:
+        raise HiosError("the measured profiles have no operator with a positive cost and recorded kernels")
+
+    def params(x):
+        return [min(hi, max(lo, math.exp(v))) for v, (lo, hi) in zip(x, KERNEL_FIT_BOUNDS)]
+
+    def loss(x):
+        ce, me, ov_e, ov_t = params(x)
+        return sum((math.log(sum(max(c / ce, b / me) for c, b in ks) + (n_t * ov_t + n_e * ov_e) * 1e-6) - lm) ** 2
+                   for ks, n_t, n_e, lm in rows) / len(rows)
+
+    x0 = [math.log(v) for v in (sp.compute_eff, sp.memory_eff, sp.kernel_overhead_us,
+                                sp.kernel_overhead_us if sp.tensor_kernel_overhead_us is None
+                                else sp.tensor_kernel_overhead_us)]
+    x, _ = _nelder_mead(loss, x0)
+    x, _ = _nelder_mead(loss, x)
+    ce, me, ov_e, ov_t = (round(v, 4) for v in params(x))
+    names = ", ".join(m.name for m, _ in pairs)
+    return replace(sp, name=f"{sp.name}-calibrated", compute_eff=ce, memory_eff=me, kernel_overhead_us=ov_e,
+                   tensor_kernel_overhead_us=ov_t, fuse_elementwise=True,
+                   source=f"{sp.source}; per-kernel form fitted to {names}")

@@ -15,6 +15,9 @@ without it gets the weakest honest share, 0).
 * :class:`OccupancyStageModel` — processor sharing whose slowdown grows with how much of the GPU
   each operator occupies: ``max(w) + sum over the others of (low + (high - low) * u) * w``, fitted
   to measured plan replays (:mod:`hios.stage_fit`).
+* :class:`WorkShareStageModel` — each operator's time split into work (``w * u``, ``u`` its work
+  share, :func:`hios.cost.analytic.operator_work_share`) and latency (``w * (1 - u)``): the works
+  add up, the latencies overlap, ``max(max(w), sum(work) + max(lat) + gamma * (sum(lat) - max(lat)))``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Protocol, Sequence
 from ..graph import GraphError
 
 __all__ = ["ConcurrencyStageModel", "DEFAULT_ALPHA", "HIOSStageModel", "MeasuredStageModel", "OccupancyStageModel",
-           "StageModel", "stage_model_from_dict"]
+           "StageModel", "WorkShareStageModel", "stage_model_from_dict"]
 
 
 #: Alpha of the HIOS stage model when nothing measured says otherwise.
@@ -179,6 +182,45 @@ class OccupancyStageModel:
         return out
 
 
+@dataclass(frozen=True)
+class WorkShareStageModel:
+    """Operators of a stage share the GPU's throughput and hide each other's latency.  Each
+    operator's time ``w`` is split by its utilization ``u`` (read as its *work share*: the part of
+    its time that is roofline work, :func:`hios.cost.analytic.operator_work_share`) into work
+    ``w * u`` and latency ``w * (1 - u)`` (kernel launches, ramp-up, tails).  The works run one after
+    another at the GPU's throughput; the longest latency is paid whole and every other adds
+    ``gamma`` of itself (``gamma = 0``: latencies hide completely); the stage never ends before
+    its costliest operator: ``max(max(w), sum(work) + max(lat) + gamma * (sum(lat) - max(lat)))``.
+    Operators that fill the GPU (``u`` = 1) serialise; latency-bound ones overlap."""
+
+    gamma: float = 0.3
+    fit: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not 0 <= self.gamma <= 1:
+            raise GraphError(f"work-share model gamma must be in [0, 1], got {self.gamma!r}")
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float] = ()) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        if not costs:
+            return 0.0
+        us = [min(1.0, max(0.0, u)) for u in utils] if len(utils) == len(costs) else [1.0] * len(costs)
+        lat = [w * (1.0 - u) for w, u in zip(costs, us)]
+        work = sum(w * u for w, u in zip(costs, us))
+        return max(max(costs), work + max(lat) + self.gamma * (sum(lat) - max(lat)))
+
+    def work_share(self, cost: float, util: float) -> float:
+        """Every stage lasts at least the sum of its members' works ``w * u`` (plus latencies >= 0)."""
+        return cost * min(1.0, max(0.0, util))
+
+    def to_dict(self) -> dict:
+        out = {"type": "workshare", "gamma": self.gamma}
+        if self.fit:
+            out["fit"] = dict(self.fit)
+        return out
+
+
 def stage_model_from_dict(d: dict | None) -> StageModel:
     if not d or d.get("type") == "hios":
         return HIOSStageModel(float((d or {}).get("alpha", DEFAULT_ALPHA)))
@@ -190,5 +232,7 @@ def stage_model_from_dict(d: dict | None) -> StageModel:
                                      dict(d.get("fit") or {}))
     if d.get("type") == "occupancy":
         return OccupancyStageModel(float(d.get("low", 0.3)), float(d.get("high", 0.7)), dict(d.get("fit") or {}))
-    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios', 'measured', 'concurrency' "
-                     "or 'occupancy')")
+    if d.get("type") == "workshare":
+        return WorkShareStageModel(float(d.get("gamma", 0.3)), dict(d.get("fit") or {}))
+    raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios', 'measured', 'concurrency', "
+                     "'occupancy' or 'workshare')")

@@ -12,8 +12,9 @@ from ..limits import check_timing
 
 __all__ = ["ANALYTIC_GPUS", "KERNELS", "CostOptions", "TimingOptions"]
 
-#: GPUs with an analytic cost model (``--cost h100``).
-ANALYTIC_GPUS = ("h100", "a100", "v100", "h200")
+#: GPUs with an analytic cost model (``--cost h100``; ``h200-fit``: the H200 with efficiencies and
+#: overheads fitted to measured segments, :data:`hios.cost.analytic.DEVICE_SPECS`).
+ANALYTIC_GPUS = ("h100", "a100", "v100", "h200", "h200-fit")
 #: Kernels a segment runs: Inductor-compiled, or the captured ATen operators as they are.
 KERNELS = ("inductor", "eager")
 

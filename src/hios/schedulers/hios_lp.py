@@ -234,6 +234,10 @@ class _Placement:
         for v, r in enumerate(rank):
             self.by_rank[r] = v
         self.outs = out_rows(timer)
+        # pin[v] = [(u, transfer ms)] for the mapped producers u of a mapped v, pout[u] = [v] for the
+        # mapped consumers of a mapped u (mapped operators keep their GPU: fixed transfer times)
+        self.pin: list[list[tuple[int, float]]] = [[] for _ in range(timer.n)]
+        self.pout: list[list[int]] = [[] for _ in range(timer.n)]
         self.stail = [0.0] * timer.n
         self.cap = decayed(self.CAP, timer.n)
         self.count = 0  # operators mapped
@@ -411,6 +415,40 @@ class _Placement:
         end = self.end
         for v, t in new.items():
             end[v] = t
+        self._link_inputs(path, gpu, self.pin, self.pout, None)
+
+    def _link_inputs(self, path: list[int], gpu: int, pin: list, pout: list, added: list | None) -> None:
+        """Add ``path`` (mapped to ``gpu`` in ``gpu_of``) to ``pin`` and ``pout``; with ``added``,
+        the path's own lists are set aside (they are empty while unmapped) and the consumers whose
+        ``pin`` grew are listed, for :meth:`_unlink_inputs`."""
+        gpu_of = self.gpu_of
+        on_path = set(path)
+        for v in path:
+            iv = pin[v]
+            for u, row in self.timer.ins[v]:
+                gu = gpu_of[u]
+                if gu >= 0:
+                    iv.append((u, row[gu][gpu]))
+                    if added is None:
+                        pout[u].append(v)
+            ov = pout[v]
+            for w, row in self.outs[v]:
+                gw = gpu_of[w]
+                if gw >= 0 and w not in on_path:
+                    pin[w].append((v, row[gpu][gw]))
+                    ov.append(w)
+                    if added is not None:
+                        added.append(w)
+
+    def _unlink_inputs(self, path: list[int], added: list[int]) -> None:
+        """Undo :meth:`_link_inputs` with ``added``."""
+        pin = self.pin
+        for w in reversed(added):
+            pin[w].pop()
+        pout = self.pout
+        for v in path:
+            pin[v] = []
+            pout[v] = []
 
     def _retime(self, path: list[int], gi: int, cut: float, tail_cut: float = INF,
                 cap: int = -1) -> dict[int, float] | None:
@@ -418,13 +456,11 @@ class _Placement:
         soon as one reaches ``cut`` or one plus its kept tail exceeds ``tail_cut``; with
         ``cap >= 0``, those of the first ``cap`` operators re-timed after the path (the rest left
         stale)."""
-        t_ = self.timer
-        ins = t_.ins
-        cost = t_.cost
-        succs = t_.graph.succs
+        cost = self.timer.cost
+        pin = self.pin
+        pout = self.pout
         rank = self.rank
         by_rank = self.by_rank
-        gpu_of = self.gpu_of
         end = self.end
         stail = self.stail
         prv = self.prv
@@ -454,60 +490,63 @@ class _Placement:
                 if b >= 0:
                     p_over[b] = v
             n_over[v] = b
+        # written into prv / nxt while re-timing, the old links restored at the end
+        old_p = [(x, prv[x]) for x in p_over]
+        old_n = [(x, nxt[x]) for x in n_over]
+        for x, a in p_over.items():
+            prv[x] = a
+        for x, b in n_over.items():
+            nxt[x] = b
         new: dict[int, float] = {}
         # new finish times are written into ``end`` while re-timing (reads stay plain list reads)
         # and the old ones restored at the end
-        undo: list[tuple[int, float]] = []
-        keep = undo.append
+        old: dict[int, float] = {}
         heap = list(path_r)  # ranks (one operator each), already sorted: a heap
         pop = heapq.heappop
         push = heapq.heappush
-        queued = set(path)
+        queued = set(path)  # every operator queued once: those popped are the re-timed ones
         fresh = frozenset(path)
-        retimed = self.retimed
+        added: list[int] = []
+        # the path's inputs and consumers as if mapped to gi (undone below; pout's order does not
+        # matter: the heap pops by rank)
+        self._link_inputs(path, gi, pin, pout, added)
         try:
             while heap:
-                r = pop(heap)
-                x = by_rank[r]
-                gx = gpu_of[x]
-                # the operators before and after x on its GPU, in rank order (the path included on GPU gi)
-                if gx == gi:
-                    p = p_over.get(x, prv[x])
-                    nx = n_over.get(x, nxt[x])
-                else:
-                    p = prv[x]
-                    nx = nxt[x]
+                x = by_rank[pop(heap)]
+                p = prv[x]  # the operator before x on its GPU, in rank order (the path included on gi)
                 t = 0.0 if p < 0 else end[p]
-                for u, row in ins[x]:
-                    gu = gpu_of[u]
-                    if gu >= 0:
-                        a = end[u] + row[gu][gx]
-                        if a > t:
-                            t = a
+                for u, ms in pin[x]:
+                    a = end[u] + ms
+                    if a > t:
+                        t = a
                 t += cost[x]
-                retimed += 1
                 if t >= cut or t + stail[x] > tail_cut:
                     return None
-                if x not in fresh:
-                    if cap >= 0:
-                        if cap == 0:
-                            break
-                        cap -= 1
-                    if t == end[x]:
-                        continue
-                keep((x, end[x]))
+                if cap >= 0 and x not in fresh:
+                    if cap == 0:
+                        break
+                    cap -= 1
+                if t == end[x] and x not in fresh:
+                    continue
+                old[x] = end[x]
                 end[x] = new[x] = t
-                for w in succs[x]:
-                    if gpu_of[w] >= 0 and w not in queued:
+                for w in pout[x]:
+                    if w not in queued:
                         queued.add(w)
                         push(heap, rank[w])
+                nx = nxt[x]
                 if nx >= 0 and nx not in queued:
                     queued.add(nx)
                     push(heap, rank[nx])
         finally:
-            self.retimed = retimed
-            for x, t in reversed(undo):
+            self.retimed += len(queued) - len(heap)
+            for x, t in old.items():
                 end[x] = t
+            for x, a in old_p:
+                prv[x] = a
+            for x, b in old_n:
+                nxt[x] = b
+            self._unlink_inputs(path, added)
         return new
 
     def _tail_of(self, x: int) -> float:
@@ -535,8 +574,7 @@ class _Placement:
         raised successors give: exact tails stay exact."""
         rank = self.rank
         by_rank = self.by_rank
-        gpu_of = self.gpu_of
-        ins = self.timer.ins
+        pin = self.pin
         cost = self.timer.cost
         stail = self.stail
         prv = self.prv
@@ -551,7 +589,6 @@ class _Placement:
             x = by_rank[-pop(heap)]
             tx = stail[x]
             cx = cost[x]
-            gx = gpu_of[x]
             u = prv[x]
             if u >= 0:
                 a = cx + tx
@@ -560,15 +597,13 @@ class _Placement:
                     if u not in queued:
                         queued.add(u)
                         push(heap, -rank[u])
-            for u, row in ins[x]:
-                gu = gpu_of[u]
-                if gu >= 0:
-                    a = row[gu][gx] + cx + tx
-                    if a > stail[u]:
-                        stail[u] = a
-                        if u not in queued:
-                            queued.add(u)
-                            push(heap, -rank[u])
+            for u, ms in pin[x]:
+                a = ms + cx + tx
+                if a > stail[u]:
+                    stail[u] = a
+                    if u not in queued:
+                        queued.add(u)
+                        push(heap, -rank[u])
 
     def _tails_back(self, path: list[int]) -> None:
         """Schedule tails of the path's operators, then backward from them (their producers and
@@ -632,6 +667,7 @@ class _FastPlacement(_Placement):
         fast = cls(exact.timer, exact.rank, exact.gpu_of)
         fast.end, fast.gpu_r, fast.gpu_ops = exact.end, exact.gpu_r, exact.gpu_ops
         fast.prv, fast.nxt = exact.prv, exact.nxt
+        fast.pin, fast.pout = exact.pin, exact.pout
         fast.count = sum(len(x) for x in exact.gpu_ops)
         fast._sync()
         return fast

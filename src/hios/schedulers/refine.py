@@ -16,7 +16,9 @@ one operator per stage.  Steps:
      candidate is better when its latency is lower, or equal with a lower sum of all finish
      times (this lets the search cross the many plateaus where only a few operators decide the
      latency).  Move the operator to the best GPU (ties: lowest GPU index) if that beats the
-     current mapping; the tails are recomputed, O(n + e), after a move.
+     current mapping; after a move the tails (and the work ranked after each operator on its
+     GPU) are updated backward from the moved operator only (:func:`_move_tails`): the same
+     values as recomputing them all, O(n + e) at most.
   3. Repeat step 2 for at most ``passes`` passes, stopping early after a pass with no move.
 
 Moves never raise the latency, and the rank order can never deadlock.  Each move costs O(n) (the
@@ -27,6 +29,8 @@ The fast refinement (:func:`refine_mapping_fast`, HIOS-LP's default after a boun
 """
 
 from __future__ import annotations
+
+import heapq
 
 from .timing_engine import FastTimer, arrival, finish_in_order, out_rows, time_in_rank_order
 
@@ -63,8 +67,12 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
     cur = (lat, sum(end))
     if latencies is not None:
         latencies["mapping"] = lat
-    bound = _bounds(order, gpu_of, cost, tail, G)
+    bound, after = _bounds(order, gpu_of, cost, tail, G)
     stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
+    prv = [-1] * n  # the operator before each one on its GPU (-1: none)
+    for v in order:
+        if nxt[v] >= 0:
+            prv[nxt[v]] = v
     moves = 0
     for _ in range(passes):
         moved = False
@@ -116,8 +124,8 @@ def refine_mapping_budget(timer: FastTimer, rank: list[int], gpu_of: list[int], 
             if best_end is not None:
                 work += 2 * n
                 cur, end = best, best_end
-                bound = _bounds(order, gpu_of, cost, tail, G)
-                stail, nxt, first = _schedule_tails(order, gpu_of, cost, outs, G)
+                _move_tails(v, g0, best_g, last, rank, gpu_of, cost, tail, ins, outs, stail, nxt, prv, first,
+                            bound, after)
                 moves += 1
                 moved = True
             free0[best_g] = end[v]
@@ -151,17 +159,88 @@ def _schedule_tails(order: list[int], gpu_of: list[int], cost: list[float], outs
     return stail, nxt, follow
 
 
-def _bounds(order: list[int], gpu_of: list[int], cost: list[float], tail: list[float], gpus: int) -> list[float]:
+def _bounds(order: list[int], gpu_of: list[int], cost: list[float], tail: list[float],
+            gpus: int) -> tuple[list[float], list[float]]:
     """For each operator, the larger of its cost-only tail and the cost of the operators ranked
-    after it on its GPU: any schedule in this order ends at least that long after its finish."""
+    after it on its GPU: any schedule in this order ends at least that long after its finish;
+    and that cost (summed from the GPU's last operator backward)."""
     bound = [0.0] * len(order)
+    after = [0.0] * len(order)
     acc = [0.0] * gpus
     for v in reversed(order):
         g = gpu_of[v]
         a = acc[g]
+        after[v] = a
         bound[v] = a if a > tail[v] else tail[v]
         acc[g] = a + cost[v]
-    return bound
+    return bound, after
+
+
+def _move_tails(v: int, g0: int, h: int, last: list[int], rank: list[int], gpu_of: list[int], cost: list[float],
+                tail: list[float], ins, outs, stail: list[float], nxt: list[int], prv: list[int], first: list[int],
+                bound: list[float], after: list[float]) -> None:
+    """Update in place what :func:`_schedule_tails` and :func:`_bounds` give once ``v`` (already
+    in ``gpu_of``) has moved from GPU ``g0`` to ``h``; ``last[g]``: the last operator ranked before
+    ``v`` on GPU ``g`` (-1: none).  Nothing ranked after ``v`` changes (its successors are ranked
+    after it).  The GPU links are relinked; the work after an operator changes only for those
+    before ``v`` on ``g0`` and ``h``, summed backward in the order of :func:`_bounds`; tails are
+    recomputed latest rank first from ``v``, its producers and its old and new predecessors (whose
+    tails read its GPU or their next operator), then from the producers and predecessor of every
+    tail that changed, each by the formula of :func:`_schedule_tails` from its successors' final
+    tails: the same values."""
+    p0, n0 = last[g0], nxt[v]
+    if p0 >= 0:
+        nxt[p0] = n0
+    else:
+        first[g0] = n0
+    if n0 >= 0:
+        prv[n0] = p0
+    p1 = last[h]
+    n1 = nxt[p1] if p1 >= 0 else first[h]
+    if p1 >= 0:
+        nxt[p1] = v
+    else:
+        first[h] = v
+    if n1 >= 0:
+        prv[n1] = v
+    prv[v], nxt[v] = p1, n1
+    for x, nb in ((p0, n0), (v, n1)):
+        a = after[nb] + cost[nb] if nb >= 0 else 0.0
+        while x >= 0:
+            after[x] = a
+            bound[x] = a if a > tail[x] else tail[x]
+            a += cost[x]
+            x = prv[x]
+    queued = set()
+    heap = []  # minus the ranks of the operators to recompute
+    by_rank = {}
+    for u in [v, p0, p1] + [u for u, _row in ins[v]]:
+        if u >= 0 and u not in queued:
+            queued.add(u)
+            by_rank[rank[u]] = u
+            heapq.heappush(heap, -rank[u])
+    while heap:
+        x = by_rank[-heapq.heappop(heap)]
+        g = gpu_of[x]
+        nb = nxt[x]
+        t = cost[nb] + stail[nb] if nb >= 0 else 0.0
+        for w, row in outs[x]:
+            y = row[g][gpu_of[w]] + cost[w] + stail[w]
+            if y > t:
+                t = y
+        if t == stail[x]:
+            continue
+        stail[x] = t
+        u = prv[x]
+        if u >= 0 and u not in queued:
+            queued.add(u)
+            by_rank[rank[u]] = u
+            heapq.heappush(heap, -rank[u])
+        for u, _row in ins[x]:
+            if u not in queued:
+                queued.add(u)
+                by_rank[rank[u]] = u
+                heapq.heappush(heap, -rank[u])
 
 
 def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], passes: int = 2) -> tuple[list[int], int]:

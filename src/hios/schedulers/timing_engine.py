@@ -152,15 +152,20 @@ class FastTimer:
         self.in_weight = in_weight
         if G > 1 and self.uniform:
             # one transfer time per edge (the simulator's): rows shared by the edges of equal time
+            gpus = range(G)
             for v in range(self.n):
                 iv = []
                 wv = []
                 for (u, _e), ms in zip(sim.in_edges[v], sim.edge_ms(v)):
                     row = rows.get(ms)
                     if row is None:
-                        line = (ms,) * G
-                        row = tuple([line[:a] + (0.0,) + line[a + 1:] for a in range(G)])
-                        rows[ms] = row
+                        line = [ms] * G
+                        lines = []
+                        for a in gpus:
+                            line[a] = 0.0
+                            lines.append(tuple(line))
+                            line[a] = ms
+                        row = rows[ms] = tuple(lines)
                     iv.append((u, row))
                     wv.append((u, ms))
                 ins.append(iv)
@@ -332,9 +337,11 @@ def pad_gpus(stages: list, gpus: int) -> list:
 
 class Stage:
     """One stage of a :class:`StageChain`: its operators, duration, current finish time, the
-    longest cost-only tail of its operators, and its neighbours on its GPU."""
+    longest cost-only tail of its operators, and its neighbours on its GPU; its operators' input
+    and output edges with their transfer times and their consumers, each in one list
+    (:meth:`StageChain.attach`)."""
 
-    __slots__ = ("ops", "gpu", "dur", "fin", "tail", "prev", "next", "stl")
+    __slots__ = ("ops", "gpu", "dur", "fin", "tail", "prev", "next", "stl", "ins", "outs", "succ", "head")
 
     def __init__(self, ops: list[int], gpu: int, dur: float, tail: float):
         self.ops = ops
@@ -345,6 +352,10 @@ class Stage:
         self.prev: Stage | None = None
         self.next: Stage | None = None
         self.stl = 0.0  # schedule tail (fast mode of the intra-GPU step): longest path from fin to the end
+        self.ins: list = []  # [(u, ms)] over the operators' inputs, in operator order
+        self.outs: list = []  # [(w, ms)] over their outputs
+        self.succ: list = []  # their consumers (graph order, operator by operator)
+        self.head = ops[0] if ops else -1  # the first operator
 
 
 class Regroup:
@@ -382,7 +393,6 @@ class StageChain:
         self.timer = timer
         self.pops = 0  # stages re-timed by spread(), for the work budget of the intra-GPU step
         self.capped = False  # whether the last spread() stopped at its cap
-        self.outs: list | None = None  # outs[u] = [(v, row)], built by the fast mode
         # fast mode: whether every kept finish time and schedule tail (``Stage.stl``) is exact (set by
         # resync(), kept by commit_fast() while its updates stay within their caps)
         self.exact_kept = False
@@ -418,6 +428,37 @@ class StageChain:
             self.last.append(prev)
         if not self._time_all(lists):
             raise HiosError("the schedule deadlocks (its stage order contradicts the dependencies)")
+        # Operators keep their GPU during the walk: each edge's transfer time between the GPUs of
+        # its ends is fixed.  ins[v] = [(u, ms)] as timer.ins[v]; outs[u] = [(v, ms)] in the order of
+        # out_rows().
+        gpu_of = self.gpu_of
+        ins: list[list[tuple[int, float]]] = []
+        outs: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        for v, iv in enumerate(timer.ins):
+            g = gpu_of[v]
+            row = [(u, r[gpu_of[u]][g]) for u, r in iv]
+            ins.append(row)
+            for u, ms in row:
+                outs[u].append((v, ms))
+        self.ins = ins
+        self.outs = outs
+        for row in lists:
+            for st in row:
+                self.attach(st)
+
+    def attach(self, s: Stage) -> None:
+        """Give ``s`` its edge lists (the operator's own lists for a stage of one operator)."""
+        ops = s.ops
+        if len(ops) == 1:
+            v = ops[0]
+            s.ins, s.outs, s.succ = self.ins[v], self.outs[v], self.timer.graph.succs[v]
+            return
+        succs = self.timer.graph.succs
+        s.ins, s.outs, s.succ = [], [], []
+        for v in ops:
+            s.ins += self.ins[v]
+            s.outs += self.outs[v]
+            s.succ += succs[v]
 
     def duration(self, ops: list[int]) -> float:
         t = self.timer
@@ -487,6 +528,7 @@ class StageChain:
             if s.tail > tail:
                 tail = s.tail
         group = Stage(ops, base.gpu, self.duration(ops), tail)
+        self.attach(group)
         rest = []
         s = base.next
         last = picked[-1]
@@ -502,29 +544,25 @@ class StageChain:
         producers of moved operators that start after ``base`` ends can be such stages, and a
         path to them passes only stages that start no later, so the search stays near the window."""
         base = c.base
-        ins = self.timer.ins
         stage_of = self.stage_of
         t0 = base.fin - 1e-9 * (1.0 + abs(base.fin))  # starts are fin - dur: allow for rounding
         targets = set()
         for p in c.picked:
-            for v in p.ops:
-                for u, _row in ins[v]:
-                    su = stage_of[u]
-                    if su.gpu != base.gpu and su.fin - su.dur >= t0:
-                        targets.add(su)
+            for u, _ms in p.ins:
+                su = stage_of[u]
+                if su.gpu != base.gpu and su.fin - su.dur >= t0:
+                    targets.add(su)
         if not targets:
             return False
         tmax = max(s.fin - s.dur for s in targets)
         tmax += 1e-9 * (1.0 + abs(tmax))
-        succs = self.timer.graph.succs
         seen = {base}
         todo = [base]
         while todo:
             s = todo.pop()
             nxt = [s.next] if s.next is not None else []
-            for v in s.ops:
-                for w in succs[v]:
-                    nxt.append(stage_of[w])
+            for w in s.succ:
+                nxt.append(stage_of[w])
             for x in nxt:
                 if x in seen or x.fin - x.dur > tmax:
                     continue
@@ -592,9 +630,6 @@ class StageChain:
         and every path from it in the changed schedule is one of the old schedule: its tail is
         unchanged, and its new finish plus that tail is a lower bound of the new latency."""
         limit += limit * 1e-9
-        ins = self.timer.ins
-        succs = self.timer.graph.succs
-        gpu_of = self.gpu_of
         end = self.end
         stage_of = self.stage_of
         fins: dict[Stage, float] = {}
@@ -630,12 +665,10 @@ class StageChain:
                     return fins if partial else None
                 p = prev_of.get(s, s.prev) if prev_of else s.prev
                 t = 0.0 if p is None else fins_get(p, p.fin)
-                g = s.gpu
-                for v in s.ops:
-                    for u, row in ins[v]:
-                        a = end[u] + row[gpu_of[u]][g]
-                        if a > t:
-                            t = a
+                for u, ms in s.ins:
+                    a = end[u] + ms
+                    if a > t:
+                        t = a
                 fin = t + s.dur
                 old = fins_get(s)
                 if old is None and s is not fresh:
@@ -650,17 +683,19 @@ class StageChain:
                     # no later than the stages it reaches), so the finish is final: prune
                     return None
                 fins[s] = fin
-                for v in s.ops:
-                    if v in old_end or fin != end[v] or s is fresh:
+                # (the operators of a stage share their finish time, so this holds for all or none)
+                v = s.head
+                if s is fresh or fin != end[v] or v in old_end:
+                    for v in s.ops:
                         if v not in old_end:
                             old_end[v] = end[v]
                         end[v] = fin
-                        for w in succs[v]:
-                            sw = moved_get(w) or stage_of[w] if moved else stage_of[w]
-                            if sw is not s and sw not in queued:
-                                queue(sw)
-                                tick += 1
-                                heappush(heap, (-INF if sw is fresh else fins_get(sw, sw.fin) - sw.dur, tick, sw))
+                    for w in s.succ:
+                        sw = moved_get(w) or stage_of[w] if moved else stage_of[w]
+                        if sw is not s and sw not in queued:
+                            queue(sw)
+                            tick += 1
+                            heappush(heap, (-INF if sw is fresh else fins_get(sw, sw.fin) - sw.dur, tick, sw))
                 nx = next_of.get(s, s.next) if next_of else s.next
                 if nx is not None and nx not in queued:
                     queue(nx)
@@ -689,8 +724,6 @@ class StageChain:
             self._time_all(lists)
         self.pending.clear()  # every tail is recomputed below
         self.pending_set.clear()
-        if self.outs is None:
-            self.outs = out_rows(self.timer)
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
         for s in order:
             s.stl = self._stail(s)
@@ -702,16 +735,12 @@ class StageChain:
         nx = s.next
         t = nx.dur + nx.stl if nx is not None else 0.0
         stage_of = self.stage_of
-        gpu_of = self.gpu_of
-        outs = self.outs
-        g = s.gpu
-        for v in s.ops:
-            for w, row in outs[v]:
-                sw = stage_of[w]
-                if sw is not s:
-                    a = row[g][gpu_of[w]] + sw.dur + sw.stl
-                    if a > t:
-                        t = a
+        for w, ms in s.outs:
+            sw = stage_of[w]
+            if sw is not s:
+                a = ms + sw.dur + sw.stl
+                if a > t:
+                    t = a
         return t
 
     def estimate(self, c: Regroup, cur: float) -> tuple[float, bool] | None:
@@ -735,38 +764,33 @@ class StageChain:
         moved_get = moved.get
         new_fin_get = new_fin.get
         inside = set(chain)
-        ins = self.timer.ins
-        outs = self.outs
         stage_of = self.stage_of
-        gpu_of = self.gpu_of
         p = base.prev
         t_prev = p.fin if p is not None else 0.0
         for s in chain:
             t = t_prev
-            for v in s.ops:
-                for u, row in ins[v]:
-                    su = moved_get(u) or stage_of[u]
-                    f = new_fin_get(su)
-                    if f is None:
-                        if su.fin - su.dur >= end0 and (s is not group or su.gpu == g):
-                            return None
-                        f = su.fin
-                    a = f + row[gpu_of[u]][g]
-                    if a > t:
-                        t = a
+            for u, ms in s.ins:
+                su = moved_get(u) or stage_of[u]
+                f = new_fin_get(su)
+                if f is None:
+                    if su.fin - su.dur >= end0 and (s is not group or su.gpu == g):
+                        return None
+                    f = su.fin
+                a = f + ms
+                if a > t:
+                    t = a
             t_prev = new_fin[s] = t + s.dur
         through = 0.0
         after = c.after
         last = chain[-1]
         for s in chain:
             out = after.dur + after.stl if s is last and after is not None else 0.0
-            for v in s.ops:
-                for w, row in outs[v]:
-                    sw = moved_get(w) or stage_of[w]
-                    if sw not in inside:
-                        a = row[g][gpu_of[w]] + sw.dur + sw.stl
-                        if a > out:
-                            out = a
+            for w, ms in s.outs:
+                sw = moved_get(w) or stage_of[w]
+                if sw not in inside:
+                    a = ms + sw.dur + sw.stl
+                    if a > out:
+                        out = a
             x = new_fin[s] + out
             if x > through:
                 through = x
@@ -796,11 +820,10 @@ class StageChain:
         elif c.after is not None:
             seeds.append(c.after)
         for s in chain if estimated else []:
-            for v in s.ops:
-                for w, _row in self.outs[v]:
-                    sw = self.stage_of[w]
-                    if sw not in seeds and sw.gpu != s.gpu:
-                        seeds.append(sw)
+            for w, _ms in s.outs:
+                sw = self.stage_of[w]
+                if sw not in seeds and sw.gpu != s.gpu:
+                    seeds.append(sw)
         if seeds:
             exact_kept = self._push_forward(seeds, cap) and exact_kept
         self.exact_kept = self._tails_back(chain, old, cap) and exact_kept
@@ -810,9 +833,6 @@ class StageChain:
         ``seeds``, written in place; what :meth:`spread` gives with no structural override, no
         limit and ``cap`` (the same stages in the same order), without its bookkeeping.  Whether
         it stayed within the cap (also kept in :attr:`capped`)."""
-        ins = self.timer.ins
-        succs = self.timer.graph.succs
-        gpu_of = self.gpu_of
         end = self.end
         stage_of = self.stage_of
         heap: list = []
@@ -838,24 +858,22 @@ class StageChain:
                 break
             p = s.prev
             t = 0.0 if p is None else p.fin
-            g = s.gpu
-            for v in s.ops:
-                for u, row in ins[v]:
-                    a = end[u] + row[gpu_of[u]][g]
-                    if a > t:
-                        t = a
+            for u, ms in s.ins:
+                a = end[u] + ms
+                if a > t:
+                    t = a
             fin = t + s.dur
             if fin == s.fin:
                 continue
             s.fin = fin
             for v in s.ops:
                 end[v] = fin
-                for w in succs[v]:
-                    sw = stage_of[w]
-                    if sw is not s and sw not in queued:
-                        queue(sw)
-                        tick += 1
-                        heappush(heap, (sw.fin - sw.dur, tick, sw))
+            for w in s.succ:
+                sw = stage_of[w]
+                if sw is not s and sw not in queued:
+                    queue(sw)
+                    tick += 1
+                    heappush(heap, (sw.fin - sw.dur, tick, sw))
             nx = s.next
             if nx is not None and nx not in queued:
                 queue(nx)
@@ -871,9 +889,7 @@ class StageChain:
         order too: a producer of a stage of ``chain.rest`` may start after the group and feed
         the group's tail.  (Each tail as :meth:`_stail` computes it.)  When the cap covers every
         stage, the stages starting before the group are left to :meth:`flush_tails`."""
-        outs = self.outs
         stage_of = self.stage_of
-        gpu_of = self.gpu_of
         heap: list = []
         heappush = heapq.heappush
         heappop = heapq.heappop
@@ -900,14 +916,12 @@ class StageChain:
             _, _, s = heappop(heap)
             nx = s.next
             t = nx.dur + nx.stl if nx is not None else 0.0
-            g = s.gpu
-            for v in s.ops:
-                for w, row in outs[v]:
-                    sw = stage_of[w]
-                    if sw is not s:
-                        a = row[g][gpu_of[w]] + sw.dur + sw.stl
-                        if a > t:
-                            t = a
+            for w, ms in s.outs:
+                sw = stage_of[w]
+                if sw is not s:
+                    a = ms + sw.dur + sw.stl
+                    if a > t:
+                        t = a
             if t == s.stl and s not in forced:
                 continue
             s.stl = t
@@ -933,13 +947,12 @@ class StageChain:
             queued.add(x)
             tick += 1
             heapq.heappush(heap, (x.dur - x.fin, tick, x))
-        for v in s.ops:
-            for u, _row in self.timer.ins[v]:
-                x = stage_of[u]
-                if x not in queued:
-                    queued.add(x)
-                    tick += 1
-                    heapq.heappush(heap, (x.dur - x.fin, tick, x))
+        for u, _ms in s.ins:
+            x = stage_of[u]
+            if x not in queued:
+                queued.add(x)
+                tick += 1
+                heapq.heappush(heap, (x.dur - x.fin, tick, x))
         return tick
 
     def flush_tails(self) -> None:
