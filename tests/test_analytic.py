@@ -166,3 +166,13 @@ def test_kernel_form_fit_needs_recorded_kernels():
     g = Graph([Operator("a", 1.0, "conv", 8, meta={"flops": 10})], [], "g")
     with pytest.raises(HiosError, match="recorded kernels"):
         fit_spec_kernels([(g, g)], "h100")
+
+
+def test_preset_costs_keep_the_roofline_arithmetic_bit_for_bit():
+    """The per-kernel refinements are off in the presets, and a preset's cost is computed in the
+    same order as before them (planning ties break the same way: NASNet's plan depends on it)."""
+    from hios.cost.analytic import DEVICE_SPECS, _roofline_s, operator_ms
+    work = [[219542400, 219542400, 15044496], [0, 2613600, 20908800], [0, 1306800, 10454400]]
+    for spec in (DEVICE_SPECS["h200"], DEVICE_SPECS["h100"]):
+        old = sum(_roofline_s(t, f, b, spec) for t, f, b in work) * 1e3 + len(work) * spec.kernel_overhead_us * 1e-3
+        assert operator_ms({"kernel_work": work}, spec) == old

@@ -112,7 +112,7 @@ def _kernels(work, fuse: bool):
     return out
 
 
-def _busy_and_overhead_s(meta: dict[str, Any], spec: DeviceSpec) -> tuple[float, float]:
+def _busy_s_and_overhead_us(meta: dict[str, Any], spec: DeviceSpec) -> tuple[float, float]:
     work = meta.get("kernel_work")
     ov_t = spec.kernel_overhead_us if spec.tensor_kernel_overhead_us is None else spec.tensor_kernel_overhead_us
     if work:
@@ -123,23 +123,23 @@ def _busy_and_overhead_s(meta: dict[str, Any], spec: DeviceSpec) -> tuple[float,
         busy = _roofline_s(meta.get("tensor_flops") or 0, meta.get("flops") or 0, meta.get("bytes_moved") or 0, spec)
         kernels = meta.get("kernels", len(meta.get("nodes", [])) or 1)
         overhead = kernels * (ov_t if meta.get("tensor_flops") else spec.kernel_overhead_us)
-    return busy, overhead * 1e-6
+    return busy, overhead
 
 
 def operator_ms(meta: dict[str, Any], spec: DeviceSpec) -> float:
     """Analytic time in ms of one operator from its capture meta (see the module docstring):
     the roofline of each of its kernels (``meta["kernel_work"]``) when the capture recorded them,
     else the roofline of the operator's totals; plus the per-kernel overheads."""
-    busy, overhead = _busy_and_overhead_s(meta, spec)
-    return (busy + overhead) * 1e3
+    busy, overhead_us = _busy_s_and_overhead_us(meta, spec)
+    return busy * 1e3 + overhead_us * 1e-3  # this order: the presets' costs stay bit for bit
 
 
 def operator_work_share(meta: dict[str, Any], spec: DeviceSpec, cost_ms: float | None = None) -> float:
     """The share of an operator's time that is roofline work (its kernels' rooflines at ``spec``'s
     efficiencies) rather than per-kernel overhead: the share of the GPU's throughput it uses while it
     runs.  ``cost_ms``: its time when measured (default: the analytic time).  Clamped to [0.02, 1]."""
-    busy, overhead = _busy_and_overhead_s(meta, spec)
-    total = (busy + overhead) * 1e3 if cost_ms is None else cost_ms
+    busy, overhead_us = _busy_s_and_overhead_us(meta, spec)
+    total = busy * 1e3 + overhead_us * 1e-3 if cost_ms is None else cost_ms
     return 1.0 if total <= 0 else min(1.0, max(0.02, busy * 1e3 / total))
 
 
