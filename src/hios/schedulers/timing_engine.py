@@ -889,7 +889,6 @@ class StageChain:
         order too: a producer of a stage of ``chain.rest`` may start after the group and feed
         the group's tail.  (Each tail as :meth:`_stail` computes it.)  When the cap covers every
         stage, the stages starting before the group are left to :meth:`flush_tails`."""
-        stage_of = self.stage_of
         heap: list = []
         heappush = heapq.heappush
         heappop = heapq.heappop
@@ -914,14 +913,7 @@ class StageChain:
                 break
             cap -= 1
             _, _, s = heappop(heap)
-            nx = s.next
-            t = nx.dur + nx.stl if nx is not None else 0.0
-            for w, ms in s.outs:
-                sw = stage_of[w]
-                if sw is not s:
-                    a = ms + sw.dur + sw.stl
-                    if a > t:
-                        t = a
+            t = self._stail(s)
             if t == s.stl and s not in forced:
                 continue
             s.stl = t
