@@ -12,10 +12,15 @@ every system), these systems:
   its segment);
 * ``hios_absorb`` (only with ``--absorb-joins FRACTION``): the same plan with the join-absorption
   pass (:mod:`hios.schedulers.absorb_joins`) applied to its schedule, measured as ``hios``;
+* ``hios_cudnn``: the same plan with the ``cudnn_benchmark`` lever (cuDNN times its algorithms
+  while the plan is warmed up and captured), measured as ``hios``;
 * ``compile`` and ``compile_freezing``: ``torch.compile(mode="reduce-overhead")`` without and with
   Inductor freezing (:func:`hios.runtime.measure.bench.compile_reduce_overhead`), checked, timed
   per call, its kernels profiled over ``--calls`` calls
-  (:func:`hios.runtime.measure.trace.profile_calls`).
+  (:func:`hios.runtime.measure.trace.profile_calls`);
+* ``compile_freezing_cudnn``: ``compile_freezing`` built, warmed and timed with
+  ``torch.backends.cudnn.benchmark`` on (so a gain of ``hios_cudnn`` is compared with what the
+  same switch gives torch.compile).
 
 Columns (per call, medians over the profiled calls; :mod:`hios.runtime.measure.critical_path`):
 ``segments`` (hios: segments of the program; torch.compile: Dynamo graphs), ``kernels`` launched,
@@ -58,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 POINTS = "googlenet:224,inception_v3:299,nasnetalarge:331,randwire:224,inception_v3:1280,inception_v3:2048:2"
 SMOKE_POINTS = "googlenet:64"
-SYSTEMS = ("hios", "hios_absorb", "compile", "compile_freezing")
+SYSTEMS = ("hios", "hios_absorb", "hios_cudnn", "compile", "compile_freezing", "compile_freezing_cudnn")
 COLUMNS = ("point", "system", "segments", "kernels", "kernel_sum_ms", "busy_ms", "kernel_span_ms", "call_ms",
            "critical_ms", "critical_segments", "busy_over_call", "critical_over_call", "kernel_source", "check_rel",
            "check_ok", "build_s", "note")
@@ -96,10 +101,12 @@ def _ratios(row: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------- measure
 
-def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float | None = None) -> tuple[dict, dict]:
-    """The plan (with ``absorb``: its joins absorbed) built, checked, timed and traced: its CSV row
-    and its detail (segments)."""
+def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float | None = None,
+                 cudnn: bool = False) -> tuple[dict, dict]:
+    """The plan (with ``absorb``: its joins absorbed; with ``cudnn``: the cudnn_benchmark lever) built,
+    checked, timed and traced: its CSV row and its detail (segments)."""
     import torch
+    from hios.program.levers import Levers
     from hios.runtime.local.executor import compile as hios_compile
     from hios.runtime.measure.bench import RTOL_TF32, compare_outputs, time_call, time_replay
     from hios.runtime.measure.critical_path import kernel_stats, measured_critical_path, segment_graph
@@ -111,7 +118,8 @@ def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float
         from hios.schedulers.absorb_joins import absorb_joins
         plan = replace(plan, schedule=absorb_joins(plan.graph, plan.schedule, absorb))
     t0 = time.perf_counter()
-    mod = hios_compile(model, x, plan, [str(dev)] * ndev, captured=planned.captured)
+    mod = hios_compile(model, x, plan, [str(dev)] * ndev, captured=planned.captured,
+                       levers=Levers(cudnn_benchmark=cudnn))
     build_s = time.perf_counter() - t0
     with torch.no_grad():
         chk = compare_outputs(mod(*x), model(*x), RTOL_TF32)
@@ -130,7 +138,8 @@ def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float
     med = tr.median_ms()
     cp = measured_critical_path(med, segment_graph(prog))
     on_path = set(cp.path)
-    row = {"system": "hios" if absorb is None else "hios_absorb", "segments": len(prog.segments),
+    row = {"system": "hios_absorb" if absorb is not None else "hios_cudnn" if cudnn else "hios",
+           "segments": len(prog.segments),
            "call_ms": rep.median_ms,
            "critical_ms": cp.length, "critical_segments": len(cp.path), "kernel_source": source,
            "check_rel": chk.rel, "check_ok": chk.ok, "build_s": build_s,
@@ -150,8 +159,17 @@ def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float
     return row, detail
 
 
-def measure_compile(model, x, dev, s, calls: int, freezing: bool) -> tuple[dict, dict]:
-    """torch.compile reduce-overhead (with or without freezing): built, checked, timed, profiled."""
+def measure_compile(model, x, dev, s, calls: int, freezing: bool, cudnn: bool = False) -> tuple[dict, dict]:
+    """torch.compile reduce-overhead (with or without freezing): built, checked, timed, profiled;
+    with ``cudnn``, all of it with ``torch.backends.cudnn.benchmark`` on."""
+    import contextlib
+
+    from hios.runtime.local.executor import cudnn_benchmark
+    with cudnn_benchmark() if cudnn else contextlib.nullcontext():
+        return _measure_compile(model, x, dev, s, calls, freezing, cudnn)
+
+
+def _measure_compile(model, x, dev, s, calls: int, freezing: bool, cudnn: bool) -> tuple[dict, dict]:
     import torch
     from torch._dynamo.utils import counters
     from hios.runtime.measure.bench import RTOL_TF32, compare_outputs, compile_reduce_overhead, time_call
@@ -166,7 +184,8 @@ def measure_compile(model, x, dev, s, calls: int, freezing: bool) -> tuple[dict,
         graphs = counters["stats"]["unique_graphs"] - before  # Dynamo graphs compiled (graph breaks + 1)
         chk = compare_outputs(compiled(*x), model(*x), RTOL_TF32)
         st = time_call(compiled, x, dev, s)
-    row = {"system": "compile_freezing" if freezing else "compile", "segments": graphs, "call_ms": st.median_ms,
+    row = {"system": ("compile_freezing" if freezing else "compile") + ("_cudnn" if cudnn else ""),
+           "segments": graphs, "call_ms": st.median_ms,
            "check_rel": chk.rel, "check_ok": chk.ok, "build_s": build_s, "kernel_source": "-"}
     detail = {"call_samples": list(st.samples), "dynamo_graphs": graphs}
     if dev.type == "cuda":
@@ -212,11 +231,13 @@ def measure_point(pt: str, args, dev, s, t_end: float, head: dict, rows: list[di
         log(f"{pt}: {system} ({left:.0f} s of the budget left)")
         t0 = time.perf_counter()
         try:
-            if system in ("hios", "hios_absorb"):
+            if system.startswith("hios"):
                 row, d = measure_hios(model, x, planned, ndev, dev, s, args.calls,
-                                      args.absorb_joins if system == "hios_absorb" else None)
+                                      args.absorb_joins if system == "hios_absorb" else None,
+                                      cudnn=system == "hios_cudnn")
             else:
-                row, d = measure_compile(model, x, dev, s, args.calls, freezing=system == "compile_freezing")
+                row, d = measure_compile(model, x, dev, s, args.calls, freezing="freezing" in system,
+                                         cudnn=system.endswith("_cudnn"))
         except Exception as e:  # one system failing must not lose the others
             traceback.print_exc()
             head["failed"][f"{pt} {system}"] = f"{type(e).__name__}: {str(e)[:300]}"

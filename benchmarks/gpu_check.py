@@ -10,7 +10,8 @@ hios's TF32 tolerance, on the example input and on a fresh random one):
 
 * every zoo model at its usual size (googlenet 224, inception_v3 299, squeezenet1_1 224, randwire
   224, nasnetalarge 331), planned with HIOS-LP on the analytic H200 model
-  × levers {defaults, none, fuse_epilogues, merge_segments, concat_inplace, priority=critical, all}
+  × levers {defaults, none, fuse_epilogues, merge_segments, concat_inplace, priority=critical,
+  cudnn_benchmark, all}
   (``defaults`` is ``fuse_epilogues`` alone, so it is built once and reported as both)
   × mode {graph: the CUDA-graph replay, stream: the same built segments issued on their streams
   without the graph} × devices {``cuda:0``, ``cuda:0,cuda:0``}.  These modules are built
@@ -44,7 +45,7 @@ import warnings
 
 MODELS = [("nasnetalarge", 331), ("randwire", 224), ("inception_v3", 299), ("googlenet", 224),
           ("squeezenet1_1", 224)]
-LEVERS = ["defaults", "none", "merge_segments", "concat_inplace", "priority", "all"]
+LEVERS = ["defaults", "none", "merge_segments", "concat_inplace", "priority", "cudnn_benchmark", "all"]
 DEVICES = ["cuda:0", "cuda:0,cuda:0"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +56,9 @@ def _levers(name: str):
             "merge_segments": Levers(fuse_epilogues=False, merge_segments=True),
             "concat_inplace": Levers(fuse_epilogues=False, concat_inplace=True),
             "priority": Levers(fuse_epilogues=False, priority="critical"),
-            "all": Levers(merge_segments=True, fuse_epilogues=True, concat_inplace=True, priority="critical")}[name]
+            "cudnn_benchmark": Levers(cudnn_benchmark=True),
+            "all": Levers(merge_segments=True, fuse_epilogues=True, concat_inplace=True, priority="critical",
+                          cudnn_benchmark=True)}[name]
 
 
 def _worker_init(threads: int) -> None:

@@ -109,3 +109,13 @@ def test_optimize_refuses_profiling_options_without_profiling(capsys):
         rc = main(["optimize", "--model", "squeezenet1_1", "--image-size", "64", "--cost", "h100", *extra])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and "measures nothing" in err[-1] and extra[0] in err[-1]
+
+
+def test_run_cudnn_benchmark_lever_is_recorded_and_the_flag_restored(capsys):
+    import torch
+    before = torch.backends.cudnn.benchmark
+    rc = main(["run", "--model", "squeezenet1_1", "--image-size", "32", "--cost", "h100", "--devices", "cpu",
+               "--cudnn-benchmark", "--json", *FAST])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["check"]["ok"] and "cudnn_benchmark" in out["levers"]
+    assert torch.backends.cudnn.benchmark == before

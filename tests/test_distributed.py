@@ -340,7 +340,9 @@ def test_distributed_job_refuses_what_it_cannot_honour():
                     ({"plan_file": "p.json", "run": RunOptions(devices="cpu,cpu")}, "devices is for the local"),
                     ({"plan_file": "p.json", "device": "cuda:1"}, "takes cpu or cuda"),
                     ({"plan_file": "p.json", "run": RunOptions(levers=Levers(concat_inplace=True))}, "local backend"),
-                    ({"plan_file": "p.json", "run": RunOptions(levers=Levers(priority="stream0"))}, "local backend")]:
+                    ({"plan_file": "p.json", "run": RunOptions(levers=Levers(priority="stream0"))}, "local backend"),
+                    ({"plan_file": "p.json", "run": RunOptions(levers=Levers(cudnn_benchmark=True))},
+                     "local backend")]:
         with pytest.raises(HiosError, match=msg):
             DistributedJob(**kw)
 

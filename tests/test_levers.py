@@ -221,7 +221,7 @@ def test_every_lever_equals_the_model_on_cpu(blocks, seed):
     costed = Graph([Operator(op.name, 1.0 + (k % 3), op.kind) for k, op in enumerate(g.ops)], g.edges, g.name)
     sched = random_stages(g, 1, 3, random.Random(seed))
     nv = naive_streams(g, 3)
-    for levers in (Levers(concat_inplace=True), Levers(fuse_epilogues=True, merge_segments=True),
+    for levers in (Levers(concat_inplace=True), Levers(fuse_epilogues=True, merge_segments=True, cudnn_benchmark=True),
                    Levers(True, True, True, "critical", critical_operators(costed))):
         for s, smap in ((sched, None), (nv, nv.meta["streams"])):
             m = _module(cap, s, levers, smap, merge=levers.merge_segments)
@@ -233,6 +233,19 @@ def test_every_lever_equals_the_model_on_cpu(blocks, seed):
                     _close(m(x2), model(x2))
 
 
+def test_cudnn_benchmark_is_on_inside_the_scope_only():
+    from hios.runtime.local.executor import cudnn_benchmark
+    for before in (False, True):
+        torch.backends.cudnn.benchmark = before
+        with cudnn_benchmark():
+            assert torch.backends.cudnn.benchmark is True
+        assert torch.backends.cudnn.benchmark is before
+        with pytest.raises(RuntimeError), cudnn_benchmark():
+            raise RuntimeError("a failed capture")
+        assert torch.backends.cudnn.benchmark is before
+    torch.backends.cudnn.benchmark = False
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_levers_in_one_cuda_graph(blocks):
     from hios.runtime.local.executor import HiosModule
@@ -241,9 +254,11 @@ def test_gpu_levers_in_one_cuda_graph(blocks):
     model, x, cap, ref = blocks
     nv = naive_streams(cap.graph, 3)
     prog = stream_program(cap.graph, nv, memory=["cuda:0"], streams=nv.meta["streams"], merge=True)
+    before = torch.backends.cudnn.benchmark
     m = HiosModule(cap, prog, ["cuda:0"], "inductor", "graph", True, True, 2, False,
-                   levers=Levers(True, True, True, "stream0"))
+                   levers=Levers(True, True, True, "stream0", cudnn_benchmark=True))
     assert m.mode == "graph" and m._cats
+    assert torch.backends.cudnn.benchmark == before
     with torch.no_grad():
         for _ in range(2):
             x2 = torch.randn_like(x)

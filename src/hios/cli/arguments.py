@@ -100,6 +100,9 @@ def add_run_args(p) -> None:
                    help="branches write into their slice of a concatenation's output (no concat kernel)")
     g.add_argument("--merge-segments", action="store_true",
                    help="a segment runs on past synchronisation points that order nothing new")
+    g.add_argument("--cudnn-benchmark", action="store_true",
+                   help="cuDNN times its convolution algorithms while the plan is warmed up and captured "
+                        "(graph mode; the CUDA graph keeps the fastest)")
     g.add_argument("--priority", choices=PRIORITIES, default="none",
                    help="CUDA stream priorities: none (default), stream0, or critical (streams on the critical path)")
 
@@ -138,7 +141,8 @@ def cost_options(args, device: str | None = None) -> CostOptions:
 
 def run_options(args) -> RunOptions:
     levers = Levers(merge_segments=args.merge_segments, fuse_epilogues=args.fuse_epilogues,
-                    concat_inplace=args.concat_inplace, priority=args.priority)
+                    concat_inplace=args.concat_inplace, priority=args.priority,
+                    cudnn_benchmark=getattr(args, "cudnn_benchmark", False))
     return RunOptions(devices=args.devices, kernels=args.kernels, mode=args.mode, sync=args.sync, tf32=args.tf32,
                       levers=levers)
 

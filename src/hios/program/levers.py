@@ -12,6 +12,10 @@ merging changes no segment of these models' plans.
   (:mod:`hios.runtime.local.fuse_epilogue`), per operator, where the backend can.
 * ``concat_inplace`` — branches feeding a concatenation write into their slice of its
   preallocated output (:mod:`hios.runtime.local.concat_inplace`); the concatenation kernel disappears.
+* ``cudnn_benchmark`` — cuDNN times its algorithms for every convolution of the plan while the
+  plan is warmed up and captured, so the CUDA graph records the fastest one
+  (``torch.backends.cudnn.benchmark`` on for those two steps only, restored after; graph mode
+  only: a stream-mode call chooses by cuDNN's heuristics as before).  Off until measured.
 * ``priority`` — CUDA stream priorities: ``"none"``, ``"stream0"`` (stream 0 of each device, where
   the costliest branches run) or ``"critical"`` (every stream that carries an operator of
   ``critical``, see :func:`hios.program.priority.critical_operators`).
@@ -45,6 +49,7 @@ class Levers:
     critical: frozenset = frozenset()   # operator names on the critical path (priority="critical")
     unfused: frozenset = frozenset()    # operators whose segments keep convolution and ReLU apart
     eager: frozenset = frozenset()      # operators whose segments run with eager kernels
+    cudnn_benchmark: bool = False
 
     def fuses(self, ops) -> bool:
         """Whether the segment of ``ops`` fuses convolution epilogues."""
@@ -55,7 +60,7 @@ class Levers:
             raise HiosError(f"unknown priority {self.priority!r}; choose from {', '.join(PRIORITIES)}")
 
     def label(self) -> str:
-        on = [k for k in ("merge_segments", "fuse_epilogues", "concat_inplace") if getattr(self, k)]
+        on = [k for k in ("merge_segments", "fuse_epilogues", "concat_inplace", "cudnn_benchmark") if getattr(self, k)]
         if self.priority != "none":
             on.append(f"priority={self.priority}")
         for name, ops in (("unfused", self.unfused), ("eager", self.eager)):

@@ -89,9 +89,10 @@ class DistributedJob:
             raise HiosError(f"{option('devices')} is for the local backend; with {option('backend', 'distributed')} "
                             f"rank r uses cuda:LOCAL_RANK (or {option('device', 'cpu')})")
         lv = self.run.levers
-        if lv.concat_inplace or lv.priority != "none":
-            raise HiosError(f"{option('concat_inplace')} and {option('priority')} are levers of the local backend; "
-                            "the distributed backend runs fused epilogues and merged segments only")
+        if lv.concat_inplace or lv.priority != "none" or lv.cudnn_benchmark:
+            raise HiosError(f"{option('concat_inplace')}, {option('priority')} and {option('cudnn_benchmark')} are "
+                            "levers of the local backend; the distributed backend runs fused epilogues and merged "
+                            "segments only")
         if self.device not in (None, "cpu", "cuda"):
             raise HiosError(f"{option('device')} {self.device!r}: the distributed backend takes cpu or cuda (each "
                             "rank uses cuda:LOCAL_RANK)")

@@ -29,6 +29,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 import threading
@@ -245,6 +246,18 @@ class Seg:
 # --------------------------------------------------------------------------- the module
 
 
+@contextlib.contextmanager
+def cudnn_benchmark():
+    """``torch.backends.cudnn.benchmark`` on inside the block, as it was after (the lever
+    ``cudnn_benchmark``: the warm-up times cuDNN's algorithms, the capture records the fastest)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 class HiosModule(nn.Module):
     """A model compiled for a schedule; call it like the model.  Attributes: ``program``
     (the :class:`ExecProgram`), ``devices``, ``kernels``, ``mode`` (after any fallback),
@@ -280,9 +293,11 @@ class HiosModule(nn.Module):
             self._build()
             if self.is_cuda:
                 self._make_streams()
-            self._warm(warmup, progress)
-            if mode == "graph":
-                self._capture()
+            tune = self.is_cuda and mode == "graph" and self.levers.cudnn_benchmark
+            with cudnn_benchmark() if tune else contextlib.nullcontext():
+                self._warm(warmup, progress)
+                if mode == "graph":
+                    self._capture()
         except _OOM as e:
             raise HiosError(f"out of memory on {self._main_device()} while preparing the plan: "
                             f"{str(e).splitlines()[0]}") from None

@@ -142,7 +142,8 @@ def _segment_repair(levers: Levers, faults: list[Fault], kernels: str) -> tuple[
 
 
 _LEVER_OFF = (("concat_inplace", {"concat_inplace": False}), ("merge_segments", {"merge_segments": False}),
-              ("priority", {"priority": "none"}), ("fuse_epilogues", {"fuse_epilogues": False}))
+              ("priority", {"priority": "none"}), ("fuse_epilogues", {"fuse_epilogues": False}),
+              ("cudnn_benchmark", {"cudnn_benchmark": False}))
 
 
 def _lever_repairs(levers: Levers):
