@@ -7,7 +7,8 @@ matmul TF32 off):
   * one plan, HIOS-LP on one GPU (window 4, streams 4) from analytic H200 costs, run as one CUDA
     graph with Inductor segments, for each lever setting: ``base`` (no lever, channels_last),
     ``nchw`` (layout lever off), ``merge``, ``fuse``, ``concat``, ``prio-s0``, ``prio-crit``
-    and ``all`` (every lever);
+    and ``all`` (every lever), and one lever on top of the defaults (``fuse+merge``,
+    ``fuse+concat``, ``fuse+prio-crit``);
   * per variant: output checked against model(x), kernels per call and summed kernel time
     (torch.profiler over replays), segments and events, the predicted critical path
     (analytic costs with the levers applied, :func:`hios.program.levers.lever_costs`), and the
@@ -16,7 +17,8 @@ matmul TF32 off):
 Results: table on stdout (last), ``levers.csv`` and ``levers.jsonl`` under --out.
 
 Usage (GPU): PYTHONPATH=src python benchmarks/levers.py --points googlenet:224 --out $OUT
-Points: googlenet:224, inception_v3:299, inception_v3:1280, nasnetalarge:331 (the issue's four).
+Points: googlenet:224, inception_v3:299, inception_v3:1280, nasnetalarge:331 (the issue's four);
+any zoo model:size (e.g. randwire:224).
 Once --budget-s seconds have passed, the remaining variants and points are skipped and listed.
 """
 
@@ -49,7 +51,8 @@ from hios.program.segmenting import stream_program
 from hios.schedulers import schedule
 
 POINTS = "googlenet:224,inception_v3:299,inception_v3:1280,nasnetalarge:331"
-VARIANTS = ("base", "all", "fuse", "concat", "prio-crit", "nchw", "prio-s0", "merge")
+VARIANTS = ("base", "all", "fuse", "concat", "prio-crit", "nchw", "prio-s0", "merge",
+            "fuse+merge", "fuse+concat", "fuse+prio-crit")
 T0 = time.perf_counter()
 
 
@@ -69,6 +72,10 @@ def levers_of(variant: str, critical: frozenset) -> tuple[Levers, bool]:
         "prio-s0": (replace(off, priority="stream0"), True),
         "prio-crit": (replace(off, priority="critical", critical=critical), True),
         "all": (Levers(True, True, True, "critical", critical), True),
+        # one lever on top of the defaults (fused epilogues on): the question of issue 21
+        "fuse+merge": (Levers(merge_segments=True), True),
+        "fuse+concat": (Levers(concat_inplace=True), True),
+        "fuse+prio-crit": (Levers(priority="critical", critical=critical), True),
     }[variant]
 
 
