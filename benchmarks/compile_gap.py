@@ -37,8 +37,10 @@ the segments' wall-clock intervals (``kernel_source`` says so), and torch.compil
 
 Writes under ``--out``: ``compile_gap.csv`` (one row per point and system), ``compile_gap.png`` (bars
 per point), ``compile_gap_data.tar.gz`` (one JSON per point: per segment its operators, measured
-duration and whether it is on the critical path; per system the raw figures), ``run.json``; prints
-the table.
+duration and whether it is on the critical path; per system the raw figures and every kernel of
+its first profiled call with its name and segment), ``run.json``; prints the table and, per system,
+the kernel mix (:func:`hios.runtime.measure.critical_path.kernel_mix`: Triton, convolution and
+matrix-product, copy and other kernels, each counted and summed per call).
 
 Usage (GPU, one call of the device tool): ``PYTHONPATH=src python benchmarks/compile_gap.py --out $OUT``
 (``--absorb-joins 0.5`` adds the absorbed plan; ``--points nasnetalarge:331`` for one point)
@@ -64,9 +66,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 POINTS = "googlenet:224,inception_v3:299,nasnetalarge:331,randwire:224,inception_v3:1280,inception_v3:2048:2"
 SMOKE_POINTS = "googlenet:64"
 SYSTEMS = ("hios", "hios_absorb", "hios_cudnn", "compile", "compile_freezing", "compile_freezing_cudnn")
+MIX = ("triton", "conv", "copy", "other")   # kernel families (hios.runtime.measure.critical_path.kernel_family)
 COLUMNS = ("point", "system", "segments", "kernels", "kernel_sum_ms", "busy_ms", "kernel_span_ms", "call_ms",
            "critical_ms", "critical_segments", "busy_over_call", "critical_over_call", "kernel_source", "check_rel",
-           "check_ok", "build_s", "note")
+           "check_ok", "build_s", *(f"{c}_{f}" for f in MIX for c in ("kernels", "ms")), "note")
 
 
 def log(msg: str) -> None:
@@ -128,7 +131,8 @@ def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float
         raise RuntimeError(f"the plan did not compile to a CUDA graph ({mod.fallback_reason})")
     rep = rep or time_call(mod, x, dev, s)
     tr = record_run(mod, x, calls=calls, kernels=True)
-    graph_kernels = [(k.call, k.start_ms, k.end_ms) for k in tr.kernels if k.source == "graph" and k.call is not None]
+    replayed = [k for k in tr.kernels if k.source == "graph" and k.call is not None]
+    graph_kernels = [(k.call, k.start_ms, k.end_ms) for k in replayed]
     if graph_kernels:
         ks, source = kernel_stats(graph_kernels), "replay kernels"
     else:  # CPU (or a replay the profiler did not tie to calls): the segments' intervals
@@ -148,15 +152,36 @@ def measure_hios(model, x, planned, ndev: int, dev, s, calls: int, absorb: float
     if ks is not None:
         row.update({"kernels": ks.kernels, "kernel_sum_ms": ks.summed_ms, "busy_ms": ks.busy_ms,
                     "kernel_span_ms": ks.span_ms})
+    row.update(_mix_columns(replayed))
     detail = {"mode": mod.mode, "program": prog.summary(), "replay_samples": list(rep.samples), "clock": tr.clock,
               "coverage": tr.coverage.to_dict() if tr.coverage is not None else None,
               "critical_path": list(cp.path),
               "segments": [{"id": st.id, "stream": st.stream, "device": st.device, "ops": list(st.ops),
                             "measured_ms": med.get(st.id), "critical": st.id in on_path} for st in prog.segments],
               "kernel_stats": ks.to_dict() if ks is not None else None,
+              "kernels_first_call": _first_call(replayed),
               "absorb_joins": plan.schedule.meta.get("absorb_joins")}
     del mod
     return row, detail
+
+
+def _mix_columns(kernels) -> dict:
+    """The kernel mix of a system's profiled calls as CSV columns: per family, kernels per call and
+    their summed time (:func:`hios.runtime.measure.critical_path.kernel_mix`)."""
+    from hios.runtime.measure.critical_path import kernel_mix
+    mix = kernel_mix((k.call, k.name, k.start_ms, k.end_ms) for k in kernels)
+    return {f"{col}_{fam.split('/')[0]}": v for fam, (n, ms) in mix.items()
+            for col, v in (("kernels", n), ("ms", ms))}
+
+
+def _first_call(kernels) -> list:
+    """``[segment, name, duration ms]`` of every kernel of the first profiled call (segment None
+    for torch.compile), in start order: what the kernel mix is made of."""
+    if not kernels:
+        return []
+    first = min(k.call for k in kernels)
+    return [[k.segment, k.name, k.end_ms - k.start_ms]
+            for k in sorted(kernels, key=lambda k: k.start_ms) if k.call == first]
 
 
 def measure_compile(model, x, dev, s, calls: int, freezing: bool, cudnn: bool = False) -> tuple[dict, dict]:
@@ -196,6 +221,9 @@ def _measure_compile(model, x, dev, s, calls: int, freezing: bool, cudnn: bool) 
             row.update({"kernels": ks.kernels, "kernel_sum_ms": ks.summed_ms, "busy_ms": ks.busy_ms,
                         "kernel_span_ms": ks.span_ms, "kernel_source": "profiled calls"})
             detail["kernel_stats"] = ks.to_dict()
+        linked = [k for k in kern if k.call is not None]
+        row.update(_mix_columns(linked))
+        detail["kernels_first_call"] = _first_call(linked)
         unlinked = sum(1 for k in kern if k.call is None)
         row["note"] = "; ".join(notes + ([f"{unlinked} kernel(s) not tied to a call"] if unlinked else []))
     del compiled
@@ -344,6 +372,12 @@ def print_table(rows: list[dict], head: dict) -> None:
               f"{f(r.get('kernel_sum_ms'))} | {f(r.get('busy_ms'))} | {f(r.get('call_ms'))} | "
               f"{f(r.get('busy_over_call'), 2)} | {crit} | {f(r.get('check_ok'))} | {r.get('kernel_source', '-')}"
               + (f" | {r['note']}" if r.get("note") else ""))
+    mixed = [r for r in rows if any(f"kernels_{f}" in r for f in MIX)]
+    if mixed:
+        print("kernel mix per call, kernels (summed ms): " + " | ".join(MIX))
+        for r in mixed:
+            print(f"{r['point']} | {r['system']} | " + " | ".join(
+                f"{f(r.get(f'kernels_{fam}'), 1)} ({f(r.get(f'ms_{fam}'))})" for fam in MIX))
     if head.get("skipped"):
         print(f"skipped (budget): {', '.join(head['skipped'])}")
     for pt, why in (head.get("failed") or {}).items():

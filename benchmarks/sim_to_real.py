@@ -94,11 +94,17 @@ def _free(dev) -> None:
 
 
 def _trace_dict(tr) -> dict:
+    """The trace, torch-free: per kernel ``[call, segment, start, end, blocks per SM, occupancy,
+    name]`` with ``name`` an index into ``kernel_names``."""
+    graph = [k for k in tr.kernels if k.source == "graph"]
+    names = list(dict.fromkeys(k.name for k in graph))
+    index = {n: i for i, n in enumerate(names)}
     return {"clock": tr.clock, "calls": tr.calls,
             "coverage": tr.coverage.attributed if tr.coverage is not None else None,
             "segments": [[r.call, r.step, r.start_ms, r.end_ms] for r in tr.segments],
-            "kernels": [[k.call, k.segment, k.start_ms, k.end_ms, k.blocks_per_sm, k.occupancy]
-                        for k in tr.kernels if k.source == "graph"]}
+            "kernels": [[k.call, k.segment, k.start_ms, k.end_ms, k.blocks_per_sm, k.occupancy, index[k.name]]
+                        for k in graph],
+            "kernel_names": names}
 
 
 def _measure_plan(model, x, plan, cap, devices, dev, s, args, tag: str) -> dict:

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 
 from hios.graph import Edge, Graph, Operator
 from hios.program.segmenting import stream_program
-from hios.runtime.measure.critical_path import kernel_stats, measured_critical_path, segment_graph
+from hios.runtime.measure.critical_path import (kernel_family, kernel_mix, kernel_stats, measured_critical_path,
+                                                 segment_graph)
 from hios.schedule import Schedule
 
 from strategies import graph_and_schedule
@@ -79,3 +80,26 @@ def test_segment_graph_orders_every_edge(case):
         finish[i] = max((finish[p] for p in graph.preds[i]), default=0.0) + graph.ops[i].cost
     cp = measured_critical_path(dur, deps)
     assert cp.length >= max(finish.values(), default=0.0) - 1e-9
+
+
+def test_kernel_family_by_name():
+    assert kernel_family("triton_poi_fused_relu_0") == "triton"
+    assert kernel_family("sm90_xmma_fprop_implicit_gemm_tf32f32_nhwc") == "conv/gemm"
+    assert kernel_family("void cudnn::engines_precompiled::nchwToNhwcKernel") == "copy"
+    assert kernel_family("cudnn_infer_ampere_scudnn_128x64_relu_small_nn_v1") == "conv/gemm"
+    assert kernel_family("void at::native::elementwise_kernel<direct_copy_kernel_cuda>") == "copy"
+    assert kernel_family("void at::native::(anonymous namespace)::CatArrayBatchedCopy<...>") == "copy"
+    assert kernel_family("Memcpy DtoD (Device -> Device)") == "copy"
+    assert kernel_family("void at::native::vectorized_elementwise_kernel<4, ...>") == "other"
+
+
+def test_kernel_mix_counts_and_times_per_family_as_medians_over_calls():
+    ks = [(0, "triton_a", 0.0, 1.0), (0, "triton_b", 1.0, 1.5), (0, "cudnn_conv", 1.5, 4.0),
+          (1, "triton_a", 0.0, 2.0), (1, "cudnn_conv", 2.0, 3.0),
+          (2, "triton_a", 0.0, 1.0), (2, "triton_b", 1.0, 2.0), (2, "cudnn_conv", 2.0, 5.0), (2, "Memset", 5, 5.5)]
+    mix = kernel_mix(ks)
+    assert list(mix) == ["triton", "conv/gemm", "copy"]
+    assert mix["triton"] == (2, 2.0)            # counts 2, 1, 2; sums 1.5, 2.0, 2.0
+    assert mix["conv/gemm"] == (1, 2.5)         # sums 2.5, 1.0, 3.0
+    assert mix["copy"] == (0, 0.0)              # only call 2 has one: the median call has none
+    assert kernel_mix([]) == {}
