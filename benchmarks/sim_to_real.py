@@ -40,7 +40,10 @@ Each family is judged three times: with the analytic utilizations the plan was m
 size over the GPU's resident threads); as ``<family>+achieved``, with utilizations derived from the
 costs used (the share of peak FLOP rate or bandwidth each operator achieves); as ``<family>+work``,
 with each operator's work share (the part of its cost that is roofline work at the efficiencies
-fitted on the other points, :func:`hios.cost.analytic.operator_work_share`).  Each row also has
+fitted on the other points, :func:`hios.cost.analytic.operator_work_share`).  Families with a rate
+law (``sharing``, ``concurrency``) are judged again on the plan's stream program without stage
+barriers (:mod:`hios.stream_simulator`, columns ``<family>[+<utilization>]+streams``), as the
+runtime runs it.  Each row also has
 ``sum_analytic_oos_ms``, the point's operators summed as the out-of-sample analytic model costs
 them, against ``sum_alone_ms``, its segments timed alone.
 
@@ -253,16 +256,28 @@ def _cases(points: list[dict]) -> list[dict]:
     return cases
 
 
+#: (utilization, simulator) judged besides the families' own utilizations on the stage simulator:
+#: the other utilizations, and the stream program without stage barriers (families with a rate law:
+#: ``sharing`` with work shares or achieved utilizations, ``concurrency``, which uses none).
+_VARIANTS = (("achieved", "stages"), ("work", "stages"), ("analytic", "streams"), ("work", "streams"),
+             ("achieved", "streams"))
+
+
+def _with_rates(families: dict) -> dict:
+    return {k: f for k, f in families.items() if hasattr(f.make(tuple(0.5 for _ in f.params)), "rates")}
+
+
 def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[dict]:
     from hios.stage_fit import STAGE_FAMILIES, UTILIZATIONS, evaluate_points
 
     cases = _cases(points)
     rows = evaluate_points(cases, STAGE_FAMILIES, spec_form=spec_form)
-    for util, tag in UTILIZATIONS.items():  # the same families with other utilizations
-        if tag:
-            more = {(r["point"], r["plan"]): r for r in evaluate_points(cases, STAGE_FAMILIES, util, spec_form)}
-            for r in rows:
-                r.update({k: v for k, v in more[(r["point"], r["plan"])].items() if tag in k})
+    for util, sim in _VARIANTS:  # the same families with other utilizations, or without stage barriers
+        fams = STAGE_FAMILIES if sim == "stages" else _with_rates(STAGE_FAMILIES)
+        tag = UTILIZATIONS[util] + ("+streams" if sim == "streams" else "")
+        more = {(r["point"], r["plan"]): r for r in evaluate_points(cases, fams, util, spec_form, sim)}
+        for r in rows:
+            r.update({k: v for k, v in more[(r["point"], r["plan"])].items() if k.endswith(f"{tag}]")})
     for d in points:  # the closed loop: plan B predicted from the fed-back profile
         b = d["plans"].get("B")
         for r in rows:
@@ -283,8 +298,9 @@ def transfer(fit_points: list[dict], points: list[dict], out: Path, spec_form: s
 
     fit_cases, cases = _cases(fit_points), _cases(points)
     rows = []
-    for util in UTILIZATIONS:
-        more = evaluate_transfer(fit_cases, cases, STAGE_FAMILIES, util, spec_form)
+    for util, sim in (("analytic", "stages"),) + _VARIANTS:
+        fams = STAGE_FAMILIES if sim == "stages" else _with_rates(STAGE_FAMILIES)
+        more = evaluate_transfer(fit_cases, cases, fams, util, spec_form, sim)
         if not rows:
             rows = more
         else:

@@ -240,6 +240,7 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], uti
                 row[f"pred[own|{name}{tag}]"] = simulated(own[i], fam.make(v_own))
             if fitted:
                 ov_t = "" if spec.tensor_kernel_overhead_us is None else f" ov_tensor {spec.tensor_kernel_overhead_us}"
+                ov_t += "" if spec.tensor_min_intensity is None else f" dense>={spec.tensor_min_intensity}"
                 row["spec_oos"] = (f"{spec_form}: ce {spec.compute_eff} me {spec.memory_eff} "
                                    f"ov {spec.kernel_overhead_us}{ov_t}")
             rows.append(row)
