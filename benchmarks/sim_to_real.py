@@ -263,12 +263,19 @@ _VARIANTS = (("achieved", "stages"), ("work", "stages"), ("analytic", "streams")
              ("achieved", "streams"))
 
 
+#: The closed loop replayed offline: a family fitted to plan A's replay from A's own segment times
+#: (:func:`hios.stage_fit.evaluate_transfer` from A to B), plan B predicted from B's own segment times
+#: (columns ``loop[<family><tag>]``): the loop as run (``concurrency``, stage simulator) and the
+#: capacity-sharing model on the stream program.
+_LOOP = (("analytic", "stages", ("concurrency",)), ("work", "streams", ("sharing",)))
+
+
 def _with_rates(families: dict) -> dict:
     return {k: f for k, f in families.items() if hasattr(f.make(tuple(0.5 for _ in f.params)), "rates")}
 
 
 def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[dict]:
-    from hios.stage_fit import STAGE_FAMILIES, UTILIZATIONS, evaluate_points
+    from hios.stage_fit import STAGE_FAMILIES, UTILIZATIONS, evaluate_points, evaluate_transfer
 
     cases = _cases(points)
     rows = evaluate_points(cases, STAGE_FAMILIES, spec_form=spec_form)
@@ -278,6 +285,14 @@ def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[d
         more = {(r["point"], r["plan"]): r for r in evaluate_points(cases, fams, util, spec_form, sim)}
         for r in rows:
             r.update({k: v for k, v in more[(r["point"], r["plan"])].items() if k.endswith(f"{tag}]")})
+    for pt in dict.fromkeys(c["point"] for c in cases):  # the loop offline: fitted to A's replay, B predicted
+        a = [c for c in cases if c["point"] == pt and c["plan"] == "A"]
+        b = [c for c in cases if c["point"] == pt and c["plan"] == "B"]
+        if a and b:
+            r = next(r for r in rows if r["point"] == pt and r["plan"] == "B")
+            for util, sim, fams in _LOOP:
+                x = evaluate_transfer(a, b, {f: STAGE_FAMILIES[f] for f in fams}, util, spec_form, sim)[0]
+                r.update({"loop[" + k[10:]: v for k, v in x.items() if k.startswith("pred[xown|")})
     for d in points:  # the closed loop: plan B predicted from the fed-back profile
         b = d["plans"].get("B")
         for r in rows:
@@ -319,12 +334,13 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def summarise(rows: list[dict], out: Path, name: str = "sim_to_real_models.csv") -> list[dict]:
-    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith("pred[")]
+    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith(("pred[", "loop["))]
     summary = []
     for c in cols:
         errs = [abs(r[c] / r["measured_ms"] - 1) for r in rows if isinstance(r.get(c), float) and r.get("measured_ms")]
         if errs:
-            summary.append({"prediction": c[5:-1], "cases": len(errs), "mean_abs_error": statistics.fmean(errs),
+            summary.append({"prediction": c[5:-1] if c.startswith("pred[") else c[:-1].replace("[", "|", 1),
+                            "cases": len(errs), "mean_abs_error": statistics.fmean(errs),
                             "worst_abs_error": max(errs), "within_10pct": sum(e <= 0.10 for e in errs)})
     summary.sort(key=lambda r: (not r["prediction"].startswith(("oos", "xrun")), r["worst_abs_error"]))
     write_csv(out / name, summary)
