@@ -40,9 +40,17 @@ Each family is judged three times: with the analytic utilizations the plan was m
 size over the GPU's resident threads); as ``<family>+achieved``, with utilizations derived from the
 costs used (the share of peak FLOP rate or bandwidth each operator achieves); as ``<family>+work``,
 with each operator's work share (the part of its cost that is roofline work at the efficiencies
-fitted on the other points, :func:`hios.cost.analytic.operator_work_share`).  Each row also has
+fitted on the other points, :func:`hios.cost.analytic.operator_work_share`).  Families with a rate
+law (``sharing``, ``concurrency``) are judged again on the plan's stream program without stage
+barriers (:mod:`hios.stream_simulator`, columns ``<family>[+<utilization>]+streams``), as the
+runtime runs it.  Each row also has
 ``sum_analytic_oos_ms``, the point's operators summed as the out-of-sample analytic model costs
 them, against ``sum_alone_ms``, its segments timed alone.
+
+``--fit-from DIR`` also judges across runs (:func:`hios.stage_fit.evaluate_transfer`): the analytic
+model and every family fitted on all plans of another run's data, every plan of this run predicted
+(``xrun``: nothing of this run used; ``xown``: its own segment times), written to
+``OUT/sim_to_real_transfer.csv`` and ``OUT/sim_to_real_transfer_models.csv``.
 
 Writes ``OUT/sim_to_real.csv`` (one row per point and plan), ``OUT/sim_to_real_models.csv`` (mean
 and worst error per stage model and cost kind), ``OUT/sim_to_real.png`` (predicted against
@@ -241,11 +249,9 @@ def load_data(folder: Path) -> tuple[list[dict], dict]:
     return points, head
 
 
-def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[dict]:
+def _cases(points: list[dict]) -> list[dict]:
     from hios.machine import Machine
     from hios.schedule import Schedule
-    from hios.stage_fit import STAGE_FAMILIES, UTILIZATIONS, evaluate_points
-
     cases = []
     for d in points:
         for key, pl in d["plans"].items():
@@ -253,12 +259,46 @@ def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[d
                           "schedule": Schedule.from_dict(pl["schedule"]), "program": pl["program"],
                           "alone_ms": {int(k): v for k, v in pl["alone_ms"].items()},
                           "measured_ms": pl["replay_ms"]})
+    return cases
+
+
+#: (utilization, simulator) judged besides the families' own utilizations on the stage simulator:
+#: the other utilizations, and the stream program without stage barriers (families with a rate law:
+#: ``sharing`` with work shares or achieved utilizations, ``concurrency``, which uses none).
+_VARIANTS = (("achieved", "stages"), ("work", "stages"), ("analytic", "streams"), ("work", "streams"),
+             ("achieved", "streams"))
+
+
+#: The closed loop replayed offline: a family fitted to plan A's replay from A's own segment times
+#: (:func:`hios.stage_fit.evaluate_transfer` from A to B), plan B predicted from B's own segment times
+#: (columns ``loop[<family><tag>]``): the loop as run (``concurrency``, stage simulator) and the
+#: capacity-sharing model on the stream program.
+_LOOP = (("analytic", "stages", ("concurrency",)), ("work", "streams", ("sharing",)))
+
+
+def _with_rates(families: dict) -> dict:
+    return {k: f for k, f in families.items() if hasattr(f.make(tuple(0.5 for _ in f.params)), "rates")}
+
+
+def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[dict]:
+    from hios.stage_fit import STAGE_FAMILIES, UTILIZATIONS, evaluate_points, evaluate_transfer
+
+    cases = _cases(points)
     rows = evaluate_points(cases, STAGE_FAMILIES, spec_form=spec_form)
-    for util, tag in UTILIZATIONS.items():  # the same families with other utilizations
-        if tag:
-            more = {(r["point"], r["plan"]): r for r in evaluate_points(cases, STAGE_FAMILIES, util, spec_form)}
-            for r in rows:
-                r.update({k: v for k, v in more[(r["point"], r["plan"])].items() if tag in k})
+    for util, sim in _VARIANTS:  # the same families with other utilizations, or without stage barriers
+        fams = STAGE_FAMILIES if sim == "stages" else _with_rates(STAGE_FAMILIES)
+        tag = UTILIZATIONS[util] + ("+streams" if sim == "streams" else "")
+        more = {(r["point"], r["plan"]): r for r in evaluate_points(cases, fams, util, spec_form, sim)}
+        for r in rows:
+            r.update({k: v for k, v in more[(r["point"], r["plan"])].items() if k.endswith(f"{tag}]")})
+    for pt in dict.fromkeys(c["point"] for c in cases):  # the loop offline: fitted to A's replay, B predicted
+        a = [c for c in cases if c["point"] == pt and c["plan"] == "A"]
+        b = [c for c in cases if c["point"] == pt and c["plan"] == "B"]
+        if a and b:
+            r = next(r for r in rows if r["point"] == pt and r["plan"] == "B")
+            for util, sim, fams in _LOOP:
+                x = evaluate_transfer(a, b, {f: STAGE_FAMILIES[f] for f in fams}, util, spec_form, sim)[0]
+                r.update({"loop[" + k[10:]: v for k, v in x.items() if k.startswith("pred[xown|")})
     for d in points:  # the closed loop: plan B predicted from the fed-back profile
         b = d["plans"].get("B")
         for r in rows:
@@ -272,6 +312,25 @@ def analyse(points: list[dict], out: Path, spec_form: str = "kernels") -> list[d
     return rows
 
 
+def transfer(fit_points: list[dict], points: list[dict], out: Path, spec_form: str = "kernels") -> list[dict]:
+    """Across runs: every family fitted on all plans of ``fit_points`` (another run), every plan of
+    ``points`` predicted (:func:`hios.stage_fit.evaluate_transfer`); writes ``sim_to_real_transfer.csv``."""
+    from hios.stage_fit import STAGE_FAMILIES, UTILIZATIONS, evaluate_transfer
+
+    fit_cases, cases = _cases(fit_points), _cases(points)
+    rows = []
+    for util, sim in (("analytic", "stages"),) + _VARIANTS:
+        fams = STAGE_FAMILIES if sim == "stages" else _with_rates(STAGE_FAMILIES)
+        more = evaluate_transfer(fit_cases, cases, fams, util, spec_form, sim)
+        if not rows:
+            rows = more
+        else:
+            for r, m in zip(rows, more):
+                r.update({k: v for k, v in m.items() if k not in r})
+    write_csv(out / "sim_to_real_transfer.csv", rows)
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
@@ -280,16 +339,17 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def summarise(rows: list[dict], out: Path) -> list[dict]:
-    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith("pred[")]
+def summarise(rows: list[dict], out: Path, name: str = "sim_to_real_models.csv") -> list[dict]:
+    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith(("pred[", "loop["))]
     summary = []
     for c in cols:
         errs = [abs(r[c] / r["measured_ms"] - 1) for r in rows if isinstance(r.get(c), float) and r.get("measured_ms")]
         if errs:
-            summary.append({"prediction": c[5:-1], "cases": len(errs), "mean_abs_error": statistics.fmean(errs),
+            summary.append({"prediction": c[5:-1] if c.startswith("pred[") else c[:-1].replace("[", "|", 1),
+                            "cases": len(errs), "mean_abs_error": statistics.fmean(errs),
                             "worst_abs_error": max(errs), "within_10pct": sum(e <= 0.10 for e in errs)})
-    summary.sort(key=lambda r: (not r["prediction"].startswith("oos"), r["worst_abs_error"]))
-    write_csv(out / "sim_to_real_models.csv", summary)
+    summary.sort(key=lambda r: (not r["prediction"].startswith(("oos", "xrun")), r["worst_abs_error"]))
+    write_csv(out / name, summary)
     return summary
 
 
@@ -358,6 +418,8 @@ def main() -> int:
     p.add_argument("--from", dest="source", help="analyse the data in this folder (no measuring)")
     p.add_argument("--spec-form", default="kernels", choices=("kernels", "roofline"),
                    help="form of the analytic model fitted out of sample (hios.stage_fit.SPEC_FORMS)")
+    p.add_argument("--fit-from", help="also fit every model on the data in this folder (another run) and "
+                                      "predict every plan of the analysed run from it")
     p.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/sim_to_real"))
     args = p.parse_args()
     out = Path(args.out)
@@ -377,6 +439,23 @@ def main() -> int:
     if summary:
         plot(rows, summary[0]["prediction"], out)
     print_tables(rows, summary, head)
+    if args.fit_from:
+        fit_folder = Path(args.fit_from)
+        fit_folder = fit_folder / "data" if (fit_folder / "data").is_dir() else fit_folder
+        fit_points, fit_head = load_data(fit_folder)
+        if not fit_points:
+            print(f"sim_to_real: no measured points in {fit_folder}", file=sys.stderr)
+            return 1
+        xrows = transfer(fit_points, points, out, args.spec_form)
+        print(f"\nacross runs: fitted on {fit_folder} ({fit_head.get('date', '?')}), predicting this run")
+        print("point | plan | measured ms | " + " | ".join(k[5:-1] for k in xrows[0] if k.startswith("pred[")))
+        for r in xrows:
+            print(f"{r['point']} | {r['plan']} | {r['measured_ms']:.3f} | "
+                  + " | ".join(f"{v / r['measured_ms']:.2f}" for k, v in r.items() if k.startswith("pred[")))
+        print("\nprediction | cases | mean |err| | worst |err| | within 10 %")
+        for s in summarise(xrows, out, "sim_to_real_transfer_models.csv"):
+            print(f"{s['prediction']} | {s['cases']} | {100 * s['mean_abs_error']:.1f} % | "
+                  f"{100 * s['worst_abs_error']:.1f} % | {s['within_10pct']}/{s['cases']}")
     return 0
 
 

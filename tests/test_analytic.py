@@ -150,8 +150,8 @@ def test_kernel_form_fit_recovers_parameters(captured):
     truth = replace(DEVICE_SPECS["h100"], compute_eff=0.3, memory_eff=0.8, kernel_overhead_us=1.5,
                     tensor_kernel_overhead_us=5.0, fuse_elementwise=True)
     measured = costed_graph(captured, truth)
-    fit = fit_spec_kernels([(measured, captured.graph)], "h100")
-    assert fit.name == "h100-calibrated" and fit.fuse_elementwise
+    fit = fit_spec_kernels([(measured, captured.graph)], "h100", min_intensity=None)  # the truth's form
+    assert fit.name == "h100-calibrated" and fit.fuse_elementwise and fit.tensor_min_intensity is None
     refit = costed_graph(captured, fit)
     assert max(abs(math.log(a / b)) for a, b in zip(refit.costs, measured.costs)) < 0.01
     assert fit.tensor_kernel_overhead_us == pytest.approx(5.0, rel=0.02)
@@ -176,3 +176,36 @@ def test_preset_costs_keep_the_roofline_arithmetic_bit_for_bit():
     for spec in (DEVICE_SPECS["h200"], DEVICE_SPECS["h100"]):
         old = sum(_roofline_s(t, f, b, spec) for t, f, b in work) * 1e3 + len(work) * spec.kernel_overhead_us * 1e-3
         assert operator_ms({"kernel_work": work}, spec) == old
+
+
+def test_light_tensor_kernels_pay_the_elementwise_overhead():
+    from dataclasses import replace
+    # a depthwise-like kernel (1 tensor FLOP per byte) between two element-wise ones, then a dense one
+    meta = {"kernel_work": [[0, 10**3, 10**6], [10**6, 10**6, 10**6], [0, 10**3, 10**6], [10**9, 10**9, 1000]]}
+    spec = replace(SPEC, tensor_kernel_overhead_us=5.0, fuse_elementwise=True)
+    busy = 2e-3 + 2e-3 + 2e-3 + 20e-3   # three memory kernels of 2 us (not fused across the light one), the conv
+    assert operator_ms(meta, spec) == pytest.approx(busy + (2 + 5 + 2 + 5) * 1e-3)
+    light = replace(spec, tensor_min_intensity=4.0)
+    assert operator_ms(meta, light) == pytest.approx(busy + (2 + 2 + 2 + 5) * 1e-3)
+    assert replace(spec, tensor_min_intensity=0.5).tensor_min_intensity == 0.5
+    assert operator_ms(meta, replace(spec, tensor_min_intensity=0.5)) == pytest.approx(operator_ms(meta, spec))
+
+
+def test_kernel_form_fit_tells_light_from_dense_tensor_kernels():
+    from dataclasses import replace
+    from hios.graph import Graph, Operator
+    ops = []
+    for k in range(12):  # dense only; element-wise, light, dense; element-wise only
+        n = 10 ** (5 + k % 4)
+        work = ([[30 * n, 30 * n, n]], [[0, n, 4 * n], [n, n, n], [40 * n, 40 * n, 2 * n]], [[0, n, 2 * n]])[k % 3]
+        ops.append(Operator(f"o{k}", 1.0, "conv", 8, meta={"kernel_work": work}))
+    g = Graph(ops, [], "g")
+    truth = replace(DEVICE_SPECS["h100"], compute_eff=0.4, memory_eff=0.9, kernel_overhead_us=1.5,
+                    tensor_kernel_overhead_us=5.0, fuse_elementwise=True, tensor_min_intensity=4.0)
+    measured = costed_graph(g, truth)
+    fit = fit_spec_kernels([(measured, g)], "h100")
+    assert fit.tensor_min_intensity == 4.0
+    assert max(abs(math.log(a / b)) for a, b in zip(costed_graph(g, fit).costs, measured.costs)) < 0.01
+    # every kernel with tensor FLOPs paying the tensor overhead cannot reproduce these times
+    dense = fit_spec_kernels([(measured, g)], "h100", min_intensity=None)
+    assert max(abs(math.log(a / b)) for a, b in zip(costed_graph(g, dense).costs, measured.costs)) > 0.05

@@ -87,7 +87,7 @@ STAGES = [
     ("capture", ["hios.frontend"]),
     ("cost model", ["hios.cost", "hios.bounds"]),
     ("schedulers and simulator", ["hios.simulator", "hios.schedulers", "hios.report", "hios.viz", "hios.selection",
-                                  "hios.plan", "hios.stage_fit"]),
+                                  "hios.plan", "hios.stage_fit", "hios.stream_simulator"]),
     ("plan -> program", ["hios.program", "hios.options"]),
     ("runtime", ["hios.runtime"]),
     ("library front door", ["hios.pipeline"]),

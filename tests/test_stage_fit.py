@@ -14,8 +14,8 @@ from hios.graph import GraphError
 from hios.machine import Machine
 from hios.plan import Plan
 from hios.schedulers import schedule
-from hios.stage_fit import (DEFAULT_FAMILY, STAGE_FAMILIES, FitCase, evaluate_points, fed_back_profile,
-                            fit_stage_parameter, measured_costs, simulated)
+from hios.stage_fit import (DEFAULT_FAMILY, STAGE_FAMILIES, FitCase, evaluate_points, evaluate_transfer,
+                            fed_back_profile, fit_stage_parameter, measured_costs, simulated)
 from hios.program.segmenting import stream_program
 
 costs = st.lists(st.floats(0.001, 10.0), min_size=1, max_size=6)
@@ -197,3 +197,27 @@ def test_evaluate_points_with_achieved_utilizations_and_a_bad_choice():
     assert all("pred[oos|workshare+work]" in r and "sum_analytic_oos_ms" in r for r in work)
     with pytest.raises(Exception, match="spec_form must be"):
         evaluate_points(cases, STAGE_FAMILIES, "work", "exact")
+
+
+def test_evaluate_transfer_fits_on_one_run_and_predicts_another():
+    g = layered_dag(16, 40, layers=3, seed=3)
+    g.meta = {**(g.meta or {}), "device_spec": {"name": "h200"}}
+    machine = Machine.preset(1)
+    sched = schedule(g, machine, "hios-lp")
+    prog = stream_program(g, sched).to_dict()
+    alone = {i: sum(g[n].cost for n in st["ops"]) for i, st in enumerate(prog["steps"]) if st["kind"] == "segment"}
+
+    def run(beta):
+        measured = simulated(FitCase(g, machine, sched, 1.0), ConcurrencyStageModel(beta))
+        return [{"point": "p", "plan": "A", "graph": g, "machine": machine, "schedule": sched, "program": prog,
+                 "alone_ms": alone, "measured_ms": measured}]
+    fam = {"concurrency": STAGE_FAMILIES["concurrency"]}
+    same = evaluate_transfer(run(0.4), run(0.4), fam)[0]
+    assert float(same["param_xrun[concurrency]"]) >= 0.0
+    # own segment times and a parameter fitted on an identical run: the latency comes back
+    assert same["pred[xown|concurrency]"] == pytest.approx(same["measured_ms"], rel=0.01)
+    # fitted where the streams overlap (beta 0.1), it under-predicts a run where they do not (beta 0.9)
+    other = evaluate_transfer(run(0.1), run(0.9), fam)[0]
+    assert other["pred[xown|concurrency]"] < 0.95 * other["measured_ms"]
+    with pytest.raises(Exception, match="both runs"):
+        evaluate_transfer([], run(0.4), fam)

@@ -27,6 +27,10 @@ Steps of :func:`evaluate_points` (the benchmark's out-of-sample judgement, leave
 3. The point's plans are predicted with those (``oos|<family>``: nothing measured on the point is
    used), and, labelled in sample, with the point's own measured costs and the parameter fitted on
    the other points' measured costs (``own|<family>``).
+
+:func:`evaluate_transfer` is the same judgement across runs: steps 1-2 on every plan of one run
+(the fitting run), step 3 on every plan of another (``xrun|<family>``: nothing measured in the
+predicted run is used; ``xown|<family>``: its own segment times, the parameter from the fitting run).
 """
 
 from __future__ import annotations
@@ -35,15 +39,16 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .cost.costmodel import (ConcurrencyStageModel, HIOSStageModel, OccupancyStageModel, StageModel,
-                             WorkShareStageModel)
+from .cost.costmodel import (ConcurrencyStageModel, HIOSStageModel, OccupancyStageModel, SharingStageModel,
+                             StageModel, WorkShareStageModel)
 from .errors import HiosError
 from .graph import Graph
 from .machine import Machine
 from .schedule import Schedule
 from .simulator import Simulator
 
-__all__ = ["DEFAULT_FAMILY", "FitCase", "SPEC_FORMS", "STAGE_FAMILIES", "StageFamily", "UTILIZATIONS", "evaluate_points",
+__all__ = ["DEFAULT_FAMILY", "FitCase", "SIMULATORS", "SPEC_FORMS", "STAGE_FAMILIES", "StageFamily", "UTILIZATIONS",
+           "evaluate_points", "evaluate_transfer",
            "fed_back_profile", "fit_stage_parameter",
            "measured_costs", "simulated"]
 
@@ -63,7 +68,13 @@ STAGE_FAMILIES: dict[str, StageFamily] = {
     "concurrency": StageFamily("concurrency", lambda v: ConcurrencyStageModel(v[0]), ("beta",)),
     "occupancy": StageFamily("occupancy", lambda v: OccupancyStageModel(v[0], v[1]), ("low", "high")),
     "workshare": StageFamily("workshare", lambda v: WorkShareStageModel(v[0]), ("gamma",)),
+    "sharing": StageFamily("sharing", lambda v: SharingStageModel(v[0]), ("floor",)),
 }
+
+#: How :func:`simulated` runs a plan: ``"stages"``, the stage simulator (:mod:`hios.simulator`, stage
+#: barriers); ``"streams"``, the plan's stream program without barriers (:mod:`hios.stream_simulator`,
+#: families whose model has a rate law).
+SIMULATORS = ("stages", "streams")
 
 #: The family fitted to a plan's replay when a run is fed back (``hios run --feedback-to``).
 DEFAULT_FAMILY = "concurrency"
@@ -71,15 +82,21 @@ DEFAULT_FAMILY = "concurrency"
 
 @dataclass(frozen=True)
 class FitCase:
-    """One measured plan: its costed graph, machine, schedule and measured latency (ms)."""
+    """One measured plan: its costed graph, machine, schedule and measured latency (ms); with its
+    stream program (:meth:`hios.program.segmenting.ExecProgram.to_dict`) it is simulated without
+    stage barriers (:mod:`hios.stream_simulator`)."""
 
     graph: Graph
     machine: Machine
     schedule: Schedule
     measured_ms: float
+    program: dict | None = None
 
 
 def simulated(case: FitCase, model: StageModel) -> float:
+    if case.program is not None:
+        from .stream_simulator import program_step_costs, simulate_program
+        return simulate_program(case.program, *program_step_costs(case.graph, case.program), model)
     return Simulator(case.graph, case.machine, model).simulate(case.schedule).latency
 
 
@@ -163,7 +180,7 @@ SPEC_FORMS = ("roofline", "kernels")
 
 
 def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], utilization: str = "analytic",
-                    spec_form: str = "roofline") -> list[dict]:
+                    spec_form: str = "roofline", simulator: str = "stages") -> list[dict]:
     """Steps 1-3.  ``cases``: dicts with ``point``, ``plan``, ``graph`` (the analytic prior),
     ``machine``, ``schedule``, ``program``, ``alone_ms`` (step id -> ms) and ``measured_ms``.
     One row per case with ``pred[<costs>|<family>]`` columns (``prior|hios``: as planned).
@@ -173,7 +190,9 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], uti
     the cost that is roofline work at the efficiencies fitted on the other points; the columns are
     named ``<family>+achieved`` / ``<family>+work``.  ``spec_form``: ``"roofline"`` fits the
     efficiencies and one per-kernel overhead (:func:`hios.cost.analytic.fit_spec_many`),
-    ``"kernels"`` the per-kernel form (:func:`hios.cost.analytic.fit_spec_kernels`)."""
+    ``"kernels"`` the per-kernel form (:func:`hios.cost.analytic.fit_spec_kernels`).  ``simulator``
+    (:data:`SIMULATORS`): ``"streams"`` simulates each plan's stream program without stage barriers
+    (columns ``<family><utilization tag>+streams``; the prior column stays the stage simulator's)."""
     from .cost.analytic import device_spec, fit_spec_kernels, fit_spec_many
     if utilization not in UTILIZATIONS:
         raise HiosError(f"utilization must be one of {', '.join(UTILIZATIONS)}, got {utilization!r}")
@@ -186,7 +205,9 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], uti
         if utilization == "achieved":
             return _achieved(g, device_spec(base_spec))
         return _work_share(g, spec) if utilization == "work" else g
-    tag = UTILIZATIONS[utilization]
+    _check_simulator(simulator)
+    tag = UTILIZATIONS[utilization] + ("+streams" if simulator == "streams" else "")
+    prog = (lambda c: c["program"]) if simulator == "streams" else (lambda c: None)
     own_costs = [measured_costs(c["graph"], c["program"], c["alone_ms"]) for c in cases]
     points = list(dict.fromkeys(c["point"] for c in cases))
     rows = []
@@ -196,10 +217,10 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], uti
         fitted = {}
         if rest:
             spec = fit_spec([(own_costs[i], cases[i]["graph"]) for i in rest], base_spec)
-            own = {i: FitCase(utils(own_costs[i], spec), c["machine"], c["schedule"], c["measured_ms"])
+            own = {i: FitCase(utils(own_costs[i], spec), c["machine"], c["schedule"], c["measured_ms"], prog(c))
                    for i, c in enumerate(cases)}
             oos_rest = [FitCase(utils(_analytic(cases[i]["graph"], spec), spec), own[i].machine, own[i].schedule,
-                                own[i].measured_ms) for i in rest]
+                                own[i].measured_ms, own[i].program) for i in rest]
             for name, fam in families.items():
                 fitted[name] = (fit_stage_parameter(fam, oos_rest)[0], fit_stage_parameter(fam, [own[i] for i in rest])[0])
         for i in mine:
@@ -213,14 +234,71 @@ def evaluate_points(cases: Sequence[dict], families: dict[str, StageFamily], uti
             for name, (v_oos, v_own) in fitted.items():
                 fam = families[name]
                 row[f"param_oos[{name}{tag}]"] = " ".join(f"{v:.3f}" for v in v_oos)
-                row[f"pred[oos|{name}{tag}]"] = simulated(FitCase(g, c["machine"], c["schedule"], 1.0), fam.make(v_oos))
+                row[f"pred[oos|{name}{tag}]"] = simulated(FitCase(g, c["machine"], c["schedule"], 1.0, prog(c)),
+                                                          fam.make(v_oos))
                 row[f"param_own[{name}{tag}]"] = " ".join(f"{v:.3f}" for v in v_own)
                 row[f"pred[own|{name}{tag}]"] = simulated(own[i], fam.make(v_own))
             if fitted:
                 ov_t = "" if spec.tensor_kernel_overhead_us is None else f" ov_tensor {spec.tensor_kernel_overhead_us}"
+                ov_t += "" if spec.tensor_min_intensity is None else f" dense>={spec.tensor_min_intensity}"
                 row["spec_oos"] = (f"{spec_form}: ce {spec.compute_eff} me {spec.memory_eff} "
                                    f"ov {spec.kernel_overhead_us}{ov_t}")
             rows.append(row)
+    return rows
+
+
+def _check_simulator(simulator: str) -> None:
+    if simulator not in SIMULATORS:
+        raise HiosError(f"simulator must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
+
+
+def evaluate_transfer(fit_cases: Sequence[dict], test_cases: Sequence[dict], families: dict[str, StageFamily],
+                      utilization: str = "analytic", spec_form: str = "roofline",
+                      simulator: str = "stages") -> list[dict]:
+    """:func:`evaluate_points` across runs: the analytic model and each family's parameters fitted on
+    every plan of ``fit_cases`` (another run), every plan of ``test_cases`` predicted with them.
+    Cases as in :func:`evaluate_points`; one row per test case with ``pred[xrun|<family><tag>]``
+    (analytic costs at the fitted model: nothing measured in the test run is used) and
+    ``pred[xown|<family><tag>]`` (the case's own segment times, the parameter fitted on the
+    fitting run's own segment times); ``simulator`` as there."""
+    from .cost.analytic import device_spec, fit_spec_kernels, fit_spec_many
+    if utilization not in UTILIZATIONS:
+        raise HiosError(f"utilization must be one of {', '.join(UTILIZATIONS)}, got {utilization!r}")
+    if spec_form not in SPEC_FORMS:
+        raise HiosError(f"spec_form must be one of {', '.join(SPEC_FORMS)}, got {spec_form!r}")
+    if not fit_cases or not test_cases:
+        raise HiosError("evaluate_transfer needs measured plans in both runs")
+    _check_simulator(simulator)
+    fit_spec = fit_spec_kernels if spec_form == "kernels" else fit_spec_many
+    base_spec = (fit_cases[0]["graph"].meta or {}).get("device_spec", {}).get("name", "h200")
+    tag = UTILIZATIONS[utilization] + ("+streams" if simulator == "streams" else "")
+    prog = (lambda c: c["program"]) if simulator == "streams" else (lambda c: None)
+
+    def utils(g: Graph, spec) -> Graph:
+        if utilization == "achieved":
+            return _achieved(g, device_spec(base_spec))
+        return _work_share(g, spec) if utilization == "work" else g
+    fit_own = [measured_costs(c["graph"], c["program"], c["alone_ms"]) for c in fit_cases]
+    spec = fit_spec([(g, c["graph"]) for g, c in zip(fit_own, fit_cases)], base_spec)
+    analytic = [FitCase(utils(_analytic(c["graph"], spec), spec), c["machine"], c["schedule"], c["measured_ms"],
+                        prog(c)) for c in fit_cases]
+    own = [FitCase(utils(g, spec), c["machine"], c["schedule"], c["measured_ms"], prog(c))
+           for g, c in zip(fit_own, fit_cases)]
+    fitted = {name: (fit_stage_parameter(fam, analytic)[0], fit_stage_parameter(fam, own)[0])
+              for name, fam in families.items()}
+    rows = []
+    for c in test_cases:
+        g = utils(_analytic(c["graph"], spec), spec)
+        mine = utils(measured_costs(c["graph"], c["program"], c["alone_ms"]), spec)
+        row = {"point": c["point"], "plan": c["plan"], "measured_ms": c["measured_ms"]}
+        for name, (v_x, v_own) in fitted.items():
+            fam = families[name]
+            row[f"param_xrun[{name}{tag}]"] = " ".join(f"{v:.3f}" for v in v_x)
+            row[f"pred[xrun|{name}{tag}]"] = simulated(FitCase(g, c["machine"], c["schedule"], 1.0, prog(c)),
+                                                       fam.make(v_x))
+            row[f"pred[xown|{name}{tag}]"] = simulated(FitCase(mine, c["machine"], c["schedule"], 1.0, prog(c)),
+                                                       fam.make(v_own))
+        rows.append(row)
     return rows
 
 

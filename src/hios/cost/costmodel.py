@@ -28,7 +28,7 @@ from typing import Protocol, Sequence
 from ..graph import GraphError
 
 __all__ = ["ConcurrencyStageModel", "DEFAULT_ALPHA", "HIOSStageModel", "MeasuredStageModel", "OccupancyStageModel",
-           "StageModel", "WorkShareStageModel", "stage_model_from_dict"]
+           "SharingStageModel", "StageModel", "WorkShareStageModel", "stage_model_from_dict"]
 
 
 #: Alpha of the HIOS stage model when nothing measured says otherwise.
@@ -130,6 +130,11 @@ class ConcurrencyStageModel:
         top = max(costs)
         return top + self.beta * (sum(costs) - top) + self.overhead_ms * (len(costs) - 1)
 
+    def rates(self, utils: Sequence[float]) -> list[float]:
+        """Rate (share of its speed alone) of each of ``len(utils)`` operators running together
+        (the per-stream ``overhead_ms`` is not part of it)."""
+        return [1.0 / (1.0 + self.beta * (len(utils) - 1))] * len(utils)
+
     def work_share(self, cost: float, util: float) -> float:
         """Every stage lasts at least ``beta * sum(w)``."""
         return self.beta * cost
@@ -221,6 +226,60 @@ class WorkShareStageModel:
         return out
 
 
+@dataclass(frozen=True)
+class SharingStageModel:
+    """Capacity sharing.  An operator with utilization ``u`` (read as its work share,
+    :func:`hios.cost.analytic.operator_work_share`) demands ``d(u) = floor + (1 - floor) * u`` of
+    the GPU while it runs: its roofline work needs that share of the GPU's throughput, and even a
+    latency-bound kernel holds ``floor`` of it (its blocks occupy SMs while they wait).  While the
+    running operators demand ``D`` in all, each advances at the rate ``1 / max(1, D)`` of running
+    alone: operators that fit on the GPU together overlap completely, beyond that they share it.
+    The stage time integrates these rates phase by phase (all members start together, a phase ends
+    when the next one finishes).  ``floor = 1``: the stage runs as if serialised; ``floor = 0`` with
+    latency-bound operators (``u`` near 0): they overlap for free.  :meth:`rates` is the same law
+    for any set of running operators (:mod:`hios.stream_simulator`)."""
+
+    floor: float = 0.5
+    fit: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        if isinstance(self.floor, bool) or not isinstance(self.floor, (int, float)) or not 0 <= self.floor <= 1:
+            raise GraphError(f"sharing model floor must be in [0, 1], got {self.floor!r}")
+
+    def demand(self, util: float) -> float:
+        return self.floor + (1.0 - self.floor) * min(1.0, max(0.0, util))
+
+    def rates(self, utils: Sequence[float]) -> list[float]:
+        """Rate (share of its speed alone) of each of the operators running together."""
+        total = sum(self.demand(u) for u in utils)
+        return [1.0 / max(1.0, total)] * len(utils)
+
+    def __call__(self, costs: Sequence[float], utils: Sequence[float] = ()) -> float:
+        if len(costs) == 1:
+            return costs[0]
+        if not costs:
+            return 0.0
+        us = list(utils) if len(utils) == len(costs) else [1.0] * len(costs)
+        order = sorted(range(len(costs)), key=lambda i: costs[i])
+        t, done = 0.0, 0.0  # ``done``: progress (ms alone) every running member has made
+        for k, i in enumerate(order):
+            rate = self.rates([us[j] for j in order[k:]])[0]
+            t += (costs[i] - done) / rate
+            done = costs[i]
+        return t
+
+    def work_share(self, cost: float, util: float) -> float:
+        """Every stage lasts at least ``sum(d(u) * w)``: the running members' demands, each weighted by
+        its rate, add up to at most 1 per unit of time."""
+        return self.demand(util) * cost
+
+    def to_dict(self) -> dict:
+        out = {"type": "sharing", "floor": self.floor}
+        if self.fit:
+            out["fit"] = dict(self.fit)
+        return out
+
+
 def stage_model_from_dict(d: dict | None) -> StageModel:
     if not d or d.get("type") == "hios":
         return HIOSStageModel(float((d or {}).get("alpha", DEFAULT_ALPHA)))
@@ -234,5 +293,7 @@ def stage_model_from_dict(d: dict | None) -> StageModel:
         return OccupancyStageModel(float(d.get("low", 0.3)), float(d.get("high", 0.7)), dict(d.get("fit") or {}))
     if d.get("type") == "workshare":
         return WorkShareStageModel(float(d.get("gamma", 0.3)), dict(d.get("fit") or {}))
+    if d.get("type") == "sharing":
+        return SharingStageModel(float(d.get("floor", 0.5)), dict(d.get("fit") or {}))
     raise GraphError(f"unknown stage model type {d.get('type')!r} (expected 'hios', 'measured', 'concurrency', "
-                     "'occupancy' or 'workshare')")
+                     "'occupancy', 'workshare' or 'sharing')")
