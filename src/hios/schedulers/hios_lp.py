@@ -312,14 +312,17 @@ class _Placement:
                 chain_t = end[o_list[k - 1]] if k else 0.0
             else:
                 # mapped operators between the previous path operator and this one: pushed back
-                for j in range(kprev, k):
-                    m = o_list[j]
+                for m in o_list[kprev:k]:
                     tm = chain_t + cost[m]
-                    if end[m] > tm:
-                        tm = end[m]
-                    if tm + stail[m] > through:
-                        through = tm + stail[m]
+                    em = end[m]
+                    if em > tm:
+                        tm = em
+                    x = tm + stail[m]
+                    if x > through:
+                        through = x
                     chain_t = tm
+                if through > limit:
+                    break
             kprev = k
             t = chain_t
             for e, row in arr:
