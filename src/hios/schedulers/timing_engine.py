@@ -796,15 +796,15 @@ class StageChain:
 
     def estimate(self, c: Regroup, cur: float) -> tuple[float, bool] | None:
         """Fast mode: (longest path through the changed window, whether an old window stage is
-        critical), from the kept finish times of the window's producers and the kept tails of its
-        successors, in O(window x degree).  With exact kept times, and when the window is not
-        critical, the new latency is ``max(cur, estimate)``.  For a change that passed
-        :meth:`deadlocks`.  A producer's kept finish is used when the change cannot reach it:
-        a stage reached from ``base`` starts after ``base`` ends, so producers starting earlier
-        are unreached, and so are the producers of moved operators on other GPUs that start
-        later (:meth:`deadlocks` found no path to them).  None when a producer of a stage that
-        stays starts after ``base`` ends (it might depend on the window: only a full re-timing
-        knows)."""
+        critical; True when the path is longer than ``cur``), from the kept finish times of the
+        window's producers and the kept tails of its successors, in O(window x degree).  With exact
+        kept times, and when the window is not critical, the new latency is ``max(cur, estimate)``.
+        For a change that passed :meth:`deadlocks`.  A producer's kept finish is used when the
+        change cannot reach it: a stage reached from ``base`` starts after ``base`` ends, so
+        producers starting earlier are unreached, and so are the producers of moved operators on
+        other GPUs that start later (:meth:`deadlocks` found no path to them).  None when a producer
+        of a stage that stays starts after ``base`` ends (it might depend on the window: only a full
+        re-timing knows)."""
         base = c.base
         g = base.gpu
         end0 = base.fin - 1e-9 * (1.0 + abs(base.fin))  # as in deadlocks()
@@ -846,6 +846,8 @@ class StageChain:
             if x > through:
                 through = x
         c.fins = new_fin
+        if through > cur * (1.0 + 1e-12):
+            return through, True  # longer than the latency: rejected, whether critical or not
         edge = cur * (1.0 - 1e-9)
         critical = base.fin + base.stl >= edge or any(x.fin + x.stl >= edge for x in c.picked) or any(
             x.fin + x.stl >= edge for x in c.rest)
