@@ -459,7 +459,9 @@ class _Placement:
         pop = heapq.heappop
         push = heapq.heappush
         queued = set(path)  # every operator queued once: those popped are the re-timed ones
+        qadd = queued.add
         fresh = frozenset(path)
+        limited = cap >= 0
         added: list[int] = []
         # the path's inputs and consumers as if mapped to gi (undone below; pout's order does not
         # matter: the heap pops by rank)
@@ -476,7 +478,7 @@ class _Placement:
                 t += cost[x]
                 if t >= cut or t + stail[x] > tail_cut:
                     return None
-                if cap >= 0 and x not in fresh:
+                if limited and x not in fresh:
                     if cap == 0:
                         break
                     cap -= 1
@@ -486,11 +488,11 @@ class _Placement:
                 end[x] = new[x] = t
                 for w, _ms in pout[x]:
                     if w not in queued:
-                        queued.add(w)
+                        qadd(w)
                         push(heap, rank[w])
                 nx = nxt[x]
                 if nx >= 0 and nx not in queued:
-                    queued.add(nx)
+                    qadd(nx)
                     push(heap, rank[nx])
         finally:
             self.retimed += len(queued) - len(heap)
