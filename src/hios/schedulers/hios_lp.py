@@ -185,19 +185,6 @@ def _path_step(v: int, in_w, gpu_of: list[int], dist: list[float], parent: list[
     parent[v] = par
 
 
-def _ready(t: float, inputs, gpu_of: list[int], new: dict[int, float], end: list[float], gpu: int) -> float:
-    """Latest of ``t`` and the arrival on ``gpu`` of every input from a mapped operator (its finish
-    from ``new`` if there, else ``end``)."""
-    for u, row in inputs:
-        gu = gpu_of[u]
-        if gu >= 0:
-            eu = new.get(u)
-            a = (end[u] if eu is None else eu) + row[gu][gpu]
-            if a > t:
-                t = a
-    return t
-
-
 class _Placement:
     """Step 3 for the exact mode: the partial schedule (each GPU in rank order, finish times kept)
     and the latency of adding a path to one GPU, re-timing only the operators whose finish time
@@ -234,10 +221,10 @@ class _Placement:
         for v, r in enumerate(rank):
             self.by_rank[r] = v
         self.outs = out_rows(timer)
-        # pin[v] = [(u, transfer ms)] for the mapped producers u of a mapped v, pout[u] = [v] for the
+        # pin[v] = [(u, transfer ms)] for the mapped producers u of a mapped v, pout[u] = [(v, ms)] for the
         # mapped consumers of a mapped u (mapped operators keep their GPU: fixed transfer times)
         self.pin: list[list[tuple[int, float]]] = [[] for _ in range(timer.n)]
-        self.pout: list[list[int]] = [[] for _ in range(timer.n)]
+        self.pout: list[list[tuple[int, float]]] = [[] for _ in range(timer.n)]
         self.stail = [0.0] * timer.n
         self.cap = decayed(self.CAP, timer.n)
         self.count = 0  # operators mapped
@@ -279,9 +266,16 @@ class _Placement:
         return best_g
 
     def _bounds(self, path: list[int]) -> list[tuple[float, int]]:
-        """``(through, gpu)`` for every GPU: :meth:`_through` with no limit, computed for all GPUs
-        at once (``path`` not yet mapped); the producers of a path operator on the path run
-        before it on the same GPU, so only mapped producers can delay it."""
+        """``(through, gpu)`` for every GPU: :meth:`_through` with no limit."""
+        prep = self._path_edges(path)
+        return [(self._through(prep, gi, INF), gi) for gi in range(self.timer.gpus)]
+
+    def _path_edges(self, path: list[int]) -> list[tuple]:
+        """What :meth:`_through` reads of each operator of ``path`` (sorted by rank, not yet
+        mapped), the same for every GPU: ``(rank, cost, [(producer's kept finish, its transfer
+        row to each GPU)], [(transfer rows, consumer's GPU, its cost, its kept tail)])`` over its
+        mapped producers and consumers.  The producers of a path operator on the path run before
+        it on the same GPU (transfer 0), so only mapped producers can delay it."""
         gpu_of = self.gpu_of
         rank = self.rank
         ins = self.timer.ins
@@ -294,99 +288,57 @@ class _Placement:
             arr = [(end[u], row[gu]) for u, row in ins[v] if (gu := gpu_of[u]) >= 0]
             out = [(row, gw, cost[w], stail[w]) for w, row in outs[v] if (gw := gpu_of[w]) >= 0]
             prep.append((rank[v], cost[v], arr, out))
-        last = len(path) - 1
-        res = []
-        for gi in range(self.timer.gpus):
-            r_list = self.gpu_r[gi]
-            o_list = self.gpu_ops[gi]
-            nops = len(o_list)
-            through = 0.0
-            chain_t = 0.0
-            kprev = -1
-            for i, (r, c, arr, out_rows_v) in enumerate(prep):
-                k = bisect_left(r_list, r)
-                if kprev < 0:
-                    chain_t = end[o_list[k - 1]] if k else 0.0
-                else:
-                    for j in range(kprev, k):
-                        m = o_list[j]
-                        tm = chain_t + cost[m]
-                        if end[m] > tm:
-                            tm = end[m]
-                        if tm + stail[m] > through:
-                            through = tm + stail[m]
-                        chain_t = tm
-                kprev = k
-                t = chain_t
-                for e, row in arr:
-                    a = e + row[gi]
-                    if a > t:
-                        t = a
-                t += c
-                chain_t = t
-                out = 0.0
-                if i == last and k < nops:
-                    nb = o_list[k]
-                    out = cost[nb] + stail[nb]
-                for row, gw, cw, sw in out_rows_v:
-                    x = row[gi][gw] + cw + sw
-                    if x > out:
-                        out = x
-                if t + out > through:
-                    through = t + out
-            res.append((through, gi))
-        return res
+        return prep
 
-    def _through(self, path: list[int], gi: int, limit: float) -> float:
-        """Longest path through the operators of ``path`` (sorted by rank, mapped to ``gi`` in
-        ``gpu_of``) in the partial schedule with the path on GPU ``gi``, from the kept finish
-        times of their producers and the kept tails of their successors, the mapped operators
-        between two path operators pushed back; a lower bound of that schedule's latency when
-        the kept times and tails are not above the true ones.  Stops once above ``limit``."""
-        gpu_of = self.gpu_of
-        rank = self.rank
-        ins = self.timer.ins
+    def _through(self, prep: list[tuple], gi: int, limit: float) -> float:
+        """Longest path through the operators of a path (:meth:`_path_edges`) in the partial
+        schedule with the path on GPU ``gi``, from the kept finish times of their producers and
+        the kept tails of their successors, the mapped operators between two path operators
+        pushed back; a lower bound of that schedule's latency when the kept times and tails are
+        not above the true ones.  Stops once above ``limit`` (then any value above it)."""
         cost = self.timer.cost
-        outs = self.outs
         end = self.end
         stail = self.stail
-        on_path = set(path)
         r_list = self.gpu_r[gi]
         o_list = self.gpu_ops[gi]
-        new: dict[int, float] = {}
+        nops = len(o_list)
         through = 0.0
         chain_t = 0.0
         kprev = -1
-        last = len(path) - 1
-        for i, v in enumerate(path):
-            k = bisect_left(r_list, rank[v])
+        last = len(prep) - 1
+        for i, (r, c, arr, out_rows_v) in enumerate(prep):
+            k = bisect_left(r_list, r)
             if kprev < 0:
                 chain_t = end[o_list[k - 1]] if k else 0.0
             else:
-                # mapped operators between the previous path operator and v: pushed back
-                for j in range(kprev, k):
-                    m = o_list[j]
+                # mapped operators between the previous path operator and this one: pushed back
+                for m in o_list[kprev:k]:
                     tm = chain_t + cost[m]
-                    if end[m] > tm:
-                        tm = end[m]
-                    if tm + stail[m] > through:
-                        through = tm + stail[m]
+                    em = end[m]
+                    if em > tm:
+                        tm = em
+                    x = tm + stail[m]
+                    if x > through:
+                        through = x
                     chain_t = tm
+                if through > limit:
+                    break
             kprev = k
             t = chain_t
-            t = _ready(t, ins[v], gpu_of, new, end, gi) + cost[v]
-            new[v] = t
+            for e, row in arr:
+                a = e + row[gi]
+                if a > t:
+                    t = a
+            t += c
             chain_t = t
             out = 0.0
-            if i == last and k < len(o_list):
+            if i == last and k < nops:
                 nb = o_list[k]
                 out = cost[nb] + stail[nb]
-            for w, row in outs[v]:
-                gw = gpu_of[w]
-                if gw >= 0 and w not in on_path:
-                    x = row[gi][gw] + cost[w] + stail[w]
-                    if x > out:
-                        out = x
+            for row, gw, cw, sw in out_rows_v:
+                x = row[gi][gw] + cw + sw
+                if x > out:
+                    out = x
             if t + out > through:
                 through = t + out
             if through > limit:
@@ -428,15 +380,17 @@ class _Placement:
             for u, row in self.timer.ins[v]:
                 gu = gpu_of[u]
                 if gu >= 0:
-                    iv.append((u, row[gu][gpu]))
+                    ms = row[gu][gpu]
+                    iv.append((u, ms))
                     if added is None:
-                        pout[u].append(v)
+                        pout[u].append((v, ms))
             ov = pout[v]
             for w, row in self.outs[v]:
                 gw = gpu_of[w]
                 if gw >= 0 and w not in on_path:
-                    pin[w].append((v, row[gpu][gw]))
-                    ov.append(w)
+                    ms = row[gpu][gw]
+                    pin[w].append((v, ms))
+                    ov.append((w, ms))
                     if added is not None:
                         added.append(w)
 
@@ -505,7 +459,9 @@ class _Placement:
         pop = heapq.heappop
         push = heapq.heappush
         queued = set(path)  # every operator queued once: those popped are the re-timed ones
+        qadd = queued.add
         fresh = frozenset(path)
+        limited = cap >= 0
         added: list[int] = []
         # the path's inputs and consumers as if mapped to gi (undone below; pout's order does not
         # matter: the heap pops by rank)
@@ -522,7 +478,7 @@ class _Placement:
                 t += cost[x]
                 if t >= cut or t + stail[x] > tail_cut:
                     return None
-                if cap >= 0 and x not in fresh:
+                if limited and x not in fresh:
                     if cap == 0:
                         break
                     cap -= 1
@@ -530,13 +486,13 @@ class _Placement:
                     continue
                 old[x] = end[x]
                 end[x] = new[x] = t
-                for w in pout[x]:
+                for w, _ms in pout[x]:
                     if w not in queued:
-                        queued.add(w)
+                        qadd(w)
                         push(heap, rank[w])
                 nx = nxt[x]
                 if nx >= 0 and nx not in queued:
-                    queued.add(nx)
+                    qadd(nx)
                     push(heap, rank[nx])
         finally:
             self.retimed += len(queued) - len(heap)
@@ -550,20 +506,17 @@ class _Placement:
         return new
 
     def _tail_of(self, x: int) -> float:
-        return self._tail_after(x, self.gpu_of[x], self.nxt[x])
+        return self._tail_after(x, self.nxt[x])
 
-    def _tail_after(self, x: int, gx: int, nb: int) -> float:
-        """Schedule tail of ``x`` on GPU ``gx`` followed there by ``nb`` (-1: none)."""
+    def _tail_after(self, x: int, nb: int) -> float:
+        """Schedule tail of the mapped ``x`` followed on its GPU by ``nb`` (-1: none)."""
         cost = self.timer.cost
         stail = self.stail
-        gpu_of = self.gpu_of
         t = cost[nb] + stail[nb] if nb >= 0 else 0.0
-        for w, row in self.outs[x]:
-            gw = gpu_of[w]
-            if gw >= 0:
-                a = row[gx][gw] + cost[w] + stail[w]
-                if a > t:
-                    t = a
+        for w, ms in self.pout[x]:
+            a = ms + cost[w] + stail[w]
+            if a > t:
+                t = a
         return t
 
     def _raise_tails(self, path: list[int]) -> None:
@@ -610,31 +563,43 @@ class _Placement:
         the operators before them on their GPU), in reverse rank order, stopping where a tail
         does not change; at most ``CAP`` operators beyond the path."""
         rank = self.rank
-        gpu_of = self.gpu_of
-        preds = self.timer.graph.preds
-        heap = [(-rank[v], v) for v in path]
+        by_rank = self.by_rank
+        cost = self.timer.cost
+        pin = self.pin
+        pout = self.pout
+        prv = self.prv
+        nxt = self.nxt
+        heap = [-rank[v] for v in path]  # minus the ranks of the operators to visit
         heapq.heapify(heap)
+        pop = heapq.heappop
+        push = heapq.heappush
         on_path = set(path)
         queued = set(path)
         cap = self.cap
         stail = self.stail
         while heap:
-            _, x = heapq.heappop(heap)
-            t = self._tail_of(x)
+            x = by_rank[-pop(heap)]
             if x not in on_path:
                 if cap <= 0:
                     continue  # left stale (path operators still pending are done)
                 cap -= 1
-                if t == stail[x]:
-                    continue
+            nb = nxt[x]  # the tail of x (as _tail_of computes it)
+            t = cost[nb] + stail[nb] if nb >= 0 else 0.0
+            for w, ms in pout[x]:
+                a = ms + cost[w] + stail[w]
+                if a > t:
+                    t = a
+            if t == stail[x] and x not in on_path:
+                continue
             stail[x] = t
-            cand = [u for u in preds[x] if gpu_of[u] >= 0]
-            if self.prv[x] >= 0:
-                cand.append(self.prv[x])
-            for u in cand:
+            for u, _ms in pin[x]:  # its mapped producers
                 if u not in queued:
                     queued.add(u)
-                    heapq.heappush(heap, (-rank[u], u))
+                    push(heap, -rank[u])
+            u = prv[x]
+            if u >= 0 and u not in queued:
+                queued.add(u)
+                push(heap, -rank[u])
 
     def _sync_tails(self, order: list[int] | None = None) -> None:
         """Exact schedule tails of the partial schedule (``order``: its operators in rank order),
@@ -647,7 +612,7 @@ class _Placement:
         follow = [-1] * self.timer.gpus
         for v in reversed(order):
             g = gpu_of[v]
-            stail[v] = self._tail_after(v, g, follow[g])
+            stail[v] = self._tail_after(v, follow[g])
             follow[g] = v
 
 
@@ -675,11 +640,10 @@ class _FastPlacement(_Placement):
     def place(self, path: list[int]) -> int:
         gpu_of = self.gpu_of
         best_g, best_lat = -1, 0.0
+        prep = self._path_edges(path)
         for gi in range(self.timer.gpus):
-            for v in path:
-                gpu_of[v] = gi
             # beyond best_lat a GPU cannot beat (nor, being a higher GPU, tie) the best so far
-            through = self._through(path, gi, best_lat if best_g >= 0 else INF)
+            through = self._through(prep, gi, best_lat if best_g >= 0 else INF)
             lat = self.lat if self.lat > through else through
             if best_g < 0 or lat < best_lat:
                 best_g, best_lat = gi, lat

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 
-from .timing_engine import FastTimer, arrival, finish_in_order, out_rows, time_in_rank_order
+from .timing_engine import FastTimer, finish_in_order, out_rows, time_in_rank_order
 
 __all__ = ["refine_mapping", "refine_mapping_budget", "refine_mapping_fast"]
 
@@ -279,8 +279,13 @@ def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], pa
         moved = False
         for v in order:
             g0 = gpu_of[v]
-            iv = ins[v]
-            t0 = arrival(iv, gpu_of, end, g0, free[g0]) + cost[v]
+            arr = [(end[u], row[gpu_of[u]]) for u, row in ins[v]]  # each input: its finish, its transfer to each GPU
+            t = free[g0]  # arrival(ins[v], gpu_of, end, g0, free[g0]), inlined
+            for e, row in arr:
+                a = e + row[g0]
+                if a > t:
+                    t = a
+            t0 = t + cost[v]
             end[v] = t0
             p0 = t0 + stail[v]
             best_key = (p0 if p0 > thr else thr, 0.0)
@@ -289,7 +294,12 @@ def refine_mapping_fast(timer: FastTimer, rank: list[int], gpu_of: list[int], pa
             for h in range(G):
                 if h == g0:
                     continue
-                t = arrival(iv, gpu_of, end, h, free[h]) + cost[v]
+                t = free[h]
+                for e, row in arr:
+                    a = e + row[h]
+                    if a > t:
+                        t = a
+                t += cost[v]
                 if t + tail[v] > cut:
                     continue
                 nb = cur_next[h]

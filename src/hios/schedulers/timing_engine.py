@@ -428,6 +428,7 @@ class StageChain:
             self.last.append(prev)
         if not self._time_all(lists):
             raise HiosError("the schedule deadlocks (its stage order contradicts the dependencies)")
+        self.partial = -1 in self.gpu_of  # an operator in no stage
         # Operators keep their GPU during the walk: each edge's transfer time between the GPUs of
         # its ends is fixed.  ins[v] = [(u, ms)] as timer.ins[v]; outs[u] = [(v, ms)] in the order of
         # out_rows().
@@ -721,14 +722,64 @@ class StageChain:
                 s = s.next
             lists.append(row)
         if not times_exact:
-            self._time_all(lists)
+            self._retime_all(lists)
         self.pending.clear()  # every tail is recomputed below
         self.pending_set.clear()
         order = sorted((s for row in lists for s in row), key=lambda s: s.fin - s.dur, reverse=True)
-        for s in order:
-            s.stl = self._stail(s)
+        stage_of = self.stage_of
+        for s in order:  # s.stl = self._stail(s), inlined
+            nx = s.next
+            t = nx.dur + nx.stl if nx is not None else 0.0
+            for w, ms in s.outs:
+                sw = stage_of[w]
+                if sw is not s:
+                    a = ms + sw.dur + sw.stl
+                    if a > t:
+                        t = a
+            s.stl = t
         self.exact_kept = True
         return self.latency()
+
+    def _retime_all(self, lists: list[list[Stage]]) -> None:
+        """:meth:`_time_all` of the chain's own stages (``lists``: each GPU's, in order), which do
+        not deadlock, from their edge lists (each input's transfer time between fixed GPUs: the
+        same sums); when an operator is in no stage (its inputs are ignored there), that method."""
+        if self.partial:
+            self._time_all(lists)
+            return
+        end = self.end
+        done = bytearray(self.timer.n)
+        ptr = [0] * len(lists)
+        free = [0.0] * len(lists)
+        left = sum(len(r) for r in lists)
+        while left:
+            before = left
+            for gi, row in enumerate(lists):
+                k = ptr[gi]
+                t_free = free[gi]
+                while k < len(row):
+                    s = row[k]
+                    t = t_free
+                    for u, ms in s.ins:
+                        if not done[u]:
+                            break
+                        a = end[u] + ms
+                        if a > t:
+                            t = a
+                    else:
+                        s.fin = t_free = t + s.dur
+                        for v in s.ops:
+                            end[v] = t_free
+                            done[v] = 1
+                        k += 1
+                        continue
+                    break
+                if k != ptr[gi]:
+                    left -= k - ptr[gi]
+                    ptr[gi] = k
+                    free[gi] = t_free
+            if left == before:  # cannot happen: every change kept passed deadlocks()
+                raise HiosError("the intra-GPU walk made the schedule deadlock")
 
     def _stail(self, s: Stage) -> float:
         """Longest path from the finish of ``s`` to the end, from its successors' kept tails."""
@@ -745,15 +796,15 @@ class StageChain:
 
     def estimate(self, c: Regroup, cur: float) -> tuple[float, bool] | None:
         """Fast mode: (longest path through the changed window, whether an old window stage is
-        critical), from the kept finish times of the window's producers and the kept tails of its
-        successors, in O(window x degree).  With exact kept times, and when the window is not
-        critical, the new latency is ``max(cur, estimate)``.  For a change that passed
-        :meth:`deadlocks`.  A producer's kept finish is used when the change cannot reach it:
-        a stage reached from ``base`` starts after ``base`` ends, so producers starting earlier
-        are unreached, and so are the producers of moved operators on other GPUs that start
-        later (:meth:`deadlocks` found no path to them).  None when a producer of a stage that
-        stays starts after ``base`` ends (it might depend on the window: only a full re-timing
-        knows)."""
+        critical; True when the path is longer than ``cur``), from the kept finish times of the
+        window's producers and the kept tails of its successors, in O(window x degree).  With exact
+        kept times, and when the window is not critical, the new latency is ``max(cur, estimate)``.
+        For a change that passed :meth:`deadlocks`.  A producer's kept finish is used when the
+        change cannot reach it: a stage reached from ``base`` starts after ``base`` ends, so
+        producers starting earlier are unreached, and so are the producers of moved operators on
+        other GPUs that start later (:meth:`deadlocks` found no path to them).  None when a producer
+        of a stage that stays starts after ``base`` ends (it might depend on the window: only a full
+        re-timing knows)."""
         base = c.base
         g = base.gpu
         end0 = base.fin - 1e-9 * (1.0 + abs(base.fin))  # as in deadlocks()
@@ -795,6 +846,8 @@ class StageChain:
             if x > through:
                 through = x
         c.fins = new_fin
+        if through > cur * (1.0 + 1e-12):
+            return through, True  # longer than the latency: rejected, whether critical or not
         edge = cur * (1.0 - 1e-9)
         critical = base.fin + base.stl >= edge or any(x.fin + x.stl >= edge for x in c.picked) or any(
             x.fin + x.stl >= edge for x in c.rest)
