@@ -59,7 +59,6 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results/analytic_segments")
     args = p.parse_args()
     folder = Path(args.source)
-    folder = folder / "data" if (folder / "data").is_dir() else folder
     points, head = load_data(folder)
     if not points:
         print(f"analytic_segments: no measured points in {folder}", file=sys.stderr)

@@ -237,7 +237,10 @@ def measure(args, out: Path) -> None:
 # ------------------------------------------------------------------------------------------- analyse
 
 def load_data(folder: Path) -> tuple[list[dict], dict]:
+    """The measured points and run header of ``folder`` (a run's output folder or its ``data/``)."""
     from hios.formats import graph_from_dict
+    folder = Path(folder)
+    folder = folder / "data" if (folder / "data").is_dir() else folder
     head = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
     points = []
     for p in sorted(folder.glob("*.json")):
@@ -426,10 +429,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.source is None:
         measure(args, out)
-        folder = out / "data"
-    else:
-        folder = Path(args.source)
-        folder = folder / "data" if (folder / "data").is_dir() else folder
+    folder = out if args.source is None else Path(args.source)
     points, head = load_data(folder)
     if not points:
         print(f"sim_to_real: no measured points in {folder}", file=sys.stderr)
@@ -441,7 +441,6 @@ def main() -> int:
     print_tables(rows, summary, head)
     if args.fit_from:
         fit_folder = Path(args.fit_from)
-        fit_folder = fit_folder / "data" if (fit_folder / "data").is_dir() else fit_folder
         fit_points, fit_head = load_data(fit_folder)
         if not fit_points:
             print(f"sim_to_real: no measured points in {fit_folder}", file=sys.stderr)
